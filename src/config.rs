@@ -1,0 +1,391 @@
+//! Settings from the environment, exactly as `shared/contract.md` lists them. A bad value stops
+//! start-up with one line naming the variable; the API key is a `SecretString` and no message
+//! or `Debug` output ever contains it.
+
+use std::net::SocketAddr;
+use std::str::FromStr;
+use std::time::Duration;
+
+use secrecy::SecretString;
+use url::Url;
+
+use crate::wxpay::{Merchant, SignType};
+
+/// Demo merchant used on both sides in sandbox mode. Not a secret: it only opens the sandbox.
+pub const SANDBOX_APPID: &str = "wx8888888888888888";
+pub const SANDBOX_MCH_ID: &str = "1900000109";
+pub const SANDBOX_KEY: &str = "8934e7d15453e97507ef794cf7b0519d";
+
+/// Where payments go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// No merchant credentials: the built-in sandbox is started and used.
+    Sandbox,
+    /// Merchant credentials configured: WeChat Pay (or whatever `WEIXIN_API_BASE` names).
+    Live,
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Everything the server needs, read once at start-up.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub mode: Mode,
+    pub listen_addr: SocketAddr,
+    pub database_url: String,
+    pub public_base_url: Url,
+    pub merchant: Merchant,
+    pub notify_url: Url,
+    pub api_base: Url,
+    pub sign_type: SignType,
+    pub sandbox_listen_addr: SocketAddr,
+    pub order_ttl: Duration,
+    pub reconcile_interval: Duration,
+    pub reconcile_max_attempts: u32,
+    pub log_format: LogFormat,
+}
+
+/// A variable with a bad value. Displays as one line naming the variable.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("configuration error: {var}: {problem}")]
+pub struct ConfigError {
+    pub var: &'static str,
+    pub problem: String,
+}
+
+fn error(var: &'static str, problem: impl Into<String>) -> ConfigError {
+    ConfigError {
+        var,
+        problem: problem.into(),
+    }
+}
+
+/// Shortest and longest time a shopper may be given to pay. WeChat requires `time_expire` at
+/// least 5 minutes after `time_start`; a `code_url` lives 2 hours, and re-entry may not change
+/// `time_expire`, so an order cannot outlive its QR code.
+const MIN_ORDER_TTL_SECS: u64 = 300;
+const MAX_ORDER_TTL_SECS: u64 = 7200;
+
+impl Settings {
+    /// Reads the process environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Reads settings through `lookup` (the environment, or a map in tests). Unset and empty
+    /// are the same.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let get = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
+
+        let listen_addr: SocketAddr = parse_or(&get, "LISTEN_ADDR", "127.0.0.1:8080")?;
+        let sandbox_listen_addr: SocketAddr =
+            parse_or(&get, "SANDBOX_LISTEN_ADDR", "127.0.0.1:8090")?;
+
+        let database_url =
+            get("DATABASE_URL").unwrap_or_else(|| "sqlite://data/checkout.db".into());
+        if !["sqlite:", "postgres://", "postgresql://"]
+            .iter()
+            .any(|scheme| database_url.starts_with(scheme))
+        {
+            return Err(error(
+                "DATABASE_URL",
+                "must start with sqlite: or postgres://",
+            ));
+        }
+
+        let public_base_url = match get("PUBLIC_BASE_URL") {
+            Some(text) => http_url("PUBLIC_BASE_URL", &text)?,
+            None => http_url("LISTEN_ADDR", &format!("http://{}", reachable(listen_addr)))?,
+        };
+
+        let (mode, merchant) = merchant(&get)?;
+
+        let notify_url = match get("WEIXIN_NOTIFYURL") {
+            Some(text) => http_url("WEIXIN_NOTIFYURL", &text)?,
+            None => public_base_url
+                .join("weixin/pay/notify/url")
+                .map_err(|e| error("PUBLIC_BASE_URL", e.to_string()))?,
+        };
+        if notify_url.query().is_some() || notify_url.fragment().is_some() {
+            return Err(error(
+                "WEIXIN_NOTIFYURL",
+                "WeChat Pay refuses a notify URL with a query string or fragment",
+            ));
+        }
+
+        let api_base = match get("WEIXIN_API_BASE") {
+            Some(text) => http_url("WEIXIN_API_BASE", &text)?,
+            None => match mode {
+                Mode::Live => Url::parse("https://api.mch.weixin.qq.com/").expect("valid URL"),
+                Mode::Sandbox => http_url(
+                    "SANDBOX_LISTEN_ADDR",
+                    &format!("http://{}/", reachable(sandbox_listen_addr)),
+                )?,
+            },
+        };
+
+        let sign_type = match get("WEIXIN_SIGN_TYPE") {
+            None => SignType::Md5,
+            Some(text) => text
+                .parse()
+                .map_err(|_| error("WEIXIN_SIGN_TYPE", "must be MD5 or HMAC-SHA256"))?,
+        };
+
+        let order_ttl_secs: u64 = parse_or(&get, "ORDER_TTL_SECS", "600")?;
+        if !(MIN_ORDER_TTL_SECS..=MAX_ORDER_TTL_SECS).contains(&order_ttl_secs) {
+            return Err(error(
+                "ORDER_TTL_SECS",
+                format!("must be between {MIN_ORDER_TTL_SECS} and {MAX_ORDER_TTL_SECS} seconds"),
+            ));
+        }
+        let reconcile_interval_secs: u64 = parse_or(&get, "RECONCILE_INTERVAL_SECS", "30")?;
+        if reconcile_interval_secs == 0 {
+            return Err(error("RECONCILE_INTERVAL_SECS", "must be at least 1"));
+        }
+        let reconcile_max_attempts: u32 = parse_or(&get, "RECONCILE_MAX_ATTEMPTS", "10")?;
+        if reconcile_max_attempts == 0 {
+            return Err(error("RECONCILE_MAX_ATTEMPTS", "must be at least 1"));
+        }
+
+        let log_format = match get("LOG_FORMAT").as_deref() {
+            None | Some("text") => LogFormat::Text,
+            Some("json") => LogFormat::Json,
+            Some(_) => return Err(error("LOG_FORMAT", "must be text or json")),
+        };
+
+        Ok(Settings {
+            mode,
+            listen_addr,
+            database_url,
+            public_base_url,
+            merchant,
+            notify_url,
+            api_base,
+            sign_type,
+            sandbox_listen_addr,
+            order_ttl: Duration::from_secs(order_ttl_secs),
+            reconcile_interval: Duration::from_secs(reconcile_interval_secs),
+            reconcile_max_attempts,
+            log_format,
+        })
+    }
+}
+
+/// All three merchant variables, or none (sandbox mode).
+fn merchant(get: &impl Fn(&str) -> Option<String>) -> Result<(Mode, Merchant), ConfigError> {
+    let appid = get("WEIXIN_APPID");
+    let mch_id = get("WEIXIN_PARTNER");
+    let key = get("WEIXIN_PARTNERKEY");
+    match (appid, mch_id, key) {
+        (None, None, None) => Ok((
+            Mode::Sandbox,
+            Merchant {
+                appid: SANDBOX_APPID.into(),
+                mch_id: SANDBOX_MCH_ID.into(),
+                key: SecretString::from(SANDBOX_KEY),
+            },
+        )),
+        (Some(appid), Some(mch_id), Some(key)) => {
+            if !appid.bytes().all(|b| b.is_ascii_alphanumeric()) || appid.len() > 32 {
+                return Err(error("WEIXIN_APPID", "must be up to 32 letters and digits"));
+            }
+            if !mch_id.bytes().all(|b| b.is_ascii_digit()) || mch_id.len() > 32 {
+                return Err(error("WEIXIN_PARTNER", "must be up to 32 digits"));
+            }
+            // The value itself is never echoed.
+            if key.len() != 32 || !key.bytes().all(|b| b.is_ascii_graphic()) {
+                return Err(error(
+                    "WEIXIN_PARTNERKEY",
+                    "must be the 32-character API key set in the merchant platform",
+                ));
+            }
+            Ok((
+                Mode::Live,
+                Merchant {
+                    appid,
+                    mch_id,
+                    key: SecretString::from(key),
+                },
+            ))
+        }
+        (appid, mch_id, _) => {
+            let missing = if appid.is_none() {
+                "WEIXIN_APPID"
+            } else if mch_id.is_none() {
+                "WEIXIN_PARTNER"
+            } else {
+                "WEIXIN_PARTNERKEY"
+            };
+            Err(error(
+                missing,
+                "is unset, but other WEIXIN_ credentials are set (set all three, or none for sandbox mode)",
+            ))
+        }
+    }
+}
+
+fn parse_or<T: FromStr>(
+    get: &impl Fn(&str) -> Option<String>,
+    var: &'static str,
+    default: &str,
+) -> Result<T, ConfigError>
+where
+    T::Err: std::fmt::Display,
+{
+    let text = get(var).unwrap_or_else(|| default.to_owned());
+    text.trim()
+        .parse()
+        .map_err(|e| error(var, format!("{:?} is not valid: {e}", text)))
+}
+
+fn http_url(var: &'static str, text: &str) -> Result<Url, ConfigError> {
+    let mut url = Url::parse(text).map_err(|e| error(var, format!("{text:?}: {e}")))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
+        return Err(error(var, format!("{text:?} is not an http(s) URL")));
+    }
+    // A base URL is joined with relative paths, so it must end in '/'.
+    if var != "WEIXIN_NOTIFYURL" && !url.path().ends_with('/') {
+        let path = format!("{}/", url.path());
+        url.set_path(&path);
+    }
+    Ok(url)
+}
+
+/// The address to reach a listener at: an unspecified bind (0.0.0.0) is reached on loopback.
+fn reachable(addr: SocketAddr) -> SocketAddr {
+    let mut addr = addr;
+    if addr.ip().is_unspecified() {
+        addr.set_ip(if addr.is_ipv4() {
+            std::net::Ipv4Addr::LOCALHOST.into()
+        } else {
+            std::net::Ipv6Addr::LOCALHOST.into()
+        });
+    }
+    addr
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn settings(vars: &[(&str, &str)]) -> Result<Settings, ConfigError> {
+        let map: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Settings::from_lookup(|name| map.get(name).cloned())
+    }
+
+    const KEY: &str = "0123456789abcdefghijklmnopqrstuv";
+
+    #[test]
+    fn defaults_are_the_contracts_in_sandbox_mode() {
+        let s = settings(&[]).unwrap();
+        assert_eq!(s.mode, Mode::Sandbox);
+        assert_eq!(s.listen_addr.to_string(), "127.0.0.1:8080");
+        assert_eq!(s.database_url, "sqlite://data/checkout.db");
+        assert_eq!(s.public_base_url.as_str(), "http://127.0.0.1:8080/");
+        assert_eq!(
+            s.notify_url.as_str(),
+            "http://127.0.0.1:8080/weixin/pay/notify/url"
+        );
+        assert_eq!(s.api_base.as_str(), "http://127.0.0.1:8090/");
+        assert_eq!(s.sign_type, SignType::Md5);
+        assert_eq!(s.order_ttl, Duration::from_secs(600));
+        assert_eq!(s.reconcile_interval, Duration::from_secs(30));
+        assert_eq!(s.reconcile_max_attempts, 10);
+        assert_eq!(s.merchant.appid, SANDBOX_APPID);
+    }
+
+    #[test]
+    fn merchant_credentials_select_live_mode_and_wechats_host() {
+        let s = settings(&[
+            ("WEIXIN_APPID", "wx8888888888888888"),
+            ("WEIXIN_PARTNER", "1900000109"),
+            ("WEIXIN_PARTNERKEY", KEY),
+            ("PUBLIC_BASE_URL", "https://shop.example.com/checkout"),
+            ("LISTEN_ADDR", "0.0.0.0:8080"),
+            ("WEIXIN_SIGN_TYPE", "HMAC-SHA256"),
+        ])
+        .unwrap();
+        assert_eq!(s.mode, Mode::Live);
+        assert_eq!(s.api_base.as_str(), "https://api.mch.weixin.qq.com/");
+        assert_eq!(
+            s.notify_url.as_str(),
+            "https://shop.example.com/checkout/weixin/pay/notify/url"
+        );
+        assert_eq!(s.sign_type, SignType::HmacSha256);
+    }
+
+    #[test]
+    fn unspecified_listen_address_is_reached_on_loopback() {
+        let s = settings(&[("LISTEN_ADDR", "0.0.0.0:9000")]).unwrap();
+        assert_eq!(s.public_base_url.as_str(), "http://127.0.0.1:9000/");
+    }
+
+    #[test]
+    fn bad_values_name_their_variable() {
+        let cases: &[(&[(&str, &str)], &str)] = &[
+            (&[("LISTEN_ADDR", "localhost")], "LISTEN_ADDR"),
+            (&[("SANDBOX_LISTEN_ADDR", "1.2.3.4")], "SANDBOX_LISTEN_ADDR"),
+            (&[("DATABASE_URL", "mysql://x")], "DATABASE_URL"),
+            (&[("PUBLIC_BASE_URL", "ftp://x")], "PUBLIC_BASE_URL"),
+            (
+                &[("WEIXIN_NOTIFYURL", "https://x/n?a=1")],
+                "WEIXIN_NOTIFYURL",
+            ),
+            (&[("WEIXIN_API_BASE", "nope")], "WEIXIN_API_BASE"),
+            (&[("WEIXIN_SIGN_TYPE", "SHA1")], "WEIXIN_SIGN_TYPE"),
+            (&[("ORDER_TTL_SECS", "299")], "ORDER_TTL_SECS"),
+            (&[("ORDER_TTL_SECS", "ten")], "ORDER_TTL_SECS"),
+            (
+                &[("RECONCILE_INTERVAL_SECS", "0")],
+                "RECONCILE_INTERVAL_SECS",
+            ),
+            (
+                &[("RECONCILE_MAX_ATTEMPTS", "-1")],
+                "RECONCILE_MAX_ATTEMPTS",
+            ),
+            (&[("LOG_FORMAT", "xml")], "LOG_FORMAT"),
+            (&[("WEIXIN_APPID", "wx1")], "WEIXIN_PARTNER"),
+            (
+                &[("WEIXIN_APPID", "wx1"), ("WEIXIN_PARTNER", "1")],
+                "WEIXIN_PARTNERKEY",
+            ),
+            (&[("WEIXIN_PARTNERKEY", KEY)], "WEIXIN_APPID"),
+        ];
+        for (vars, var) in cases {
+            let err = settings(vars).unwrap_err();
+            assert_eq!(err.var, *var, "{vars:?}");
+            assert!(!err.to_string().contains('\n'));
+            assert!(err.to_string().contains(var));
+        }
+    }
+
+    #[test]
+    fn the_api_key_never_appears_in_errors_or_debug() {
+        let short_key = "my-secret-but-too-short";
+        let err = settings(&[
+            ("WEIXIN_APPID", "wx1"),
+            ("WEIXIN_PARTNER", "1"),
+            ("WEIXIN_PARTNERKEY", short_key),
+        ])
+        .unwrap_err();
+        assert_eq!(err.var, "WEIXIN_PARTNERKEY");
+        assert!(!err.to_string().contains(short_key));
+        let s = settings(&[
+            ("WEIXIN_APPID", "wx1"),
+            ("WEIXIN_PARTNER", "1"),
+            ("WEIXIN_PARTNERKEY", KEY),
+        ])
+        .unwrap();
+        let shown = format!("{s:?}");
+        assert!(!shown.contains(KEY), "{shown}");
+    }
+}

@@ -1,0 +1,155 @@
+//! The store against a real SQLite file in a temporary folder.
+
+use super::*;
+use tempfile::TempDir;
+
+async fn fresh() -> (TempDir, Store) {
+    let dir = TempDir::new().unwrap();
+    let url = format!("sqlite://{}/nested/shop.db", dir.path().display());
+    let store = Store::connect(&url).await.unwrap();
+    (dir, store)
+}
+
+async fn insert_order(
+    store: &Store,
+    no: &str,
+    total_fee: i64,
+    status: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO orders (out_trade_no, total_fee, status, body, product_id, expires_at,
+                             created_at, updated_at, closed_at)
+         VALUES ($1, $2, $3, 'demo', '1', 1600, 1000, 1000,
+                 CASE WHEN $3 IN ('failed', 'closed') THEN 1000 END)",
+    )
+    .bind(no)
+    .bind(total_fee)
+    .bind(status)
+    .execute(&store.writer)
+    .await
+    .map(drop)
+}
+
+#[tokio::test]
+async fn connect_creates_the_file_in_wal_mode_and_reconnects() {
+    let (dir, store) = fresh().await;
+    assert!(dir.path().join("nested/shop.db").exists());
+    let mode: String = sqlx::query_scalar("PRAGMA journal_mode")
+        .fetch_one(&store.writer)
+        .await
+        .unwrap();
+    assert_eq!(mode, "wal");
+    let sync: i64 = sqlx::query_scalar("PRAGMA synchronous")
+        .fetch_one(&store.writer)
+        .await
+        .unwrap();
+    assert_eq!(sync, 2, "synchronous=FULL");
+    store.ping().await.unwrap();
+    store.close().await;
+    // Migrations already applied: a second start is a no-op.
+    let again = Store::connect(&format!("sqlite://{}/nested/shop.db", dir.path().display()))
+        .await
+        .unwrap();
+    again.ping().await.unwrap();
+}
+
+#[tokio::test]
+async fn products_round_trip_and_constraints_hold() {
+    let (_dir, store) = fresh().await;
+    let tea = store
+        .insert_product(&NewProduct {
+            name: "龙井茶",
+            price: Fen(1250),
+            stock: 5,
+        })
+        .await
+        .unwrap();
+    assert_eq!(store.product(tea.id).await.unwrap(), Some(tea.clone()));
+    assert_eq!(store.products().await.unwrap(), vec![tea]);
+    assert_eq!(store.product(999).await.unwrap(), None);
+    for bad in [
+        NewProduct {
+            name: "free",
+            price: Fen(0),
+            stock: 1,
+        },
+        NewProduct {
+            name: "debt",
+            price: Fen(-1),
+            stock: 1,
+        },
+        NewProduct {
+            name: "oversold",
+            price: Fen(1),
+            stock: -1,
+        },
+        NewProduct {
+            name: "",
+            price: Fen(1),
+            stock: 1,
+        },
+    ] {
+        assert!(store.insert_product(&bad).await.is_err(), "{bad:?}");
+    }
+    assert_eq!(store.products().await.unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn orders_refuse_non_positive_amounts_and_inconsistent_states() {
+    let (_dir, store) = fresh().await;
+    insert_order(&store, "ok1", 1, "pending").await.unwrap();
+    assert!(insert_order(&store, "zero", 0, "pending").await.is_err());
+    assert!(insert_order(&store, "neg", -100, "pending").await.is_err());
+    assert!(
+        insert_order(&store, "ok1", 5, "pending").await.is_err(),
+        "duplicate number"
+    );
+    assert!(insert_order(&store, "odd", 5, "shipped").await.is_err());
+    // Paid needs a transaction id and a pay time.
+    assert!(insert_order(&store, "paid", 5, "paid").await.is_err());
+    insert_order(&store, "closed", 5, "closed").await.unwrap();
+    assert!(insert_order(&store, &"x".repeat(33), 5, "pending")
+        .await
+        .is_err());
+}
+
+#[tokio::test]
+async fn readers_are_read_only_and_read_during_a_write() {
+    let (_dir, store) = fresh().await;
+    assert!(sqlx::query("DELETE FROM products")
+        .execute(&store.reader)
+        .await
+        .is_err());
+    let mut tx = store.writer.begin().await.unwrap();
+    sqlx::query("INSERT INTO products (name, price_fen, stock, created_at, updated_at) VALUES ('x', 1, 1, 0, 0)")
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    // The open write transaction neither blocks nor is seen by a reader.
+    let seen = tokio::time::timeout(Duration::from_secs(2), store.products())
+        .await
+        .expect("a read must not wait for the writer")
+        .unwrap();
+    assert!(seen.is_empty());
+    tx.commit().await.unwrap();
+    assert_eq!(store.products().await.unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn the_pending_index_serves_the_pending_scan() {
+    let (_dir, store) = fresh().await;
+    let plan: Vec<(i64, i64, i64, String)> = sqlx::query_as(
+        "EXPLAIN QUERY PLAN SELECT out_trade_no FROM orders WHERE status = 'pending' ORDER BY created_at",
+    )
+    .fetch_all(&store.reader)
+    .await
+    .unwrap();
+    let detail = plan.into_iter().map(|r| r.3).collect::<Vec<_>>().join("; ");
+    assert!(detail.contains("orders_pending_by_created"), "{detail}");
+}
+
+#[tokio::test]
+async fn postgres_urls_are_refused_clearly_for_now() {
+    let err = Store::connect("postgres://localhost/x").await.unwrap_err();
+    assert!(matches!(err, StoreError::UnsupportedUrl(_)));
+}

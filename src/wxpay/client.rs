@@ -1,0 +1,415 @@
+//! An async WeChat Pay v2 client for the Native flow.
+//!
+//! Every request is signed; every `return_code=SUCCESS` answer must carry a valid signature
+//! (with the request's algorithm) and our own appid/mch_id, or it is refused. Errors say which
+//! level failed: transport, HTTP, an invalid answer, `return_code`, or `result_code` + `err_code`.
+//!
+//! Retries: orderquery and closeorder are idempotent, so transport failures, HTTP 5xx and
+//! `SYSTEMERROR` are retried a bounded number of times with exponential backoff and jitter.
+//! unifiedorder is re-sent only when the connection could not even be opened, and then as the
+//! identical signed body — never with changed parameters, which WeChat would refuse or treat as
+//! a new order. After any other failure the caller must query the order.
+//!
+//! TLS is rustls with certificate verification always on.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rand::Rng;
+use reqwest::header::CONTENT_TYPE;
+use url::Url;
+
+use super::sign::{self, SignType, VerifyError};
+use super::types::{
+    ErrCode, FieldError, OrderQueryResponse, UnifiedOrderRequest, UnifiedOrderResponse,
+};
+use super::xml::{self, XmlError};
+use super::{nonce_str, Fields, Merchant};
+
+/// The APIs this client calls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Api {
+    UnifiedOrder,
+    OrderQuery,
+    CloseOrder,
+}
+
+impl Api {
+    pub fn path(self) -> &'static str {
+        match self {
+            Api::UnifiedOrder => "pay/unifiedorder",
+            Api::OrderQuery => "pay/orderquery",
+            Api::CloseOrder => "pay/closeorder",
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Api::UnifiedOrder => "unifiedorder",
+            Api::OrderQuery => "orderquery",
+            Api::CloseOrder => "closeorder",
+        }
+    }
+}
+
+impl fmt::Display for Api {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// How often and how patiently idempotent calls are retried.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Attempts in all, the first included (1 = no retry).
+    pub max_attempts: u32,
+    /// Delay before the first retry; doubled for each further one, plus up to 50% jitter.
+    pub base_delay: Duration,
+    pub max_delay: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            max_attempts: 3,
+            base_delay: Duration::from_millis(200),
+            max_delay: Duration::from_secs(2),
+        }
+    }
+}
+
+impl RetryPolicy {
+    fn delay_before(&self, retry: u32) -> Duration {
+        let doubled = self
+            .base_delay
+            .saturating_mul(1u32 << retry.saturating_sub(1).min(16));
+        let delay = doubled.min(self.max_delay);
+        let jitter_ms = rand::rng().random_range(0..=delay.as_millis() as u64 / 2);
+        delay + Duration::from_millis(jitter_ms)
+    }
+}
+
+/// Everything the client needs to know.
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    /// `https://api.mch.weixin.qq.com`, or a sandbox speaking the same paths.
+    pub base_url: Url,
+    pub merchant: Merchant,
+    /// The algorithm requests are signed with (and answers verified with).
+    pub sign_type: SignType,
+    pub connect_timeout: Duration,
+    /// The whole request, from connecting to the last byte of the answer.
+    pub timeout: Duration,
+    pub retry: RetryPolicy,
+}
+
+impl ClientConfig {
+    /// WeChat's recommended timeouts (connect 5 s, whole request 10 s) and the default retries.
+    pub fn new(base_url: Url, merchant: Merchant, sign_type: SignType) -> Self {
+        ClientConfig {
+            base_url,
+            merchant,
+            sign_type,
+            connect_timeout: Duration::from_secs(5),
+            timeout: Duration::from_secs(10),
+            retry: RetryPolicy::default(),
+        }
+    }
+}
+
+/// What was wrong with an answer that did arrive.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ResponseProblem {
+    #[error("answer larger than {0} bytes")]
+    TooLarge(usize),
+    #[error("{0}")]
+    Xml(#[from] XmlError),
+    #[error("signature: {0}")]
+    Signature(#[from] VerifyError),
+    #[error("{0}")]
+    Fields(#[from] FieldError),
+    #[error("answer is for another merchant or order ({0})")]
+    Mismatch(&'static str),
+    #[error("unexpected result_code")]
+    BadResultCode,
+}
+
+/// A failed call, by the level that failed.
+#[derive(Debug, thiserror::Error)]
+pub enum WxError {
+    /// No answer: connection refused or reset, timeout, TLS failure.
+    #[error("{api}: transport error: {source}")]
+    Transport {
+        api: Api,
+        #[source]
+        source: reqwest::Error,
+    },
+    /// An answer that is not HTTP 200.
+    #[error("{api}: HTTP status {status}")]
+    HttpStatus { api: Api, status: u16 },
+    /// An HTTP 200 answer that cannot be trusted or read.
+    #[error("{api}: invalid answer: {problem}")]
+    InvalidResponse { api: Api, problem: ResponseProblem },
+    /// `return_code=FAIL`: the call itself was refused (bad signature, bad XML, parameters).
+    #[error("{api}: return_code=FAIL: {return_msg}")]
+    ReturnFail { api: Api, return_msg: String },
+    /// `result_code=FAIL`: the business operation failed with `err_code`.
+    #[error("{api}: result_code=FAIL: {err_code} ({err_code_des})")]
+    Business {
+        api: Api,
+        err_code: ErrCode,
+        err_code_des: String,
+    },
+}
+
+impl WxError {
+    pub fn api(&self) -> Api {
+        match self {
+            WxError::Transport { api, .. }
+            | WxError::HttpStatus { api, .. }
+            | WxError::InvalidResponse { api, .. }
+            | WxError::ReturnFail { api, .. }
+            | WxError::Business { api, .. } => *api,
+        }
+    }
+
+    /// The `err_code` of a business failure.
+    pub fn err_code(&self) -> Option<&ErrCode> {
+        match self {
+            WxError::Business { err_code, .. } => Some(err_code),
+            _ => None,
+        }
+    }
+
+    pub fn is_timeout(&self) -> bool {
+        matches!(self, WxError::Transport { source, .. } if source.is_timeout())
+    }
+
+    /// The outcome is unknown or WeChat asked to try again: nothing can be concluded about the
+    /// order, so query it later rather than acting on this answer.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            WxError::Transport { .. } => true,
+            WxError::HttpStatus { status, .. } => *status >= 500,
+            WxError::Business { err_code, .. } => *err_code == ErrCode::SystemError,
+            WxError::InvalidResponse { .. } | WxError::ReturnFail { .. } => false,
+        }
+    }
+
+    /// The request never left: the connection could not be opened.
+    fn not_sent(&self) -> bool {
+        matches!(self, WxError::Transport { source, .. } if source.is_connect())
+    }
+}
+
+/// Largest answer read; WeChat's are well under 4 KiB.
+const MAX_ANSWER_BYTES: usize = 64 * 1024;
+
+/// The WeChat Pay client. Cheap to clone; clones share one connection pool.
+#[derive(Clone)]
+pub struct Client {
+    http: reqwest::Client,
+    config: Arc<ClientConfig>,
+}
+
+impl fmt::Debug for Client {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Client")
+            .field("config", &self.config)
+            .finish()
+    }
+}
+
+impl Client {
+    pub fn new(config: ClientConfig) -> Result<Self, reqwest::Error> {
+        let http = reqwest::Client::builder()
+            .connect_timeout(config.connect_timeout)
+            .timeout(config.timeout)
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent(concat!("wxpay-checkout/", env!("CARGO_PKG_VERSION")))
+            .build()?;
+        Ok(Client {
+            http,
+            config: Arc::new(config),
+        })
+    }
+
+    pub fn config(&self) -> &ClientConfig {
+        &self.config
+    }
+
+    pub fn sign_type(&self) -> SignType {
+        self.config.sign_type
+    }
+
+    /// Places a Native unified order. Re-sent only if no connection could be made, as the same
+    /// signed body; after any other error, query the order before trying again.
+    pub async fn unified_order(
+        &self,
+        request: &UnifiedOrderRequest,
+    ) -> Result<UnifiedOrderResponse, WxError> {
+        let api = Api::UnifiedOrder;
+        let body = self.signed_body(request.to_fields());
+        let mut attempt = 1;
+        let fields = loop {
+            match self.send(api, body.clone()).await {
+                Err(e) if e.not_sent() && attempt < self.config.retry.max_attempts => {
+                    tokio::time::sleep(self.config.retry.delay_before(attempt)).await;
+                    attempt += 1;
+                }
+                other => break other?,
+            }
+        };
+        UnifiedOrderResponse::from_fields(&fields).map_err(|e| invalid(api, e.into()))
+    }
+
+    /// Queries an order by `out_trade_no`.
+    pub async fn order_query(&self, out_trade_no: &str) -> Result<OrderQueryResponse, WxError> {
+        let api = Api::OrderQuery;
+        let fields = self.call_idempotent(api, out_trade_no).await?;
+        let response =
+            OrderQueryResponse::from_fields(&fields).map_err(|e| invalid(api, e.into()))?;
+        if response.out_trade_no != out_trade_no {
+            return Err(invalid(api, ResponseProblem::Mismatch("out_trade_no")));
+        }
+        Ok(response)
+    }
+
+    /// Closes an unpaid order. `ORDERPAID`, `ORDERCLOSED` and `ORDERNOTEXIST` come back as
+    /// [`WxError::Business`] for the caller to act on.
+    pub async fn close_order(&self, out_trade_no: &str) -> Result<(), WxError> {
+        self.call_idempotent(Api::CloseOrder, out_trade_no)
+            .await
+            .map(drop)
+    }
+
+    async fn call_idempotent(&self, api: Api, out_trade_no: &str) -> Result<Fields, WxError> {
+        let mut attempt = 1;
+        loop {
+            let mut fields = Fields::new();
+            fields.insert("out_trade_no".into(), out_trade_no.into());
+            let result = self.send(api, self.signed_body(fields)).await;
+            match result {
+                Err(e) if e.is_transient() && attempt < self.config.retry.max_attempts => {
+                    tracing::debug!(%api, attempt, error = %e, "retrying");
+                    tokio::time::sleep(self.config.retry.delay_before(attempt)).await;
+                    attempt += 1;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// Adds the merchant fields, a fresh nonce and the signature; encodes the XML body.
+    fn signed_body(&self, mut fields: Fields) -> String {
+        let merchant = &self.config.merchant;
+        fields.insert("appid".into(), merchant.appid.clone());
+        fields.insert("mch_id".into(), merchant.mch_id.clone());
+        fields.insert("nonce_str".into(), nonce_str());
+        fields.insert("sign_type".into(), self.config.sign_type.as_str().into());
+        let signature = sign::sign(&fields, &merchant.key, self.config.sign_type);
+        fields.insert("sign".into(), signature);
+        xml::encode(&fields)
+    }
+
+    /// One HTTP exchange, judged down to `result_code`.
+    async fn send(&self, api: Api, body: String) -> Result<Fields, WxError> {
+        let url = self
+            .config
+            .base_url
+            .join(api.path())
+            .expect("a fixed relative path joins onto any base URL");
+        let started = Instant::now();
+        let result = self.exchange(api, url, body).await;
+        tracing::debug!(
+            %api,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            ok = result.is_ok(),
+            "wechat pay call"
+        );
+        result
+    }
+
+    async fn exchange(&self, api: Api, url: Url, body: String) -> Result<Fields, WxError> {
+        let transport = |source| WxError::Transport { api, source };
+        let mut response = self
+            .http
+            .post(url)
+            .header(CONTENT_TYPE, "text/xml; charset=utf-8")
+            .body(body)
+            .send()
+            .await
+            .map_err(transport)?;
+        if response.status() != reqwest::StatusCode::OK {
+            return Err(WxError::HttpStatus {
+                api,
+                status: response.status().as_u16(),
+            });
+        }
+        let mut answer = Vec::new();
+        while let Some(chunk) = response.chunk().await.map_err(transport)? {
+            if answer.len() + chunk.len() > MAX_ANSWER_BYTES {
+                return Err(invalid(api, ResponseProblem::TooLarge(MAX_ANSWER_BYTES)));
+            }
+            answer.extend_from_slice(&chunk);
+        }
+        self.judge(api, &answer)
+    }
+
+    /// return_code → signature and merchant → result_code.
+    fn judge(&self, api: Api, answer: &[u8]) -> Result<Fields, WxError> {
+        let fields = xml::decode(answer).map_err(|e| invalid(api, e.into()))?;
+        match fields.get("return_code").map(String::as_str) {
+            Some("SUCCESS") => {}
+            Some("FAIL") => {
+                return Err(WxError::ReturnFail {
+                    api,
+                    return_msg: fields.get("return_msg").cloned().unwrap_or_default(),
+                })
+            }
+            _ => return Err(invalid(api, FieldError::Malformed("return_code").into())),
+        }
+        let merchant = &self.config.merchant;
+        sign::verify(&fields, &merchant.key, self.config.sign_type)
+            .map_err(|e| invalid(api, e.into()))?;
+        for (name, ours) in [("appid", &merchant.appid), ("mch_id", &merchant.mch_id)] {
+            if fields.get(name).is_some_and(|theirs| theirs != ours) {
+                return Err(invalid(api, ResponseProblem::Mismatch(name)));
+            }
+        }
+        match fields.get("result_code").map(String::as_str) {
+            Some("SUCCESS") => Ok(fields),
+            Some("FAIL") => Err(WxError::Business {
+                api,
+                err_code: ErrCode::from(fields.get("err_code").map_or("", String::as_str)),
+                err_code_des: fields.get("err_code_des").cloned().unwrap_or_default(),
+            }),
+            _ => Err(invalid(api, ResponseProblem::BadResultCode)),
+        }
+    }
+}
+
+fn invalid(api: Api, problem: ResponseProblem) -> WxError {
+    WxError::InvalidResponse { api, problem }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_and_is_capped() {
+        let policy = RetryPolicy {
+            max_attempts: 10,
+            base_delay: Duration::from_millis(100),
+            max_delay: Duration::from_millis(300),
+        };
+        let first = policy.delay_before(1);
+        assert!(first >= Duration::from_millis(100) && first <= Duration::from_millis(150));
+        let second = policy.delay_before(2);
+        assert!(second >= Duration::from_millis(200) && second <= Duration::from_millis(300));
+        let late = policy.delay_before(40);
+        assert!(late >= Duration::from_millis(300) && late <= Duration::from_millis(450));
+    }
+}
