@@ -1,0 +1,5 @@
+//! One integration-test binary: the real server, real HTTP, real SQLite files.
+
+mod client;
+mod helpers;
+mod server;
