@@ -11,8 +11,8 @@ use url::Url;
 use wxpay_checkout::wxpay::client::ResponseProblem;
 use wxpay_checkout::wxpay::types::UnifiedOrderRequest;
 use wxpay_checkout::wxpay::{
-    sign, xml, Client, ClientConfig, ErrCode, Fields, Merchant, RetryPolicy, SignType,
-    TradeState, VerifyError, WxError,
+    sign, xml, Client, ClientConfig, ErrCode, Fields, Merchant, RetryPolicy, SignType, TradeState,
+    VerifyError, WxError,
 };
 
 const APPID: &str = "wxd930ea5d5a258f4f";
@@ -123,7 +123,10 @@ async fn answer(
     };
     // The server checks what a real one checks before anything else.
     if sign::verify(&request, &key(), sign_type).is_err() {
-        return xml_response(xml::encode_pairs([("return_code", "FAIL"), ("return_msg", "签名错误")]));
+        return xml_response(xml::encode_pairs([
+            ("return_code", "FAIL"),
+            ("return_msg", "签名错误"),
+        ]));
     }
     let mut fields: Fields = [
         ("return_code", "SUCCESS"),
@@ -140,8 +143,14 @@ async fn answer(
     match api.as_str() {
         "unifiedorder" => {
             fields.insert("trade_type".into(), "NATIVE".into());
-            fields.insert("prepay_id".into(), "wx201411101639507cbf6ffd8b0779950874".into());
-            fields.insert("code_url".into(), "weixin://wxpay/bizpayurl?pr=AbCdEf1".into());
+            fields.insert(
+                "prepay_id".into(),
+                "wx201411101639507cbf6ffd8b0779950874".into(),
+            );
+            fields.insert(
+                "code_url".into(),
+                "weixin://wxpay/bizpayurl?pr=AbCdEf1".into(),
+            );
         }
         "orderquery" => {
             fields.insert("out_trade_no".into(), out_trade_no);
@@ -162,9 +171,10 @@ async fn answer(
             fields.insert("mch_id".into(), "99999999".into());
             xml_response(signed(fields, sign_type))
         }
-        Script::ReturnFail(msg) => {
-            xml_response(xml::encode_pairs([("return_code", "FAIL"), ("return_msg", msg)]))
-        }
+        Script::ReturnFail(msg) => xml_response(xml::encode_pairs([
+            ("return_code", "FAIL"),
+            ("return_msg", msg),
+        ])),
         Script::Business(code) => {
             fields.insert("result_code".into(), "FAIL".into());
             fields.insert("err_code".into(), code.into());
@@ -181,7 +191,9 @@ async fn answer(
 }
 
 fn xml_response(body: String) -> HttpResponse {
-    HttpResponse::Ok().content_type("text/xml; charset=utf-8").body(body)
+    HttpResponse::Ok()
+        .content_type("text/xml; charset=utf-8")
+        .body(body)
 }
 
 fn unified_order() -> UnifiedOrderRequest {

@@ -13,7 +13,9 @@ async fn the_server_starts_on_a_free_port_and_reports_health() {
     let app = Application::build(&settings(&dir, &[])).await.unwrap();
     let addr = app.addr();
     tokio::spawn(app.run());
-    let response = reqwest::get(format!("http://{addr}/healthz")).await.unwrap();
+    let response = reqwest::get(format!("http://{addr}/healthz"))
+        .await
+        .unwrap();
     assert_eq!(response.status(), 200);
     assert!(dir.path().join("checkout.db").exists());
 }
@@ -23,14 +25,20 @@ fn a_bad_setting_stops_start_up_with_one_line_naming_it() {
     let dir = TempDir::new().unwrap();
     let output = Command::new(env!("CARGO_BIN_EXE_wxpay-checkout"))
         .env("ORDER_TTL_SECS", "60")
-        .env("DATABASE_URL", format!("sqlite://{}/x.db", dir.path().display()))
+        .env(
+            "DATABASE_URL",
+            format!("sqlite://{}/x.db", dir.path().display()),
+        )
         .output()
         .unwrap();
     assert_eq!(output.status.code(), Some(2));
     let stderr = String::from_utf8(output.stderr).unwrap();
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
     assert!(stderr.contains("ORDER_TTL_SECS"), "{stderr}");
-    assert!(!dir.path().join("x.db").exists(), "nothing is created on a bad start");
+    assert!(
+        !dir.path().join("x.db").exists(),
+        "nothing is created on a bad start"
+    );
 }
 
 #[test]
