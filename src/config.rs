@@ -9,6 +9,7 @@ use std::time::Duration;
 use secrecy::SecretString;
 use url::Url;
 
+use crate::sandbox::Faults;
 use crate::wxpay::{Merchant, SignType};
 
 /// Demo merchant used on both sides in sandbox mode. Not a secret: it only opens the sandbox.
@@ -41,13 +42,29 @@ pub struct Settings {
     pub public_base_url: Url,
     pub merchant: Merchant,
     pub notify_url: Url,
+    /// WeChat Pay's base URL. With `builtin_sandbox` it names the sandbox's configured address;
+    /// start-up replaces it with the address actually bound.
     pub api_base: Url,
+    /// Sandbox mode without `WEIXIN_API_BASE`: `serve` starts the built-in sandbox.
+    pub builtin_sandbox: bool,
+    pub sandbox: SandboxSettings,
     pub sign_type: SignType,
     pub sandbox_listen_addr: SocketAddr,
     pub order_ttl: Duration,
     pub reconcile_interval: Duration,
     pub reconcile_max_attempts: u32,
     pub log_format: LogFormat,
+}
+
+/// The built-in sandbox's own knobs (`SANDBOX_*`), for tests and demos.
+#[derive(Debug, Clone)]
+pub struct SandboxSettings {
+    /// `SANDBOX_TIME_SCALE`: multiplies the notify retry schedule (`0.001` → milliseconds).
+    pub time_scale: f64,
+    /// `SANDBOX_FAULTS`: faults injected from the start.
+    pub faults: Faults,
+    /// `SANDBOX_MAX_ORDERS`: orders remembered before the oldest are forgotten.
+    pub max_orders: usize,
 }
 
 /// A variable with a bad value. Displays as one line naming the variable.
@@ -118,6 +135,7 @@ impl Settings {
             ));
         }
 
+        let builtin_sandbox = mode == Mode::Sandbox && get("WEIXIN_API_BASE").is_none();
         let api_base = match get("WEIXIN_API_BASE") {
             Some(text) => http_url("WEIXIN_API_BASE", &text)?,
             None => match mode {
@@ -152,6 +170,19 @@ impl Settings {
             return Err(error("RECONCILE_MAX_ATTEMPTS", "must be at least 1"));
         }
 
+        let time_scale: f64 = parse_or(&get, "SANDBOX_TIME_SCALE", "1")?;
+        if !(time_scale > 0.0 && time_scale <= 1.0) {
+            return Err(error("SANDBOX_TIME_SCALE", "must be above 0 and at most 1"));
+        }
+        let faults = get("SANDBOX_FAULTS")
+            .unwrap_or_default()
+            .parse::<Faults>()
+            .map_err(|e| error("SANDBOX_FAULTS", e.to_string()))?;
+        let max_orders: usize = parse_or(&get, "SANDBOX_MAX_ORDERS", "100000")?;
+        if max_orders == 0 {
+            return Err(error("SANDBOX_MAX_ORDERS", "must be at least 1"));
+        }
+
         let log_format = match get("LOG_FORMAT").as_deref() {
             None | Some("text") => LogFormat::Text,
             Some("json") => LogFormat::Json,
@@ -166,6 +197,12 @@ impl Settings {
             merchant,
             notify_url,
             api_base,
+            builtin_sandbox,
+            sandbox: SandboxSettings {
+                time_scale,
+                faults,
+                max_orders,
+            },
             sign_type,
             sandbox_listen_addr,
             order_ttl: Duration::from_secs(order_ttl_secs),
@@ -301,6 +338,16 @@ mod tests {
         assert_eq!(s.reconcile_interval, Duration::from_secs(30));
         assert_eq!(s.reconcile_max_attempts, 10);
         assert_eq!(s.merchant.appid, SANDBOX_APPID);
+        assert!(s.builtin_sandbox);
+        assert_eq!(s.sandbox.time_scale, 1.0);
+    }
+
+    #[test]
+    fn an_explicit_api_base_in_sandbox_mode_means_an_external_sandbox() {
+        let s = settings(&[("WEIXIN_API_BASE", "http://127.0.0.1:9999")]).unwrap();
+        assert_eq!(s.mode, Mode::Sandbox);
+        assert!(!s.builtin_sandbox);
+        assert_eq!(s.api_base.as_str(), "http://127.0.0.1:9999/");
     }
 
     #[test]
@@ -315,6 +362,7 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(s.mode, Mode::Live);
+        assert!(!s.builtin_sandbox);
         assert_eq!(s.api_base.as_str(), "https://api.mch.weixin.qq.com/");
         assert_eq!(
             s.notify_url.as_str(),
@@ -353,6 +401,10 @@ mod tests {
                 "RECONCILE_MAX_ATTEMPTS",
             ),
             (&[("LOG_FORMAT", "xml")], "LOG_FORMAT"),
+            (&[("SANDBOX_TIME_SCALE", "0")], "SANDBOX_TIME_SCALE"),
+            (&[("SANDBOX_TIME_SCALE", "2")], "SANDBOX_TIME_SCALE"),
+            (&[("SANDBOX_FAULTS", "http_5xx=7")], "SANDBOX_FAULTS"),
+            (&[("SANDBOX_MAX_ORDERS", "0")], "SANDBOX_MAX_ORDERS"),
             (&[("WEIXIN_APPID", "wx1")], "WEIXIN_PARTNER"),
             (
                 &[("WEIXIN_APPID", "wx1"), ("WEIXIN_PARTNER", "1")],

@@ -3,17 +3,26 @@
 use std::process::ExitCode;
 
 use wxpay_checkout::config::Settings;
-use wxpay_checkout::startup::Application;
+use wxpay_checkout::startup::{self, Application};
 use wxpay_checkout::telemetry;
 
-const USAGE: &str =
-    "usage: wxpay-checkout [serve]\n\nConfiguration comes from the environment; see README.md.";
+const USAGE: &str = "usage: wxpay-checkout [serve | sandbox]
+
+  serve     the shop and checkout (the default); in sandbox mode also the built-in sandbox
+  sandbox   the WeChat Pay v2 sandbox alone, on SANDBOX_LISTEN_ADDR
+
+Configuration comes from the environment; see README.md.";
+
+enum Command {
+    Serve,
+    Sandbox,
+}
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let command = std::env::args().nth(1);
-    match command.as_deref() {
-        None | Some("serve") => {}
+    let command = match std::env::args().nth(1).as_deref() {
+        None | Some("serve") => Command::Serve,
+        Some("sandbox") => Command::Sandbox,
         Some("-h" | "--help" | "help") => {
             println!("{USAGE}");
             return ExitCode::SUCCESS;
@@ -22,7 +31,7 @@ async fn main() -> ExitCode {
             eprintln!("unknown command {other:?}\n{USAGE}");
             return ExitCode::from(2);
         }
-    }
+    };
     let settings = match Settings::from_env() {
         Ok(settings) => settings,
         Err(e) => {
@@ -31,7 +40,11 @@ async fn main() -> ExitCode {
         }
     };
     telemetry::init(settings.log_format);
-    match serve(settings).await {
+    let result = match command {
+        Command::Serve => serve(settings).await,
+        Command::Sandbox => sandbox(settings).await,
+    };
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e:#}");
@@ -45,8 +58,24 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     tracing::info!(
         addr = %app.addr(),
         mode = ?settings.mode,
-        api_base = %settings.api_base,
+        api_base = %app.api_base(),
         "wxpay-checkout listening"
     );
     app.run().await
+}
+
+async fn sandbox(settings: Settings) -> anyhow::Result<()> {
+    let server = startup::start_sandbox(&settings)?;
+    tracing::info!(
+        base_url = %server.base_url(),
+        appid = %settings.merchant.appid,
+        mch_id = %settings.merchant.mch_id,
+        "WeChat Pay sandbox listening"
+    );
+    let handle = server.handle();
+    let run = tokio::spawn(server.run());
+    startup::shutdown_signal().await;
+    handle.stop().await;
+    run.await??;
+    Ok(())
 }

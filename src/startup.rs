@@ -1,29 +1,63 @@
-//! Builds the application from settings: the store, the listeners and the background tasks;
-//! and runs it until shutdown.
+//! Builds the application from settings: the store, the listeners (the shop's, and in sandbox
+//! mode the built-in sandbox's) and the background tasks; and runs it until shutdown.
 
 use std::net::{SocketAddr, TcpListener};
 
 use actix_web::{web, App, HttpServer};
 use anyhow::Context;
+use url::Url;
 
 use crate::config::Settings;
+use crate::sandbox::{SandboxConfig, SandboxHandle, SandboxServer};
 use crate::store::Store;
 use crate::web::routes;
 
 /// The shop, bound and ready to run.
 pub struct Application {
     addr: SocketAddr,
+    api_base: Url,
     server: actix_web::dev::Server,
+    sandbox: Option<SandboxServer>,
     store: Store,
 }
 
+/// The sandbox's configuration from the settings (`WEIXIN_*` credentials or the demo ones).
+pub fn sandbox_config(settings: &Settings) -> SandboxConfig {
+    let mut config = SandboxConfig::new(settings.merchant.clone());
+    config.time_scale = settings.sandbox.time_scale;
+    config.faults = settings.sandbox.faults;
+    config.max_orders = settings.sandbox.max_orders;
+    config
+}
+
+/// Binds the sandbox's listener (`SANDBOX_LISTEN_ADDR`) and starts it.
+pub fn start_sandbox(settings: &Settings) -> anyhow::Result<SandboxServer> {
+    let listener = TcpListener::bind(settings.sandbox_listen_addr).with_context(|| {
+        format!(
+            "binding SANDBOX_LISTEN_ADDR {}",
+            settings.sandbox_listen_addr
+        )
+    })?;
+    SandboxServer::start(listener, sandbox_config(settings))
+}
+
 impl Application {
-    /// Connects the store (running migrations) and binds the shop's listener. Port 0 binds a
-    /// free port, which [`Application::addr`] reports.
+    /// Connects the store (running migrations), starts the built-in sandbox in sandbox mode and
+    /// binds the shop's listener. Port 0 binds a free port; [`Application::addr`] and
+    /// [`Application::api_base`] report what was bound.
     pub async fn build(settings: &Settings) -> anyhow::Result<Application> {
         let store = Store::connect(&settings.database_url)
             .await
             .context("opening the database (DATABASE_URL)")?;
+        let sandbox = if settings.builtin_sandbox {
+            Some(start_sandbox(settings)?)
+        } else {
+            None
+        };
+        let api_base = sandbox
+            .as_ref()
+            .map_or_else(|| settings.api_base.clone(), SandboxServer::base_url);
+
         let listener = TcpListener::bind(settings.listen_addr)
             .with_context(|| format!("binding LISTEN_ADDR {}", settings.listen_addr))?;
         let addr = listener.local_addr()?;
@@ -33,7 +67,9 @@ impl Application {
             .run();
         Ok(Application {
             addr,
+            api_base,
             server,
+            sandbox,
             store,
         })
     }
@@ -42,11 +78,43 @@ impl Application {
         self.addr
     }
 
+    /// The WeChat Pay base URL in use: the built-in sandbox's, in sandbox mode.
+    pub fn api_base(&self) -> &Url {
+        &self.api_base
+    }
+
     /// Serves until SIGTERM or Ctrl-C (actix stops accepting and finishes in-flight requests),
-    /// then closes the database.
+    /// then stops the sandbox and closes the database.
     pub async fn run(self) -> anyhow::Result<()> {
-        self.server.await?;
+        let sandbox_handle: Option<SandboxHandle> =
+            self.sandbox.as_ref().map(SandboxServer::handle);
+        let sandbox_task = self.sandbox.map(|sandbox| tokio::spawn(sandbox.run()));
+        let served = self.server.await;
+        if let Some(handle) = sandbox_handle {
+            handle.stop().await;
+        }
+        if let Some(task) = sandbox_task {
+            task.await??;
+        }
         self.store.close().await;
-        Ok(())
+        Ok(served?)
+    }
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("installing a SIGTERM handler");
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
     }
 }

@@ -21,3 +21,250 @@ pub fn settings(dir: &TempDir, overrides: &[(&str, &str)]) -> Settings {
     }
     Settings::from_lookup(|name| vars.get(name).cloned()).expect("test settings are valid")
 }
+
+use std::net::TcpListener;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use actix_web::{web, App, HttpResponse, HttpServer};
+use hmac::{Hmac, Mac};
+use md5::{Digest, Md5};
+use sha2::Sha256;
+use url::Url;
+use wxpay_checkout::config::{SANDBOX_APPID, SANDBOX_KEY, SANDBOX_MCH_ID};
+use wxpay_checkout::sandbox::{SandboxConfig, SandboxHandle, SandboxServer};
+use wxpay_checkout::wxpay::{xml, Fields, Merchant};
+
+/// The demo merchant both sides use in sandbox mode.
+pub fn demo_merchant() -> Merchant {
+    Merchant {
+        appid: SANDBOX_APPID.into(),
+        mch_id: SANDBOX_MCH_ID.into(),
+        key: SANDBOX_KEY.to_string().into(),
+    }
+}
+
+/// A standalone sandbox on a free port, stopped when dropped.
+pub struct TestSandbox {
+    pub base: Url,
+    handle: SandboxHandle,
+    pub http: reqwest::Client,
+}
+
+impl TestSandbox {
+    /// Starts a sandbox with the demo merchant and the notify schedule in milliseconds.
+    pub fn start() -> TestSandbox {
+        Self::start_with(|_| {})
+    }
+
+    pub fn start_with(adjust: impl FnOnce(&mut SandboxConfig)) -> TestSandbox {
+        let mut config = SandboxConfig::new(demo_merchant());
+        config.time_scale = 0.001;
+        config.notify_timeout = Duration::from_secs(2);
+        adjust(&mut config);
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let server = SandboxServer::start(listener, config).unwrap();
+        let base = server.base_url();
+        let handle = server.handle();
+        tokio::spawn(server.run());
+        TestSandbox {
+            base,
+            handle,
+            http: reqwest::Client::new(),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> Url {
+        self.base.join(path).unwrap()
+    }
+
+    /// POSTs a raw body to an API path and decodes the XML answer.
+    pub async fn post_raw(&self, path: &str, body: impl Into<reqwest::Body>) -> Fields {
+        let response = self
+            .http
+            .post(self.url(path))
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        xml::decode(&response.bytes().await.unwrap()).unwrap()
+    }
+
+    pub async fn json(&self, path: &str) -> serde_json::Value {
+        self.http
+            .get(self.url(path))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
+    /// The shopper pays (`outcome` "success" or "fail") through the JSON form of the pay route.
+    pub async fn pay(&self, code_url: &str, outcome: &str) -> (u16, serde_json::Value) {
+        let response = self
+            .http
+            .post(self.url("sandbox/pay"))
+            .json(&serde_json::json!({ "code_url": code_url, "outcome": outcome }))
+            .send()
+            .await
+            .unwrap();
+        (response.status().as_u16(), response.json().await.unwrap())
+    }
+
+    pub async fn set_faults(&self, faults: serde_json::Value) {
+        let response = self
+            .http
+            .put(self.url("sandbox/faults"))
+            .json(&faults)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+    }
+
+    pub async fn advance_clock(&self, secs: i64) {
+        let response = self
+            .http
+            .post(self.url("sandbox/clock"))
+            .json(&serde_json::json!({ "advance_secs": secs }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+    }
+}
+
+impl Drop for TestSandbox {
+    fn drop(&mut self) {
+        let handle = self.handle.clone();
+        tokio::spawn(async move { handle.stop().await });
+    }
+}
+
+/// A signature computed independently of the crate's signing code, straight from the
+/// documented algorithm.
+pub fn independent_sign(pairs: &[(&str, &str)], key: &str, hmac: bool) -> String {
+    let mut sorted: Vec<_> = pairs
+        .iter()
+        .filter(|(k, v)| *k != "sign" && !v.is_empty())
+        .collect();
+    sorted.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+    let mut text = sorted
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join("&");
+    text.push_str("&key=");
+    text.push_str(key);
+    if hmac {
+        let mut mac = Hmac::<Sha256>::new_from_slice(key.as_bytes()).unwrap();
+        mac.update(text.as_bytes());
+        hex::encode_upper(mac.finalize().into_bytes())
+    } else {
+        hex::encode_upper(Md5::digest(text.as_bytes()))
+    }
+}
+
+/// XML written by hand (not by the crate's encoder): every value in CDATA.
+pub fn hand_xml(pairs: &[(&str, &str)]) -> String {
+    let mut doc = String::from("<xml>\n");
+    for (k, v) in pairs {
+        doc.push_str(&format!("  <{k}><![CDATA[{v}]]></{k}>\n"));
+    }
+    doc.push_str("</xml>");
+    doc
+}
+
+/// Hand-built XML for `pairs` plus a `sign` computed independently.
+pub fn hand_signed(pairs: &[(&str, &str)], key: &str, hmac: bool) -> String {
+    let signature = independent_sign(pairs, key, hmac);
+    let mut all = pairs.to_vec();
+    all.push(("sign", &signature));
+    hand_xml(&all)
+}
+
+/// Checks an answer's signature independently of the crate.
+pub fn independently_verified(answer: &Fields, key: &str, hmac: bool) -> bool {
+    let pairs: Vec<(&str, &str)> = answer
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    answer.get("sign").map(String::as_str) == Some(independent_sign(&pairs, key, hmac).as_str())
+}
+
+/// A merchant's notify endpoint for tests: records every delivery and answers FAIL to the
+/// first `fail_first` of them, SUCCESS afterwards.
+#[derive(Clone)]
+pub struct NotifyReceiver {
+    pub url: Url,
+    pub deliveries: Arc<Mutex<Vec<Fields>>>,
+}
+
+impl NotifyReceiver {
+    pub fn start(fail_first: usize) -> NotifyReceiver {
+        Self::start_on(TcpListener::bind("127.0.0.1:0").unwrap(), fail_first)
+    }
+
+    pub fn start_on(listener: TcpListener, fail_first: usize) -> NotifyReceiver {
+        let url = Url::parse(&format!(
+            "http://{}/weixin/pay/notify/url",
+            listener.local_addr().unwrap()
+        ))
+        .unwrap();
+        let deliveries: Arc<Mutex<Vec<Fields>>> = Arc::default();
+        let recorded = deliveries.clone();
+        let server = HttpServer::new(move || {
+            let recorded = recorded.clone();
+            App::new().route(
+                "/weixin/pay/notify/url",
+                web::post().to(move |body: web::Bytes| {
+                    let recorded = recorded.clone();
+                    async move {
+                        let fields = xml::decode(&body).expect("the sandbox sends valid XML");
+                        let n = {
+                            let mut all = recorded.lock().unwrap();
+                            all.push(fields);
+                            all.len()
+                        };
+                        let code = if n <= fail_first { "FAIL" } else { "SUCCESS" };
+                        HttpResponse::Ok().content_type("text/xml").body(format!(
+                            "<xml><return_code><![CDATA[{code}]]></return_code><return_msg><![CDATA[OK]]></return_msg></xml>"
+                        ))
+                    }
+                }),
+            )
+        })
+        .workers(1)
+        .disable_signals()
+        .listen(listener)
+        .unwrap()
+        .run();
+        tokio::spawn(server);
+        NotifyReceiver { url, deliveries }
+    }
+
+    pub fn count(&self) -> usize {
+        self.deliveries.lock().unwrap().len()
+    }
+
+    pub fn all(&self) -> Vec<Fields> {
+        self.deliveries.lock().unwrap().clone()
+    }
+}
+
+/// Polls `condition` every 10 ms until it holds or `deadline` passes.
+pub async fn wait_until(deadline: Duration, mut condition: impl FnMut() -> bool) -> bool {
+    let until = tokio::time::Instant::now() + deadline;
+    loop {
+        if condition() {
+            return true;
+        }
+        if tokio::time::Instant::now() >= until {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}

@@ -2,4 +2,5 @@
 
 mod client;
 mod helpers;
+mod sandbox;
 mod server;

@@ -1,0 +1,398 @@
+//! WeChat's side of unifiedorder, orderquery and closeorder: authentication, validation and the
+//! business rules, producing an [`Answer`]. No HTTP here; `http.rs` adds transport and faults.
+
+use std::net::IpAddr;
+
+use chrono::{DateTime, Duration as TimeDelta, Utc};
+
+use super::state::{self, Order, PREPAY_VALIDITY};
+use super::Sandbox;
+use crate::wxpay::time::parse_beijing;
+use crate::wxpay::{sign, xml, ErrCode, Fields, SignType, TradeState};
+
+/// The three APIs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Api {
+    UnifiedOrder,
+    OrderQuery,
+    CloseOrder,
+}
+
+/// An answer to an authenticated call (`return_code=SUCCESS`): these fields plus the common
+/// ones, signed with `sign_type`. Failures before authentication are a bare `return_msg`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Answer {
+    pub sign_type: SignType,
+    pub fields: Fields,
+}
+
+impl Answer {
+    /// A business failure: `result_code=FAIL` with `err_code`.
+    pub fn fail(sign_type: SignType, code: ErrCode, des: &str) -> Answer {
+        let mut fields = Fields::new();
+        fields.insert("result_code".into(), "FAIL".into());
+        fields.insert("err_code".into(), code.as_str().into());
+        fields.insert("err_code_des".into(), des.into());
+        Answer { sign_type, fields }
+    }
+
+    fn success(sign_type: SignType, mut fields: Fields) -> Answer {
+        fields.insert("result_code".into(), "SUCCESS".into());
+        Answer { sign_type, fields }
+    }
+}
+
+/// WeChat's `return_msg` texts for failures before authentication.
+pub mod msg {
+    pub const REQUIRE_POST_METHOD: &str = "请使用post方法";
+    pub const POST_DATA_EMPTY: &str = "post数据为空";
+    pub const NOT_UTF8: &str = "编码格式错误";
+    pub const XML_FORMAT_ERROR: &str = "XML格式错误";
+    pub const LACK_APPID: &str = "缺少参数appid";
+    pub const LACK_MCH_ID: &str = "缺少参数mch_id";
+    pub const LACK_NONCE_STR: &str = "缺少参数nonce_str";
+    pub const LACK_SIGN: &str = "缺少参数sign";
+    pub const BAD_NONCE_STR: &str = "nonce_str参数长度有误";
+    pub const BAD_SIGN_TYPE: &str = "sign_type参数格式错误";
+    pub const APPID_NOT_EXIST: &str = "appid不存在";
+    pub const APPID_MCHID_NOT_MATCH: &str = "商户号mch_id与appid不匹配";
+    pub const SIGNERROR: &str = "签名错误，请检查后再试";
+}
+
+/// A request that passed authentication.
+pub struct Authenticated {
+    pub fields: Fields,
+    pub sign_type: SignType,
+}
+
+impl Sandbox {
+    /// Parses and authenticates a request body the way WeChat does, in WeChat's order.
+    pub(super) fn authenticate(&self, body: &[u8]) -> Result<Authenticated, &'static str> {
+        if body.iter().all(u8::is_ascii_whitespace) {
+            return Err(msg::POST_DATA_EMPTY);
+        }
+        let fields = xml::decode(body).map_err(|e| match e {
+            xml::XmlError::NotUtf8 => msg::NOT_UTF8,
+            _ => msg::XML_FORMAT_ERROR,
+        })?;
+        let merchant = &self.config.merchant;
+        let appid = non_empty(&fields, "appid").ok_or(msg::LACK_APPID)?;
+        let mch_id = non_empty(&fields, "mch_id").ok_or(msg::LACK_MCH_ID)?;
+        // One merchant exists here: an unknown appid does not exist; a known one with
+        // another mch_id (or the other way round) is a mismatched pair.
+        match (appid == merchant.appid, mch_id == merchant.mch_id) {
+            (true, true) => {}
+            (false, false) => return Err(msg::APPID_NOT_EXIST),
+            _ => return Err(msg::APPID_MCHID_NOT_MATCH),
+        }
+        let nonce = non_empty(&fields, "nonce_str").ok_or(msg::LACK_NONCE_STR)?;
+        if nonce.len() > 32 {
+            return Err(msg::BAD_NONCE_STR);
+        }
+        let sign_type = match fields.get("sign_type") {
+            None => SignType::Md5,
+            Some(name) => name.parse().map_err(|_| msg::BAD_SIGN_TYPE)?,
+        };
+        if non_empty(&fields, "sign").is_none() {
+            return Err(msg::LACK_SIGN);
+        }
+        sign::verify(&fields, &merchant.key, sign_type).map_err(|_| msg::SIGNERROR)?;
+        Ok(Authenticated { fields, sign_type })
+    }
+
+    /// Carries out an authenticated call.
+    pub(super) fn execute(&self, api: Api, request: &Authenticated) -> Answer {
+        match api {
+            Api::UnifiedOrder => self.unified_order(request),
+            Api::OrderQuery => self.order_query(request),
+            Api::CloseOrder => self.close_order(request),
+        }
+    }
+
+    fn unified_order(&self, request: &Authenticated) -> Answer {
+        let Authenticated { fields, sign_type } = request;
+        let sign_type = *sign_type;
+        let now = self.now();
+        let mut book = self.book();
+        // An order number already in use is judged first: paid and closed orders stay so
+        // whatever the parameters, and another trade type is another transaction.
+        let existing = non_empty(fields, "out_trade_no").and_then(|no| book.get(no));
+        if let Some(existing) = existing {
+            match existing.state {
+                TradeState::Success => {
+                    return Answer::fail(sign_type, ErrCode::OrderPaid, "该订单已支付")
+                }
+                TradeState::Closed => {
+                    return Answer::fail(sign_type, ErrCode::OrderClosed, "该订单已关闭")
+                }
+                _ => {}
+            }
+            if existing.params.get("trade_type") != fields.get("trade_type") {
+                return Answer::fail(sign_type, ErrCode::OutTradeNoUsed, "商户订单号重复");
+            }
+        }
+        let checked = match check_unified_order(fields, now) {
+            Ok(checked) => checked,
+            Err((code, des)) => return Answer::fail(sign_type, code, &des),
+        };
+        let params: Fields = fields
+            .iter()
+            .filter(|(k, _)| !matches!(k.as_str(), "nonce_str" | "sign"))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+
+        if let Some(existing) = book.get(&checked.out_trade_no) {
+            // A re-entry must repeat every parameter.
+            if existing.params != params {
+                return Answer::fail(sign_type, ErrCode::InvalidRequest, "201 商户订单号重复");
+            }
+            if existing.time_expire.is_some_and(|t| t <= now) {
+                return Answer::fail(sign_type, ErrCode::OrderClosed, "订单已过期");
+            }
+            let order = if existing.prepay_expires_at <= now {
+                book.renew_prepay(&checked.out_trade_no, now)
+                    .expect("the order was just found")
+            } else {
+                existing
+            };
+            return Answer::success(sign_type, prepay_fields(order));
+        }
+
+        let (prepay_id, code_url) = state::new_prepay(now);
+        let order = Order {
+            out_trade_no: checked.out_trade_no,
+            params,
+            sign_type,
+            body: checked.body,
+            attach: checked.attach,
+            total_fee: checked.total_fee,
+            notify_url: checked.notify_url,
+            time_expire: checked.time_expire,
+            prepay_id,
+            code_url,
+            prepay_expires_at: now + PREPAY_VALIDITY,
+            state: TradeState::NotPay,
+            payment: None,
+            created_at: now,
+            notify_attempts: 0,
+            notify_acknowledged: false,
+        };
+        let answer = Answer::success(sign_type, prepay_fields(&order));
+        book.insert(order);
+        answer
+    }
+
+    fn order_query(&self, request: &Authenticated) -> Answer {
+        let Authenticated { fields, sign_type } = request;
+        let sign_type = *sign_type;
+        let book = self.book();
+        let order = match (
+            non_empty(fields, "transaction_id"),
+            non_empty(fields, "out_trade_no"),
+        ) {
+            (Some(tid), _) => book.by_transaction_id(tid),
+            (None, Some(no)) => book.get(no),
+            (None, None) => {
+                return Answer::fail(
+                    sign_type,
+                    ErrCode::LackParams,
+                    "缺少参数out_trade_no或transaction_id",
+                )
+            }
+        };
+        let Some(order) = order else {
+            return Answer::fail(sign_type, ErrCode::OrderNotExist, "订单不存在");
+        };
+        Answer::success(sign_type, query_fields(order))
+    }
+
+    fn close_order(&self, request: &Authenticated) -> Answer {
+        let Authenticated { fields, sign_type } = request;
+        let sign_type = *sign_type;
+        let Some(no) = non_empty(fields, "out_trade_no") else {
+            return Answer::fail(sign_type, ErrCode::LackParams, "缺少参数out_trade_no");
+        };
+        let mut book = self.book();
+        let Some(order) = book.get_mut(no) else {
+            return Answer::fail(sign_type, ErrCode::OrderNotExist, "订单不存在");
+        };
+        match order.state {
+            TradeState::Success => {
+                Answer::fail(sign_type, ErrCode::OrderPaid, "订单已支付，不能发起关单")
+            }
+            TradeState::Closed => {
+                Answer::fail(sign_type, ErrCode::OrderClosed, "订单已关闭，无需继续调用")
+            }
+            _ => {
+                order.state = TradeState::Closed;
+                let mut answer = Fields::new();
+                answer.insert("result_msg".into(), "OK".into());
+                Answer::success(sign_type, answer)
+            }
+        }
+    }
+}
+
+fn non_empty<'a>(fields: &'a Fields, name: &str) -> Option<&'a str> {
+    fields
+        .get(name)
+        .map(String::as_str)
+        .filter(|v| !v.is_empty())
+}
+
+/// A unifiedorder's values, validated.
+struct CheckedUnifiedOrder {
+    out_trade_no: String,
+    body: String,
+    attach: Option<String>,
+    total_fee: i64,
+    notify_url: String,
+    time_expire: Option<DateTime<Utc>>,
+}
+
+type Refusal = (ErrCode, String);
+
+/// The largest amount the sandbox accepts: 100 million yuan, in fen.
+const MAX_TOTAL_FEE: i64 = 10_000_000_000;
+
+fn lack(name: &str) -> Refusal {
+    (ErrCode::LackParams, format!("缺少参数{name}"))
+}
+
+fn invalid(des: impl Into<String>) -> Refusal {
+    (ErrCode::InvalidRequest, des.into())
+}
+
+/// WeChat's checks of a Native unifiedorder: required fields first, then each value.
+fn check_unified_order(f: &Fields, now: DateTime<Utc>) -> Result<CheckedUnifiedOrder, Refusal> {
+    for name in [
+        "body",
+        "out_trade_no",
+        "total_fee",
+        "spbill_create_ip",
+        "notify_url",
+        "trade_type",
+    ] {
+        non_empty(f, name).ok_or_else(|| lack(name))?;
+    }
+    let get = |name: &str| non_empty(f, name).unwrap_or_default();
+    if get("trade_type") != "NATIVE" {
+        return Err((
+            ErrCode::NoAuth,
+            "商户无此接口权限: the sandbox serves trade_type=NATIVE".into(),
+        ));
+    }
+    let product_id = non_empty(f, "product_id").ok_or_else(|| lack("product_id"))?;
+    if product_id.len() > 32 {
+        return Err(invalid("product_id参数长度有误"));
+    }
+    let body = get("body");
+    if body.chars().count() > 128 {
+        return Err(invalid("body参数长度有误"));
+    }
+    let out_trade_no = get("out_trade_no");
+    let charset_ok = out_trade_no
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'|' | b'*' | b'@'));
+    if out_trade_no.len() > 32 || !charset_ok {
+        return Err(invalid("out_trade_no参数格式错误"));
+    }
+    let total_fee_text = get("total_fee");
+    let total_fee = total_fee_text
+        .bytes()
+        .all(|b| b.is_ascii_digit())
+        .then(|| total_fee_text.parse::<i64>().ok())
+        .flatten()
+        .filter(|fee| (1..=MAX_TOTAL_FEE).contains(fee))
+        .ok_or_else(|| invalid("invalid total_fee"))?;
+    if non_empty(f, "fee_type").is_some_and(|t| t != "CNY") {
+        return Err(invalid("fee_type参数格式错误"));
+    }
+    if get("spbill_create_ip").parse::<IpAddr>().is_err() {
+        return Err(invalid("invalid spbill_create_ip"));
+    }
+    let notify_url = get("notify_url");
+    let parsed = url::Url::parse(notify_url).map_err(|_| invalid("notify_url参数格式错误"))?;
+    if !matches!(parsed.scheme(), "http" | "https") || notify_url.len() > 256 {
+        return Err(invalid("notify_url参数格式错误"));
+    }
+    if parsed.query().is_some() || parsed.fragment().is_some() {
+        return Err(invalid("notify_url不能携带参数"));
+    }
+    if non_empty(f, "attach").is_some_and(|a| a.len() > 127) {
+        return Err(invalid("attach参数长度有误"));
+    }
+    let time = |name: &str| {
+        non_empty(f, name)
+            .map(|text| parse_beijing(text).map_err(|_| invalid(format!("{name}参数格式错误"))))
+            .transpose()
+    };
+    let time_start = time("time_start")?;
+    let time_expire = time("time_expire")?;
+    if let Some(expire) = time_expire {
+        if expire - time_start.unwrap_or(now) < TimeDelta::minutes(5) {
+            return Err(invalid("time_expire时间过短，刷卡至少1分钟，其他5分钟"));
+        }
+    }
+    Ok(CheckedUnifiedOrder {
+        out_trade_no: out_trade_no.to_owned(),
+        body: body.to_owned(),
+        attach: non_empty(f, "attach").map(str::to_owned),
+        total_fee,
+        notify_url: notify_url.to_owned(),
+        time_expire,
+    })
+}
+
+fn prepay_fields(order: &Order) -> Fields {
+    let mut f = Fields::new();
+    f.insert("trade_type".into(), "NATIVE".into());
+    f.insert("prepay_id".into(), order.prepay_id.clone());
+    f.insert("code_url".into(), order.code_url.clone());
+    f
+}
+
+fn query_fields(order: &Order) -> Fields {
+    let mut f = Fields::new();
+    f.insert("out_trade_no".into(), order.out_trade_no.clone());
+    f.insert("trade_state".into(), order.state.as_str().into());
+    let desc = match order.state {
+        TradeState::Success => "支付成功",
+        TradeState::NotPay => "订单未支付",
+        TradeState::Closed => "订单已关闭",
+        TradeState::PayError => "支付失败，请重新下单支付",
+        _ => "",
+    };
+    f.insert("trade_state_desc".into(), desc.into());
+    if let Some(payment) = &order.payment {
+        f.extend(payment_fields(order, payment));
+    }
+    f
+}
+
+/// The payment fields shared by orderquery and the notify.
+pub(super) fn payment_fields(order: &Order, payment: &state::Payment) -> Fields {
+    let mut f = Fields::new();
+    let total_fee = order.total_fee.to_string();
+    for (name, value) in [
+        ("openid", payment.openid.as_str()),
+        ("is_subscribe", "N"),
+        ("trade_type", "NATIVE"),
+        ("bank_type", payment.bank_type.as_str()),
+        ("total_fee", total_fee.as_str()),
+        ("cash_fee", total_fee.as_str()),
+        ("fee_type", "CNY"),
+        ("transaction_id", payment.transaction_id.as_str()),
+        ("out_trade_no", order.out_trade_no.as_str()),
+    ] {
+        f.insert(name.into(), value.into());
+    }
+    f.insert(
+        "time_end".into(),
+        crate::wxpay::time::format_beijing(payment.time_end),
+    );
+    if let Some(attach) = &order.attach {
+        f.insert("attach".into(), attach.clone());
+    }
+    f
+}

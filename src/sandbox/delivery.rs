@@ -1,0 +1,172 @@
+//! The shopper's payment and WeChat's notify delivery: a signed notify POSTed to the order's
+//! `notify_url`, retried on WeChat's schedule (scaled by `time_scale`) until the answer is the
+//! SUCCESS XML — also while the shop is down.
+
+use std::sync::Arc;
+
+use super::api::payment_fields;
+use super::state::{self, Payment};
+use super::{Sandbox, NOTIFY_RETRY_SCHEDULE_SECS};
+use crate::wxpay::{nonce_str, sign, xml, TradeState};
+
+/// What the shopper does on the phone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Confirms and the payment goes through.
+    Pay,
+    /// Confirms and the bank declines: `trade_state=PAYERROR`, no notify.
+    Fail,
+}
+
+/// Why a payment could not start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum PayRefusal {
+    #[error("二维码无效 (unknown code_url)")]
+    UnknownCode,
+    #[error("二维码已过期 (the code_url is older than 2 hours)")]
+    PrepayExpired,
+    #[error("订单已过期 (past time_expire)")]
+    OrderExpired,
+    #[error("订单已支付 (already paid)")]
+    AlreadyPaid,
+    #[error("订单已关闭 (closed)")]
+    Closed,
+}
+
+/// The order after the shopper acted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Receipt {
+    pub out_trade_no: String,
+    pub total_fee: i64,
+    pub trade_state: TradeState,
+    pub transaction_id: Option<String>,
+}
+
+/// Pays (or fails to pay) the order behind `code_url`; a successful payment starts the notify
+/// delivery.
+pub(super) fn pay(
+    sandbox: &Arc<Sandbox>,
+    code_url: &str,
+    outcome: Outcome,
+) -> Result<Receipt, PayRefusal> {
+    let now = sandbox.now();
+    let mut book = sandbox.book();
+    let order = book.by_code_url(code_url).ok_or(PayRefusal::UnknownCode)?;
+    match order.state {
+        TradeState::Success => return Err(PayRefusal::AlreadyPaid),
+        TradeState::Closed => return Err(PayRefusal::Closed),
+        _ => {}
+    }
+    if order.time_expire.is_some_and(|t| t <= now) {
+        return Err(PayRefusal::OrderExpired);
+    }
+    if order.prepay_expires_at <= now {
+        return Err(PayRefusal::PrepayExpired);
+    }
+    let no = order.out_trade_no.clone();
+    if outcome == Outcome::Fail {
+        let order = book.get_mut(&no).expect("the order was just found");
+        order.state = TradeState::PayError;
+        return Ok(Receipt {
+            out_trade_no: no,
+            total_fee: order.total_fee,
+            trade_state: TradeState::PayError,
+            transaction_id: None,
+        });
+    }
+    let payment = Payment {
+        transaction_id: state::new_transaction_id(now),
+        time_end: now,
+        openid: state::new_openid(),
+        bank_type: "OTHERS".into(),
+    };
+    let order = book
+        .pay(&no, payment.clone())
+        .expect("the order was just found");
+    let receipt = Receipt {
+        out_trade_no: no.clone(),
+        total_fee: order.total_fee,
+        trade_state: TradeState::Success,
+        transaction_id: Some(payment.transaction_id.clone()),
+    };
+
+    let merchant = &sandbox.config.merchant;
+    let mut notify = payment_fields(order, &payment);
+    notify.insert("return_code".into(), "SUCCESS".into());
+    notify.insert("result_code".into(), "SUCCESS".into());
+    notify.insert("appid".into(), merchant.appid.clone());
+    notify.insert("mch_id".into(), merchant.mch_id.clone());
+    notify.insert("nonce_str".into(), nonce_str());
+    // Like WeChat: signed with the order's algorithm, and no sign_type field even for HMAC.
+    let signature = sign::sign(&notify, &merchant.key, order.sign_type);
+    notify.insert("sign".into(), signature);
+    let body = xml::encode(&notify);
+    let url = order.notify_url.clone();
+    drop(book);
+
+    let task_sandbox = Arc::clone(sandbox);
+    sandbox
+        .deliveries
+        .spawn(deliver(task_sandbox, no, url, body));
+    Ok(receipt)
+}
+
+/// Delivers one notify: at once, then after each wait of the schedule, until acknowledged.
+async fn deliver(sandbox: Arc<Sandbox>, out_trade_no: String, url: String, body: String) {
+    for attempt in 0..=NOTIFY_RETRY_SCHEDULE_SECS.len() {
+        if attempt > 0 {
+            let wait = sandbox.scaled(NOTIFY_RETRY_SCHEDULE_SECS[attempt - 1]);
+            tokio::select! {
+                _ = sandbox.shutdown.cancelled() => return,
+                _ = tokio::time::sleep(wait) => {}
+            }
+        }
+        let faults = sandbox.faults();
+        let acknowledged = if faults.draw_drop_notify() {
+            false
+        } else if faults.draw_duplicate_notify() {
+            let (a, b) = tokio::join!(send(&sandbox, &url, &body), send(&sandbox, &url, &body));
+            a || b
+        } else {
+            send(&sandbox, &url, &body).await
+        };
+        sandbox
+            .counters
+            .notify_attempts
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if let Some(order) = sandbox.book().get_mut(&out_trade_no) {
+            order.notify_attempts += 1;
+            order.notify_acknowledged |= acknowledged;
+        }
+        if acknowledged {
+            tracing::debug!(%out_trade_no, attempt, "sandbox notify acknowledged");
+            return;
+        }
+    }
+    tracing::warn!(%out_trade_no, "sandbox notify never acknowledged; giving up as WeChat does");
+}
+
+/// One POST; true when the answer is WeChat's SUCCESS XML.
+async fn send(sandbox: &Sandbox, url: &str, body: &str) -> bool {
+    let request = sandbox
+        .notify_http
+        .post(url)
+        .header(reqwest::header::CONTENT_TYPE, "text/xml")
+        .body(body.to_owned())
+        .send();
+    let response = tokio::select! {
+        _ = sandbox.shutdown.cancelled() => return false,
+        response = request => response,
+    };
+    let Ok(response) = response else {
+        return false;
+    };
+    if !response.status().is_success() {
+        return false;
+    }
+    match response.bytes().await {
+        Ok(answer) => xml::decode(&answer)
+            .is_ok_and(|f| f.get("return_code").map(String::as_str) == Some("SUCCESS")),
+        Err(_) => false,
+    }
+}

@@ -1,0 +1,374 @@
+//! The sandbox over HTTP: WeChat's API paths (with fault injection), the shopper's phone, and
+//! the test controls.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use actix_web::http::header::ContentType;
+use actix_web::{web, Either, HttpResponse};
+use askama::Template;
+use serde::{Deserialize, Serialize};
+
+use super::api::{msg, Answer, Api};
+use super::delivery::{self, Outcome, PayRefusal, Receipt};
+use super::faults::{ApiFault, Faults};
+use super::Sandbox;
+use crate::domain::Fen;
+use crate::wxpay::{nonce_str, sign, xml, ErrCode, TradeState};
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.app_data(web::PayloadConfig::new(1 << 20))
+        .service(
+            web::resource("/pay/{api}")
+                .route(web::post().to(api))
+                .route(web::route().to(require_post)),
+        )
+        .route("/", web::get().to(index))
+        .route("/scan", web::get().to(scan))
+        .route("/scan/cancel", web::get().to(cancel))
+        .route("/sandbox/pay", web::post().to(pay))
+        .route("/sandbox/faults", web::get().to(get_faults))
+        .route("/sandbox/faults", web::put().to(put_faults))
+        .route("/sandbox/clock", web::post().to(advance_clock))
+        .route("/sandbox/stats", web::get().to(stats))
+        .route("/sandbox/orders/{out_trade_no}", web::get().to(order_view));
+}
+
+fn xml_response(body: String) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/xml; charset=utf-8")
+        .body(body)
+}
+
+fn return_fail(message: &str) -> HttpResponse {
+    xml_response(xml::encode_pairs([
+        ("return_code", "FAIL"),
+        ("return_msg", message),
+    ]))
+}
+
+async fn require_post() -> HttpResponse {
+    return_fail(msg::REQUIRE_POST_METHOD)
+}
+
+/// One API call: faults, authentication, the call, the signed answer.
+async fn api(
+    sandbox: web::Data<Sandbox>,
+    name: web::Path<String>,
+    body: web::Bytes,
+) -> HttpResponse {
+    let (api, counter) = match name.as_str() {
+        "unifiedorder" => (Api::UnifiedOrder, &sandbox.counters.unifiedorder),
+        "orderquery" => (Api::OrderQuery, &sandbox.counters.orderquery),
+        "closeorder" => (Api::CloseOrder, &sandbox.counters.closeorder),
+        _ => return HttpResponse::NotFound().finish(),
+    };
+    counter.fetch_add(1, Ordering::Relaxed);
+
+    let faults = sandbox.faults();
+    if faults.latency_ms > 0 {
+        tokio::time::sleep(faults.latency()).await;
+    }
+    let fault = faults.draw_api();
+    if fault == ApiFault::Http5xx {
+        return HttpResponse::ServiceUnavailable().body("503 Service Unavailable");
+    }
+    let request = match sandbox.authenticate(&body) {
+        Ok(request) => request,
+        Err(message) => return return_fail(message),
+    };
+    let answer = if fault == ApiFault::SystemError {
+        Answer::fail(request.sign_type, ErrCode::SystemError, "系统超时")
+    } else {
+        sandbox.execute(api, &request)
+    };
+    if fault == ApiFault::Timeout {
+        // The call took effect; its answer is lost in a connection that never completes.
+        tokio::select! {
+            _ = sandbox.shutdown.cancelled() => {}
+            _ = tokio::time::sleep(Faults::TIMEOUT_HOLD) => {}
+        }
+    }
+    render(&sandbox, answer)
+}
+
+fn render(sandbox: &Sandbox, answer: Answer) -> HttpResponse {
+    let Answer {
+        sign_type,
+        mut fields,
+    } = answer;
+    let merchant = &sandbox.config.merchant;
+    fields.insert("return_code".into(), "SUCCESS".into());
+    fields.insert("return_msg".into(), "OK".into());
+    fields.insert("appid".into(), merchant.appid.clone());
+    fields.insert("mch_id".into(), merchant.mch_id.clone());
+    fields.insert("nonce_str".into(), nonce_str());
+    let signature = sign::sign(&fields, &merchant.key, sign_type);
+    fields.insert("sign".into(), signature);
+    xml_response(xml::encode(&fields))
+}
+
+async fn index(sandbox: web::Data<Sandbox>) -> HttpResponse {
+    let merchant = &sandbox.config.merchant;
+    HttpResponse::Ok()
+        .content_type(ContentType::plaintext())
+        .body(format!(
+            "wxpay-checkout WeChat Pay v2 sandbox\n\
+         APIs: POST /pay/unifiedorder, /pay/orderquery, /pay/closeorder\n\
+         Shopper: GET /scan?code_url=..., POST /sandbox/pay (code_url, outcome=success|fail)\n\
+         Merchant: appid={} mch_id={}\n",
+            merchant.appid, merchant.mch_id
+        ))
+}
+
+#[derive(Debug, Deserialize)]
+struct CodeUrl {
+    code_url: String,
+}
+
+/// What the scan page shows of an order.
+struct ScanOrder {
+    out_trade_no: String,
+    body: String,
+    amount: String,
+    trade_state: String,
+    /// Why it cannot be paid, if it cannot.
+    refusal: Option<String>,
+}
+
+#[derive(Template)]
+#[template(path = "sandbox/scan.html")]
+struct ScanPage {
+    merchant_name: String,
+    code_url: String,
+    order: Option<ScanOrder>,
+}
+
+#[derive(Template)]
+#[template(path = "sandbox/result.html")]
+struct ResultPage {
+    ok: bool,
+    headline: String,
+    detail: String,
+    receipt: Option<ReceiptView>,
+}
+
+struct ReceiptView {
+    out_trade_no: String,
+    amount: String,
+    trade_state: String,
+    transaction_id: Option<String>,
+}
+
+fn html(page: &impl Template, status: actix_web::http::StatusCode) -> HttpResponse {
+    match page.render() {
+        Ok(body) => HttpResponse::build(status)
+            .content_type(ContentType::html())
+            .body(body),
+        Err(e) => {
+            tracing::error!(error = %e, "sandbox template failed");
+            HttpResponse::InternalServerError().finish()
+        }
+    }
+}
+
+/// The shopper's phone after scanning: merchant, goods, amount, Pay / Cancel.
+async fn scan(sandbox: web::Data<Sandbox>, query: web::Query<CodeUrl>) -> HttpResponse {
+    let now = sandbox.now();
+    let order = sandbox.book().by_code_url(&query.code_url).map(|o| {
+        let refusal = match o.state {
+            TradeState::Success => Some(PayRefusal::AlreadyPaid),
+            TradeState::Closed => Some(PayRefusal::Closed),
+            _ if o.time_expire.is_some_and(|t| t <= now) => Some(PayRefusal::OrderExpired),
+            _ if o.prepay_expires_at <= now => Some(PayRefusal::PrepayExpired),
+            _ => None,
+        };
+        ScanOrder {
+            out_trade_no: o.out_trade_no.clone(),
+            body: o.body.clone(),
+            amount: Fen(o.total_fee).yuan(),
+            trade_state: o.state.to_string(),
+            refusal: refusal.map(|r| r.to_string()),
+        }
+    });
+    let status = if order.is_some() {
+        actix_web::http::StatusCode::OK
+    } else {
+        actix_web::http::StatusCode::NOT_FOUND
+    };
+    let page = ScanPage {
+        merchant_name: sandbox.config.merchant_name.clone(),
+        code_url: query.into_inner().code_url,
+        order,
+    };
+    html(&page, status)
+}
+
+async fn cancel() -> HttpResponse {
+    let page = ResultPage {
+        ok: false,
+        headline: "已取消支付 Payment cancelled".into(),
+        detail: "订单仍未支付，可以重新扫码。The order is still unpaid; scan again to pay.".into(),
+        receipt: None,
+    };
+    html(&page, actix_web::http::StatusCode::OK)
+}
+
+#[derive(Debug, Deserialize)]
+struct PayRequest {
+    code_url: String,
+    #[serde(default)]
+    outcome: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+struct PayJson {
+    ok: bool,
+    out_trade_no: Option<String>,
+    trade_state: Option<String>,
+    transaction_id: Option<String>,
+    total_fee: Option<i64>,
+    error: Option<String>,
+}
+
+/// The shopper confirms on the phone. Form posts get a page, JSON posts get JSON.
+async fn pay(
+    sandbox: web::Data<Sandbox>,
+    body: Either<web::Json<PayRequest>, web::Form<PayRequest>>,
+) -> HttpResponse {
+    let (request, wants_json) = match body {
+        Either::Left(json) => (json.into_inner(), true),
+        Either::Right(form) => (form.into_inner(), false),
+    };
+    let outcome = match request.outcome.as_deref() {
+        None | Some("" | "success" | "pay") => Outcome::Pay,
+        Some("fail" | "payerror") => Outcome::Fail,
+        Some(_) => {
+            return HttpResponse::BadRequest()
+                .content_type(ContentType::plaintext())
+                .body("outcome must be success or fail\n")
+        }
+    };
+    let sandbox: Arc<Sandbox> = Arc::clone(&sandbox);
+    let result = delivery::pay(&sandbox, &request.code_url, outcome);
+    let status = match &result {
+        Ok(_) => actix_web::http::StatusCode::OK,
+        Err(PayRefusal::UnknownCode) => actix_web::http::StatusCode::NOT_FOUND,
+        Err(_) => actix_web::http::StatusCode::CONFLICT,
+    };
+    if wants_json {
+        let json = match result {
+            Ok(r) => PayJson {
+                ok: r.trade_state == TradeState::Success,
+                out_trade_no: Some(r.out_trade_no),
+                trade_state: Some(r.trade_state.to_string()),
+                transaction_id: r.transaction_id,
+                total_fee: Some(r.total_fee),
+                error: None,
+            },
+            Err(e) => PayJson {
+                ok: false,
+                out_trade_no: None,
+                trade_state: None,
+                transaction_id: None,
+                total_fee: None,
+                error: Some(e.to_string()),
+            },
+        };
+        return HttpResponse::build(status).json(json);
+    }
+    let page = match result {
+        Ok(receipt) => receipt_page(receipt),
+        Err(e) => ResultPage {
+            ok: false,
+            headline: "无法支付 Cannot pay".into(),
+            detail: e.to_string(),
+            receipt: None,
+        },
+    };
+    html(&page, status)
+}
+
+fn receipt_page(r: Receipt) -> ResultPage {
+    let ok = r.trade_state == TradeState::Success;
+    ResultPage {
+        ok,
+        headline: if ok {
+            "支付成功 Payment successful".into()
+        } else {
+            "支付失败 Payment failed".into()
+        },
+        detail: if ok {
+            "微信支付正在通知商户。WeChat Pay is notifying the merchant.".into()
+        } else {
+            "银行拒绝了这笔付款（PAYERROR）。The bank declined the payment.".into()
+        },
+        receipt: Some(ReceiptView {
+            out_trade_no: r.out_trade_no,
+            amount: Fen(r.total_fee).yuan(),
+            trade_state: r.trade_state.to_string(),
+            transaction_id: r.transaction_id,
+        }),
+    }
+}
+
+async fn get_faults(sandbox: web::Data<Sandbox>) -> HttpResponse {
+    HttpResponse::Ok().json(sandbox.faults())
+}
+
+async fn put_faults(sandbox: web::Data<Sandbox>, faults: web::Json<Faults>) -> HttpResponse {
+    let faults = faults.into_inner();
+    if let Err(e) = faults.validate() {
+        return HttpResponse::BadRequest().body(e.to_string());
+    }
+    *sandbox.faults.lock().expect("faults lock") = faults;
+    HttpResponse::Ok().json(faults)
+}
+
+#[derive(Debug, Deserialize)]
+struct ClockAdvance {
+    advance_secs: i64,
+}
+
+/// Moves the sandbox's clock forward (never back), to reach expiries in tests.
+async fn advance_clock(sandbox: web::Data<Sandbox>, body: web::Json<ClockAdvance>) -> HttpResponse {
+    if body.advance_secs < 0 {
+        return HttpResponse::BadRequest().body("the clock only moves forward");
+    }
+    let offset = sandbox
+        .clock_offset_secs
+        .fetch_add(body.advance_secs, Ordering::Relaxed)
+        + body.advance_secs;
+    HttpResponse::Ok().json(serde_json::json!({ "offset_secs": offset }))
+}
+
+async fn stats(sandbox: web::Data<Sandbox>) -> HttpResponse {
+    let c = &sandbox.counters;
+    HttpResponse::Ok().json(serde_json::json!({
+        "unifiedorder": c.unifiedorder.load(Ordering::Relaxed),
+        "orderquery": c.orderquery.load(Ordering::Relaxed),
+        "closeorder": c.closeorder.load(Ordering::Relaxed),
+        "notify_attempts": c.notify_attempts.load(Ordering::Relaxed),
+        "orders": sandbox.book().len(),
+    }))
+}
+
+/// What the sandbox holds about one order (not a WeChat API; for tests and debugging).
+async fn order_view(sandbox: web::Data<Sandbox>, no: web::Path<String>) -> HttpResponse {
+    let book = sandbox.book();
+    let Some(o) = book.get(&no) else {
+        return HttpResponse::NotFound().json(serde_json::json!({ "error": "no such order" }));
+    };
+    HttpResponse::Ok().json(serde_json::json!({
+        "out_trade_no": o.out_trade_no,
+        "trade_state": o.state.as_str(),
+        "total_fee": o.total_fee,
+        "sign_type": o.sign_type.as_str(),
+        "code_url": o.code_url,
+        "prepay_id": o.prepay_id,
+        "transaction_id": o.payment.as_ref().map(|p| p.transaction_id.clone()),
+        "notify_attempts": o.notify_attempts,
+        "notify_acknowledged": o.notify_acknowledged,
+        "created_at": o.created_at.to_rfc3339(),
+    }))
+}

@@ -1,0 +1,200 @@
+//! A WeChat Pay v2 sandbox for the Native flow, faithful enough that a third-party SDK pointed
+//! at its base URL works unchanged: the same paths, the same validation order and answers, signed
+//! XML, WeChat's code_url form, the notify with WeChat's retry schedule. It is the server side of
+//! [`crate::wxpay`] and uses nothing else of this crate.
+//!
+//! Answers follow WeChat's two levels. Anything that fails before the caller is authenticated
+//! (not POST, empty body, bad XML, not UTF-8, unknown merchant, bad or missing signature) gets
+//! `return_code=FAIL` with a `return_msg` and no `sign` — the caller's key is not trusted yet.
+//! Anything after that is signed with the request's sign type and carries `result_code` and, on
+//! failure, `err_code` (`LACK_PARAMS`, `INVALID_REQUEST`, `ORDERPAID`, …).
+//!
+//! State is in memory and bounded (`max_orders`); a restart forgets every order.
+//!
+//! Beyond WeChat's own paths it serves the shopper's phone (`GET /scan`, `POST /sandbox/pay`)
+//! and a few controls for tests (`/sandbox/faults`, `/sandbox/clock`, `/sandbox/stats`,
+//! `/sandbox/orders/{out_trade_no}`).
+
+mod api;
+mod delivery;
+pub mod faults;
+mod http;
+mod state;
+
+use std::net::{SocketAddr, TcpListener};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use actix_web::{web, App, HttpServer};
+use chrono::{DateTime, Utc};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::wxpay::Merchant;
+pub use faults::Faults;
+pub use state::PREPAY_VALIDITY;
+
+/// WeChat's notify retry schedule after a failed delivery (current documentation): 15 retries,
+/// 24 h 4 min in all.
+pub const NOTIFY_RETRY_SCHEDULE_SECS: [u64; 15] = [
+    15, 15, 30, 180, 600, 1200, 1800, 1800, 1800, 3600, 10800, 10800, 10800, 21600, 21600,
+];
+
+/// How the sandbox is set up.
+#[derive(Debug, Clone)]
+pub struct SandboxConfig {
+    /// The one merchant the sandbox knows.
+    pub merchant: Merchant,
+    /// Shown to the shopper on the scan page.
+    pub merchant_name: String,
+    /// Multiplies every wait of the notify schedule: `0.001` turns 15 s into 15 ms.
+    pub time_scale: f64,
+    pub faults: Faults,
+    /// Orders remembered; the oldest are forgotten beyond this.
+    pub max_orders: usize,
+    /// How long one notify delivery may take before it counts as failed.
+    pub notify_timeout: Duration,
+}
+
+impl SandboxConfig {
+    pub fn new(merchant: Merchant) -> Self {
+        SandboxConfig {
+            merchant,
+            merchant_name: "wxpay-checkout 演示商户".into(),
+            time_scale: 1.0,
+            faults: Faults::default(),
+            max_orders: 100_000,
+            notify_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Calls received per API, for tests and operators.
+#[derive(Debug, Default)]
+struct Counters {
+    unifiedorder: AtomicU64,
+    orderquery: AtomicU64,
+    closeorder: AtomicU64,
+    notify_attempts: AtomicU64,
+}
+
+/// The sandbox's shared state.
+pub struct Sandbox {
+    config: SandboxConfig,
+    book: Mutex<state::Book>,
+    faults: Mutex<Faults>,
+    /// Seconds added to the real clock (`POST /sandbox/clock`), to reach expiries in tests.
+    clock_offset_secs: AtomicI64,
+    counters: Counters,
+    notify_http: reqwest::Client,
+    /// Notify deliveries in flight; cancelled on shutdown.
+    deliveries: TaskTracker,
+    shutdown: CancellationToken,
+}
+
+impl Sandbox {
+    fn new(config: SandboxConfig) -> Result<Self, reqwest::Error> {
+        let notify_http = reqwest::Client::builder()
+            .timeout(config.notify_timeout)
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent("Mozilla/4.0 (wxpay-checkout sandbox notify)")
+            .build()?;
+        Ok(Sandbox {
+            book: Mutex::new(state::Book::new(config.max_orders)),
+            faults: Mutex::new(config.faults),
+            clock_offset_secs: AtomicI64::new(0),
+            counters: Counters::default(),
+            notify_http,
+            deliveries: TaskTracker::new(),
+            shutdown: CancellationToken::new(),
+            config,
+        })
+    }
+
+    /// The sandbox's clock: real time plus any offset set by a test.
+    fn now(&self) -> DateTime<Utc> {
+        Utc::now() + chrono::Duration::seconds(self.clock_offset_secs.load(Ordering::Relaxed))
+    }
+
+    fn faults(&self) -> Faults {
+        *self.faults.lock().expect("faults lock")
+    }
+
+    fn book(&self) -> std::sync::MutexGuard<'_, state::Book> {
+        self.book.lock().expect("sandbox book lock")
+    }
+
+    /// A schedule wait scaled by `time_scale`.
+    fn scaled(&self, secs: u64) -> Duration {
+        Duration::from_secs_f64(secs as f64 * self.config.time_scale)
+    }
+}
+
+/// A running sandbox.
+pub struct SandboxServer {
+    addr: SocketAddr,
+    server: actix_web::dev::Server,
+    sandbox: web::Data<Sandbox>,
+}
+
+impl SandboxServer {
+    /// Starts serving on `listener` (call from within a Tokio runtime).
+    pub fn start(listener: TcpListener, config: SandboxConfig) -> anyhow::Result<SandboxServer> {
+        let addr = listener.local_addr()?;
+        let sandbox = web::Data::new(Sandbox::new(config)?);
+        let data = sandbox.clone();
+        // Signals are left to the owner, which stops the sandbox through its handle.
+        let server =
+            HttpServer::new(move || App::new().app_data(data.clone()).configure(http::routes))
+                .workers(2)
+                .disable_signals()
+                .listen(listener)?
+                .run();
+        Ok(SandboxServer {
+            addr,
+            server,
+            sandbox,
+        })
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The base URL clients use (`http://addr/`).
+    pub fn base_url(&self) -> url::Url {
+        url::Url::parse(&format!("http://{}/", self.addr)).expect("a socket address forms a URL")
+    }
+
+    /// A handle that stops the server and its deliveries.
+    pub fn handle(&self) -> SandboxHandle {
+        SandboxHandle {
+            server: self.server.handle(),
+            sandbox: self.sandbox.clone(),
+        }
+    }
+
+    /// Serves until stopped through a [`SandboxHandle`], then waits for deliveries to end.
+    pub async fn run(self) -> std::io::Result<()> {
+        let result = self.server.await;
+        self.sandbox.shutdown.cancel();
+        self.sandbox.deliveries.close();
+        self.sandbox.deliveries.wait().await;
+        result
+    }
+}
+
+/// Stops a running sandbox.
+#[derive(Clone)]
+pub struct SandboxHandle {
+    server: actix_web::dev::ServerHandle,
+    sandbox: web::Data<Sandbox>,
+}
+
+impl SandboxHandle {
+    pub async fn stop(&self) {
+        self.sandbox.shutdown.cancel();
+        self.server.stop(true).await;
+    }
+}

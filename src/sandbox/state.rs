@@ -1,0 +1,222 @@
+//! The sandbox's in-memory book of orders: what WeChat Pay would remember about each
+//! `out_trade_no`. Bounded: beyond `max_orders` the oldest orders are forgotten.
+
+use std::collections::{HashMap, VecDeque};
+
+use chrono::{DateTime, Duration as TimeDelta, Utc};
+use rand::distr::{Alphanumeric, SampleString};
+use rand::Rng;
+
+use crate::wxpay::{Fields, SignType, TradeState};
+
+/// How long a prepay (`prepay_id`, `code_url`) stays valid.
+pub const PREPAY_VALIDITY: TimeDelta = TimeDelta::hours(2);
+
+/// One order as WeChat Pay holds it.
+#[derive(Debug, Clone)]
+pub struct Order {
+    pub out_trade_no: String,
+    /// The unifiedorder parameters that a re-entry must repeat exactly (all but nonce and sign).
+    pub params: Fields,
+    pub sign_type: SignType,
+    pub body: String,
+    pub attach: Option<String>,
+    pub total_fee: i64,
+    pub notify_url: String,
+    pub time_expire: Option<DateTime<Utc>>,
+    pub prepay_id: String,
+    pub code_url: String,
+    pub prepay_expires_at: DateTime<Utc>,
+    pub state: TradeState,
+    pub payment: Option<Payment>,
+    pub created_at: DateTime<Utc>,
+    /// Notify deliveries attempted (sent or dropped by a fault), and whether one was answered
+    /// SUCCESS.
+    pub notify_attempts: u32,
+    pub notify_acknowledged: bool,
+}
+
+/// A completed payment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Payment {
+    pub transaction_id: String,
+    pub time_end: DateTime<Utc>,
+    pub openid: String,
+    pub bank_type: String,
+}
+
+/// The orders, indexed by `out_trade_no`, by `code_url` token and by `transaction_id`.
+#[derive(Debug)]
+pub struct Book {
+    orders: HashMap<String, Order>,
+    by_code_url: HashMap<String, String>,
+    by_transaction: HashMap<String, String>,
+    /// Insertion order, oldest first, for eviction.
+    age: VecDeque<String>,
+    max_orders: usize,
+}
+
+impl Book {
+    pub fn new(max_orders: usize) -> Self {
+        Book {
+            orders: HashMap::new(),
+            by_code_url: HashMap::new(),
+            by_transaction: HashMap::new(),
+            age: VecDeque::new(),
+            max_orders: max_orders.max(1),
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.orders.len()
+    }
+
+    pub fn get(&self, out_trade_no: &str) -> Option<&Order> {
+        self.orders.get(out_trade_no)
+    }
+
+    pub fn get_mut(&mut self, out_trade_no: &str) -> Option<&mut Order> {
+        self.orders.get_mut(out_trade_no)
+    }
+
+    pub fn by_code_url(&self, code_url: &str) -> Option<&Order> {
+        self.by_code_url
+            .get(code_url)
+            .and_then(|no| self.orders.get(no))
+    }
+
+    pub fn by_transaction_id(&self, transaction_id: &str) -> Option<&Order> {
+        self.by_transaction
+            .get(transaction_id)
+            .and_then(|no| self.orders.get(no))
+    }
+
+    /// Adds a new order, forgetting the oldest ones beyond the bound.
+    pub fn insert(&mut self, order: Order) {
+        let no = order.out_trade_no.clone();
+        self.by_code_url.insert(order.code_url.clone(), no.clone());
+        self.age.push_back(no.clone());
+        self.orders.insert(no, order);
+        while self.orders.len() > self.max_orders {
+            let Some(oldest) = self.age.pop_front() else {
+                break;
+            };
+            if let Some(gone) = self.orders.remove(&oldest) {
+                self.by_code_url.remove(&gone.code_url);
+                if let Some(payment) = &gone.payment {
+                    self.by_transaction.remove(&payment.transaction_id);
+                }
+            }
+        }
+    }
+
+    /// Replaces an order's prepay (a re-entry after the old one expired).
+    pub fn renew_prepay(&mut self, out_trade_no: &str, now: DateTime<Utc>) -> Option<&Order> {
+        let order = self.orders.get_mut(out_trade_no)?;
+        self.by_code_url.remove(&order.code_url);
+        let (prepay_id, code_url) = new_prepay(now);
+        order.prepay_id = prepay_id;
+        order.code_url = code_url.clone();
+        order.prepay_expires_at = now + PREPAY_VALIDITY;
+        self.by_code_url.insert(code_url, out_trade_no.to_owned());
+        self.orders.get(out_trade_no)
+    }
+
+    /// Records a successful payment.
+    pub fn pay(&mut self, out_trade_no: &str, payment: Payment) -> Option<&Order> {
+        let order = self.orders.get_mut(out_trade_no)?;
+        self.by_transaction
+            .insert(payment.transaction_id.clone(), out_trade_no.to_owned());
+        order.state = TradeState::Success;
+        order.payment = Some(payment);
+        Some(order)
+    }
+}
+
+/// A fresh `prepay_id` and `code_url` in WeChat's shapes.
+pub fn new_prepay(now: DateTime<Utc>) -> (String, String) {
+    let mut rng = rand::rng();
+    let prepay_id = format!(
+        "wx{}{}",
+        now.format("%d%H%M%S"),
+        Alphanumeric
+            .sample_string(&mut rng, 26)
+            .to_ascii_lowercase()
+    );
+    let code_url = format!(
+        "weixin://wxpay/bizpayurl?pr={}",
+        Alphanumeric.sample_string(&mut rng, 7)
+    );
+    (prepay_id, code_url)
+}
+
+/// A 28-digit transaction id like WeChat's (`4200…` + date + random digits).
+pub fn new_transaction_id(now: DateTime<Utc>) -> String {
+    let mut rng = rand::rng();
+    let tail: String = (0..10)
+        .map(|_| char::from(b'0' + rng.random_range(0..10u8)))
+        .collect();
+    format!(
+        "420000{}{}{tail}",
+        rng.random_range(1000..10000u32),
+        now.format("%Y%m%d")
+    )
+}
+
+/// A payer's openid in WeChat's 28-character shape.
+pub fn new_openid() -> String {
+    format!("o{}", Alphanumeric.sample_string(&mut rand::rng(), 27))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn order(no: &str, now: DateTime<Utc>) -> Order {
+        let (prepay_id, code_url) = new_prepay(now);
+        Order {
+            out_trade_no: no.into(),
+            params: Fields::new(),
+            sign_type: SignType::Md5,
+            body: "b".into(),
+            attach: None,
+            total_fee: 1,
+            notify_url: "http://127.0.0.1/n".into(),
+            time_expire: None,
+            prepay_id,
+            code_url,
+            prepay_expires_at: now + PREPAY_VALIDITY,
+            state: TradeState::NotPay,
+            payment: None,
+            created_at: now,
+            notify_attempts: 0,
+            notify_acknowledged: false,
+        }
+    }
+
+    #[test]
+    fn ids_have_wechats_shapes() {
+        let now = Utc::now();
+        let tid = new_transaction_id(now);
+        assert_eq!(tid.len(), 28);
+        assert!(tid.bytes().all(|b| b.is_ascii_digit()));
+        let (prepay, code_url) = new_prepay(now);
+        assert!(prepay.starts_with("wx") && prepay.len() == 36);
+        assert!(code_url.starts_with("weixin://wxpay/bizpayurl?pr="));
+        assert_eq!(new_openid().len(), 28);
+    }
+
+    #[test]
+    fn the_book_forgets_the_oldest_beyond_its_bound() {
+        let now = Utc::now();
+        let mut book = Book::new(3);
+        for i in 0..5 {
+            book.insert(order(&format!("o{i}"), now));
+        }
+        assert_eq!(book.len(), 3);
+        assert!(book.get("o0").is_none() && book.get("o1").is_none());
+        let code_url = book.get("o4").unwrap().code_url.clone();
+        assert_eq!(book.by_code_url(&code_url).unwrap().out_trade_no, "o4");
+        assert_eq!(book.by_code_url.len(), 3);
+    }
+}
