@@ -39,9 +39,11 @@ pub struct Settings {
     pub mode: Mode,
     pub listen_addr: SocketAddr,
     pub database_url: String,
-    pub public_base_url: Url,
+    /// `PUBLIC_BASE_URL` when set; see [`Settings::public_base_url`].
+    pub public_base_url: Option<Url>,
     pub merchant: Merchant,
-    pub notify_url: Url,
+    /// `WEIXIN_NOTIFYURL` when set; see [`Settings::notify_url`].
+    pub notify_url: Option<Url>,
     /// WeChat Pay's base URL. With `builtin_sandbox` it names the sandbox's configured address;
     /// start-up replaces it with the address actually bound.
     pub api_base: Url,
@@ -89,6 +91,31 @@ const MIN_ORDER_TTL_SECS: u64 = 300;
 const MAX_ORDER_TTL_SECS: u64 = 7200;
 
 impl Settings {
+    /// How WeChat and shoppers reach the shop: `PUBLIC_BASE_URL`, or `http://` and the address
+    /// the shop listens on (`bound`: with port 0 only the bound listener knows the port).
+    pub fn public_base_url(&self, bound: SocketAddr) -> Url {
+        self.public_base_url.clone().unwrap_or_else(|| {
+            Url::parse(&format!("http://{}/", reachable(bound)))
+                .expect("a socket address forms a URL")
+        })
+    }
+
+    /// The notify URL sent in unifiedorder: `WEIXIN_NOTIFYURL`, or the public base URL and
+    /// `/weixin/pay/notify/url`.
+    pub fn notify_url(&self, bound: SocketAddr) -> Url {
+        self.notify_url.clone().unwrap_or_else(|| {
+            self.public_base_url(bound)
+                .join("weixin/pay/notify/url")
+                .expect("a fixed relative path joins onto an http URL")
+        })
+    }
+
+    /// `spbill_create_ip` for Native payments: the IP this server calls WeChat Pay from, as
+    /// far as it knows it (the listen address; loopback when it listens on all interfaces).
+    pub fn spbill_create_ip(&self) -> String {
+        reachable(self.listen_addr).ip().to_string()
+    }
+
     /// Reads the process environment.
     pub fn from_env() -> Result<Self, ConfigError> {
         Self::from_lookup(|name| std::env::var(name).ok())
@@ -115,20 +142,19 @@ impl Settings {
             ));
         }
 
-        let public_base_url = match get("PUBLIC_BASE_URL") {
-            Some(text) => http_url("PUBLIC_BASE_URL", &text)?,
-            None => http_url("LISTEN_ADDR", &format!("http://{}", reachable(listen_addr)))?,
-        };
+        let public_base_url = get("PUBLIC_BASE_URL")
+            .map(|text| http_url("PUBLIC_BASE_URL", &text))
+            .transpose()?;
 
         let (mode, merchant) = merchant(&get)?;
 
-        let notify_url = match get("WEIXIN_NOTIFYURL") {
-            Some(text) => http_url("WEIXIN_NOTIFYURL", &text)?,
-            None => public_base_url
-                .join("weixin/pay/notify/url")
-                .map_err(|e| error("PUBLIC_BASE_URL", e.to_string()))?,
-        };
-        if notify_url.query().is_some() || notify_url.fragment().is_some() {
+        let notify_url = get("WEIXIN_NOTIFYURL")
+            .map(|text| http_url("WEIXIN_NOTIFYURL", &text))
+            .transpose()?;
+        if notify_url
+            .as_ref()
+            .is_some_and(|url| url.query().is_some() || url.fragment().is_some())
+        {
             return Err(error(
                 "WEIXIN_NOTIFYURL",
                 "WeChat Pay refuses a notify URL with a query string or fragment",
@@ -327,11 +353,15 @@ mod tests {
         assert_eq!(s.mode, Mode::Sandbox);
         assert_eq!(s.listen_addr.to_string(), "127.0.0.1:8080");
         assert_eq!(s.database_url, "sqlite://data/checkout.db");
-        assert_eq!(s.public_base_url.as_str(), "http://127.0.0.1:8080/");
         assert_eq!(
-            s.notify_url.as_str(),
+            s.public_base_url(s.listen_addr).as_str(),
+            "http://127.0.0.1:8080/"
+        );
+        assert_eq!(
+            s.notify_url(s.listen_addr).as_str(),
             "http://127.0.0.1:8080/weixin/pay/notify/url"
         );
+        assert_eq!(s.spbill_create_ip(), "127.0.0.1");
         assert_eq!(s.api_base.as_str(), "http://127.0.0.1:8090/");
         assert_eq!(s.sign_type, SignType::Md5);
         assert_eq!(s.order_ttl, Duration::from_secs(600));
@@ -365,7 +395,7 @@ mod tests {
         assert!(!s.builtin_sandbox);
         assert_eq!(s.api_base.as_str(), "https://api.mch.weixin.qq.com/");
         assert_eq!(
-            s.notify_url.as_str(),
+            s.notify_url(s.listen_addr).as_str(),
             "https://shop.example.com/checkout/weixin/pay/notify/url"
         );
         assert_eq!(s.sign_type, SignType::HmacSha256);
@@ -374,7 +404,16 @@ mod tests {
     #[test]
     fn unspecified_listen_address_is_reached_on_loopback() {
         let s = settings(&[("LISTEN_ADDR", "0.0.0.0:9000")]).unwrap();
-        assert_eq!(s.public_base_url.as_str(), "http://127.0.0.1:9000/");
+        assert_eq!(
+            s.public_base_url(s.listen_addr).as_str(),
+            "http://127.0.0.1:9000/"
+        );
+        assert_eq!(s.spbill_create_ip(), "127.0.0.1");
+        let bound: SocketAddr = "0.0.0.0:41234".parse().unwrap();
+        assert_eq!(
+            s.notify_url(bound).as_str(),
+            "http://127.0.0.1:41234/weixin/pay/notify/url"
+        );
     }
 
     #[test]

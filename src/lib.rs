@@ -16,6 +16,7 @@
 
 pub mod config;
 pub mod domain;
+pub mod payments;
 pub mod sandbox;
 pub mod startup;
 pub mod store;

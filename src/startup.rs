@@ -1,16 +1,22 @@
 //! Builds the application from settings: the store, the listeners (the shop's, and in sandbox
-//! mode the built-in sandbox's) and the background tasks; and runs it until shutdown.
+//! mode the built-in sandbox's) and the background tasks; and runs it until shutdown, stopping
+//! in order: stop accepting and finish requests, stop the sandbox, drain the payments channel,
+//! close the database.
 
 use std::net::{SocketAddr, TcpListener};
 
 use actix_web::{web, App, HttpServer};
 use anyhow::Context;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
 use url::Url;
 
 use crate::config::Settings;
+use crate::payments;
 use crate::sandbox::{SandboxConfig, SandboxHandle, SandboxServer};
 use crate::store::Store;
-use crate::web::routes;
+use crate::web::{routes, AppState, Checkout};
+use crate::wxpay::{Client, ClientConfig};
 
 /// The shop, bound and ready to run.
 pub struct Application {
@@ -18,6 +24,8 @@ pub struct Application {
     api_base: Url,
     server: actix_web::dev::Server,
     sandbox: Option<SandboxServer>,
+    consumer: JoinHandle<()>,
+    shutdown: CancellationToken,
     store: Store,
 }
 
@@ -42,13 +50,18 @@ pub fn start_sandbox(settings: &Settings) -> anyhow::Result<SandboxServer> {
 }
 
 impl Application {
-    /// Connects the store (running migrations), starts the built-in sandbox in sandbox mode and
-    /// binds the shop's listener. Port 0 binds a free port; [`Application::addr`] and
+    /// Connects the store (running migrations, seeding the demo catalogue into an empty one),
+    /// starts the built-in sandbox in sandbox mode, the payments consumer, and binds the shop's
+    /// listener. Port 0 binds a free port; [`Application::addr`] and
     /// [`Application::api_base`] report what was bound.
     pub async fn build(settings: &Settings) -> anyhow::Result<Application> {
         let store = Store::connect(&settings.database_url)
             .await
             .context("opening the database (DATABASE_URL)")?;
+        let seeded = store.seed_demo_catalogue().await?;
+        if seeded > 0 {
+            tracing::info!(products = seeded, "demo catalogue created");
+        }
         let sandbox = if settings.builtin_sandbox {
             Some(start_sandbox(settings)?)
         } else {
@@ -57,12 +70,29 @@ impl Application {
         let api_base = sandbox
             .as_ref()
             .map_or_else(|| settings.api_base.clone(), SandboxServer::base_url);
+        let wechat = Client::new(ClientConfig::new(
+            api_base.clone(),
+            settings.merchant.clone(),
+            settings.sign_type,
+        ))
+        .context("building the WeChat Pay client")?;
 
         let listener = TcpListener::bind(settings.listen_addr)
             .with_context(|| format!("binding LISTEN_ADDR {}", settings.listen_addr))?;
         let addr = listener.local_addr()?;
-        let data = web::Data::new(store.clone());
-        let server = HttpServer::new(move || App::new().app_data(data.clone()).configure(routes))
+
+        let shutdown = CancellationToken::new();
+        let (payments, consumer) = payments::channel(store.clone());
+        let consumer = tokio::spawn(consumer.run(shutdown.child_token()));
+        let checkout = Checkout {
+            merchant: settings.merchant.clone(),
+            notify_url: settings.notify_url(addr),
+            spbill_create_ip: settings.spbill_create_ip(),
+            sandbox_base: sandbox.as_ref().map(SandboxServer::base_url),
+            order_ttl: settings.order_ttl,
+        };
+        let state = web::Data::new(AppState::new(store.clone(), wechat, payments, checkout));
+        let server = HttpServer::new(move || App::new().app_data(state.clone()).configure(routes))
             .listen(listener)?
             .run();
         Ok(Application {
@@ -70,6 +100,8 @@ impl Application {
             api_base,
             server,
             sandbox,
+            consumer,
+            shutdown,
             store,
         })
     }
@@ -84,7 +116,7 @@ impl Application {
     }
 
     /// Serves until SIGTERM or Ctrl-C (actix stops accepting and finishes in-flight requests),
-    /// then stops the sandbox and closes the database.
+    /// then stops the sandbox, drains the payments channel and closes the database.
     pub async fn run(self) -> anyhow::Result<()> {
         let sandbox_handle: Option<SandboxHandle> =
             self.sandbox.as_ref().map(SandboxServer::handle);
@@ -96,6 +128,8 @@ impl Application {
         if let Some(task) = sandbox_task {
             task.await??;
         }
+        self.shutdown.cancel();
+        self.consumer.await?;
         self.store.close().await;
         Ok(served?)
     }

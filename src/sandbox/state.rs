@@ -3,14 +3,13 @@
 
 use std::collections::{HashMap, VecDeque};
 
-use chrono::{DateTime, Duration as TimeDelta, Utc};
+use chrono::{DateTime, Utc};
 use rand::distr::{Alphanumeric, SampleString};
 use rand::Rng;
 
 use crate::wxpay::{Fields, SignType, TradeState};
 
-/// How long a prepay (`prepay_id`, `code_url`) stays valid.
-pub const PREPAY_VALIDITY: TimeDelta = TimeDelta::hours(2);
+pub use crate::wxpay::PREPAY_VALIDITY;
 
 /// One order as WeChat Pay holds it.
 #[derive(Debug, Clone)]

@@ -17,6 +17,11 @@ use sqlx::SqlitePool;
 
 use crate::domain::Fen;
 
+mod orders;
+mod payments;
+pub use orders::{CreateOrderError, NewItem, Order, OrderItem, Prepay};
+pub use payments::{Applied, Outcome, PaymentEvent, PaymentResult, PaymentSource, Recorded};
+
 /// How long a connection waits for SQLite's write lock before giving up.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// Read-only connections; the machine this targets has two cores.
@@ -31,6 +36,8 @@ pub enum StoreError {
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("unsupported database URL (expected sqlite:…): {0}")]
     UnsupportedUrl(&'static str),
+    #[error("stored data is not valid: {0}")]
+    Corrupt(String),
     #[error("cannot create the database folder {path}: {source}")]
     Folder {
         path: String,
@@ -112,6 +119,41 @@ impl Store {
     pub async fn close(&self) {
         self.reader.close().await;
         self.writer.close().await;
+    }
+
+    /// Fills an empty catalogue with the demo products; does nothing when products exist.
+    /// Returns how many were added.
+    pub async fn seed_demo_catalogue(&self) -> Result<usize, StoreError> {
+        const DEMO: [(&str, i64, i64); 6] = [
+            ("西湖龙井茶 250g", 12_800, 50),
+            ("云南普洱茶饼 357g", 8_850, 30),
+            ("景德镇青花瓷茶杯", 3_900, 100),
+            ("广式双黄莲蓉月饼礼盒", 16_800, 20),
+            ("手工竹编茶盘", 25_900, 10),
+            ("宜兴紫砂壶", 59_900, 5),
+        ];
+        let mut tx = self.writer.begin().await?;
+        let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM products")
+            .fetch_one(&mut *tx)
+            .await?;
+        if count > 0 {
+            return Ok(0);
+        }
+        let now = now_secs();
+        for (name, price, stock) in DEMO {
+            sqlx::query(
+                "INSERT INTO products (name, price_fen, stock, created_at, updated_at)
+                 VALUES ($1, $2, $3, $4, $4)",
+            )
+            .bind(name)
+            .bind(price)
+            .bind(stock)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(DEMO.len())
     }
 
     /// Adds a product; returns it with its id.

@@ -2,11 +2,11 @@
 
 use actix_web::{web, HttpResponse};
 
-use crate::store::Store;
+use super::AppState;
 
 /// 200 when the database answers, 503 otherwise.
-pub async fn healthz(store: web::Data<Store>) -> HttpResponse {
-    match store.ping().await {
+pub async fn healthz(state: web::Data<AppState>) -> HttpResponse {
+    match state.store.ping().await {
         Ok(()) => HttpResponse::Ok().content_type("text/plain").body("ok\n"),
         Err(e) => {
             tracing::warn!(error = %e, "health check failed");

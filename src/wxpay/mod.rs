@@ -20,6 +20,9 @@ pub use client::{Client, ClientConfig, RetryPolicy, WxError};
 pub use sign::{SignType, VerifyError};
 pub use types::{ErrCode, TradeState};
 
+/// How long a prepay (`prepay_id` and `code_url`) stays valid after unifiedorder.
+pub const PREPAY_VALIDITY: chrono::Duration = chrono::Duration::hours(2);
+
 /// The fields of one message. A `BTreeMap` keeps them in byte-wise name order, which is the
 /// order the signature needs, and makes a duplicate field impossible to represent.
 pub type Fields = BTreeMap<String, String>;

@@ -1,0 +1,307 @@
+//! The payment inbox: verified payments recorded durably, then applied to their orders exactly
+//! once. Applying is one transaction: claim the event, move the order, restore stock when the
+//! payment failed, write the outcome.
+
+use chrono::{DateTime, Utc};
+use sqlx::Row;
+
+use super::orders::time;
+use super::{now_secs, Store, StoreError};
+use crate::domain::{Fen, OutTradeNo};
+
+/// Where a payment was learned of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PaymentSource {
+    Notify,
+    Query,
+    Reconcile,
+}
+
+impl PaymentSource {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PaymentSource::Notify => "notify",
+            PaymentSource::Query => "query",
+            PaymentSource::Reconcile => "reconcile",
+        }
+    }
+}
+
+/// What WeChat said of the payment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PaymentResult {
+    Paid {
+        transaction_id: String,
+        pay_time: DateTime<Utc>,
+    },
+    /// A verified `result_code=FAIL` notify: the payment failed.
+    Failed,
+}
+
+/// A verified payment for an order, amount already checked against the order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PaymentEvent {
+    pub out_trade_no: OutTradeNo,
+    pub result: PaymentResult,
+    pub total_fee: Fen,
+    pub source: PaymentSource,
+}
+
+/// An event as recorded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Recorded {
+    pub id: i64,
+    /// False when the same payment had been recorded before (a duplicate).
+    pub new: bool,
+    /// True when it has already been applied to its order.
+    pub applied: bool,
+}
+
+/// What applying an event did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// The order is now paid.
+    Paid,
+    /// The order was already paid by this transaction.
+    Duplicate,
+    /// The order was closed before the payment arrived: the money must be refunded.
+    PaidAfterClose,
+    /// The payment failed: the order is failed and its stock restored.
+    Failed,
+    /// Nothing to do (no such pending order, or it was already final).
+    Ignored,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Paid => "paid",
+            Outcome::Duplicate => "duplicate",
+            Outcome::PaidAfterClose => "paid_after_close",
+            Outcome::Failed => "failed",
+            Outcome::Ignored => "ignored",
+        }
+    }
+}
+
+/// The result of [`Store::apply_payment_event`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Applied {
+    Now {
+        out_trade_no: OutTradeNo,
+        outcome: Outcome,
+    },
+    /// Another consumer (or an earlier run) applied it first.
+    Before,
+}
+
+impl Store {
+    /// Records a verified payment durably (committed to disk when this returns). The same
+    /// transaction, or a second failure for one order, is recorded once.
+    pub async fn record_payment_event(&self, event: &PaymentEvent) -> Result<Recorded, StoreError> {
+        let (result, transaction_id, pay_time) = match &event.result {
+            PaymentResult::Paid {
+                transaction_id,
+                pay_time,
+            } => (
+                "SUCCESS",
+                Some(transaction_id.as_str()),
+                Some(pay_time.timestamp()),
+            ),
+            PaymentResult::Failed => ("FAIL", None, None),
+        };
+        let inserted: Option<i64> = sqlx::query_scalar(
+            "INSERT INTO payment_events
+                 (out_trade_no, result, transaction_id, total_fee, pay_time, source, received_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)
+             ON CONFLICT DO NOTHING
+             RETURNING id",
+        )
+        .bind(event.out_trade_no.as_str())
+        .bind(result)
+        .bind(transaction_id)
+        .bind(event.total_fee.0)
+        .bind(pay_time)
+        .bind(event.source.as_str())
+        .bind(now_secs())
+        .fetch_optional(&self.writer)
+        .await?;
+        if let Some(id) = inserted {
+            return Ok(Recorded {
+                id,
+                new: true,
+                applied: false,
+            });
+        }
+        let existing = match transaction_id {
+            Some(tid) => {
+                sqlx::query("SELECT id, applied_at FROM payment_events WHERE transaction_id = $1")
+                    .bind(tid)
+                    .fetch_one(&self.writer)
+                    .await?
+            }
+            None => {
+                sqlx::query(
+                    "SELECT id, applied_at FROM payment_events
+                     WHERE out_trade_no = $1 AND result = 'FAIL'",
+                )
+                .bind(event.out_trade_no.as_str())
+                .fetch_one(&self.writer)
+                .await?
+            }
+        };
+        Ok(Recorded {
+            id: existing.try_get("id")?,
+            new: false,
+            applied: existing.try_get::<Option<i64>, _>("applied_at")?.is_some(),
+        })
+    }
+
+    /// Events recorded but not applied yet, oldest first.
+    pub async fn unapplied_payment_events(&self, limit: i64) -> Result<Vec<i64>, StoreError> {
+        Ok(sqlx::query_scalar(
+            "SELECT id FROM payment_events WHERE applied_at IS NULL ORDER BY id LIMIT $1",
+        )
+        .bind(limit)
+        .fetch_all(&self.writer)
+        .await?)
+    }
+
+    /// Applies one recorded event to its order, exactly once.
+    pub async fn apply_payment_event(&self, id: i64) -> Result<Applied, StoreError> {
+        let now = now_secs();
+        let mut tx = self.writer.begin().await?;
+        // Claim the event first: a second consumer finds nothing to claim.
+        let claimed = sqlx::query(
+            "UPDATE payment_events SET applied_at = $1, outcome = 'ignored'
+             WHERE id = $2 AND applied_at IS NULL
+             RETURNING out_trade_no, result, transaction_id, total_fee, pay_time",
+        )
+        .bind(now)
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(event) = claimed else {
+            return Ok(Applied::Before);
+        };
+        let no: String = event.try_get("out_trade_no")?;
+        let out_trade_no = OutTradeNo::parse(&no)
+            .map_err(|_| StoreError::Corrupt("payment_events.out_trade_no".into()))?;
+        let total_fee: i64 = event.try_get("total_fee")?;
+        let outcome = if event.try_get::<String, _>("result")? == "SUCCESS" {
+            let tid: String = event.try_get("transaction_id")?;
+            let pay_time: i64 = event.try_get("pay_time")?;
+            let paid = sqlx::query(
+                "UPDATE orders SET status = 'paid', transaction_id = $1, pay_time = $2,
+                                   updated_at = $3
+                 WHERE out_trade_no = $4 AND status = 'pending' AND total_fee = $5",
+            )
+            .bind(&tid)
+            .bind(pay_time)
+            .bind(now)
+            .bind(&no)
+            .bind(total_fee)
+            .execute(&mut *tx)
+            .await?;
+            if paid.rows_affected() == 1 {
+                Outcome::Paid
+            } else {
+                let order = sqlx::query(
+                    "SELECT status, transaction_id FROM orders WHERE out_trade_no = $1",
+                )
+                .bind(&no)
+                .fetch_optional(&mut *tx)
+                .await?;
+                match order {
+                    None => Outcome::Ignored,
+                    Some(order) => {
+                        let status: String = order.try_get("status")?;
+                        let existing: Option<String> = order.try_get("transaction_id")?;
+                        if status == "paid" && existing.as_deref() == Some(tid.as_str()) {
+                            Outcome::Duplicate
+                        } else if status == "pending" {
+                            // The amount differs from the order's: never paid on it.
+                            Outcome::Ignored
+                        } else {
+                            sqlx::query(
+                                "UPDATE orders SET refund_due = 1, updated_at = $1
+                                 WHERE out_trade_no = $2",
+                            )
+                            .bind(now)
+                            .bind(&no)
+                            .execute(&mut *tx)
+                            .await?;
+                            Outcome::PaidAfterClose
+                        }
+                    }
+                }
+            }
+        } else {
+            let failed = sqlx::query(
+                "UPDATE orders SET status = 'failed', is_deleted = 1, closed_at = $1,
+                                   updated_at = $1
+                 WHERE out_trade_no = $2 AND status = 'pending'",
+            )
+            .bind(now)
+            .bind(&no)
+            .execute(&mut *tx)
+            .await?;
+            if failed.rows_affected() == 1 {
+                restore_stock(&mut tx, &no, now).await?;
+                Outcome::Failed
+            } else {
+                Outcome::Ignored
+            }
+        };
+        sqlx::query("UPDATE payment_events SET outcome = $1 WHERE id = $2")
+            .bind(outcome.as_str())
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(Applied::Now {
+            out_trade_no,
+            outcome,
+        })
+    }
+
+    /// When an order's payment event was applied, and with what outcome (for tests and audits).
+    pub async fn payment_outcomes(
+        &self,
+        no: &OutTradeNo,
+    ) -> Result<Vec<(String, Option<DateTime<Utc>>)>, StoreError> {
+        let rows: Vec<(Option<String>, Option<i64>)> = sqlx::query_as(
+            "SELECT outcome, applied_at FROM payment_events WHERE out_trade_no = $1 ORDER BY id",
+        )
+        .bind(no.as_str())
+        .fetch_all(&self.reader)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(outcome, at)| (outcome.unwrap_or_else(|| "unapplied".into()), at.map(time)))
+            .collect())
+    }
+}
+
+/// Gives an order's reserved stock back. Call only in the transaction that moved the order
+/// from pending to a final unpaid state, so it happens once.
+pub(super) async fn restore_stock(
+    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    no: &str,
+    now: i64,
+) -> Result<(), StoreError> {
+    let items: Vec<(i64, i64)> =
+        sqlx::query_as("SELECT product_id, num FROM order_items WHERE out_trade_no = $1")
+            .bind(no)
+            .fetch_all(&mut **tx)
+            .await?;
+    for (product_id, num) in items {
+        sqlx::query("UPDATE products SET stock = stock + $1, updated_at = $2 WHERE id = $3")
+            .bind(num)
+            .bind(now)
+            .bind(product_id)
+            .execute(&mut **tx)
+            .await?;
+    }
+    Ok(())
+}
