@@ -268,3 +268,177 @@ pub async fn wait_until(deadline: Duration, mut condition: impl FnMut() -> bool)
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
+
+use wxpay_checkout::startup::Application;
+
+/// The real shop on a free port with a fresh SQLite file and the built-in sandbox (notify
+/// schedule in milliseconds), plus a raw connection to its database for assertions.
+pub struct TestApp {
+    pub addr: std::net::SocketAddr,
+    pub sandbox: Url,
+    /// Follows no redirects, so tests see the 303s.
+    pub http: reqwest::Client,
+    pub db: sqlx::SqlitePool,
+    _dir: TempDir,
+}
+
+impl TestApp {
+    pub async fn spawn() -> TestApp {
+        Self::spawn_with(&[]).await
+    }
+
+    pub async fn spawn_with(overrides: &[(&str, &str)]) -> TestApp {
+        let dir = TempDir::new().unwrap();
+        let mut vars = vec![("SANDBOX_TIME_SCALE", "0.001")];
+        vars.extend_from_slice(overrides);
+        let app = Application::build(&settings(&dir, &vars)).await.unwrap();
+        let addr = app.addr();
+        let sandbox = app.api_base().clone();
+        tokio::spawn(app.run());
+        let db =
+            sqlx::SqlitePool::connect(&format!("sqlite://{}/checkout.db", dir.path().display()))
+                .await
+                .unwrap();
+        TestApp {
+            addr,
+            sandbox,
+            http: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .unwrap(),
+            db,
+            _dir: dir,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    pub fn sandbox_url(&self, path: &str) -> Url {
+        self.sandbox.join(path).unwrap()
+    }
+
+    /// Places an order through the buy form; the response as it came (a 303 when it worked).
+    pub async fn buy(&self, sku_id: &str, num: &str) -> reqwest::Response {
+        self.http
+            .post(self.url("/orders"))
+            .form(&[("sku_id", sku_id), ("num", num)])
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// Places an order and returns its number.
+    pub async fn place_order(&self, sku_id: i64, num: i64) -> String {
+        let response = self.buy(&sku_id.to_string(), &num.to_string()).await;
+        assert_eq!(response.status(), 303);
+        let location = response.headers()["location"].to_str().unwrap().to_owned();
+        location.strip_prefix("/pay/").unwrap().to_owned()
+    }
+
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.http.get(self.url(path)).send().await.unwrap()
+    }
+
+    /// The order's status JSON (`data` of the seed Result).
+    pub async fn status(&self, no: &str) -> serde_json::Value {
+        let body: serde_json::Value = self
+            .get(&format!("/weixin/pay/status/query?out_trade_no={no}"))
+            .await
+            .json()
+            .await
+            .unwrap();
+        body["data"].clone()
+    }
+
+    /// What the sandbox holds of an order.
+    pub async fn sandbox_order(&self, no: &str) -> serde_json::Value {
+        self.http
+            .get(self.sandbox_url(&format!("sandbox/orders/{no}")))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
+    pub async fn sandbox_stats(&self) -> serde_json::Value {
+        self.http
+            .get(self.sandbox_url("sandbox/stats"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
+    pub async fn set_faults(&self, faults: serde_json::Value) {
+        let response = self
+            .http
+            .put(self.sandbox_url("sandbox/faults"))
+            .json(&faults)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+    }
+
+    /// Pays an order's code_url in the sandbox as the shopper.
+    pub async fn pay_in_sandbox(&self, code_url: &str) -> serde_json::Value {
+        self.http
+            .post(self.sandbox_url("sandbox/pay"))
+            .json(&serde_json::json!({ "code_url": code_url }))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
+    /// Opens the pay page (placing the unifiedorder) and returns the order's code_url as the
+    /// sandbox knows it.
+    pub async fn open_pay_page(&self, no: &str) -> String {
+        let page = self.get(&format!("/pay/{no}")).await;
+        assert_eq!(page.status(), 200);
+        self.sandbox_order(no).await["code_url"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    }
+
+    pub async fn stock(&self, product_id: i64) -> i64 {
+        sqlx::query_scalar("SELECT stock FROM products WHERE id = $1")
+            .bind(product_id)
+            .fetch_one(&self.db)
+            .await
+            .unwrap()
+    }
+
+    pub async fn order_row(&self, no: &str) -> (String, Option<String>, Option<i64>) {
+        sqlx::query_as(
+            "SELECT status, transaction_id, pay_time FROM orders WHERE out_trade_no = $1",
+        )
+        .bind(no)
+        .fetch_one(&self.db)
+        .await
+        .unwrap()
+    }
+
+    /// Polls the order's stored status until it is `want`.
+    pub async fn wait_for_status(&self, no: &str, want: &str, deadline: Duration) -> bool {
+        let until = tokio::time::Instant::now() + deadline;
+        loop {
+            if self.order_row(no).await.0 == want {
+                return true;
+            }
+            if tokio::time::Instant::now() >= until {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}

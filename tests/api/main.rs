@@ -1,6 +1,9 @@
 //! One integration-test binary: the real server, real HTTP, real SQLite files.
 
 mod client;
+mod crash;
 mod helpers;
+mod notify;
 mod sandbox;
 mod server;
+mod shop;

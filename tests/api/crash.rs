@@ -1,0 +1,199 @@
+//! Crash safety: the shop is killed with SIGKILL while notifies are in flight and restarted on
+//! the same database; every notify it answered SUCCESS must be applied, exactly once.
+
+use std::collections::HashMap;
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tempfile::TempDir;
+use wxpay_checkout::wxpay::xml;
+
+use crate::notify::{notify_fields, signed};
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Starts the shop binary on `port` over the database in `dir`, and waits until it is healthy.
+async fn start_shop(dir: &TempDir, port: u16) -> Child {
+    let child = Command::new(env!("CARGO_BIN_EXE_wxpay-checkout"))
+        .env("LISTEN_ADDR", format!("127.0.0.1:{port}"))
+        .env("SANDBOX_LISTEN_ADDR", "127.0.0.1:0")
+        .env("SANDBOX_FAULTS", "drop_notify=1")
+        .env(
+            "DATABASE_URL",
+            format!("sqlite://{}/shop.db", dir.path().display()),
+        )
+        .env("RUST_LOG", "error")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let health = format!("http://127.0.0.1:{port}/healthz");
+    let until = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Ok(r) = reqwest::get(&health).await {
+            if r.status() == 200 {
+                return child;
+            }
+        }
+        assert!(
+            tokio::time::Instant::now() < until,
+            "the shop did not start"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+#[tokio::test]
+async fn every_notify_answered_success_survives_sigkill_and_is_applied_once() {
+    let dir = TempDir::new().unwrap();
+    let port = free_port();
+    let mut shop = start_shop(&dir, port).await;
+    let base = format!("http://127.0.0.1:{port}");
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+
+    // Forty orders with prepays.
+    let mut orders = Vec::new();
+    for i in 0..40 {
+        let sku = (i % 3 + 1).to_string();
+        let placed = http
+            .post(format!("{base}/orders"))
+            .form(&[("sku_id", sku.as_str()), ("num", "1")])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(placed.status(), 303);
+        let location = placed.headers()["location"].to_str().unwrap().to_owned();
+        assert_eq!(
+            http.get(format!("{base}{location}"))
+                .send()
+                .await
+                .unwrap()
+                .status(),
+            200
+        );
+        orders.push(location.trim_start_matches("/pay/").to_owned());
+    }
+    let db = sqlx::SqlitePool::connect(&format!("sqlite://{}/shop.db", dir.path().display()))
+        .await
+        .unwrap();
+    let mut notifies = Vec::new();
+    for (i, no) in orders.iter().enumerate() {
+        let total: i64 = sqlx::query_scalar("SELECT total_fee FROM orders WHERE out_trade_no = $1")
+            .bind(no)
+            .fetch_one(&db)
+            .await
+            .unwrap();
+        let tid = format!("42000012342026112800{i:08}");
+        notifies.push((
+            no.clone(),
+            tid.clone(),
+            signed(&notify_fields(no, total, &tid), false),
+        ));
+    }
+
+    // Three copies of every notify at once; kill the shop once some have been answered.
+    let answered = Arc::new(AtomicUsize::new(0));
+    let mut sends = Vec::new();
+    for _ in 0..3 {
+        for (no, _, body) in &notifies {
+            let (http, url, body, no, answered) = (
+                http.clone(),
+                format!("{base}/weixin/pay/notify/url"),
+                body.clone(),
+                no.clone(),
+                answered.clone(),
+            );
+            sends.push(tokio::spawn(async move {
+                let response = http.post(url).body(body).send().await.ok()?;
+                let bytes = response.bytes().await.ok()?;
+                let fields = xml::decode(&bytes).ok()?;
+                let success = fields.get("return_code").map(String::as_str) == Some("SUCCESS");
+                if success {
+                    answered.fetch_add(1, Ordering::SeqCst);
+                }
+                success.then_some(no)
+            }));
+        }
+    }
+    let until = tokio::time::Instant::now() + Duration::from_secs(20);
+    while answered.load(Ordering::SeqCst) < 5 {
+        assert!(
+            tokio::time::Instant::now() < until,
+            "no notify was answered"
+        );
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    shop.kill().unwrap(); // SIGKILL
+    shop.wait().unwrap();
+    let mut acknowledged: HashMap<String, usize> = HashMap::new();
+    for send in sends {
+        if let Some(no) = send.await.unwrap() {
+            *acknowledged.entry(no).or_default() += 1;
+        }
+    }
+    assert!(!acknowledged.is_empty());
+
+    // Restart on the same database: the replay applies whatever was recorded.
+    let port = free_port();
+    let mut shop = start_shop(&dir, port).await;
+    let expected: HashMap<&str, &str> = notifies
+        .iter()
+        .map(|(no, tid, _)| (no.as_str(), tid.as_str()))
+        .collect();
+    let until = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let unapplied: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM payment_events WHERE applied_at IS NULL")
+                .fetch_one(&db)
+                .await
+                .unwrap();
+        if unapplied == 0 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < until,
+            "{unapplied} events never applied"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    for no in acknowledged.keys() {
+        let (status, tid): (String, Option<String>) =
+            sqlx::query_as("SELECT status, transaction_id FROM orders WHERE out_trade_no = $1")
+                .bind(no)
+                .fetch_one(&db)
+                .await
+                .unwrap();
+        assert_eq!(status, "paid", "{no} was answered SUCCESS but is not paid");
+        assert_eq!(tid.as_deref(), Some(expected[no.as_str()]));
+    }
+    // Exactly once: one event per transaction, applied as "paid" once; no other payments.
+    let rows: Vec<(String, i64, Option<String>)> = sqlx::query_as(
+        "SELECT transaction_id, COUNT(*), MIN(outcome) FROM payment_events GROUP BY transaction_id",
+    )
+    .fetch_all(&db)
+    .await
+    .unwrap();
+    for (tid, count, outcome) in &rows {
+        assert_eq!((*count, outcome.as_deref()), (1, Some("paid")), "{tid}");
+    }
+    let paid: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM orders WHERE status = 'paid'")
+        .fetch_one(&db)
+        .await
+        .unwrap();
+    assert_eq!(paid as usize, rows.len());
+    assert!(paid as usize >= acknowledged.len());
+    shop.kill().unwrap();
+    shop.wait().unwrap();
+}
