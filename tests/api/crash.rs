@@ -21,27 +21,45 @@ fn free_port() -> u16 {
         .port()
 }
 
+/// The shop as a child process; killed (SIGKILL) and reaped when dropped.
+struct Shop(Child);
+
+impl Shop {
+    fn kill(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for Shop {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
 /// Starts the shop binary on `port` over the database in `dir`, and waits until it is healthy.
-async fn start_shop(dir: &TempDir, port: u16) -> Child {
-    let child = Command::new(env!("CARGO_BIN_EXE_wxpay-checkout"))
-        .env("LISTEN_ADDR", format!("127.0.0.1:{port}"))
-        .env("SANDBOX_LISTEN_ADDR", "127.0.0.1:0")
-        .env("SANDBOX_FAULTS", "drop_notify=1")
-        .env(
-            "DATABASE_URL",
-            format!("sqlite://{}/shop.db", dir.path().display()),
-        )
-        .env("RUST_LOG", "error")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+async fn start_shop(dir: &TempDir, port: u16) -> Shop {
+    let shop = Shop(
+        Command::new(env!("CARGO_BIN_EXE_wxpay-checkout"))
+            .env("LISTEN_ADDR", format!("127.0.0.1:{port}"))
+            .env("SANDBOX_LISTEN_ADDR", "127.0.0.1:0")
+            .env("SANDBOX_FAULTS", "drop_notify=1")
+            .env(
+                "DATABASE_URL",
+                format!("sqlite://{}/shop.db", dir.path().display()),
+            )
+            .env("RUST_LOG", "error")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
     let health = format!("http://127.0.0.1:{port}/healthz");
     let until = tokio::time::Instant::now() + Duration::from_secs(20);
     loop {
         if let Ok(r) = reqwest::get(&health).await {
             if r.status() == 200 {
-                return child;
+                return shop;
             }
         }
         assert!(
@@ -135,8 +153,7 @@ async fn every_notify_answered_success_survives_sigkill_and_is_applied_once() {
         );
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
-    shop.kill().unwrap(); // SIGKILL
-    shop.wait().unwrap();
+    shop.kill(); // SIGKILL
     let mut acknowledged: HashMap<String, usize> = HashMap::new();
     for send in sends {
         if let Some(no) = send.await.unwrap() {
@@ -194,6 +211,5 @@ async fn every_notify_answered_success_survives_sigkill_and_is_applied_once() {
         .unwrap();
     assert_eq!(paid as usize, rows.len());
     assert!(paid as usize >= acknowledged.len());
-    shop.kill().unwrap();
-    shop.wait().unwrap();
+    shop.kill();
 }

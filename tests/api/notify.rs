@@ -155,7 +155,7 @@ async fn forged_or_broken_notifies_are_refused_and_change_nothing() {
         ("1 MiB body", format!("<xml><attach>{}</attach></xml>", "A".repeat(1 << 20)).into_bytes(), 413),
         ("empty body", Vec::new(), 200),
         ("not XML", b"{\"return_code\": \"SUCCESS\"}".to_vec(), 200),
-        ("truncated XML", signed(&good, false)[..200].as_bytes().to_vec(), 200),
+        ("truncated XML", signed(&good, false).as_bytes()[..200].to_vec(), 200),
     ];
     for (name, body, status) in cases {
         let (got, answer) = send_notify(&app, body).await;
