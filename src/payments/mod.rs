@@ -4,16 +4,20 @@
 //! (standing in for the original design's message broker) to the [`Consumer`], the one place
 //! that applies payments to orders.
 //!
+//! Recording uses group commit: concurrent confirmations are written by one recorder task in a
+//! single transaction (one disk flush for the lot), and each caller is answered once its event
+//! is on disk. The consumer applies events in batches the same way.
+//!
 //! The channel is bounded ([`CHANNEL_CAPACITY`]). A full channel never drops an event and never
-//! holds a caller for long: after [`HANDOVER_BOUND`] the caller moves on, and the event, already
-//! durable, is applied by the consumer's replay, which also runs at start-up and every
-//! [`REPLAY_INTERVAL`], so a crash between recording and applying loses nothing.
+//! holds a caller: the recorder hands events over without waiting, and an event that finds no
+//! room, already durable, is applied by the consumer's replay, which also runs at start-up and
+//! every [`REPLAY_INTERVAL`], so a crash between recording and applying loses nothing.
 
 pub mod gate;
 
 use std::time::Duration;
 
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use crate::domain::OutTradeNo;
@@ -21,8 +25,10 @@ use crate::store::{Applied, Outcome, PaymentEvent, Recorded, Store, StoreError};
 
 /// Events waiting for the consumer.
 pub const CHANNEL_CAPACITY: usize = 4096;
-/// Longest a caller waits for room in a full channel.
-pub const HANDOVER_BOUND: Duration = Duration::from_millis(50);
+/// Confirmations waiting for the recorder; a caller beyond this waits for room.
+const RECORD_QUEUE: usize = 4096;
+/// Most events written or applied in one transaction.
+const MAX_BATCH: usize = 256;
 /// How often recorded-but-unapplied events are looked for.
 pub const REPLAY_INTERVAL: Duration = Duration::from_secs(5);
 /// Events applied per replay round.
@@ -35,17 +41,27 @@ pub struct AppliedNotice {
     pub outcome: Outcome,
 }
 
+/// A confirmation waiting to be written.
+struct RecordRequest {
+    event: PaymentEvent,
+    reply: oneshot::Sender<Result<Recorded, String>>,
+}
+
 /// The producer side, held in application state.
 #[derive(Clone)]
 pub struct Payments {
     store: Store,
+    records: mpsc::Sender<RecordRequest>,
     events: mpsc::Sender<i64>,
     applied: broadcast::Sender<AppliedNotice>,
 }
 
-/// The consumer task's side.
+/// The background side: the recorder and the consumer, run by [`Consumer::run`].
 pub struct Consumer {
     store: Store,
+    records: mpsc::Receiver<RecordRequest>,
+    /// The recorder's handle on the channel to the consumer.
+    handover: mpsc::Sender<i64>,
     events: mpsc::Receiver<i64>,
     applied: broadcast::Sender<AppliedNotice>,
     replay_interval: Duration,
@@ -53,17 +69,21 @@ pub struct Consumer {
 
 /// Creates the channel: the producer for application state, the consumer to spawn.
 pub fn channel(store: Store) -> (Payments, Consumer) {
-    let (tx, rx) = mpsc::channel(CHANNEL_CAPACITY);
+    let (records_tx, records_rx) = mpsc::channel(RECORD_QUEUE);
+    let (events_tx, events_rx) = mpsc::channel(CHANNEL_CAPACITY);
     let (applied, _) = broadcast::channel(1024);
     (
         Payments {
             store: store.clone(),
-            events: tx,
+            records: records_tx,
+            events: events_tx.clone(),
             applied: applied.clone(),
         },
         Consumer {
             store,
-            events: rx,
+            records: records_rx,
+            handover: events_tx,
+            events: events_rx,
             applied,
             replay_interval: REPLAY_INTERVAL,
         },
@@ -74,28 +94,21 @@ impl Payments {
     /// Records a verified payment durably and hands it to the consumer. When this returns Ok
     /// the payment cannot be lost; it is applied at once or by the next replay.
     pub async fn confirm(&self, event: &PaymentEvent) -> Result<Recorded, StoreError> {
-        let recorded = self.store.record_payment_event(event).await?;
-        if !recorded.applied {
-            self.hand_over(recorded.id).await;
+        let (reply, answer) = oneshot::channel();
+        let request = RecordRequest {
+            event: event.clone(),
+            reply,
+        };
+        if self.records.send(request).await.is_err() {
+            // The recorder has stopped (shutting down): write it ourselves.
+            let recorded = self.store.record_payment_event(event).await?;
+            hand_over(&self.events, &recorded);
+            return Ok(recorded);
         }
-        Ok(recorded)
-    }
-
-    async fn hand_over(&self, id: i64) {
-        match self.events.send_timeout(id, HANDOVER_BOUND).await {
-            Ok(()) => {}
-            Err(mpsc::error::SendTimeoutError::Timeout(_)) => {
-                tracing::warn!(
-                    event = id,
-                    "payments channel full; the replay will apply it"
-                )
-            }
-            Err(mpsc::error::SendTimeoutError::Closed(_)) => {
-                tracing::warn!(
-                    event = id,
-                    "payments consumer stopped; the next start applies it"
-                )
-            }
+        match answer.await {
+            Ok(Ok(recorded)) => Ok(recorded),
+            Ok(Err(e)) => Err(StoreError::Unavailable(e)),
+            Err(_) => Err(StoreError::Unavailable("the recorder stopped".into())),
         }
     }
 
@@ -107,6 +120,86 @@ impl Payments {
     /// Events waiting in the channel.
     pub fn depth(&self) -> usize {
         self.events.max_capacity() - self.events.capacity()
+    }
+}
+
+/// Passes a recorded, unapplied event to the consumer without waiting; with no room it stays
+/// for the replay.
+fn hand_over(events: &mpsc::Sender<i64>, recorded: &Recorded) {
+    if recorded.applied {
+        return;
+    }
+    match events.try_send(recorded.id) {
+        Ok(()) => {}
+        Err(mpsc::error::TrySendError::Full(_)) => {
+            tracing::debug!(
+                event = recorded.id,
+                "payments channel full; the replay applies it"
+            )
+        }
+        Err(mpsc::error::TrySendError::Closed(_)) => {
+            tracing::warn!(
+                event = recorded.id,
+                "payments consumer stopped; the next start applies it"
+            )
+        }
+    }
+}
+
+/// Takes `first` and whatever else is already queued, up to [`MAX_BATCH`].
+fn batch<T>(first: T, queue: &mut mpsc::Receiver<T>) -> Vec<T> {
+    let mut batch = vec![first];
+    while batch.len() < MAX_BATCH {
+        match queue.try_recv() {
+            Ok(next) => batch.push(next),
+            Err(_) => break,
+        }
+    }
+    batch
+}
+
+/// Writes queued confirmations, a transaction per batch, answering each caller after commit.
+async fn record(
+    store: &Store,
+    mut requests: mpsc::Receiver<RecordRequest>,
+    handover: mpsc::Sender<i64>,
+    shutdown: CancellationToken,
+) {
+    loop {
+        let first = tokio::select! {
+            biased;
+            request = requests.recv() => match request {
+                Some(request) => request,
+                None => return,
+            },
+            _ = shutdown.cancelled() => break,
+        };
+        write_batch(store, batch(first, &mut requests), &handover).await;
+    }
+    // Shutting down: write what is already queued.
+    requests.close();
+    while let Some(first) = requests.recv().await {
+        write_batch(store, batch(first, &mut requests), &handover).await;
+    }
+}
+
+async fn write_batch(store: &Store, batch: Vec<RecordRequest>, handover: &mpsc::Sender<i64>) {
+    let events: Vec<&PaymentEvent> = batch.iter().map(|r| &r.event).collect();
+    match store.record_payment_events(&events).await {
+        Ok(recorded) => {
+            for (request, recorded) in batch.into_iter().zip(recorded) {
+                hand_over(handover, &recorded);
+                // A caller that went away still had its event recorded.
+                let _ = request.reply.send(Ok(recorded));
+            }
+        }
+        Err(e) => {
+            tracing::error!(error = %e, events = batch.len(), "recording payments failed");
+            let message = e.to_string();
+            for request in batch {
+                let _ = request.reply.send(Err(message.clone()));
+            }
+        }
     }
 }
 
@@ -135,15 +228,54 @@ impl Consumer {
         self
     }
 
-    /// Applies events until `shutdown`, then drains what is already in the channel.
-    pub async fn run(mut self, shutdown: CancellationToken) {
-        let mut replay = tokio::time::interval(self.replay_interval);
+    /// Records and applies events until `shutdown`, then writes and applies what is already
+    /// queued.
+    pub async fn run(self, shutdown: CancellationToken) {
+        let Consumer {
+            store,
+            records,
+            handover,
+            events,
+            applied,
+            replay_interval,
+        } = self;
+        let applier = Applier { store, applied };
+        let recorder = record(&applier.store, records, handover, shutdown.clone());
+        tokio::join!(recorder, applier.run(events, replay_interval, shutdown));
+    }
+
+    /// Applies every recorded-but-unapplied event (what the consumer does at start-up and
+    /// periodically). Returns how many it found.
+    pub async fn replay(&self) -> Result<usize, StoreError> {
+        Applier {
+            store: self.store.clone(),
+            applied: self.applied.clone(),
+        }
+        .replay()
+        .await
+    }
+}
+
+/// The consumer proper: applies recorded events to orders.
+struct Applier {
+    store: Store,
+    applied: broadcast::Sender<AppliedNotice>,
+}
+
+impl Applier {
+    async fn run(
+        &self,
+        mut events: mpsc::Receiver<i64>,
+        replay_every: Duration,
+        shutdown: CancellationToken,
+    ) {
+        let mut replay = tokio::time::interval(replay_every);
         replay.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 biased;
                 _ = shutdown.cancelled() => break,
-                Some(id) = self.events.recv() => self.apply(id).await,
+                Some(id) = events.recv() => self.apply_batch(batch(id, &mut events)).await,
                 // The first tick fires at once: the start-up replay.
                 _ = replay.tick() => {
                     if let Err(e) = self.replay().await {
@@ -152,8 +284,26 @@ impl Consumer {
                 }
             }
         }
-        self.events.close();
-        while let Some(id) = self.events.recv().await {
+        // Drain: apply what is queued now; anything later is durable for the next start.
+        while let Ok(id) = events.try_recv() {
+            self.apply_batch(batch(id, &mut events)).await;
+        }
+    }
+
+    /// Applies a batch in one transaction; if that fails, one by one.
+    async fn apply_batch(&self, ids: Vec<i64>) {
+        if ids.len() > 1 {
+            match self.store.apply_payment_events(&ids).await {
+                Ok(all) => {
+                    for applied in all {
+                        self.announce(applied);
+                    }
+                    return;
+                }
+                Err(e) => tracing::warn!(error = %e, "applying a batch failed; one by one"),
+            }
+        }
+        for id in ids {
             self.apply(id).await;
         }
     }
@@ -161,10 +311,19 @@ impl Consumer {
     /// Applies one event; failures are logged and left for the replay.
     async fn apply(&self, id: i64) {
         match self.store.apply_payment_event(id).await {
-            Ok(Applied::Now {
+            Ok(applied) => self.announce(applied),
+            Err(e) => {
+                tracing::error!(event = id, error = %e, "applying a payment failed; will retry")
+            }
+        }
+    }
+
+    fn announce(&self, applied: Applied) {
+        match applied {
+            Applied::Now {
                 out_trade_no,
                 outcome,
-            }) => {
+            } => {
                 match outcome {
                     Outcome::Paid => tracing::info!(%out_trade_no, "order paid"),
                     Outcome::PaidAfterClose => tracing::warn!(
@@ -184,10 +343,7 @@ impl Consumer {
                     outcome,
                 });
             }
-            Ok(Applied::Before) => {}
-            Err(e) => {
-                tracing::error!(event = id, error = %e, "applying a payment failed; will retry")
-            }
+            Applied::Before => {}
         }
     }
 

@@ -17,6 +17,7 @@ use sqlx::SqlitePool;
 
 use crate::domain::Fen;
 
+mod cache;
 mod orders;
 mod payments;
 pub use orders::{CreateOrderError, NewItem, Order, OrderItem, Prepay};
@@ -36,6 +37,8 @@ pub enum StoreError {
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("unsupported database URL (expected sqlite:…): {0}")]
     UnsupportedUrl(&'static str),
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
     #[error("stored data is not valid: {0}")]
     Corrupt(String),
     #[error("cannot create the database folder {path}: {source}")]
@@ -51,6 +54,7 @@ pub enum StoreError {
 pub struct Store {
     writer: SqlitePool,
     reader: SqlitePool,
+    cache: std::sync::Arc<cache::OrderCache>,
 }
 
 /// A product of the catalogue.
@@ -106,7 +110,11 @@ impl Store {
             .max_connections(READERS)
             .connect_with(options.read_only(true))
             .await?;
-        Ok(Store { writer, reader })
+        Ok(Store {
+            writer,
+            reader,
+            cache: Default::default(),
+        })
     }
 
     /// Answers when the database does.

@@ -247,19 +247,39 @@ impl Store {
         })
     }
 
-    /// One order, if it exists.
+    /// One order, if it exists (through the read cache; see `cache.rs` for how fresh).
     pub async fn order(&self, no: &OutTradeNo) -> Result<Option<Order>, StoreError> {
+        if let Some(order) = self.cache.order(no.as_str()) {
+            return Ok(Some(order));
+        }
+        let read_at = std::time::Instant::now();
         let row = sqlx::query(&format!(
             "SELECT {ORDER_COLUMNS} FROM orders WHERE out_trade_no = $1"
         ))
         .bind(no.as_str())
         .fetch_optional(&self.reader)
         .await?;
-        row.as_ref().map(order_from_row).transpose()
+        let order = row.as_ref().map(order_from_row).transpose()?;
+        if let Some(order) = &order {
+            self.cache.put_order(order, read_at);
+        }
+        Ok(order)
     }
 
-    /// An order's lines.
-    pub async fn order_items(&self, no: &OutTradeNo) -> Result<Vec<OrderItem>, StoreError> {
+    /// An order's lines (they never change, so they are cached with the order).
+    pub async fn order_items(
+        &self,
+        no: &OutTradeNo,
+    ) -> Result<std::sync::Arc<Vec<OrderItem>>, StoreError> {
+        if let Some(items) = self.cache.items(no.as_str()) {
+            return Ok(items);
+        }
+        let items = std::sync::Arc::new(self.read_order_items(no).await?);
+        self.cache.put_items(no.as_str(), items.clone());
+        Ok(items)
+    }
+
+    async fn read_order_items(&self, no: &OutTradeNo) -> Result<Vec<OrderItem>, StoreError> {
         let rows: Vec<(i64, String, i64, i64)> = sqlx::query_as(
             "SELECT product_id, name, unit_price, num FROM order_items
              WHERE out_trade_no = $1 ORDER BY product_id",
@@ -298,6 +318,7 @@ impl Store {
         .bind(no.as_str())
         .execute(&self.writer)
         .await?;
+        self.cache.invalidate(no.as_str());
         Ok(done.rows_affected() == 1)
     }
 }

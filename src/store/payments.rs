@@ -99,62 +99,24 @@ impl Store {
     /// Records a verified payment durably (committed to disk when this returns). The same
     /// transaction, or a second failure for one order, is recorded once.
     pub async fn record_payment_event(&self, event: &PaymentEvent) -> Result<Recorded, StoreError> {
-        let (result, transaction_id, pay_time) = match &event.result {
-            PaymentResult::Paid {
-                transaction_id,
-                pay_time,
-            } => (
-                "SUCCESS",
-                Some(transaction_id.as_str()),
-                Some(pay_time.timestamp()),
-            ),
-            PaymentResult::Failed => ("FAIL", None, None),
-        };
-        let inserted: Option<i64> = sqlx::query_scalar(
-            "INSERT INTO payment_events
-                 (out_trade_no, result, transaction_id, total_fee, pay_time, source, received_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7)
-             ON CONFLICT DO NOTHING
-             RETURNING id",
-        )
-        .bind(event.out_trade_no.as_str())
-        .bind(result)
-        .bind(transaction_id)
-        .bind(event.total_fee.0)
-        .bind(pay_time)
-        .bind(event.source.as_str())
-        .bind(now_secs())
-        .fetch_optional(&self.writer)
-        .await?;
-        if let Some(id) = inserted {
-            return Ok(Recorded {
-                id,
-                new: true,
-                applied: false,
-            });
+        let mut recorded = self.record_payment_events(&[event]).await?;
+        Ok(recorded.pop().expect("one event in, one record out"))
+    }
+
+    /// Records several payments in one transaction — one commit, one disk flush, for all of
+    /// them (group commit). The answer lists them in the order given.
+    pub async fn record_payment_events(
+        &self,
+        events: &[&PaymentEvent],
+    ) -> Result<Vec<Recorded>, StoreError> {
+        let received_at = now_secs();
+        let mut tx = self.writer.begin().await?;
+        let mut recorded = Vec::with_capacity(events.len());
+        for event in events {
+            recorded.push(record_in(&mut tx, event, received_at).await?);
         }
-        let existing = match transaction_id {
-            Some(tid) => {
-                sqlx::query("SELECT id, applied_at FROM payment_events WHERE transaction_id = $1")
-                    .bind(tid)
-                    .fetch_one(&self.writer)
-                    .await?
-            }
-            None => {
-                sqlx::query(
-                    "SELECT id, applied_at FROM payment_events
-                     WHERE out_trade_no = $1 AND result = 'FAIL'",
-                )
-                .bind(event.out_trade_no.as_str())
-                .fetch_one(&self.writer)
-                .await?
-            }
-        };
-        Ok(Recorded {
-            id: existing.try_get("id")?,
-            new: false,
-            applied: existing.try_get::<Option<i64>, _>("applied_at")?.is_some(),
-        })
+        tx.commit().await?;
+        Ok(recorded)
     }
 
     /// Events recorded but not applied yet, oldest first.
@@ -169,100 +131,34 @@ impl Store {
 
     /// Applies one recorded event to its order, exactly once.
     pub async fn apply_payment_event(&self, id: i64) -> Result<Applied, StoreError> {
+        let mut tx = self.writer.begin().await?;
+        let applied = apply_in(&mut tx, id, now_secs()).await?;
+        tx.commit().await?;
+        self.forget(std::slice::from_ref(&applied));
+        Ok(applied)
+    }
+
+    /// Applies several events in one transaction (one disk flush for all). If any fails, none
+    /// is applied and the error is returned; the caller can then apply them one by one.
+    pub async fn apply_payment_events(&self, ids: &[i64]) -> Result<Vec<Applied>, StoreError> {
         let now = now_secs();
         let mut tx = self.writer.begin().await?;
-        // Claim the event first: a second consumer finds nothing to claim.
-        let claimed = sqlx::query(
-            "UPDATE payment_events SET applied_at = $1, outcome = 'ignored'
-             WHERE id = $2 AND applied_at IS NULL
-             RETURNING out_trade_no, result, transaction_id, total_fee, pay_time",
-        )
-        .bind(now)
-        .bind(id)
-        .fetch_optional(&mut *tx)
-        .await?;
-        let Some(event) = claimed else {
-            return Ok(Applied::Before);
-        };
-        let no: String = event.try_get("out_trade_no")?;
-        let out_trade_no = OutTradeNo::parse(&no)
-            .map_err(|_| StoreError::Corrupt("payment_events.out_trade_no".into()))?;
-        let total_fee: i64 = event.try_get("total_fee")?;
-        let outcome = if event.try_get::<String, _>("result")? == "SUCCESS" {
-            let tid: String = event.try_get("transaction_id")?;
-            let pay_time: i64 = event.try_get("pay_time")?;
-            let paid = sqlx::query(
-                "UPDATE orders SET status = 'paid', transaction_id = $1, pay_time = $2,
-                                   updated_at = $3
-                 WHERE out_trade_no = $4 AND status = 'pending' AND total_fee = $5",
-            )
-            .bind(&tid)
-            .bind(pay_time)
-            .bind(now)
-            .bind(&no)
-            .bind(total_fee)
-            .execute(&mut *tx)
-            .await?;
-            if paid.rows_affected() == 1 {
-                Outcome::Paid
-            } else {
-                let order = sqlx::query(
-                    "SELECT status, transaction_id FROM orders WHERE out_trade_no = $1",
-                )
-                .bind(&no)
-                .fetch_optional(&mut *tx)
-                .await?;
-                match order {
-                    None => Outcome::Ignored,
-                    Some(order) => {
-                        let status: String = order.try_get("status")?;
-                        let existing: Option<String> = order.try_get("transaction_id")?;
-                        if status == "paid" && existing.as_deref() == Some(tid.as_str()) {
-                            Outcome::Duplicate
-                        } else if status == "pending" {
-                            // The amount differs from the order's: never paid on it.
-                            Outcome::Ignored
-                        } else {
-                            sqlx::query(
-                                "UPDATE orders SET refund_due = 1, updated_at = $1
-                                 WHERE out_trade_no = $2",
-                            )
-                            .bind(now)
-                            .bind(&no)
-                            .execute(&mut *tx)
-                            .await?;
-                            Outcome::PaidAfterClose
-                        }
-                    }
-                }
-            }
-        } else {
-            let failed = sqlx::query(
-                "UPDATE orders SET status = 'failed', is_deleted = 1, closed_at = $1,
-                                   updated_at = $1
-                 WHERE out_trade_no = $2 AND status = 'pending'",
-            )
-            .bind(now)
-            .bind(&no)
-            .execute(&mut *tx)
-            .await?;
-            if failed.rows_affected() == 1 {
-                restore_stock(&mut tx, &no, now).await?;
-                Outcome::Failed
-            } else {
-                Outcome::Ignored
-            }
-        };
-        sqlx::query("UPDATE payment_events SET outcome = $1 WHERE id = $2")
-            .bind(outcome.as_str())
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
+        let mut applied = Vec::with_capacity(ids.len());
+        for id in ids {
+            applied.push(apply_in(&mut tx, *id, now).await?);
+        }
         tx.commit().await?;
-        Ok(Applied::Now {
-            out_trade_no,
-            outcome,
-        })
+        self.forget(&applied);
+        Ok(applied)
+    }
+
+    /// Drops cached copies of orders that applying changed.
+    fn forget(&self, applied: &[Applied]) {
+        for applied in applied {
+            if let Applied::Now { out_trade_no, .. } = applied {
+                self.cache.invalidate(out_trade_no.as_str());
+            }
+        }
     }
 
     /// When an order's payment event was applied, and with what outcome (for tests and audits).
@@ -283,13 +179,169 @@ impl Store {
     }
 }
 
+type Tx<'c> = sqlx::Transaction<'c, sqlx::Sqlite>;
+
+/// Records one event inside `tx`, or finds the one recorded before.
+async fn record_in(
+    tx: &mut Tx<'_>,
+    event: &PaymentEvent,
+    received_at: i64,
+) -> Result<Recorded, StoreError> {
+    let (result, transaction_id, pay_time) = match &event.result {
+        PaymentResult::Paid {
+            transaction_id,
+            pay_time,
+        } => (
+            "SUCCESS",
+            Some(transaction_id.as_str()),
+            Some(pay_time.timestamp()),
+        ),
+        PaymentResult::Failed => ("FAIL", None, None),
+    };
+    let inserted: Option<i64> = sqlx::query_scalar(
+        "INSERT INTO payment_events
+             (out_trade_no, result, transaction_id, total_fee, pay_time, source, received_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7)
+         ON CONFLICT DO NOTHING
+         RETURNING id",
+    )
+    .bind(event.out_trade_no.as_str())
+    .bind(result)
+    .bind(transaction_id)
+    .bind(event.total_fee.0)
+    .bind(pay_time)
+    .bind(event.source.as_str())
+    .bind(received_at)
+    .fetch_optional(&mut **tx)
+    .await?;
+    if let Some(id) = inserted {
+        return Ok(Recorded {
+            id,
+            new: true,
+            applied: false,
+        });
+    }
+    let existing = match transaction_id {
+        Some(tid) => {
+            sqlx::query("SELECT id, applied_at FROM payment_events WHERE transaction_id = $1")
+                .bind(tid)
+                .fetch_one(&mut **tx)
+                .await?
+        }
+        None => {
+            sqlx::query(
+                "SELECT id, applied_at FROM payment_events
+                 WHERE out_trade_no = $1 AND result = 'FAIL'",
+            )
+            .bind(event.out_trade_no.as_str())
+            .fetch_one(&mut **tx)
+            .await?
+        }
+    };
+    Ok(Recorded {
+        id: existing.try_get("id")?,
+        new: false,
+        applied: existing.try_get::<Option<i64>, _>("applied_at")?.is_some(),
+    })
+}
+
+/// Applies one event inside `tx`: claim it, move its order, write the outcome.
+async fn apply_in(tx: &mut Tx<'_>, id: i64, now: i64) -> Result<Applied, StoreError> {
+    // Claim the event first: a second consumer finds nothing to claim.
+    let claimed = sqlx::query(
+        "UPDATE payment_events SET applied_at = $1, outcome = 'ignored'
+             WHERE id = $2 AND applied_at IS NULL
+             RETURNING out_trade_no, result, transaction_id, total_fee, pay_time",
+    )
+    .bind(now)
+    .bind(id)
+    .fetch_optional(&mut **tx)
+    .await?;
+    let Some(event) = claimed else {
+        return Ok(Applied::Before);
+    };
+    let no: String = event.try_get("out_trade_no")?;
+    let out_trade_no = OutTradeNo::parse(&no)
+        .map_err(|_| StoreError::Corrupt("payment_events.out_trade_no".into()))?;
+    let total_fee: i64 = event.try_get("total_fee")?;
+    let outcome = if event.try_get::<String, _>("result")? == "SUCCESS" {
+        let tid: String = event.try_get("transaction_id")?;
+        let pay_time: i64 = event.try_get("pay_time")?;
+        let paid = sqlx::query(
+            "UPDATE orders SET status = 'paid', transaction_id = $1, pay_time = $2,
+                                   updated_at = $3
+                 WHERE out_trade_no = $4 AND status = 'pending' AND total_fee = $5",
+        )
+        .bind(&tid)
+        .bind(pay_time)
+        .bind(now)
+        .bind(&no)
+        .bind(total_fee)
+        .execute(&mut **tx)
+        .await?;
+        if paid.rows_affected() == 1 {
+            Outcome::Paid
+        } else {
+            let order =
+                sqlx::query("SELECT status, transaction_id FROM orders WHERE out_trade_no = $1")
+                    .bind(&no)
+                    .fetch_optional(&mut **tx)
+                    .await?;
+            match order {
+                None => Outcome::Ignored,
+                Some(order) => {
+                    let status: String = order.try_get("status")?;
+                    let existing: Option<String> = order.try_get("transaction_id")?;
+                    if status == "paid" && existing.as_deref() == Some(tid.as_str()) {
+                        Outcome::Duplicate
+                    } else if status == "pending" {
+                        // The amount differs from the order's: never paid on it.
+                        Outcome::Ignored
+                    } else {
+                        sqlx::query(
+                            "UPDATE orders SET refund_due = 1, updated_at = $1
+                                 WHERE out_trade_no = $2",
+                        )
+                        .bind(now)
+                        .bind(&no)
+                        .execute(&mut **tx)
+                        .await?;
+                        Outcome::PaidAfterClose
+                    }
+                }
+            }
+        }
+    } else {
+        let failed = sqlx::query(
+            "UPDATE orders SET status = 'failed', is_deleted = 1, closed_at = $1,
+                                   updated_at = $1
+                 WHERE out_trade_no = $2 AND status = 'pending'",
+        )
+        .bind(now)
+        .bind(&no)
+        .execute(&mut **tx)
+        .await?;
+        if failed.rows_affected() == 1 {
+            restore_stock(tx, &no, now).await?;
+            Outcome::Failed
+        } else {
+            Outcome::Ignored
+        }
+    };
+    sqlx::query("UPDATE payment_events SET outcome = $1 WHERE id = $2")
+        .bind(outcome.as_str())
+        .bind(id)
+        .execute(&mut **tx)
+        .await?;
+    Ok(Applied::Now {
+        out_trade_no,
+        outcome,
+    })
+}
+
 /// Gives an order's reserved stock back. Call only in the transaction that moved the order
 /// from pending to a final unpaid state, so it happens once.
-pub(super) async fn restore_stock(
-    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
-    no: &str,
-    now: i64,
-) -> Result<(), StoreError> {
+pub(super) async fn restore_stock(tx: &mut Tx<'_>, no: &str, now: i64) -> Result<(), StoreError> {
     let items: Vec<(i64, i64)> =
         sqlx::query_as("SELECT product_id, num FROM order_items WHERE out_trade_no = $1")
             .bind(no)

@@ -216,9 +216,9 @@ pub async fn pay_page(
         expires_at_ms: order.expires_at.timestamp_millis(),
         time_left: format!("{:02}:{:02}", left / 60, left % 60),
         items: items
-            .into_iter()
+            .iter()
             .map(|i| ItemView {
-                name: i.name,
+                name: i.name.clone(),
                 unit_price: i.unit_price.to_string(),
                 num: i.num,
             })

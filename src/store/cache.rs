@@ -1,0 +1,89 @@
+//! A read cache of orders for the hot read paths (status polling, the pay page, notifies).
+//!
+//! Every write this process makes to an order invalidates its entry after commit, so within one
+//! process a read never returns an order older than the last write. Other processes sharing the
+//! database (PostgreSQL replicas) cannot invalidate it, so a pending order is served from the
+//! cache for at most [`PENDING_TTL`]; an order in a final state never changes again and is kept
+//! until evicted. Decisions that matter (paying, closing) are made by conditional SQL, never on
+//! a cached read.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use super::orders::{Order, OrderItem};
+use crate::domain::OrderStatus;
+
+/// Longest a pending order is served without reading the database.
+pub const PENDING_TTL: Duration = Duration::from_secs(1);
+/// Orders kept; beyond this the cache starts over.
+const CAPACITY: usize = 50_000;
+
+struct Entry {
+    /// None once a write invalidated it.
+    order: Option<Order>,
+    items: Option<Arc<Vec<OrderItem>>>,
+    read_at: Instant,
+}
+
+#[derive(Default)]
+pub struct OrderCache {
+    entries: Mutex<HashMap<String, Entry>>,
+}
+
+impl std::fmt::Debug for OrderCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("OrderCache")
+    }
+}
+
+impl OrderCache {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Entry>> {
+        self.entries.lock().expect("order cache lock")
+    }
+
+    /// The cached order, if it is still fresh.
+    pub fn order(&self, no: &str) -> Option<Order> {
+        let entries = self.lock();
+        let entry = entries.get(no)?;
+        let order = entry.order.as_ref()?;
+        let fresh = order.status != OrderStatus::Pending || entry.read_at.elapsed() < PENDING_TTL;
+        fresh.then(|| order.clone())
+    }
+
+    /// An order's lines never change once it exists.
+    pub fn items(&self, no: &str) -> Option<Arc<Vec<OrderItem>>> {
+        self.lock().get(no)?.items.clone()
+    }
+
+    pub fn put_order(&self, order: &Order, read_at: Instant) {
+        let mut entries = self.lock();
+        if entries.len() >= CAPACITY {
+            entries.clear();
+        }
+        let items = entries
+            .get(order.out_trade_no.as_str())
+            .and_then(|e| e.items.clone());
+        entries.insert(
+            order.out_trade_no.to_string(),
+            Entry {
+                order: Some(order.clone()),
+                items,
+                read_at,
+            },
+        );
+    }
+
+    pub fn put_items(&self, no: &str, items: Arc<Vec<OrderItem>>) {
+        if let Some(entry) = self.lock().get_mut(no) {
+            entry.items = Some(items);
+        }
+    }
+
+    /// Forgets an order's state after a write (its lines stay: they never change).
+    pub fn invalidate(&self, no: &str) {
+        if let Some(entry) = self.lock().get_mut(no) {
+            entry.order = None;
+        }
+    }
+}
