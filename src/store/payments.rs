@@ -111,9 +111,47 @@ impl Store {
     ) -> Result<Vec<Recorded>, StoreError> {
         let received_at = now_secs();
         let mut tx = self.writer.begin().await?;
+        // One statement inserts them all; what already existed is looked up one by one (rare:
+        // duplicates).
+        let mut insert = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
+            "INSERT INTO payment_events
+                 (out_trade_no, result, transaction_id, total_fee, pay_time, source, received_at) ",
+        );
+        insert.push_values(events, |mut row, event| {
+            let (result, transaction_id, pay_time) = columns(event);
+            row.push_bind(event.out_trade_no.as_str())
+                .push_bind(result)
+                .push_bind(transaction_id)
+                .push_bind(event.total_fee.0)
+                .push_bind(pay_time)
+                .push_bind(event.source.as_str())
+                .push_bind(received_at);
+        });
+        insert.push(" ON CONFLICT DO NOTHING RETURNING id, out_trade_no, transaction_id");
+        let inserted = insert.build().fetch_all(&mut *tx).await?;
+        let mut new: std::collections::HashMap<(String, Option<String>), i64> = Default::default();
+        for row in &inserted {
+            new.insert(
+                (row.try_get("out_trade_no")?, row.try_get("transaction_id")?),
+                row.try_get("id")?,
+            );
+        }
         let mut recorded = Vec::with_capacity(events.len());
         for event in events {
-            recorded.push(record_in(&mut tx, event, received_at).await?);
+            let (_, transaction_id, _) = columns(event);
+            let key = (
+                event.out_trade_no.to_string(),
+                transaction_id.map(str::to_owned),
+            );
+            // The first of several equal events in the batch is the new one.
+            recorded.push(match new.remove(&key) {
+                Some(id) => Recorded {
+                    id,
+                    new: true,
+                    applied: false,
+                },
+                None => record_in(&mut tx, event, received_at).await?,
+            });
         }
         tx.commit().await?;
         Ok(recorded)
@@ -131,23 +169,39 @@ impl Store {
 
     /// Applies one recorded event to its order, exactly once.
     pub async fn apply_payment_event(&self, id: i64) -> Result<Applied, StoreError> {
-        let mut tx = self.writer.begin().await?;
-        let applied = apply_in(&mut tx, id, now_secs()).await?;
-        tx.commit().await?;
-        self.forget(std::slice::from_ref(&applied));
-        Ok(applied)
+        let mut applied = self.apply_payment_events(&[id]).await?;
+        Ok(applied.pop().expect("one event in, one result out"))
     }
 
-    /// Applies several events in one transaction (one disk flush for all). If any fails, none
-    /// is applied and the error is returned; the caller can then apply them one by one.
+    /// Applies several events in one transaction. If any fails, none is applied and the error
+    /// is returned; the caller can then apply them one by one.
+    ///
+    /// The commit does not wait for the disk (`synchronous=NORMAL` for this transaction only):
+    /// the events it applies are already durable in the inbox, and WAL order means an applied
+    /// state is never on disk without the events it came from. Should a power cut lose the
+    /// apply, the replay redoes it at the next start.
     pub async fn apply_payment_events(&self, ids: &[i64]) -> Result<Vec<Applied>, StoreError> {
         let now = now_secs();
-        let mut tx = self.writer.begin().await?;
-        let mut applied = Vec::with_capacity(ids.len());
-        for id in ids {
-            applied.push(apply_in(&mut tx, *id, now).await?);
+        let mut conn = self.writer.acquire().await?;
+        sqlx::query("PRAGMA synchronous = NORMAL")
+            .execute(&mut *conn)
+            .await?;
+        let result = async {
+            let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+            let applied = apply_all(&mut tx, ids, now).await?;
+            tx.commit().await?;
+            Ok::<_, StoreError>(applied)
         }
-        tx.commit().await?;
+        .await;
+        if let Err(e) = sqlx::query("PRAGMA synchronous = FULL")
+            .execute(&mut *conn)
+            .await
+        {
+            // Never hand a connection back that would commit without flushing.
+            conn.close_on_drop();
+            return Err(e.into());
+        }
+        let applied = result?;
         self.forget(&applied);
         Ok(applied)
     }
@@ -181,13 +235,9 @@ impl Store {
 
 type Tx<'c> = sqlx::Transaction<'c, sqlx::Sqlite>;
 
-/// Records one event inside `tx`, or finds the one recorded before.
-async fn record_in(
-    tx: &mut Tx<'_>,
-    event: &PaymentEvent,
-    received_at: i64,
-) -> Result<Recorded, StoreError> {
-    let (result, transaction_id, pay_time) = match &event.result {
+/// The inbox columns of an event: result, transaction_id, pay_time.
+fn columns(event: &PaymentEvent) -> (&'static str, Option<&str>, Option<i64>) {
+    match &event.result {
         PaymentResult::Paid {
             transaction_id,
             pay_time,
@@ -197,7 +247,16 @@ async fn record_in(
             Some(pay_time.timestamp()),
         ),
         PaymentResult::Failed => ("FAIL", None, None),
-    };
+    }
+}
+
+/// Records one event inside `tx`, or finds the one recorded before.
+async fn record_in(
+    tx: &mut Tx<'_>,
+    event: &PaymentEvent,
+    received_at: i64,
+) -> Result<Recorded, StoreError> {
+    let (result, transaction_id, pay_time) = columns(event);
     let inserted: Option<i64> = sqlx::query_scalar(
         "INSERT INTO payment_events
              (out_trade_no, result, transaction_id, total_fee, pay_time, source, received_at)
@@ -245,28 +304,123 @@ async fn record_in(
     })
 }
 
-/// Applies one event inside `tx`: claim it, move its order, write the outcome.
-async fn apply_in(tx: &mut Tx<'_>, id: i64, now: i64) -> Result<Applied, StoreError> {
-    // Claim the event first: a second consumer finds nothing to claim.
-    let claimed = sqlx::query(
-        "UPDATE payment_events SET applied_at = $1, outcome = 'ignored'
-             WHERE id = $2 AND applied_at IS NULL
-             RETURNING out_trade_no, result, transaction_id, total_fee, pay_time",
-    )
-    .bind(now)
-    .bind(id)
-    .fetch_optional(&mut **tx)
-    .await?;
-    let Some(event) = claimed else {
-        return Ok(Applied::Before);
-    };
-    let no: String = event.try_get("out_trade_no")?;
-    let out_trade_no = OutTradeNo::parse(&no)
-        .map_err(|_| StoreError::Corrupt("payment_events.out_trade_no".into()))?;
-    let total_fee: i64 = event.try_get("total_fee")?;
-    let outcome = if event.try_get::<String, _>("result")? == "SUCCESS" {
-        let tid: String = event.try_get("transaction_id")?;
-        let pay_time: i64 = event.try_get("pay_time")?;
+/// An event this transaction has claimed.
+struct Claimed {
+    id: i64,
+    out_trade_no: String,
+    success: bool,
+    transaction_id: Option<String>,
+    total_fee: i64,
+    pay_time: Option<i64>,
+}
+
+const CLAIMED_COLUMNS: &str = "id, out_trade_no, result, transaction_id, total_fee, pay_time";
+
+fn claimed_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<Claimed, StoreError> {
+    Ok(Claimed {
+        id: row.try_get("id")?,
+        out_trade_no: row.try_get("out_trade_no")?,
+        success: row.try_get::<String, _>("result")? == "SUCCESS",
+        transaction_id: row.try_get("transaction_id")?,
+        total_fee: row.try_get("total_fee")?,
+        pay_time: row.try_get("pay_time")?,
+    })
+}
+
+/// Claims the given events, those not applied yet: a second consumer finds nothing to claim.
+/// The outcome written is the usual one; [`settle`] corrects it in the rare other cases.
+async fn claim(tx: &mut Tx<'_>, ids: &[i64], now: i64) -> Result<Vec<Claimed>, StoreError> {
+    let mut claim =
+        sqlx::QueryBuilder::<sqlx::Sqlite>::new("UPDATE payment_events SET applied_at = ");
+    claim.push_bind(now);
+    claim.push(
+        ", outcome = CASE result WHEN 'SUCCESS' THEN 'paid' ELSE 'failed' END
+         WHERE applied_at IS NULL AND id IN (",
+    );
+    let mut list = claim.separated(", ");
+    for id in ids {
+        list.push_bind(*id);
+    }
+    claim.push(") RETURNING ");
+    claim.push(CLAIMED_COLUMNS);
+    let rows = claim.build().fetch_all(&mut **tx).await?;
+    rows.iter().map(claimed_from_row).collect()
+}
+
+/// Applies events inside `tx`. Payments for distinct pending orders — nearly all of them — are
+/// applied by one statement; the rest one by one.
+async fn apply_all(tx: &mut Tx<'_>, ids: &[i64], now: i64) -> Result<Vec<Applied>, StoreError> {
+    let claimed = claim(tx, ids, now).await?;
+    let mut per_order: std::collections::HashMap<&str, usize> = Default::default();
+    for c in &claimed {
+        *per_order.entry(c.out_trade_no.as_str()).or_default() += 1;
+    }
+    let fast: Vec<&Claimed> = claimed
+        .iter()
+        .filter(|c| c.success && per_order[c.out_trade_no.as_str()] == 1)
+        .collect();
+    let mut paid = std::collections::HashSet::new();
+    if !fast.is_empty() {
+        let mut pay = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
+            "UPDATE orders SET status = 'paid', transaction_id = e.transaction_id,
+                               pay_time = e.pay_time, updated_at = ",
+        );
+        pay.push_bind(now);
+        pay.push(
+            " FROM payment_events AS e
+             WHERE orders.out_trade_no = e.out_trade_no AND orders.status = 'pending'
+               AND orders.total_fee = e.total_fee AND e.id IN (",
+        );
+        let mut list = pay.separated(", ");
+        for c in &fast {
+            list.push_bind(c.id);
+        }
+        pay.push(") RETURNING orders.out_trade_no");
+        for row in pay.build().fetch_all(&mut **tx).await? {
+            paid.insert(row.try_get::<String, _>(0)?);
+        }
+    }
+    let mut by_id: std::collections::HashMap<i64, &Claimed> =
+        claimed.iter().map(|c| (c.id, c)).collect();
+    let mut applied = Vec::with_capacity(ids.len());
+    for id in ids {
+        let Some(c) = by_id.remove(id) else {
+            applied.push(Applied::Before);
+            continue;
+        };
+        let fast_paid =
+            c.success && per_order[c.out_trade_no.as_str()] == 1 && paid.contains(&c.out_trade_no);
+        applied.push(if fast_paid {
+            Applied::Now {
+                out_trade_no: parse_no(&c.out_trade_no)?,
+                outcome: Outcome::Paid,
+            }
+        } else {
+            settle(tx, c, now).await?
+        });
+    }
+    Ok(applied)
+}
+
+fn parse_no(no: &str) -> Result<OutTradeNo, StoreError> {
+    OutTradeNo::parse(no).map_err(|_| StoreError::Corrupt("payment_events.out_trade_no".into()))
+}
+
+/// Applies one claimed event to its order, one statement at a time, and corrects the claimed
+/// outcome where it differs.
+async fn settle(tx: &mut Tx<'_>, event: &Claimed, now: i64) -> Result<Applied, StoreError> {
+    let id = event.id;
+    let no = event.out_trade_no.clone();
+    let out_trade_no = parse_no(&no)?;
+    let total_fee = event.total_fee;
+    let outcome = if event.success {
+        let tid: String = event
+            .transaction_id
+            .clone()
+            .ok_or_else(|| StoreError::Corrupt("payment_events.transaction_id".into()))?;
+        let pay_time: i64 = event
+            .pay_time
+            .ok_or_else(|| StoreError::Corrupt("payment_events.pay_time".into()))?;
         let paid = sqlx::query(
             "UPDATE orders SET status = 'paid', transaction_id = $1, pay_time = $2,
                                    updated_at = $3
@@ -328,11 +482,13 @@ async fn apply_in(tx: &mut Tx<'_>, id: i64, now: i64) -> Result<Applied, StoreEr
             Outcome::Ignored
         }
     };
-    sqlx::query("UPDATE payment_events SET outcome = $1 WHERE id = $2")
-        .bind(outcome.as_str())
-        .bind(id)
-        .execute(&mut **tx)
-        .await?;
+    if !matches!(outcome, Outcome::Paid | Outcome::Failed) {
+        sqlx::query("UPDATE payment_events SET outcome = $1 WHERE id = $2")
+            .bind(outcome.as_str())
+            .bind(id)
+            .execute(&mut **tx)
+            .await?;
+    }
     Ok(Applied::Now {
         out_trade_no,
         outcome,

@@ -153,3 +153,133 @@ async fn postgres_urls_are_refused_clearly_for_now() {
     let err = Store::connect("postgres://localhost/x").await.unwrap_err();
     assert!(matches!(err, StoreError::UnsupportedUrl(_)));
 }
+
+mod payments {
+    use super::*;
+    use crate::domain::OutTradeNo;
+    use crate::store::{Applied, NewItem, Outcome, PaymentEvent, PaymentResult, PaymentSource};
+
+    async fn order(store: &Store, product: i64) -> OutTradeNo {
+        store
+            .create_order(
+                &[NewItem {
+                    product_id: product,
+                    num: 2,
+                }],
+                Duration::from_secs(600),
+                chrono::Utc::now(),
+            )
+            .await
+            .unwrap()
+            .out_trade_no
+    }
+
+    fn paid(no: &OutTradeNo, tid: &str, fee: i64) -> PaymentEvent {
+        PaymentEvent {
+            out_trade_no: no.clone(),
+            result: PaymentResult::Paid {
+                transaction_id: tid.into(),
+                pay_time: chrono::Utc::now(),
+            },
+            total_fee: Fen(fee),
+            source: PaymentSource::Notify,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_batch_applies_every_kind_of_event_exactly_once() {
+        let (_dir, store) = fresh().await;
+        let product = store
+            .insert_product(&NewProduct {
+                name: "tea",
+                price: Fen(100),
+                stock: 20,
+            })
+            .await
+            .unwrap();
+        let plain = order(&store, product.id).await;
+        let twice = order(&store, product.id).await;
+        let failing = order(&store, product.id).await;
+        let closed = order(&store, product.id).await;
+        let wrong_amount = order(&store, product.id).await;
+        sqlx::query("UPDATE orders SET status = 'closed', closed_at = 1 WHERE out_trade_no = $1")
+            .bind(closed.as_str())
+            .execute(&store.writer)
+            .await
+            .unwrap();
+        let failure = PaymentEvent {
+            out_trade_no: failing.clone(),
+            result: PaymentResult::Failed,
+            total_fee: Fen(200),
+            source: PaymentSource::Notify,
+        };
+        let events = [
+            paid(&plain, "T1", 200),
+            paid(&plain, "T1", 200), // the same notify again, in the same batch
+            paid(&twice, "T2", 200),
+            paid(&twice, "T3", 200), // a second transaction for one order
+            failure.clone(),
+            failure,
+            paid(&closed, "T4", 200),
+            paid(&wrong_amount, "T5", 1),
+        ];
+        let refs: Vec<&PaymentEvent> = events.iter().collect();
+        let recorded = store.record_payment_events(&refs).await.unwrap();
+        assert_eq!(
+            recorded.iter().map(|r| r.new).collect::<Vec<_>>(),
+            [true, false, true, true, true, false, true, true]
+        );
+        assert_eq!(recorded[0].id, recorded[1].id);
+        assert_eq!(recorded[4].id, recorded[5].id);
+        let mut ids: Vec<i64> = recorded.iter().map(|r| r.id).collect();
+        ids.dedup();
+        let applied = store.apply_payment_events(&ids).await.unwrap();
+        let outcomes: Vec<Outcome> = applied
+            .iter()
+            .map(|a| match a {
+                Applied::Now { outcome, .. } => *outcome,
+                Applied::Before => panic!("nothing was applied before"),
+            })
+            .collect();
+        assert_eq!(outcomes[0], Outcome::Paid);
+        // Of two transactions for one order, one pays it and the other is a payment to refund.
+        let twice_outcomes = [outcomes[1], outcomes[2]];
+        assert!(
+            twice_outcomes.contains(&Outcome::Paid),
+            "{twice_outcomes:?}"
+        );
+        assert_eq!(
+            twice_outcomes
+                .iter()
+                .filter(|o| **o == Outcome::Paid)
+                .count(),
+            1
+        );
+        assert_eq!(outcomes[3], Outcome::Failed);
+        assert_eq!(outcomes[4], Outcome::PaidAfterClose);
+        assert_eq!(outcomes[5], Outcome::Ignored);
+        // Applying again does nothing.
+        let again = store.apply_payment_events(&ids).await.unwrap();
+        assert!(again.iter().all(|a| *a == Applied::Before));
+        // Stock: 5 orders of 2 reserved 10; only the failed one gave its 2 back.
+        assert_eq!(store.product(product.id).await.unwrap().unwrap().stock, 12);
+        let refund_due: i64 =
+            sqlx::query_scalar("SELECT refund_due FROM orders WHERE out_trade_no = $1")
+                .bind(closed.as_str())
+                .fetch_one(&store.writer)
+                .await
+                .unwrap();
+        assert_eq!(refund_due, 1);
+        let stored: Vec<String> =
+            sqlx::query_scalar("SELECT outcome FROM payment_events ORDER BY id")
+                .fetch_all(&store.writer)
+                .await
+                .unwrap();
+        assert_eq!(stored.len(), 6);
+        let wrong = store.order(&wrong_amount).await.unwrap().unwrap();
+        assert_eq!(wrong.status, crate::domain::OrderStatus::Pending);
+        // The order is never cached across a write.
+        let plain_order = store.order(&plain).await.unwrap().unwrap();
+        assert_eq!(plain_order.transaction_id.as_deref(), Some("T1"));
+    }
+}
