@@ -1,7 +1,7 @@
 //! Builds the application from settings: the store, the listeners (the shop's, and in sandbox
 //! mode the built-in sandbox's) and the background tasks; and runs it until shutdown, stopping
-//! in order: stop accepting and finish requests, stop the sandbox, drain the payments channel,
-//! close the database.
+//! in order: stop accepting and finish requests, stop the sandbox, stop the reconciliation job,
+//! drain the payments channel, close the database.
 
 use std::net::{SocketAddr, TcpListener};
 
@@ -13,6 +13,7 @@ use url::Url;
 
 use crate::config::Settings;
 use crate::payments;
+use crate::payments::reconcile::{Reconciler, MIN_CLOSE_AGE};
 use crate::sandbox::{SandboxConfig, SandboxHandle, SandboxServer};
 use crate::store::Store;
 use crate::web::{routes, AppState, Checkout};
@@ -25,6 +26,7 @@ pub struct Application {
     server: actix_web::dev::Server,
     sandbox: Option<SandboxServer>,
     consumer: JoinHandle<()>,
+    reconciler: JoinHandle<()>,
     shutdown: CancellationToken,
     store: Store,
 }
@@ -83,13 +85,23 @@ impl Application {
 
         let shutdown = CancellationToken::new();
         let (payments, consumer) = payments::channel(store.clone());
+        let reconciler = Reconciler::new(
+            store.clone(),
+            wechat.clone(),
+            payments.clone(),
+            settings.reconcile_interval,
+            settings.reconcile_max_attempts,
+        );
         let consumer = tokio::spawn(consumer.run(shutdown.child_token()));
+        let reconciler = tokio::spawn(reconciler.run(shutdown.child_token()));
         let checkout = Checkout {
             merchant: settings.merchant.clone(),
             notify_url: settings.notify_url(addr),
             spbill_create_ip: settings.spbill_create_ip(),
             sandbox_base: sandbox.as_ref().map(SandboxServer::base_url),
             order_ttl: settings.order_ttl,
+            unpaid_close_after: (settings.reconcile_interval * settings.reconcile_max_attempts)
+                .max(MIN_CLOSE_AGE.to_std().expect("a positive duration")),
         };
         let state = web::Data::new(AppState::new(store.clone(), wechat, payments, checkout));
         let server = HttpServer::new(move || App::new().app_data(state.clone()).configure(routes))
@@ -101,6 +113,7 @@ impl Application {
             server,
             sandbox,
             consumer,
+            reconciler,
             shutdown,
             store,
         })
@@ -129,6 +142,7 @@ impl Application {
             task.await??;
         }
         self.shutdown.cancel();
+        self.reconciler.await?;
         self.consumer.await?;
         self.store.close().await;
         Ok(served?)

@@ -14,6 +14,7 @@
 //! every [`REPLAY_INTERVAL`], so a crash between recording and applying loses nothing.
 
 pub mod gate;
+pub mod reconcile;
 
 use std::time::Duration;
 

@@ -283,3 +283,52 @@ mod payments {
         assert_eq!(plain_order.transaction_id.as_deref(), Some("T1"));
     }
 }
+
+#[tokio::test]
+async fn the_reconciliation_scan_touches_only_pending_orders() {
+    let (_dir, store) = fresh().await;
+    // Many finished orders, a few pending ones.
+    let mut tx = store.writer.begin().await.unwrap();
+    for i in 0..10_000 {
+        sqlx::query(
+            "INSERT INTO orders (out_trade_no, total_fee, status, body, product_id, expires_at,
+                                 created_at, updated_at, closed_at)
+             VALUES ($1, 100, 'closed', 'x', '1', 2000, 1000, 1000, 1000)",
+        )
+        .bind(format!("F{i:012}"))
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    }
+    for i in 0..100 {
+        sqlx::query(
+            "INSERT INTO orders (out_trade_no, total_fee, status, body, product_id, expires_at,
+                                 created_at, updated_at, code_url, code_url_expires_at,
+                                 sign_type, prepay_id)
+             VALUES ($1, 100, 'pending', 'x', '1', 3000, $2, 1000, 'weixin://x', 3000, 'MD5', 'wx')",
+        )
+        .bind(format!("P{i:012}"))
+        .bind(1000 + i)
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    }
+    tx.commit().await.unwrap();
+    for sql in [
+        "SELECT out_trade_no FROM orders WHERE status = 'pending' AND code_url IS NOT NULL ORDER BY created_at LIMIT 1000",
+        "SELECT out_trade_no FROM orders WHERE status = 'pending' AND code_url IS NULL AND expires_at <= 5000 ORDER BY created_at LIMIT 1000",
+    ] {
+        let plan: Vec<(i64, i64, i64, String)> = sqlx::query_as(&format!("EXPLAIN QUERY PLAN {sql}"))
+            .fetch_all(&store.reader)
+            .await
+            .unwrap();
+        let detail = plan.into_iter().map(|r| r.3).collect::<Vec<_>>().join("; ");
+        assert!(detail.contains("USING INDEX orders_pending_by_created"), "{detail}");
+        assert!(!detail.contains("SCAN orders\""), "{detail}");
+    }
+    let pending = store.pending_with_prepay(1000).await.unwrap();
+    assert_eq!(pending.len(), 100);
+    assert!(pending
+        .windows(2)
+        .all(|w| w[0].created_at <= w[1].created_at));
+}

@@ -47,6 +47,10 @@ pub struct Checkout {
     pub sandbox_base: Option<Url>,
     /// Time a shopper has to pay (`ORDER_TTL_SECS`).
     pub order_ttl: std::time::Duration,
+    /// About when the reconciliation job closes an unpaid order with a prepay
+    /// (`RECONCILE_MAX_ATTEMPTS` unpaid queries, `RECONCILE_INTERVAL_SECS` apart), if that
+    /// comes before its expiry: the pay page counts down to the earlier of the two.
+    pub unpaid_close_after: std::time::Duration,
 }
 
 impl AppState {

@@ -202,7 +202,11 @@ pub async fn pay_page(
     };
     let prepay = order.prepay.as_ref().expect("a ready order has a prepay");
     let items = state.store.order_items(&no).await?;
-    let left = (order.expires_at - Utc::now()).num_seconds().max(0);
+    let close_by = order.created_at
+        + chrono::Duration::from_std(state.checkout.unpaid_close_after)
+            .unwrap_or(chrono::Duration::MAX);
+    let deadline = order.expires_at.min(close_by);
+    let left = (deadline - Utc::now()).num_seconds().max(0);
     let sandbox_scan_url = state.checkout.sandbox_base.as_ref().map(|base| {
         let mut url = base.join("scan").expect("a fixed path joins");
         url.query_pairs_mut()
@@ -213,7 +217,7 @@ pub async fn pay_page(
         out_trade_no: no.to_string(),
         amount: order.total_fee.to_string(),
         qr_svg: state.qr.svg(&prepay.code_url),
-        expires_at_ms: order.expires_at.timestamp_millis(),
+        expires_at_ms: deadline.timestamp_millis(),
         time_left: format!("{:02}:{:02}", left / 60, left % 60),
         items: items
             .iter()

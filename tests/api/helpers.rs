@@ -279,6 +279,7 @@ pub struct TestApp {
     /// Follows no redirects, so tests see the 303s.
     pub http: reqwest::Client,
     pub db: sqlx::SqlitePool,
+    pub database_url: String,
     _dir: TempDir,
 }
 
@@ -289,16 +290,18 @@ impl TestApp {
 
     pub async fn spawn_with(overrides: &[(&str, &str)]) -> TestApp {
         let dir = TempDir::new().unwrap();
-        let mut vars = vec![("SANDBOX_TIME_SCALE", "0.001")];
+        // The app's own job stays out of the way: tests drive reconciliation themselves.
+        let mut vars = vec![
+            ("SANDBOX_TIME_SCALE", "0.001"),
+            ("RECONCILE_INTERVAL_SECS", "3600"),
+        ];
         vars.extend_from_slice(overrides);
         let app = Application::build(&settings(&dir, &vars)).await.unwrap();
         let addr = app.addr();
         let sandbox = app.api_base().clone();
         tokio::spawn(app.run());
-        let db =
-            sqlx::SqlitePool::connect(&format!("sqlite://{}/checkout.db", dir.path().display()))
-                .await
-                .unwrap();
+        let database_url = format!("sqlite://{}/checkout.db", dir.path().display());
+        let db = sqlx::SqlitePool::connect(&database_url).await.unwrap();
         TestApp {
             addr,
             sandbox,
@@ -307,6 +310,7 @@ impl TestApp {
                 .build()
                 .unwrap(),
             db,
+            database_url,
             _dir: dir,
         }
     }
@@ -440,5 +444,42 @@ impl TestApp {
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+    }
+}
+
+use wxpay_checkout::payments::reconcile::Reconciler;
+
+impl TestApp {
+    /// A reconciliation job of its own over the shop's database and sandbox — a second
+    /// instance, as another replica would run — with its own payments consumer.
+    pub async fn reconciler(&self, max_attempts: u32) -> Reconciler {
+        let store = wxpay_checkout::store::Store::connect(&self.database_url)
+            .await
+            .unwrap();
+        let wechat = wxpay_checkout::wxpay::Client::new(wxpay_checkout::wxpay::ClientConfig::new(
+            self.sandbox.clone(),
+            demo_merchant(),
+            wxpay_checkout::wxpay::SignType::Md5,
+        ))
+        .unwrap();
+        let (payments, consumer) = wxpay_checkout::payments::channel(store.clone());
+        tokio::spawn(consumer.run(tokio_util::sync::CancellationToken::new()));
+        Reconciler::new(
+            store,
+            wechat,
+            payments,
+            Duration::from_secs(3600),
+            max_attempts,
+        )
+    }
+
+    /// When the order was created.
+    pub async fn created_at(&self, no: &str) -> chrono::DateTime<chrono::Utc> {
+        let secs: i64 = sqlx::query_scalar("SELECT created_at FROM orders WHERE out_trade_no = $1")
+            .bind(no)
+            .fetch_one(&self.db)
+            .await
+            .unwrap();
+        chrono::DateTime::from_timestamp(secs, 0).unwrap()
     }
 }

@@ -4,6 +4,7 @@ mod client;
 mod crash;
 mod helpers;
 mod notify;
+mod reconcile;
 mod sandbox;
 mod server;
 mod shop;
