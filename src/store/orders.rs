@@ -323,23 +323,6 @@ impl Store {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn body_lists_goods_and_fits_wechats_limit() {
-        assert_eq!(order_body(&[("龙井茶".into(), 2)]), "龙井茶 x2");
-        assert_eq!(
-            order_body(&[("a".into(), 1), ("b".into(), 3)]),
-            "a x1, b x3"
-        );
-        let long = order_body(&[("长".repeat(200), 1)]);
-        assert_eq!(long.chars().count(), 128);
-        assert!(long.ends_with('…'));
-    }
-}
-
 impl Store {
     /// Pending orders that have a prepay, oldest first, at most `limit`. Served by the partial
     /// index on pending orders, so its cost does not grow with finished orders.
@@ -422,5 +405,22 @@ impl Store {
         .await?;
         self.cache.invalidate(no.as_str());
         Ok(attempts)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn body_lists_goods_and_fits_wechats_limit() {
+        assert_eq!(order_body(&[("龙井茶".into(), 2)]), "龙井茶 x2");
+        assert_eq!(
+            order_body(&[("a".into(), 1), ("b".into(), 3)]),
+            "a x1, b x3"
+        );
+        let long = order_body(&[("长".repeat(200), 1)]);
+        assert_eq!(long.chars().count(), 128);
+        assert!(long.ends_with('…'));
     }
 }
