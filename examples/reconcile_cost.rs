@@ -1,0 +1,116 @@
+//! What one reconciliation run costs when the database is full of finished orders: 1,000,000
+//! closed or paid orders and 100 pending ones with prepays at the built-in sandbox. The run
+//! must touch only the pending ones (the partial index on pending orders).
+//!
+//! Usage: `cargo run --release --example reconcile_cost [FINISHED] [PENDING]`
+
+use std::time::{Duration, Instant};
+
+use wxpay_checkout::config::{SANDBOX_APPID, SANDBOX_KEY, SANDBOX_MCH_ID};
+use wxpay_checkout::payments::reconcile::Reconciler;
+use wxpay_checkout::sandbox::{SandboxConfig, SandboxServer};
+use wxpay_checkout::store::Store;
+use wxpay_checkout::wxpay::types::UnifiedOrderRequest;
+use wxpay_checkout::wxpay::{Client, ClientConfig, Merchant, SignType};
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let mut args = std::env::args().skip(1);
+    let finished: usize = args.next().map_or(Ok(1_000_000), |a| a.parse())?;
+    let pending: usize = args.next().map_or(Ok(100), |a| a.parse())?;
+    let dir = tempfile::tempdir()?;
+    let url = format!("sqlite://{}/cost.db", dir.path().display());
+    let store = Store::connect(&url).await?;
+    let merchant = Merchant {
+        appid: SANDBOX_APPID.into(),
+        mch_id: SANDBOX_MCH_ID.into(),
+        key: SANDBOX_KEY.to_string().into(),
+    };
+    let sandbox = SandboxServer::start(
+        std::net::TcpListener::bind("127.0.0.1:0")?,
+        SandboxConfig::new(merchant.clone()),
+    )?;
+    let wechat = Client::new(ClientConfig::new(
+        sandbox.base_url(),
+        merchant,
+        SignType::Md5,
+    ))?;
+    tokio::spawn(sandbox.run());
+
+    let started = Instant::now();
+    let pool = sqlx::SqlitePool::connect(&url).await?;
+    let mut tx = pool.begin().await?;
+    for i in 0..finished {
+        let paid = i % 2 == 0;
+        sqlx::query(
+            "INSERT INTO orders (out_trade_no, total_fee, status, body, product_id, expires_at,
+                                 created_at, updated_at, closed_at, transaction_id, pay_time)
+             VALUES ($1, 100, $2, 'x', '1', 2000, 1000, 1000, $3, $4, $5)",
+        )
+        .bind(format!("F{i:012}"))
+        .bind(if paid { "paid" } else { "closed" })
+        .bind((!paid).then_some(1000))
+        .bind(paid.then(|| format!("T{i:012}")))
+        .bind(paid.then_some(1000))
+        .execute(&mut *tx)
+        .await?;
+    }
+    tx.commit().await?;
+    println!(
+        "{finished} finished orders loaded in {:.1?}",
+        started.elapsed()
+    );
+
+    let now = chrono::Utc::now();
+    for i in 0..pending {
+        let no = format!("P{}{i:06}", now.timestamp());
+        sqlx::query(
+            "INSERT INTO orders (out_trade_no, total_fee, status, body, product_id, expires_at,
+                                 created_at, updated_at)
+             VALUES ($1, 100, 'pending', 'x', '1', $2, $3, $3)",
+        )
+        .bind(&no)
+        .bind(now.timestamp() + 600)
+        .bind(now.timestamp())
+        .execute(&pool)
+        .await?;
+        let prepay = wechat
+            .unified_order(&UnifiedOrderRequest {
+                body: "x".into(),
+                out_trade_no: no.clone(),
+                total_fee: 100,
+                spbill_create_ip: "127.0.0.1".into(),
+                notify_url: "http://127.0.0.1:9/n".into(),
+                product_id: "1".into(),
+                attach: None,
+                time_start: None,
+                time_expire: None,
+            })
+            .await?;
+        sqlx::query(
+            "UPDATE orders SET prepay_id = $1, code_url = $2, code_url_expires_at = $3,
+                               sign_type = 'MD5' WHERE out_trade_no = $4",
+        )
+        .bind(&prepay.prepay_id)
+        .bind(&prepay.code_url)
+        .bind(now.timestamp() + 600)
+        .bind(&no)
+        .execute(&pool)
+        .await?;
+    }
+
+    let (payments, consumer) = wxpay_checkout::payments::channel(store.clone());
+    tokio::spawn(consumer.run(tokio_util::sync::CancellationToken::new()));
+    let job = Reconciler::new(store, wechat, payments, Duration::from_secs(30), 10);
+    for run in 1..=3 {
+        let started = Instant::now();
+        let report = job.run_once(chrono::Utc::now()).await?;
+        println!(
+            "run {run}: {:.1?} — queried {}, still unpaid {}",
+            started.elapsed(),
+            report.queried,
+            report.still_unpaid
+        );
+    }
+    Ok(())
+}
