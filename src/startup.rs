@@ -104,9 +104,15 @@ impl Application {
                 .max(MIN_CLOSE_AGE.to_std().expect("a positive duration")),
         };
         let state = web::Data::new(AppState::new(store.clone(), wechat, payments, checkout));
-        let server = HttpServer::new(move || App::new().app_data(state.clone()).configure(routes))
-            .listen(listener)?
-            .run();
+        crate::telemetry::metrics();
+        let server = HttpServer::new(move || {
+            App::new()
+                .app_data(state.clone())
+                .wrap_fn(crate::web::ops::count_request)
+                .configure(routes)
+        })
+        .listen(listener)?
+        .run();
         Ok(Application {
             addr,
             api_base,

@@ -325,6 +325,8 @@ impl Applier {
                 out_trade_no,
                 outcome,
             } => {
+                metrics::counter!("payments_applied_total", "outcome" => outcome.as_str())
+                    .increment(1);
                 match outcome {
                     Outcome::Paid => tracing::info!(%out_trade_no, "order paid"),
                     Outcome::PaidAfterClose => tracing::warn!(

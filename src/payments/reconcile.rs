@@ -47,6 +47,22 @@ pub struct RunReport {
     pub transient_errors: usize,
 }
 
+impl RunReport {
+    fn record_metrics(&self) {
+        metrics::counter!("reconcile_runs_total").increment(1);
+        for (what, count) in [
+            ("queried", self.queried),
+            ("confirmed_paid", self.confirmed_paid),
+            ("still_unpaid", self.still_unpaid),
+            ("closed", self.closed),
+            ("expired_without_prepay", self.expired_without_prepay),
+            ("transient_error", self.transient_errors),
+        ] {
+            metrics::counter!("reconcile_orders_total", "result" => what).increment(count as u64);
+        }
+    }
+}
+
 /// What happened to one order.
 enum Step {
     Paid,
@@ -92,6 +108,7 @@ impl Reconciler {
             }
             match self.run_once(Utc::now()).await {
                 Ok(report) => {
+                    report.record_metrics();
                     if report.transient_errors > 0 {
                         backoff = (backoff * 2).min(MAX_BACKOFF);
                         tracing::warn!(

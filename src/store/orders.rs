@@ -387,6 +387,9 @@ impl Store {
             super::payments::restore_stock(&mut tx, no.as_str(), now).await?;
         }
         tx.commit().await?;
+        if done {
+            metrics::counter!("order_transitions_total", "to" => "closed").increment(1);
+        }
         self.cache.invalidate(no.as_str());
         Ok(done)
     }

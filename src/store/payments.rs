@@ -206,11 +206,22 @@ impl Store {
         Ok(applied)
     }
 
-    /// Drops cached copies of orders that applying changed.
+    /// Drops cached copies of orders that applying changed, and counts the transitions.
     fn forget(&self, applied: &[Applied]) {
         for applied in applied {
-            if let Applied::Now { out_trade_no, .. } = applied {
+            if let Applied::Now {
+                out_trade_no,
+                outcome,
+            } = applied
+            {
                 self.cache.invalidate(out_trade_no.as_str());
+                let to = match outcome {
+                    Outcome::Paid => "paid",
+                    Outcome::Failed => "failed",
+                    Outcome::PaidAfterClose => "paid_after_close",
+                    Outcome::Duplicate | Outcome::Ignored => continue,
+                };
+                metrics::counter!("order_transitions_total", "to" => to).increment(1);
             }
         }
     }

@@ -90,5 +90,6 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                 .route(web::post().to(notify::receive)),
         )
         .route("/static/{file}", web::get().to(assets::serve))
-        .route("/healthz", web::get().to(ops::healthz));
+        .route("/healthz", web::get().to(ops::healthz))
+        .route("/metrics", web::get().to(ops::metrics));
 }

@@ -25,6 +25,7 @@ fn answer(body: String) -> HttpResponse {
 /// Why a notify was refused: a short reason for WeChat and the log (never the body or keys).
 fn refuse(reason: &'static str, detail: &dyn std::fmt::Display) -> HttpResponse {
     tracing::warn!(reason, %detail, "payment notify refused");
+    metrics::counter!("notify_total", "outcome" => reason).increment(1);
     answer(notify::fail_answer(reason))
 }
 
@@ -98,6 +99,12 @@ pub async fn receive(state: web::Data<AppState>, body: web::Bytes) -> HttpRespon
     };
     match state.payments.confirm(&event).await {
         Ok(recorded) => {
+            let outcome = if recorded.new {
+                "accepted"
+            } else {
+                "duplicate"
+            };
+            metrics::counter!("notify_total", "outcome" => outcome).increment(1);
             tracing::info!(
                 out_trade_no = %event.out_trade_no,
                 duplicate = !recorded.new,

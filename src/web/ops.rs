@@ -1,4 +1,4 @@
-//! Operations endpoints: health (and, later, metrics).
+//! Operations endpoints: health and Prometheus metrics.
 
 use actix_web::{web, HttpResponse};
 
@@ -14,5 +14,45 @@ pub async fn healthz(state: web::Data<AppState>) -> HttpResponse {
                 .content_type("text/plain")
                 .body("database unavailable\n")
         }
+    }
+}
+
+/// Prometheus text format: requests by route and status, notify outcomes, order transitions,
+/// WeChat API latency and errors, the payments channel's depth, reconciliation runs.
+pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+    metrics::gauge!("payments_channel_depth").set(state.payments.depth() as f64);
+    let handle = crate::telemetry::metrics();
+    handle.run_upkeep();
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4; charset=utf-8")
+        .body(handle.render())
+}
+
+/// Counts every request by route pattern (never the raw path, which holds order numbers),
+/// method and status.
+pub fn count_request<S>(
+    req: actix_web::dev::ServiceRequest,
+    service: &S,
+) -> impl std::future::Future<Output = Result<actix_web::dev::ServiceResponse, actix_web::Error>>
+where
+    S: actix_web::dev::Service<
+        actix_web::dev::ServiceRequest,
+        Response = actix_web::dev::ServiceResponse,
+        Error = actix_web::Error,
+    >,
+{
+    let route = req.match_pattern().unwrap_or_else(|| "unmatched".into());
+    let method = req.method().to_string();
+    let response = service.call(req);
+    async move {
+        let response = response.await?;
+        metrics::counter!(
+            "http_requests_total",
+            "route" => route,
+            "method" => method,
+            "status" => response.status().as_u16().to_string()
+        )
+        .increment(1);
+        Ok(response)
     }
 }

@@ -322,9 +322,28 @@ impl Client {
             .expect("a fixed relative path joins onto any base URL");
         let started = Instant::now();
         let result = self.exchange(api, url, body).await;
+        let elapsed = started.elapsed();
+        metrics::histogram!("wechat_api_duration_seconds", "api" => api.name())
+            .record(elapsed.as_secs_f64());
+        if let Err(e) = &result {
+            let (level, err_code) = match e {
+                WxError::Transport { .. } => ("transport", String::new()),
+                WxError::HttpStatus { status, .. } => ("http", status.to_string()),
+                WxError::InvalidResponse { .. } => ("invalid_response", String::new()),
+                WxError::ReturnFail { .. } => ("return_code", String::new()),
+                WxError::Business { err_code, .. } => ("result_code", err_code.to_string()),
+            };
+            metrics::counter!(
+                "wechat_api_errors_total",
+                "api" => api.name(),
+                "level" => level,
+                "err_code" => err_code
+            )
+            .increment(1);
+        }
         tracing::debug!(
             %api,
-            elapsed_ms = started.elapsed().as_millis() as u64,
+            elapsed_ms = elapsed.as_millis() as u64,
             ok = result.is_ok(),
             "wechat pay call"
         );

@@ -118,3 +118,68 @@ mod blocking {
             .block_on(async { ::reqwest::get(url).await.unwrap().text().await.unwrap() })
     }
 }
+
+#[tokio::test]
+async fn metrics_count_requests_notifies_transitions_and_wechat_calls() {
+    let app = crate::helpers::TestApp::spawn().await;
+    let no = app.place_order(1, 1).await;
+    let code_url = app.open_pay_page(&no).await;
+    app.pay_in_sandbox(&code_url).await;
+    assert!(
+        app.wait_for_status(&no, "paid", std::time::Duration::from_secs(5))
+            .await
+    );
+    let metrics = app.get("/metrics").await.text().await.unwrap();
+    for expected in [
+        "http_requests_total{route=\"/orders\",method=\"POST\",status=\"303\"}",
+        "http_requests_total{route=\"/pay/{out_trade_no}\",method=\"GET\",status=\"200\"}",
+        "notify_total{outcome=\"accepted\"}",
+        "order_transitions_total{to=\"paid\"}",
+        "wechat_api_duration_seconds_bucket{api=\"unifiedorder\"",
+        "payments_applied_total{outcome=\"paid\"}",
+        "payments_channel_depth",
+    ] {
+        assert!(
+            metrics.contains(expected),
+            "/metrics lacks {expected}:\n{metrics}"
+        );
+    }
+    // Order numbers never become label values.
+    assert!(!metrics.contains(&no));
+}
+
+#[tokio::test]
+async fn health_is_503_when_the_database_does_not_answer() {
+    use actix_web::{test, web, App};
+    use wxpay_checkout::store::Store;
+    use wxpay_checkout::web::{routes, AppState, Checkout};
+    use wxpay_checkout::wxpay::{Client, ClientConfig, SignType};
+
+    let dir = TempDir::new().unwrap();
+    let store = Store::connect(&format!("sqlite://{}/h.db", dir.path().display()))
+        .await
+        .unwrap();
+    let wechat = Client::new(ClientConfig::new(
+        "http://127.0.0.1:9/".parse().unwrap(),
+        crate::helpers::demo_merchant(),
+        SignType::Md5,
+    ))
+    .unwrap();
+    let (payments, _consumer) = wxpay_checkout::payments::channel(store.clone());
+    let checkout = Checkout {
+        merchant: crate::helpers::demo_merchant(),
+        notify_url: "http://127.0.0.1:9/weixin/pay/notify/url".parse().unwrap(),
+        spbill_create_ip: "127.0.0.1".into(),
+        sandbox_base: None,
+        order_ttl: std::time::Duration::from_secs(600),
+        unpaid_close_after: std::time::Duration::from_secs(600),
+    };
+    let state = web::Data::new(AppState::new(store.clone(), wechat, payments, checkout));
+    let app = test::init_service(App::new().app_data(state).configure(routes)).await;
+    let ok = test::call_service(&app, test::TestRequest::get().uri("/healthz").to_request()).await;
+    assert_eq!(ok.status(), 200);
+    store.close().await;
+    let down =
+        test::call_service(&app, test::TestRequest::get().uri("/healthz").to_request()).await;
+    assert_eq!(down.status(), 503);
+}
