@@ -1,4 +1,4 @@
-# wxpay-checkout in one container. The build steps are the README's own:
+# wxpay-checkout in one container. The build step is the README's own:
 #   cargo build --release --locked
 FROM rust:1-slim-bookworm AS builder
 WORKDIR /src
@@ -8,20 +8,23 @@ COPY migrations ./migrations
 COPY templates ./templates
 COPY static ./static
 COPY benches ./benches
-RUN cargo build --release --locked && strip target/release/wxpay-checkout
+COPY examples ./examples
+RUN cargo build --release --locked \
+ && strip target/release/wxpay-checkout \
+ && mkdir -p /data
 
-FROM debian:bookworm-slim
-RUN apt-get update \
- && apt-get install -y --no-install-recommends ca-certificates \
- && rm -rf /var/lib/apt/lists/* \
- && useradd --system --uid 10001 --home-dir /data --shell /usr/sbin/nologin checkout \
- && mkdir -p /data && chown checkout:checkout /data
+# Only what the binary needs: glibc and CA certificates (TLS is rustls; SQLite is built in).
+FROM gcr.io/distroless/cc-debian12:nonroot
 COPY --from=builder /src/target/release/wxpay-checkout /usr/local/bin/wxpay-checkout
-USER checkout
+COPY --from=builder --chown=nonroot:nonroot /data /data
+USER nonroot
 WORKDIR /data
 VOLUME ["/data"]
 ENV LISTEN_ADDR=0.0.0.0:8080 \
+    SANDBOX_LISTEN_ADDR=0.0.0.0:8090 \
     DATABASE_URL=sqlite:///data/checkout.db
-EXPOSE 8080
+EXPOSE 8080 8090
+HEALTHCHECK --interval=30s --timeout=5s --start-period=10s --retries=3 \
+  CMD ["/usr/local/bin/wxpay-checkout", "healthcheck"]
 ENTRYPOINT ["/usr/local/bin/wxpay-checkout"]
 CMD ["serve"]

@@ -320,7 +320,7 @@ fn http_url(var: &'static str, text: &str) -> Result<Url, ConfigError> {
 }
 
 /// The address to reach a listener at: an unspecified bind (0.0.0.0) is reached on loopback.
-fn reachable(addr: SocketAddr) -> SocketAddr {
+pub fn reachable(addr: SocketAddr) -> SocketAddr {
     let mut addr = addr;
     if addr.ip().is_unspecified() {
         addr.set_ip(if addr.is_ipv4() {

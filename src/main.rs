@@ -6,16 +6,18 @@ use wxpay_checkout::config::Settings;
 use wxpay_checkout::startup::{self, Application};
 use wxpay_checkout::telemetry;
 
-const USAGE: &str = "usage: wxpay-checkout [serve | sandbox]
+const USAGE: &str = "usage: wxpay-checkout [serve | sandbox | healthcheck]
 
-  serve     the shop and checkout (the default); in sandbox mode also the built-in sandbox
-  sandbox   the WeChat Pay v2 sandbox alone, on SANDBOX_LISTEN_ADDR
+  serve        the shop and checkout (the default); in sandbox mode also the built-in sandbox
+  sandbox      the WeChat Pay v2 sandbox alone, on SANDBOX_LISTEN_ADDR
+  healthcheck  asks the shop on LISTEN_ADDR for /healthz; exit 0 when healthy (for containers)
 
 Configuration comes from the environment; see README.md.";
 
 enum Command {
     Serve,
     Sandbox,
+    Healthcheck,
 }
 
 #[tokio::main]
@@ -23,6 +25,7 @@ async fn main() -> ExitCode {
     let command = match std::env::args().nth(1).as_deref() {
         None | Some("serve") => Command::Serve,
         Some("sandbox") => Command::Sandbox,
+        Some("healthcheck") => Command::Healthcheck,
         Some("-h" | "--help" | "help") => {
             println!("{USAGE}");
             return ExitCode::SUCCESS;
@@ -39,10 +42,14 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if let Command::Healthcheck = command {
+        return healthcheck(&settings).await;
+    }
     telemetry::init(settings.log_format);
     let result = match command {
         Command::Serve => serve(settings).await,
         Command::Sandbox => sandbox(settings).await,
+        Command::Healthcheck => unreachable!("handled above"),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -78,4 +85,25 @@ async fn sandbox(settings: Settings) -> anyhow::Result<()> {
     handle.stop().await;
     run.await??;
     Ok(())
+}
+
+async fn healthcheck(settings: &Settings) -> ExitCode {
+    // The shop's own address, not PUBLIC_BASE_URL: the check runs beside the server.
+    let url = format!(
+        "http://{}/healthz",
+        wxpay_checkout::config::reachable(settings.listen_addr)
+    );
+    let client = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(3))
+        .build();
+    let healthy = match client {
+        Ok(client) => matches!(client.get(&url).send().await, Ok(r) if r.status().is_success()),
+        Err(_) => false,
+    };
+    if healthy {
+        ExitCode::SUCCESS
+    } else {
+        eprintln!("unhealthy: {url}");
+        ExitCode::FAILURE
+    }
 }

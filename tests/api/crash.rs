@@ -39,11 +39,15 @@ impl Drop for Shop {
 
 /// Starts the shop binary on `port` over the database in `dir`, and waits until it is healthy.
 async fn start_shop(dir: &TempDir, port: u16) -> Shop {
+    start_shop_with(dir, port, "drop_notify=1").await
+}
+
+async fn start_shop_with(dir: &TempDir, port: u16, faults: &str) -> Shop {
     let shop = Shop(
         Command::new(env!("CARGO_BIN_EXE_wxpay-checkout"))
             .env("LISTEN_ADDR", format!("127.0.0.1:{port}"))
             .env("SANDBOX_LISTEN_ADDR", "127.0.0.1:0")
-            .env("SANDBOX_FAULTS", "drop_notify=1")
+            .env("SANDBOX_FAULTS", faults)
             .env(
                 "DATABASE_URL",
                 format!("sqlite://{}/shop.db", dir.path().display()),
@@ -211,5 +215,104 @@ async fn every_notify_answered_success_survives_sigkill_and_is_applied_once() {
         .unwrap();
     assert_eq!(paid as usize, rows.len());
     assert!(paid as usize >= acknowledged.len());
+    shop.kill();
+}
+
+#[tokio::test]
+async fn sigterm_finishes_requests_in_flight_and_drains_the_payments_channel() {
+    let dir = TempDir::new().unwrap();
+    let port = free_port();
+    // Slow WeChat answers keep a pay page request in flight when the signal comes.
+    let mut shop = start_shop_with(&dir, port, "drop_notify=1,latency_ms=400").await;
+    let base = format!("http://127.0.0.1:{port}");
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let mut orders = Vec::new();
+    for i in 0..20 {
+        let sku = (i % 3 + 1).to_string();
+        let placed = http
+            .post(format!("{base}/orders"))
+            .form(&[("sku_id", sku.as_str()), ("num", "1")])
+            .send()
+            .await
+            .unwrap();
+        orders.push(
+            placed.headers()["location"]
+                .to_str()
+                .unwrap()
+                .trim_start_matches("/pay/")
+                .to_owned(),
+        );
+    }
+    let db = sqlx::SqlitePool::connect(&format!("sqlite://{}/shop.db", dir.path().display()))
+        .await
+        .unwrap();
+    let mut sends = Vec::new();
+    for (i, no) in orders.iter().enumerate().skip(1) {
+        let total: i64 = sqlx::query_scalar("SELECT total_fee FROM orders WHERE out_trade_no = $1")
+            .bind(no)
+            .fetch_one(&db)
+            .await
+            .unwrap();
+        let body = signed(
+            &notify_fields(no, total, &format!("42000012342026112811{i:08}")),
+            false,
+        );
+        let (http, url) = (http.clone(), format!("{base}/weixin/pay/notify/url"));
+        sends.push(tokio::spawn(async move {
+            let answer = http
+                .post(url)
+                .body(body)
+                .send()
+                .await
+                .ok()?
+                .bytes()
+                .await
+                .ok()?;
+            let fields = xml::decode(&answer).ok()?;
+            (fields.get("return_code").map(String::as_str) == Some("SUCCESS")).then_some(())
+        }));
+    }
+    // A first pay page visit: it waits on the (slow) unifiedorder.
+    let in_flight = tokio::spawn({
+        let url = format!("{base}/pay/{}", orders[0]);
+        let http = http.clone();
+        async move { http.get(url).send().await.map(|r| r.status().as_u16()) }
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let pid = shop.0.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    assert_eq!(
+        in_flight.await.unwrap().unwrap(),
+        200,
+        "the request in flight completes"
+    );
+    let mut answered = 0;
+    for send in sends {
+        if send.await.unwrap().is_some() {
+            answered += 1;
+        }
+    }
+    let status = shop.0.wait().unwrap();
+    assert!(status.success(), "a clean exit: {status:?}");
+    // Everything answered SUCCESS was applied before the process ended: no replay needed.
+    let (events, unapplied): (i64, i64) =
+        sqlx::query_as("SELECT COUNT(*), COALESCE(SUM(applied_at IS NULL), 0) FROM payment_events")
+            .fetch_one(&db)
+            .await
+            .unwrap();
+    assert!(events >= answered, "{events} events for {answered} answers");
+    assert_eq!(unapplied, 0);
+    let integrity: String = sqlx::query_scalar("PRAGMA integrity_check")
+        .fetch_one(&db)
+        .await
+        .unwrap();
+    assert_eq!(integrity, "ok");
     shop.kill();
 }

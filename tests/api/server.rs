@@ -183,3 +183,24 @@ async fn health_is_503_when_the_database_does_not_answer() {
         test::call_service(&app, test::TestRequest::get().uri("/healthz").to_request()).await;
     assert_eq!(down.status(), 503);
 }
+
+#[tokio::test]
+async fn the_healthcheck_command_reports_the_shops_health() {
+    let app = crate::helpers::TestApp::spawn().await;
+    let check = |addr: String| {
+        tokio::task::spawn_blocking(move || {
+            Command::new(env!("CARGO_BIN_EXE_wxpay-checkout"))
+                .arg("healthcheck")
+                .env("LISTEN_ADDR", addr)
+                .output()
+                .unwrap()
+                .status
+        })
+    };
+    assert!(check(app.addr.to_string()).await.unwrap().success());
+    let nothing = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    assert!(!check(nothing.to_string()).await.unwrap().success());
+}
