@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use super::orders::{Order, OrderItem};
+use super::types::{Order, OrderItem};
 use crate::domain::OrderStatus;
 
 /// Longest a pending order is served without reading the database.

@@ -1,32 +1,42 @@
 //! All SQL of the checkout: connection pools, migrations, and the queries behind typed
 //! functions. Nothing outside this module writes SQL or knows which database is in use.
 //!
+//! Two databases, chosen by `DATABASE_URL`'s scheme, share every query: `sql.rs` is compiled
+//! once for each (see `backend!` below), and [`Store`] dispatches to the one in use.
+//!
 //! SQLite (the default) runs in WAL mode with `synchronous=FULL`: a commit is on disk before it
 //! returns, which is what "durably recorded" means for a payment. The pool is split so that
 //! readers never queue behind writers: one writer connection (SQLite admits one writer at a
 //! time anyway, so more would only contend on the lock) and several read-only connections,
-//! which WAL lets read while the writer writes. The queries avoid SQLite-only syntax so the
-//! PostgreSQL backend can share them.
+//! which WAL lets read while the writer writes.
+//!
+//! PostgreSQL is how a merchant runs several replicas: one pool, default `synchronous_commit`
+//! (on), and every state change a conditional update, so replicas never apply a transition
+//! twice.
 
 use std::path::Path;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
+use sqlx::postgres::PgPoolOptions;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::SqlitePool;
 
-use crate::domain::Fen;
+use crate::domain::OutTradeNo;
 
 mod cache;
-mod orders;
-mod payments;
-pub use orders::{CreateOrderError, NewItem, Order, OrderItem, Prepay};
-pub use payments::{Applied, Outcome, PaymentEvent, PaymentResult, PaymentSource, Recorded};
+mod types;
+pub use types::{
+    Applied, CreateOrderError, NewItem, NewProduct, Order, OrderItem, Outcome, PaymentEvent,
+    PaymentResult, PaymentSource, Prepay, Product, Recorded,
+};
 
 /// How long a connection waits for SQLite's write lock before giving up.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
-/// Read-only connections; the machine this targets has two cores.
+/// Read-only SQLite connections; the machine this targets has two cores.
 const READERS: u32 = 4;
+/// PostgreSQL connections per replica.
+const PG_CONNECTIONS: u32 = 16;
 
 /// A store failure.
 #[derive(Debug, thiserror::Error)]
@@ -35,8 +45,8 @@ pub enum StoreError {
     Database(#[from] sqlx::Error),
     #[error("migrations: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
-    #[error("unsupported database URL (expected sqlite:…): {0}")]
-    UnsupportedUrl(&'static str),
+    #[error("unsupported database URL (expected sqlite: or postgres://)")]
+    UnsupportedUrl,
     #[error("database unavailable: {0}")]
     Unavailable(String),
     #[error("stored data is not valid: {0}")]
@@ -49,168 +59,256 @@ pub enum StoreError {
     },
 }
 
-/// The checkout's database.
-#[derive(Debug, Clone)]
-pub struct Store {
-    writer: SqlitePool,
-    reader: SqlitePool,
-    cache: std::sync::Arc<cache::OrderCache>,
-}
-
-/// A product of the catalogue.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Product {
-    pub id: i64,
-    pub name: String,
-    pub price: Fen,
-    pub stock: i64,
-}
-
-/// A product to add to the catalogue.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NewProduct<'a> {
-    pub name: &'a str,
-    pub price: Fen,
-    pub stock: i64,
-}
-
 fn now_secs() -> i64 {
     chrono::Utc::now().timestamp()
 }
 
-impl Store {
-    /// Opens (creating if missing) the database at `url` and applies pending migrations.
-    pub async fn connect(url: &str) -> Result<Store, StoreError> {
-        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            return Err(StoreError::UnsupportedUrl(
-                "PostgreSQL is not available in this build yet",
-            ));
-        }
-        if !url.starts_with("sqlite:") {
-            return Err(StoreError::UnsupportedUrl("unknown scheme"));
-        }
-        let options = SqliteConnectOptions::from_str(url)?
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Full)
-            .foreign_keys(true)
-            .busy_timeout(BUSY_TIMEOUT);
-        if let Some(folder) = options.get_filename().parent() {
-            create_folder(folder)?;
-        }
+/// Defines one backend: its pools and the shared SQL of `sql.rs` compiled for it.
+macro_rules! backend {
+    ($module:ident, $kind:ty, $row:ty, before: $before:expr, in_tx: $in_tx:expr, after: $after:expr) => {
+        mod $module {
+            use std::sync::Arc;
 
-        let writer = SqlitePoolOptions::new()
-            .max_connections(1)
-            .min_connections(1)
-            .connect_with(options.clone())
-            .await?;
-        sqlx::migrate!("migrations/sqlite").run(&writer).await?;
-        // Opened after the writer, which has created the file and switched it to WAL.
-        let reader = SqlitePoolOptions::new()
-            .max_connections(READERS)
-            .connect_with(options.read_only(true))
-            .await?;
-        Ok(Store {
-            writer,
-            reader,
-            cache: Default::default(),
-        })
+            type Kind = $kind;
+            type DbRow = $row;
+            /// Run on the connection before a transaction that need not wait for the disk.
+            const RELAX_BEFORE: Option<&str> = $before;
+            /// Run first inside such a transaction.
+            const RELAX_IN_TX: Option<&str> = $in_tx;
+            /// Run on the connection after it, restoring full durability.
+            const RELAX_AFTER: Option<&str> = $after;
+
+            #[derive(Debug, Clone)]
+            pub struct Db {
+                pub writer: sqlx::Pool<Kind>,
+                pub reader: sqlx::Pool<Kind>,
+                pub cache: Arc<super::cache::OrderCache>,
+            }
+
+            include!("sql.rs");
+        }
+    };
+}
+
+backend!(sqlite, sqlx::Sqlite, sqlx::sqlite::SqliteRow,
+    before: Some("PRAGMA synchronous = NORMAL"),
+    in_tx: None,
+    after: Some("PRAGMA synchronous = FULL"));
+backend!(postgres, sqlx::Postgres, sqlx::postgres::PgRow,
+    before: None,
+    in_tx: Some("SET LOCAL synchronous_commit = off"),
+    after: None);
+
+#[derive(Debug, Clone)]
+enum Backend {
+    Sqlite(sqlite::Db),
+    Postgres(postgres::Db),
+}
+
+/// The checkout's database.
+#[derive(Debug, Clone)]
+pub struct Store {
+    backend: Backend,
+}
+
+/// Calls the same method on whichever backend is in use.
+macro_rules! dispatch {
+    ($self:ident . $method:ident ( $($arg:expr),* )) => {
+        match &$self.backend {
+            Backend::Sqlite(db) => db.$method($($arg),*).await,
+            Backend::Postgres(db) => db.$method($($arg),*).await,
+        }
+    };
+}
+
+impl Store {
+    /// Opens the database at `url` (`sqlite:…`, created if missing, or `postgres://…`) and
+    /// applies pending migrations.
+    pub async fn connect(url: &str) -> Result<Store, StoreError> {
+        let cache = Arc::new(cache::OrderCache::default());
+        let backend = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            let pool = PgPoolOptions::new()
+                .max_connections(PG_CONNECTIONS)
+                .acquire_timeout(BUSY_TIMEOUT)
+                .connect(url)
+                .await?;
+            sqlx::migrate!("migrations/postgres").run(&pool).await?;
+            Backend::Postgres(postgres::Db {
+                writer: pool.clone(),
+                reader: pool,
+                cache,
+            })
+        } else if url.starts_with("sqlite:") {
+            let options = SqliteConnectOptions::from_str(url)?
+                .create_if_missing(true)
+                .journal_mode(SqliteJournalMode::Wal)
+                .synchronous(SqliteSynchronous::Full)
+                .foreign_keys(true)
+                .busy_timeout(BUSY_TIMEOUT);
+            if let Some(folder) = options.get_filename().parent() {
+                create_folder(folder)?;
+            }
+            let writer = SqlitePoolOptions::new()
+                .max_connections(1)
+                .min_connections(1)
+                .connect_with(options.clone())
+                .await?;
+            sqlx::migrate!("migrations/sqlite").run(&writer).await?;
+            // Opened after the writer, which has created the file and switched it to WAL.
+            let reader = SqlitePoolOptions::new()
+                .max_connections(READERS)
+                .connect_with(options.read_only(true))
+                .await?;
+            Backend::Sqlite(sqlite::Db {
+                writer,
+                reader,
+                cache,
+            })
+        } else {
+            return Err(StoreError::UnsupportedUrl);
+        };
+        Ok(Store { backend })
+    }
+
+    /// `sqlite` or `postgres`.
+    pub fn kind(&self) -> &'static str {
+        match self.backend {
+            Backend::Sqlite(_) => "sqlite",
+            Backend::Postgres(_) => "postgres",
+        }
     }
 
     /// Answers when the database does.
     pub async fn ping(&self) -> Result<(), StoreError> {
-        sqlx::query("SELECT 1").execute(&self.reader).await?;
-        Ok(())
+        dispatch!(self.ping())
     }
 
     /// Closes every connection, waiting for those in use.
     pub async fn close(&self) {
-        self.reader.close().await;
-        self.writer.close().await;
+        dispatch!(self.close())
     }
 
     /// Fills an empty catalogue with the demo products; does nothing when products exist.
     /// Returns how many were added.
     pub async fn seed_demo_catalogue(&self) -> Result<usize, StoreError> {
-        const DEMO: [(&str, i64, i64); 6] = [
-            ("西湖龙井茶 250g", 12_800, 50),
-            ("云南普洱茶饼 357g", 8_850, 30),
-            ("景德镇青花瓷茶杯", 3_900, 100),
-            ("广式双黄莲蓉月饼礼盒", 16_800, 20),
-            ("手工竹编茶盘", 25_900, 10),
-            ("宜兴紫砂壶", 59_900, 5),
-        ];
-        let mut tx = self.writer.begin().await?;
-        let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM products")
-            .fetch_one(&mut *tx)
-            .await?;
-        if count > 0 {
-            return Ok(0);
-        }
-        let now = now_secs();
-        for (name, price, stock) in DEMO {
-            sqlx::query(
-                "INSERT INTO products (name, price_fen, stock, created_at, updated_at)
-                 VALUES ($1, $2, $3, $4, $4)",
-            )
-            .bind(name)
-            .bind(price)
-            .bind(stock)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
-        }
-        tx.commit().await?;
-        Ok(DEMO.len())
+        dispatch!(self.seed_demo_catalogue())
     }
 
     /// Adds a product; returns it with its id.
     pub async fn insert_product(&self, new: &NewProduct<'_>) -> Result<Product, StoreError> {
-        let now = now_secs();
-        let id: i64 = sqlx::query_scalar(
-            "INSERT INTO products (name, price_fen, stock, created_at, updated_at)
-             VALUES ($1, $2, $3, $4, $4) RETURNING id",
-        )
-        .bind(new.name)
-        .bind(new.price.0)
-        .bind(new.stock)
-        .bind(now)
-        .fetch_one(&self.writer)
-        .await?;
-        Ok(Product {
-            id,
-            name: new.name.to_owned(),
-            price: new.price,
-            stock: new.stock,
-        })
+        dispatch!(self.insert_product(new))
     }
 
     /// The catalogue, in id order.
     pub async fn products(&self) -> Result<Vec<Product>, StoreError> {
-        let rows: Vec<(i64, String, i64, i64)> =
-            sqlx::query_as("SELECT id, name, price_fen, stock FROM products ORDER BY id")
-                .fetch_all(&self.reader)
-                .await?;
-        Ok(rows.into_iter().map(product_from_row).collect())
+        dispatch!(self.products())
     }
 
     /// One product, if it exists.
     pub async fn product(&self, id: i64) -> Result<Option<Product>, StoreError> {
-        let row: Option<(i64, String, i64, i64)> =
-            sqlx::query_as("SELECT id, name, price_fen, stock FROM products WHERE id = $1")
-                .bind(id)
-                .fetch_optional(&self.reader)
-                .await?;
-        Ok(row.map(product_from_row))
+        dispatch!(self.product(id))
     }
-}
 
-fn product_from_row((id, name, price, stock): (i64, String, i64, i64)) -> Product {
-    Product {
-        id,
-        name,
-        price: Fen(price),
-        stock,
+    /// Creates an order for `items`, reserving their stock, in one transaction: either every
+    /// line is reserved and the order exists, or nothing changed. Payment is due within `ttl`.
+    pub async fn create_order(
+        &self,
+        items: &[NewItem],
+        ttl: Duration,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Order, CreateOrderError> {
+        dispatch!(self.create_order(items, ttl, now))
+    }
+
+    /// One order, if it exists (through the read cache; see `cache.rs` for how fresh).
+    pub async fn order(&self, no: &OutTradeNo) -> Result<Option<Order>, StoreError> {
+        dispatch!(self.order(no))
+    }
+
+    /// An order's lines (they never change, so they are cached with the order).
+    pub async fn order_items(&self, no: &OutTradeNo) -> Result<Arc<Vec<OrderItem>>, StoreError> {
+        dispatch!(self.order_items(no))
+    }
+
+    /// Stores the prepay of a pending order. Returns false (and changes nothing) when the order
+    /// is no longer pending.
+    pub async fn record_prepay(
+        &self,
+        no: &OutTradeNo,
+        prepay: &Prepay,
+    ) -> Result<bool, StoreError> {
+        dispatch!(self.record_prepay(no, prepay))
+    }
+
+    /// Pending orders that have a prepay, oldest first, at most `limit`. Served by the partial
+    /// index on pending orders, so its cost does not grow with finished orders.
+    pub async fn pending_with_prepay(&self, limit: i64) -> Result<Vec<Order>, StoreError> {
+        dispatch!(self.pending_with_prepay(limit))
+    }
+
+    /// Closes pending orders that never got a prepay and whose time is up, restoring their
+    /// stock, each in its own transaction. Returns the orders closed.
+    pub async fn expire_unprepaid(
+        &self,
+        now: chrono::DateTime<chrono::Utc>,
+        limit: i64,
+    ) -> Result<Vec<OutTradeNo>, StoreError> {
+        dispatch!(self.expire_unprepaid(now, limit))
+    }
+
+    /// Closes a pending order and restores its stock, in one transaction. Returns false (and
+    /// changes nothing) when the order is not pending: a close happens once, whoever tries.
+    pub async fn close_order(
+        &self,
+        no: &OutTradeNo,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<bool, StoreError> {
+        dispatch!(self.close_order(no, now))
+    }
+
+    /// Counts one more unpaid query of a pending order; returns the new count, or None when the
+    /// order is no longer pending.
+    pub async fn count_unpaid_query(&self, no: &OutTradeNo) -> Result<Option<i64>, StoreError> {
+        dispatch!(self.count_unpaid_query(no))
+    }
+
+    /// Records a verified payment durably (committed to disk when this returns). The same
+    /// transaction, or a second failure for one order, is recorded once.
+    pub async fn record_payment_event(&self, event: &PaymentEvent) -> Result<Recorded, StoreError> {
+        dispatch!(self.record_payment_event(event))
+    }
+
+    /// Records several payments in one transaction — one commit, one disk flush, for all of
+    /// them (group commit). The answer lists them in the order given.
+    pub async fn record_payment_events(
+        &self,
+        events: &[&PaymentEvent],
+    ) -> Result<Vec<Recorded>, StoreError> {
+        dispatch!(self.record_payment_events(events))
+    }
+
+    /// Events recorded but not applied yet, oldest first.
+    pub async fn unapplied_payment_events(&self, limit: i64) -> Result<Vec<i64>, StoreError> {
+        dispatch!(self.unapplied_payment_events(limit))
+    }
+
+    /// Applies one recorded event to its order, exactly once.
+    pub async fn apply_payment_event(&self, id: i64) -> Result<Applied, StoreError> {
+        dispatch!(self.apply_payment_event(id))
+    }
+
+    /// Applies several events in one transaction, exactly once each. If any fails, none is
+    /// applied and the error is returned; the caller can then apply them one by one.
+    pub async fn apply_payment_events(&self, ids: &[i64]) -> Result<Vec<Applied>, StoreError> {
+        dispatch!(self.apply_payment_events(ids))
+    }
+
+    /// What applying an order's payment events did, and when (for tests and audits).
+    pub async fn payment_outcomes(
+        &self,
+        no: &OutTradeNo,
+    ) -> Result<Vec<(String, Option<chrono::DateTime<chrono::Utc>>)>, StoreError> {
+        dispatch!(self.payment_outcomes(no))
     }
 }
 

@@ -1,0 +1,222 @@
+//! The store's vocabulary: what goes in and comes out of it, whichever database is behind it.
+
+use chrono::{DateTime, TimeZone, Utc};
+
+use super::StoreError;
+use crate::domain::{Fen, OrderStatus, OutTradeNo};
+use crate::wxpay::SignType;
+
+/// One line of a new order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NewItem {
+    pub product_id: i64,
+    pub num: i64,
+}
+
+/// Why an order could not be created. Nothing was reserved.
+#[derive(Debug, thiserror::Error)]
+pub enum CreateOrderError {
+    #[error("no product {0}")]
+    UnknownProduct(i64),
+    #[error("product {product_id} has {available} left")]
+    NotEnoughStock { product_id: i64, available: i64 },
+    #[error("an order needs at least one item, each of a positive quantity")]
+    Empty,
+    #[error("the amount is too large")]
+    TooLarge,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl From<sqlx::Error> for CreateOrderError {
+    fn from(e: sqlx::Error) -> Self {
+        CreateOrderError::Store(e.into())
+    }
+}
+
+/// The prepay WeChat created for an order: reused while `code_url` is valid.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Prepay {
+    pub prepay_id: String,
+    pub code_url: String,
+    pub code_url_expires_at: DateTime<Utc>,
+    pub sign_type: SignType,
+}
+
+/// An order as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Order {
+    pub out_trade_no: OutTradeNo,
+    pub total_fee: Fen,
+    pub status: OrderStatus,
+    /// The unifiedorder `body` (the goods, by name).
+    pub body: String,
+    /// The unifiedorder `product_id`.
+    pub product_id: String,
+    /// The payment deadline, sent as `time_expire`; fixed at creation.
+    pub expires_at: DateTime<Utc>,
+    pub prepay: Option<Prepay>,
+    pub transaction_id: Option<String>,
+    pub pay_time: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub closed_at: Option<DateTime<Utc>>,
+    pub reconcile_attempts: i64,
+    pub is_deleted: bool,
+    /// A payment arrived after the order was closed: it must be refunded.
+    pub refund_due: bool,
+}
+
+/// A line of an order, as sold.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OrderItem {
+    pub product_id: i64,
+    pub name: String,
+    pub unit_price: Fen,
+    pub num: i64,
+}
+
+/// Longest unifiedorder `body` WeChat accepts, in characters.
+const MAX_BODY_CHARS: usize = 128;
+
+pub(crate) fn time(secs: i64) -> DateTime<Utc> {
+    Utc.timestamp_opt(secs, 0)
+        .single()
+        .unwrap_or(DateTime::<Utc>::MIN_UTC)
+}
+
+/// The unifiedorder body: "name xN" per line, cut to WeChat's 128 characters.
+pub(crate) fn order_body(lines: &[(String, i64)]) -> String {
+    let full = lines
+        .iter()
+        .map(|(name, num)| format!("{name} x{num}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    if full.chars().count() <= MAX_BODY_CHARS {
+        full
+    } else {
+        let mut cut: String = full.chars().take(MAX_BODY_CHARS - 1).collect();
+        cut.push('…');
+        cut
+    }
+}
+
+/// A product of the catalogue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Product {
+    pub id: i64,
+    pub name: String,
+    pub price: Fen,
+    pub stock: i64,
+}
+
+/// A product to add to the catalogue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewProduct<'a> {
+    pub name: &'a str,
+    pub price: Fen,
+    pub stock: i64,
+}
+
+/// Where a payment was learned of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PaymentSource {
+    Notify,
+    Query,
+    Reconcile,
+}
+
+impl PaymentSource {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PaymentSource::Notify => "notify",
+            PaymentSource::Query => "query",
+            PaymentSource::Reconcile => "reconcile",
+        }
+    }
+}
+
+/// What WeChat said of the payment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PaymentResult {
+    Paid {
+        transaction_id: String,
+        pay_time: DateTime<Utc>,
+    },
+    /// A verified `result_code=FAIL` notify: the payment failed.
+    Failed,
+}
+
+/// A verified payment for an order, amount already checked against the order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PaymentEvent {
+    pub out_trade_no: OutTradeNo,
+    pub result: PaymentResult,
+    pub total_fee: Fen,
+    pub source: PaymentSource,
+}
+
+/// An event as recorded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Recorded {
+    pub id: i64,
+    /// False when the same payment had been recorded before (a duplicate).
+    pub new: bool,
+    /// True when it has already been applied to its order.
+    pub applied: bool,
+}
+
+/// What applying an event did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// The order is now paid.
+    Paid,
+    /// The order was already paid by this transaction.
+    Duplicate,
+    /// The order was closed before the payment arrived: the money must be refunded.
+    PaidAfterClose,
+    /// The payment failed: the order is failed and its stock restored.
+    Failed,
+    /// Nothing to do (no such pending order, or it was already final).
+    Ignored,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Paid => "paid",
+            Outcome::Duplicate => "duplicate",
+            Outcome::PaidAfterClose => "paid_after_close",
+            Outcome::Failed => "failed",
+            Outcome::Ignored => "ignored",
+        }
+    }
+}
+
+/// The result of [`Store::apply_payment_event`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Applied {
+    Now {
+        out_trade_no: OutTradeNo,
+        outcome: Outcome,
+    },
+    /// Another consumer (or an earlier run) applied it first.
+    Before,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn body_lists_goods_and_fits_wechats_limit() {
+        assert_eq!(order_body(&[("龙井茶".into(), 2)]), "龙井茶 x2");
+        assert_eq!(
+            order_body(&[("a".into(), 1), ("b".into(), 3)]),
+            "a x1, b x3"
+        );
+        let long = order_body(&[("长".repeat(200), 1)]);
+        assert_eq!(long.chars().count(), 128);
+        assert!(long.ends_with('…'));
+    }
+}
