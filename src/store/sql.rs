@@ -86,14 +86,26 @@ impl Db {
             ("手工竹编茶盘", 25_900, 10),
             ("宜兴紫砂壶", 59_900, 5),
         ];
+        let now = now_secs();
         let mut tx = self.writer.begin().await?;
+        // Claim the one-time seeding: a replica starting at the same moment waits on this row
+        // and then finds it taken.
+        let claimed = sqlx::query(
+            "INSERT INTO app_flags (name, set_at) VALUES ('demo_catalogue', $1)
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(now)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+            == 1;
         let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM products")
             .fetch_one(&mut *tx)
             .await?;
-        if count > 0 {
+        if !claimed || count > 0 {
+            tx.commit().await?;
             return Ok(0);
         }
-        let now = now_secs();
         for (name, price, stock) in DEMO {
             sqlx::query(
                 "INSERT INTO products (name, price_fen, stock, created_at, updated_at)

@@ -5,6 +5,41 @@ use std::collections::HashMap;
 use tempfile::TempDir;
 use wxpay_checkout::config::Settings;
 
+/// A fresh database for one test: an SQLite file in `dir`, or — with `TEST_DATABASE=postgres`
+/// — a new database in the PostgreSQL cluster at `TEST_POSTGRES_URL`.
+pub async fn database_url(dir: &TempDir) -> String {
+    if std::env::var("TEST_DATABASE").as_deref() != Ok("postgres") {
+        return format!("sqlite://{}/checkout.db", dir.path().display());
+    }
+    let cluster = std::env::var("TEST_POSTGRES_URL")
+        .expect("TEST_DATABASE=postgres needs TEST_POSTGRES_URL (scripts/throwaway-postgres)");
+    let name = format!(
+        "e2e_{}",
+        wxpay_checkout::wxpay::nonce_str().to_ascii_lowercase()
+    );
+    let admin = sqlx::PgPool::connect(&cluster).await.unwrap();
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&admin)
+        .await
+        .unwrap();
+    admin.close().await;
+    let base = cluster
+        .rsplit_once('/')
+        .map_or(cluster.as_str(), |(b, _)| b);
+    format!("{base}/{name}")
+}
+
+/// Whether this run's databases are PostgreSQL.
+pub fn on_postgres() -> bool {
+    std::env::var("TEST_DATABASE").as_deref() == Ok("postgres")
+}
+
+/// A raw connection to a test database, whichever kind, for set-ups and assertions.
+pub async fn raw_pool(url: &str) -> sqlx::AnyPool {
+    sqlx::any::install_default_drivers();
+    sqlx::AnyPool::connect(url).await.unwrap()
+}
+
 /// Settings for a server on a free loopback port with a fresh SQLite file in `dir`, plus any
 /// `overrides` (environment variable names as in the contract).
 pub fn settings(dir: &TempDir, overrides: &[(&str, &str)]) -> Settings {
@@ -278,7 +313,7 @@ pub struct TestApp {
     pub sandbox: Url,
     /// Follows no redirects, so tests see the 303s.
     pub http: reqwest::Client,
-    pub db: sqlx::SqlitePool,
+    pub db: sqlx::AnyPool,
     pub database_url: String,
     _dir: TempDir,
 }
@@ -290,18 +325,19 @@ impl TestApp {
 
     pub async fn spawn_with(overrides: &[(&str, &str)]) -> TestApp {
         let dir = TempDir::new().unwrap();
+        let database_url = database_url(&dir).await;
         // The app's own job stays out of the way: tests drive reconciliation themselves.
         let mut vars = vec![
             ("SANDBOX_TIME_SCALE", "0.001"),
             ("RECONCILE_INTERVAL_SECS", "3600"),
+            ("DATABASE_URL", database_url.as_str()),
         ];
         vars.extend_from_slice(overrides);
         let app = Application::build(&settings(&dir, &vars)).await.unwrap();
         let addr = app.addr();
         let sandbox = app.api_base().clone();
         tokio::spawn(app.run());
-        let database_url = format!("sqlite://{}/checkout.db", dir.path().display());
-        let db = sqlx::SqlitePool::connect(&database_url).await.unwrap();
+        let db = raw_pool(&database_url).await;
         TestApp {
             addr,
             sandbox,

@@ -6,6 +6,7 @@ mod crash;
 mod helpers;
 mod notify;
 mod reconcile;
+mod replicas;
 mod sandbox;
 mod server;
 mod shop;
