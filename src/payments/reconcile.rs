@@ -169,6 +169,7 @@ impl Reconciler {
         }
     }
 
+    #[tracing::instrument(name = "reconcile", skip_all, fields(out_trade_no = %order.out_trade_no))]
     async fn reconcile(&self, order: Order, now: DateTime<Utc>) -> Result<Step, StoreError> {
         let no = order.out_trade_no.clone();
         let query = match self.wechat.order_query(no.as_str()).await {

@@ -65,6 +65,7 @@ struct NativeData {
 
 /// `GET /weixin/pay/create/native`: the order's code_url (placing the unifiedorder the first
 /// time).
+#[tracing::instrument(skip_all, fields(out_trade_no = query.out_trade_no.as_deref().unwrap_or_default()))]
 pub async fn create_native(
     state: web::Data<AppState>,
     query: web::Query<CreateNativeQuery>,
@@ -135,6 +136,7 @@ fn trade_state(order: &Order) -> TradeState {
 /// `GET /weixin/pay/status/query`: the shop's own record. While it is unpaid and has a prepay,
 /// WeChat is asked — at most once every few seconds per order, one query shared by concurrent
 /// polls — and a payment it reports is confirmed through the payments channel.
+#[tracing::instrument(skip_all, fields(out_trade_no = query.out_trade_no.as_deref().unwrap_or_default()))]
 pub async fn status_query(
     state: web::Data<AppState>,
     query: web::Query<StatusQuery>,

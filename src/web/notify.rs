@@ -29,6 +29,7 @@ fn refuse(reason: &'static str, detail: &dyn std::fmt::Display) -> HttpResponse 
     answer(notify::fail_answer(reason))
 }
 
+#[tracing::instrument(name = "notify", skip_all, fields(out_trade_no))]
 pub async fn receive(state: web::Data<AppState>, body: web::Bytes) -> HttpResponse {
     let unverified = match notify::parse(&body) {
         Ok(unverified) => unverified,
@@ -39,6 +40,9 @@ pub async fn receive(state: web::Data<AppState>, body: web::Bytes) -> HttpRespon
     let claimed = unverified
         .claimed_out_trade_no()
         .and_then(|no| OutTradeNo::parse(no).ok());
+    if let Some(no) = &claimed {
+        tracing::Span::current().record("out_trade_no", no.as_str());
+    }
     let order = match &claimed {
         Some(no) => match state.store.order(no).await {
             Ok(order) => order,

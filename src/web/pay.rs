@@ -48,6 +48,7 @@ pub enum Prepared {
 /// Makes sure a pending order has a valid prepay, calling unifiedorder the first time only.
 /// Two first visits at once both send the same parameters, which WeChat treats as a re-entry
 /// and answers with the same prepay.
+#[tracing::instrument(skip_all, fields(out_trade_no = %order.out_trade_no))]
 pub async fn ensure_prepay(state: &AppState, order: Order) -> Result<Prepared, WebError> {
     if order.status != OrderStatus::Pending {
         return Ok(Prepared::Settled(order));
@@ -188,6 +189,7 @@ fn result_location(order: &Order) -> String {
     }
 }
 
+#[tracing::instrument(name = "pay_page", skip_all, fields(out_trade_no = %no.as_str()))]
 pub async fn pay_page(
     state: web::Data<AppState>,
     no: web::Path<String>,
@@ -260,6 +262,7 @@ struct FailedPage {
     sandbox: bool,
 }
 
+#[tracing::instrument(name = "success_page", skip_all, fields(out_trade_no = %no.as_str()))]
 pub async fn success_page(
     state: web::Data<AppState>,
     no: web::Path<String>,
@@ -288,6 +291,7 @@ fn beijing_display(t: chrono::DateTime<Utc>) -> String {
         .to_string()
 }
 
+#[tracing::instrument(name = "failed_page", skip_all, fields(out_trade_no = %no.as_str()))]
 pub async fn failed_page(
     state: web::Data<AppState>,
     no: web::Path<String>,

@@ -204,3 +204,134 @@ async fn the_healthcheck_command_reports_the_shops_health() {
         .unwrap();
     assert!(!check(nothing.to_string()).await.unwrap().success());
 }
+
+#[tokio::test]
+async fn logs_are_json_lines_that_carry_the_order_number_and_never_the_api_key() {
+    use crate::crash::{free_port, Shop};
+    use std::process::Stdio;
+    use std::time::Duration;
+
+    let key = "Zx9Qw8Er7Ty6Ui5Op4As3Df2Gh1Jk0Lm";
+    let merchant = [
+        ("WEIXIN_APPID", "wx1234567890abcdef"),
+        ("WEIXIN_PARTNER", "1234567890"),
+        ("WEIXIN_PARTNERKEY", key),
+    ];
+    let dir = TempDir::new().unwrap();
+    let sandbox_port = free_port();
+    let mut sandbox = Command::new(env!("CARGO_BIN_EXE_wxpay-checkout"));
+    sandbox
+        .arg("sandbox")
+        .env("SANDBOX_LISTEN_ADDR", format!("127.0.0.1:{sandbox_port}"))
+        .env("RUST_LOG", "debug")
+        .env("LOG_FORMAT", "json")
+        .stdout(std::fs::File::create(dir.path().join("sandbox.log")).unwrap())
+        .stderr(Stdio::null());
+    for (k, v) in merchant {
+        sandbox.env(k, v);
+    }
+    let _sandbox = Shop(sandbox.spawn().unwrap());
+    let sandbox_url = format!("http://127.0.0.1:{sandbox_port}/");
+    let port = free_port();
+    let mut shop = Command::new(env!("CARGO_BIN_EXE_wxpay-checkout"));
+    shop.env("LISTEN_ADDR", format!("127.0.0.1:{port}"))
+        .env(
+            "DATABASE_URL",
+            format!("sqlite://{}/shop.db", dir.path().display()),
+        )
+        .env("WEIXIN_API_BASE", &sandbox_url)
+        .env("RUST_LOG", "debug")
+        .env("LOG_FORMAT", "json")
+        .stdout(std::fs::File::create(dir.path().join("shop.log")).unwrap())
+        .stderr(Stdio::null());
+    for (k, v) in merchant {
+        shop.env(k, v);
+    }
+    let mut shop = Shop(shop.spawn().unwrap());
+    let base = format!("http://127.0.0.1:{port}");
+    let until = tokio::time::Instant::now() + Duration::from_secs(20);
+    while reqwest::get(format!("{base}/healthz")).await.is_err()
+        || reqwest::get(&sandbox_url).await.is_err()
+    {
+        assert!(
+            tokio::time::Instant::now() < until,
+            "shop or sandbox did not start"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let placed = http
+        .post(format!("{base}/orders"))
+        .form(&[("sku_id", "1"), ("num", "1")])
+        .send()
+        .await
+        .unwrap();
+    let location = placed.headers()["location"].to_str().unwrap().to_owned();
+    let no = location.trim_start_matches("/pay/").to_owned();
+    assert_eq!(
+        http.get(format!("{base}{location}"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    let order: serde_json::Value = http
+        .get(format!("{sandbox_url}sandbox/orders/{no}"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    http.post(format!("{sandbox_url}sandbox/pay"))
+        .json(&serde_json::json!({ "code_url": order["code_url"] }))
+        .send()
+        .await
+        .unwrap();
+    let until = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let status: serde_json::Value = http
+            .get(format!("{base}/weixin/pay/status/query?out_trade_no={no}"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if status["data"]["trade_state"] == "SUCCESS" {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < until, "not paid: {status}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let pid = shop.0.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    shop.0.wait().unwrap();
+
+    for log in ["shop.log", "sandbox.log"] {
+        let text = std::fs::read_to_string(dir.path().join(log)).unwrap();
+        assert!(!text.contains(key), "{log} shows the API key");
+        assert!(text.lines().count() > 3, "{log} is nearly empty");
+        for line in text.lines().filter(|l| !l.trim().is_empty()) {
+            serde_json::from_str::<serde_json::Value>(line)
+                .unwrap_or_else(|e| panic!("{log}: not a JSON line ({e}): {line}"));
+        }
+    }
+    let shop_log = std::fs::read_to_string(dir.path().join("shop.log")).unwrap();
+    let with_order = shop_log
+        .lines()
+        .filter(|line| line.contains(&format!("\"out_trade_no\":\"{no}\"")))
+        .count();
+    assert!(
+        with_order >= 3,
+        "the order's spans and events name it:\n{shop_log}"
+    );
+}
