@@ -1,0 +1,374 @@
+//! Chaos rounds for `scripts/chaos`: notify storms (duplicates included) and status polling
+//! against a shop that is killed with SIGKILL at random moments and restarted, beside a
+//! standalone sandbox injecting faults (5xx, timeouts, SYSTEMERROR, dropped and duplicated
+//! notifies). After every round it waits for every order to be settled and checks the
+//! invariants. Prints rounds, kills, notifies and violations, and exits non-zero on any.
+//!
+//! Usage: `chaos BINARY [ROUNDS] [ORDERS_PER_ROUND]`
+
+use std::collections::HashMap;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use rand::Rng;
+use secrecy::SecretString;
+use wxpay_checkout::config::{SANDBOX_APPID, SANDBOX_KEY, SANDBOX_MCH_ID};
+use wxpay_checkout::wxpay::{sign, xml, Fields, SignType};
+
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+async fn wait_healthy(url: &str) {
+    for _ in 0..400 {
+        if reqwest::get(url).await.is_ok_and(|r| r.status().is_success()) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("{url} never became healthy");
+}
+
+struct Shop {
+    binary: String,
+    port: u16,
+    database_url: String,
+    sandbox: String,
+}
+
+impl Shop {
+    async fn start(&self) -> Proc {
+        let child = Command::new(&self.binary)
+            .env("LISTEN_ADDR", format!("127.0.0.1:{}", self.port))
+            .env("DATABASE_URL", &self.database_url)
+            .env("WEIXIN_API_BASE", &self.sandbox)
+            .env("RECONCILE_INTERVAL_SECS", "1")
+            .env("RECONCILE_MAX_ATTEMPTS", "3")
+            .env("RUST_LOG", "error")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("the shop starts");
+        wait_healthy(&format!("http://127.0.0.1:{}/healthz", self.port)).await;
+        Proc(child)
+    }
+}
+
+fn signed_notify(no: &str, total_fee: i64, tid: &str) -> String {
+    let mut f: Fields = [
+        ("appid", SANDBOX_APPID),
+        ("mch_id", SANDBOX_MCH_ID),
+        ("nonce_str", "chaos0000000000000000000000000000"),
+        ("return_code", "SUCCESS"),
+        ("result_code", "SUCCESS"),
+        ("openid", "oUpF8uMEb4qRXf22hE3X68TekukE"),
+        ("is_subscribe", "N"),
+        ("trade_type", "NATIVE"),
+        ("bank_type", "CMC"),
+        ("fee_type", "CNY"),
+        ("time_end", "20261128201513"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    f.insert("nonce_str".into(), "chaos".into());
+    f.insert("out_trade_no".into(), no.into());
+    f.insert("total_fee".into(), total_fee.to_string());
+    f.insert("cash_fee".into(), total_fee.to_string());
+    f.insert("transaction_id".into(), tid.into());
+    let s = sign::sign(&f, &SecretString::from(SANDBOX_KEY), SignType::Md5);
+    f.insert("sign".into(), s);
+    xml::encode(&f)
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().collect();
+    let binary = args.get(1).cloned().expect("usage: chaos BINARY [ROUNDS] [ORDERS]");
+    let rounds: usize = args.get(2).map_or(Ok(5), |a| a.parse())?;
+    let per_round: usize = args.get(3).map_or(Ok(30), |a| a.parse())?;
+    let dir = tempfile::tempdir()?;
+    let database_url = std::env::var("CHAOS_DATABASE_URL")
+        .unwrap_or_else(|_| format!("sqlite://{}/chaos.db", dir.path().display()));
+    sqlx::any::install_default_drivers();
+
+    let sandbox_port = free_port();
+    let _sandbox = Proc(
+        Command::new(&binary)
+            .arg("sandbox")
+            .env("SANDBOX_LISTEN_ADDR", format!("127.0.0.1:{sandbox_port}"))
+            .env("SANDBOX_TIME_SCALE", "0.001")
+            .env(
+                "SANDBOX_FAULTS",
+                "latency_ms=2,http_5xx=0.05,timeout=0.003,system_error=0.05,drop_notify=0.3,duplicate_notify=0.2",
+            )
+            .env("RUST_LOG", "error")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()?,
+    );
+    let sandbox = format!("http://127.0.0.1:{sandbox_port}/");
+    wait_healthy(&sandbox).await;
+    let shop = Shop {
+        binary: binary.clone(),
+        port: free_port(),
+        database_url: database_url.clone(),
+        sandbox: sandbox.clone(),
+    };
+    let mut running = shop.start().await;
+    let base = format!("http://127.0.0.1:{}", shop.port);
+    let db = sqlx::AnyPool::connect(&database_url).await?;
+    // Ample stock so that every order can be placed.
+    sqlx::query("UPDATE products SET stock = stock + 100000").execute(&db).await?;
+    let initial: HashMap<i64, i64> = sqlx::query_as::<_, (i64, i64)>("SELECT id, stock FROM products")
+        .fetch_all(&db)
+        .await?
+        .into_iter()
+        .collect();
+
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(15))
+        .build()?;
+    let (mut kills, mut violations) = (0usize, Vec::<String>::new());
+    let sent = Arc::new(AtomicUsize::new(0));
+    let answered_success = Arc::new(AtomicUsize::new(0));
+    // Every notify the shop answered SUCCESS: out_trade_no → transaction_id.
+    let acknowledged: Arc<std::sync::Mutex<HashMap<String, String>>> = Arc::default();
+
+    for round in 1..=rounds {
+        // Place and open orders (retrying across a restart is not needed: the shop is up).
+        let mut orders = Vec::new();
+        for i in 0..per_round {
+            let sku = (i % 6 + 1).to_string();
+            let placed = http
+                .post(format!("{base}/orders"))
+                .form(&[("sku_id", sku.as_str()), ("num", "1")])
+                .send()
+                .await?;
+            let Some(location) = placed.headers().get("location") else {
+                continue;
+            };
+            let location = location.to_str()?.to_owned();
+            let no = location.trim_start_matches("/pay/").to_owned();
+            // WeChat trouble (injected) may need a retry or two.
+            for _ in 0..5 {
+                if http.get(format!("{base}{location}")).send().await?.status() == 200 {
+                    break;
+                }
+            }
+            orders.push(no);
+        }
+
+        // The storm: pay most orders in the sandbox, notify the shop directly (duplicates too),
+        // poll, and kill the shop at a random moment.
+        let mut storm = tokio::task::JoinSet::new();
+        for no in orders.iter().cloned() {
+            let pay = rand::rng().random_bool(0.6);
+            let (http, base, sandbox) = (http.clone(), base.clone(), sandbox.clone());
+            let (sent, answered_success, acknowledged) =
+                (sent.clone(), answered_success.clone(), acknowledged.clone());
+            storm.spawn(async move {
+                let _ = http
+                    .get(format!("{base}/weixin/pay/status/query?out_trade_no={no}"))
+                    .send()
+                    .await;
+                if !pay {
+                    return;
+                }
+                let Ok(order) = http.get(format!("{sandbox}sandbox/orders/{no}")).send().await else {
+                    return;
+                };
+                let Ok(order) = order.json::<serde_json::Value>().await else { return };
+                let Some(code_url) = order["code_url"].as_str() else { return };
+                let Ok(paid) = http
+                    .post(format!("{sandbox}sandbox/pay"))
+                    .json(&serde_json::json!({ "code_url": code_url }))
+                    .send()
+                    .await
+                else {
+                    return;
+                };
+                let Ok(paid) = paid.json::<serde_json::Value>().await else { return };
+                let (Some(tid), Some(fee)) = (paid["transaction_id"].as_str(), paid["total_fee"].as_i64())
+                else {
+                    return;
+                };
+                let body = signed_notify(&no, fee, tid);
+                let copies = rand::rng().random_range(1..4);
+                for _ in 0..copies {
+                    sent.fetch_add(1, Ordering::Relaxed);
+                    let Ok(answer) = http
+                        .post(format!("{base}/weixin/pay/notify/url"))
+                        .body(body.clone())
+                        .send()
+                        .await
+                    else {
+                        continue;
+                    };
+                    let Ok(answer) = answer.bytes().await else { continue };
+                    if xml::decode(&answer)
+                        .is_ok_and(|f| f.get("return_code").map(String::as_str) == Some("SUCCESS"))
+                    {
+                        answered_success.fetch_add(1, Ordering::Relaxed);
+                        acknowledged.lock().unwrap().insert(no.clone(), tid.to_owned());
+                    }
+                }
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(rand::rng().random_range(5..150))).await;
+        running.0.kill()?; // SIGKILL
+        running.0.wait()?;
+        kills += 1;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        running = shop.start().await;
+        while storm.join_next().await.is_some() {}
+
+        // Orders left unpaid were abandoned an hour ago: the job must close them.
+        let unpaid: Vec<String> =
+            sqlx::query_scalar("SELECT out_trade_no FROM orders WHERE status = 'pending'")
+                .fetch_all(&db)
+                .await?;
+        for no in &unpaid {
+            let state: Option<serde_json::Value> = http
+                .get(format!("{sandbox}sandbox/orders/{no}"))
+                .send()
+                .await?
+                .json()
+                .await
+                .ok();
+            if state.is_some_and(|s| s["trade_state"] == "SUCCESS") {
+                continue; // paid; its notify or the job will settle it
+            }
+            sqlx::query(
+                "UPDATE orders SET created_at = created_at - 3600, expires_at = expires_at - 3600
+                 WHERE out_trade_no = $1 AND status = 'pending'",
+            )
+            .bind(no)
+            .execute(&db)
+            .await?;
+        }
+        let mut settled = false;
+        for _ in 0..1200 {
+            let pending: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM orders WHERE status = 'pending'")
+                .fetch_one(&db)
+                .await?;
+            let unapplied: i64 =
+                sqlx::query_scalar("SELECT COUNT(*) FROM payment_events WHERE applied_at IS NULL")
+                    .fetch_one(&db)
+                    .await?;
+            if pending == 0 && unapplied == 0 {
+                settled = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        if !settled {
+            violations.push(format!("round {round}: orders still pending after 120 s"));
+        }
+
+        // Invariants.
+        for (no, tid) in acknowledged.lock().unwrap().iter() {
+            let row: Option<(String, Option<String>)> = sqlx::query_as(
+                "SELECT status, transaction_id FROM orders WHERE out_trade_no = $1",
+            )
+            .bind(no)
+            .fetch_optional(&db)
+            .await?;
+            if row.as_ref().map(|(s, t)| (s.as_str(), t.as_deref())) != Some(("paid", Some(tid.as_str()))) {
+                violations.push(format!("round {round}: {no} was answered SUCCESS but is {row:?}"));
+            }
+        }
+        let paid: Vec<(String, String)> =
+            sqlx::query_as("SELECT out_trade_no, transaction_id FROM orders WHERE status = 'paid'")
+                .fetch_all(&db)
+                .await?;
+        for (no, tid) in &paid {
+            let state: serde_json::Value = http
+                .get(format!("{sandbox}sandbox/orders/{no}"))
+                .send()
+                .await?
+                .json()
+                .await?;
+            if state["trade_state"] != "SUCCESS" || state["transaction_id"] != tid.as_str() {
+                violations.push(format!("round {round}: {no} is paid here without that payment at WeChat"));
+            }
+        }
+        let doubles: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM (SELECT transaction_id FROM payment_events
+             GROUP BY transaction_id HAVING COUNT(*) > 1) AS d",
+        )
+        .fetch_one(&db)
+        .await?;
+        if doubles > 0 {
+            violations.push(format!("round {round}: {doubles} transactions recorded twice"));
+        }
+        // Stock: what was taken by pending and paid orders is gone, the rest came back once.
+        for (product, start) in &initial {
+            let stock: i64 = sqlx::query_scalar("SELECT stock FROM products WHERE id = $1")
+                .bind(product)
+                .fetch_one(&db)
+                .await?;
+            let held: i64 = sqlx::query_scalar(
+                "SELECT CAST(COALESCE(SUM(i.num), 0) AS BIGINT) FROM order_items i
+                 JOIN orders o ON o.out_trade_no = i.out_trade_no
+                 WHERE i.product_id = $1 AND o.status IN ('pending', 'paid')",
+            )
+            .bind(product)
+            .fetch_one(&db)
+            .await?;
+            if stock != start - held {
+                violations.push(format!(
+                    "round {round}: product {product} has {stock}, expected {}",
+                    start - held
+                ));
+            }
+        }
+        if database_url.starts_with("sqlite") {
+            let integrity: String = sqlx::query_scalar("PRAGMA integrity_check").fetch_one(&db).await?;
+            if integrity != "ok" {
+                violations.push(format!("round {round}: integrity_check says {integrity}"));
+            }
+        }
+        let (orders_total, paid_total): (i64, i64) = sqlx::query_as(
+            "SELECT COUNT(*), CAST(COALESCE(SUM(CASE WHEN status = 'paid' THEN 1 ELSE 0 END), 0) AS BIGINT) FROM orders",
+        )
+        .fetch_one(&db)
+        .await?;
+        eprintln!(
+            "round {round}: {orders_total} orders ({paid_total} paid), {} notifies sent, {} answered SUCCESS, {} violations",
+            sent.load(Ordering::Relaxed),
+            answered_success.load(Ordering::Relaxed),
+            violations.len()
+        );
+    }
+    drop(running);
+    println!(
+        "rounds {rounds}, kills {kills}, notifies {} (answered SUCCESS {}), violations {}",
+        sent.load(Ordering::Relaxed),
+        answered_success.load(Ordering::Relaxed),
+        violations.len()
+    );
+    for v in &violations {
+        println!("VIOLATION {v}");
+    }
+    if !violations.is_empty() {
+        std::process::exit(1);
+    }
+    Ok(())
+}
