@@ -36,7 +36,10 @@ fn free_port() -> u16 {
 
 async fn wait_healthy(url: &str) {
     for _ in 0..400 {
-        if reqwest::get(url).await.is_ok_and(|r| r.status().is_success()) {
+        if reqwest::get(url)
+            .await
+            .is_ok_and(|r| r.status().is_success())
+        {
             return;
         }
         tokio::time::sleep(Duration::from_millis(25)).await;
@@ -99,7 +102,10 @@ fn signed_notify(no: &str, total_fee: i64, tid: &str) -> String {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
-    let binary = args.get(1).cloned().expect("usage: chaos BINARY [ROUNDS] [ORDERS]");
+    let binary = args
+        .get(1)
+        .cloned()
+        .expect("usage: chaos BINARY [ROUNDS] [ORDERS]");
     let rounds: usize = args.get(2).map_or(Ok(5), |a| a.parse())?;
     let per_round: usize = args.get(3).map_or(Ok(30), |a| a.parse())?;
     let dir = tempfile::tempdir()?;
@@ -134,12 +140,15 @@ async fn main() -> anyhow::Result<()> {
     let base = format!("http://127.0.0.1:{}", shop.port);
     let db = sqlx::AnyPool::connect(&database_url).await?;
     // Ample stock so that every order can be placed.
-    sqlx::query("UPDATE products SET stock = stock + 100000").execute(&db).await?;
-    let initial: HashMap<i64, i64> = sqlx::query_as::<_, (i64, i64)>("SELECT id, stock FROM products")
-        .fetch_all(&db)
-        .await?
-        .into_iter()
-        .collect();
+    sqlx::query("UPDATE products SET stock = stock + 100000")
+        .execute(&db)
+        .await?;
+    let initial: HashMap<i64, i64> =
+        sqlx::query_as::<_, (i64, i64)>("SELECT id, stock FROM products")
+            .fetch_all(&db)
+            .await?
+            .into_iter()
+            .collect();
 
     let http = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
@@ -191,11 +200,19 @@ async fn main() -> anyhow::Result<()> {
                 if !pay {
                     return;
                 }
-                let Ok(order) = http.get(format!("{sandbox}sandbox/orders/{no}")).send().await else {
+                let Ok(order) = http
+                    .get(format!("{sandbox}sandbox/orders/{no}"))
+                    .send()
+                    .await
+                else {
                     return;
                 };
-                let Ok(order) = order.json::<serde_json::Value>().await else { return };
-                let Some(code_url) = order["code_url"].as_str() else { return };
+                let Ok(order) = order.json::<serde_json::Value>().await else {
+                    return;
+                };
+                let Some(code_url) = order["code_url"].as_str() else {
+                    return;
+                };
                 let Ok(paid) = http
                     .post(format!("{sandbox}sandbox/pay"))
                     .json(&serde_json::json!({ "code_url": code_url }))
@@ -204,8 +221,11 @@ async fn main() -> anyhow::Result<()> {
                 else {
                     return;
                 };
-                let Ok(paid) = paid.json::<serde_json::Value>().await else { return };
-                let (Some(tid), Some(fee)) = (paid["transaction_id"].as_str(), paid["total_fee"].as_i64())
+                let Ok(paid) = paid.json::<serde_json::Value>().await else {
+                    return;
+                };
+                let (Some(tid), Some(fee)) =
+                    (paid["transaction_id"].as_str(), paid["total_fee"].as_i64())
                 else {
                     return;
                 };
@@ -221,12 +241,17 @@ async fn main() -> anyhow::Result<()> {
                     else {
                         continue;
                     };
-                    let Ok(answer) = answer.bytes().await else { continue };
+                    let Ok(answer) = answer.bytes().await else {
+                        continue;
+                    };
                     if xml::decode(&answer)
                         .is_ok_and(|f| f.get("return_code").map(String::as_str) == Some("SUCCESS"))
                     {
                         answered_success.fetch_add(1, Ordering::Relaxed);
-                        acknowledged.lock().unwrap().insert(no.clone(), tid.to_owned());
+                        acknowledged
+                            .lock()
+                            .unwrap()
+                            .insert(no.clone(), tid.to_owned());
                     }
                 }
             });
@@ -265,9 +290,10 @@ async fn main() -> anyhow::Result<()> {
         }
         let mut settled = false;
         for _ in 0..1200 {
-            let pending: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM orders WHERE status = 'pending'")
-                .fetch_one(&db)
-                .await?;
+            let pending: i64 =
+                sqlx::query_scalar("SELECT COUNT(*) FROM orders WHERE status = 'pending'")
+                    .fetch_one(&db)
+                    .await?;
             let unapplied: i64 =
                 sqlx::query_scalar("SELECT COUNT(*) FROM payment_events WHERE applied_at IS NULL")
                     .fetch_one(&db)
@@ -284,14 +310,17 @@ async fn main() -> anyhow::Result<()> {
 
         // Invariants.
         for (no, tid) in acknowledged.lock().unwrap().iter() {
-            let row: Option<(String, Option<String>)> = sqlx::query_as(
-                "SELECT status, transaction_id FROM orders WHERE out_trade_no = $1",
-            )
-            .bind(no)
-            .fetch_optional(&db)
-            .await?;
-            if row.as_ref().map(|(s, t)| (s.as_str(), t.as_deref())) != Some(("paid", Some(tid.as_str()))) {
-                violations.push(format!("round {round}: {no} was answered SUCCESS but is {row:?}"));
+            let row: Option<(String, Option<String>)> =
+                sqlx::query_as("SELECT status, transaction_id FROM orders WHERE out_trade_no = $1")
+                    .bind(no)
+                    .fetch_optional(&db)
+                    .await?;
+            if row.as_ref().map(|(s, t)| (s.as_str(), t.as_deref()))
+                != Some(("paid", Some(tid.as_str())))
+            {
+                violations.push(format!(
+                    "round {round}: {no} was answered SUCCESS but is {row:?}"
+                ));
             }
         }
         let paid: Vec<(String, String)> =
@@ -306,7 +335,9 @@ async fn main() -> anyhow::Result<()> {
                 .json()
                 .await?;
             if state["trade_state"] != "SUCCESS" || state["transaction_id"] != tid.as_str() {
-                violations.push(format!("round {round}: {no} is paid here without that payment at WeChat"));
+                violations.push(format!(
+                    "round {round}: {no} is paid here without that payment at WeChat"
+                ));
             }
         }
         let doubles: i64 = sqlx::query_scalar(
@@ -316,7 +347,9 @@ async fn main() -> anyhow::Result<()> {
         .fetch_one(&db)
         .await?;
         if doubles > 0 {
-            violations.push(format!("round {round}: {doubles} transactions recorded twice"));
+            violations.push(format!(
+                "round {round}: {doubles} transactions recorded twice"
+            ));
         }
         // Stock: what was taken by pending and paid orders is gone, the rest came back once.
         for (product, start) in &initial {
@@ -340,7 +373,9 @@ async fn main() -> anyhow::Result<()> {
             }
         }
         if database_url.starts_with("sqlite") {
-            let integrity: String = sqlx::query_scalar("PRAGMA integrity_check").fetch_one(&db).await?;
+            let integrity: String = sqlx::query_scalar("PRAGMA integrity_check")
+                .fetch_one(&db)
+                .await?;
             if integrity != "ok" {
                 violations.push(format!("round {round}: integrity_check says {integrity}"));
             }

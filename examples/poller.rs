@@ -43,7 +43,9 @@ async fn main() -> anyhow::Result<()> {
             while due.duration_since(started) < run_for {
                 tokio::time::sleep_until(due.into()).await;
                 let ok = match http.get(&url).send().await {
-                    Ok(response) => response.status().is_success() && response.bytes().await.is_ok(),
+                    Ok(response) => {
+                        response.status().is_success() && response.bytes().await.is_ok()
+                    }
                     Err(_) => false,
                 };
                 if ok {

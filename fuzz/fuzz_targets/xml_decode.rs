@@ -7,8 +7,8 @@ use wxpay_checkout::wxpay::xml;
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(fields) = xml::decode(data) {
-        let again = xml::decode(xml::encode(&fields).as_bytes())
-            .expect("the encoder's output decodes");
+        let again =
+            xml::decode(xml::encode(&fields).as_bytes()).expect("the encoder's output decodes");
         assert_eq!(again, fields);
     }
 });
