@@ -187,7 +187,7 @@ async fn main() -> anyhow::Result<()> {
         // The storm: pay most orders in the sandbox, notify the shop directly (duplicates too),
         // poll, and kill the shop at a random moment.
         let mut storm = tokio::task::JoinSet::new();
-        for no in orders.iter().cloned() {
+        for no in orders.clone() {
             let pay = rand::rng().random_bool(0.6);
             let (http, base, sandbox) = (http.clone(), base.clone(), sandbox.clone());
             let (sent, answered_success, acknowledged) =
@@ -309,7 +309,8 @@ async fn main() -> anyhow::Result<()> {
         }
 
         // Invariants.
-        for (no, tid) in acknowledged.lock().unwrap().iter() {
+        let acknowledged_now = acknowledged.lock().unwrap().clone();
+        for (no, tid) in &acknowledged_now {
             let row: Option<(String, Option<String>)> =
                 sqlx::query_as("SELECT status, transaction_id FROM orders WHERE out_trade_no = $1")
                     .bind(no)
