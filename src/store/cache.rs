@@ -14,8 +14,9 @@ use std::time::{Duration, Instant};
 use super::types::{Order, OrderItem};
 use crate::domain::OrderStatus;
 
-/// Longest a pending order is served without reading the database.
-pub const PENDING_TTL: Duration = Duration::from_secs(1);
+/// Longest a pending order is served without reading the database: one poll interval of the
+/// pay page, so a shopper polling alone causes about one database read per poll.
+pub const PENDING_TTL: Duration = Duration::from_secs(3);
 /// Orders kept; beyond this the cache starts over.
 const CAPACITY: usize = 50_000;
 

@@ -315,7 +315,7 @@ async fn orderpaid_on_unifiedorder_is_treated_as_paid() {
     .execute(&app.db)
     .await
     .unwrap();
-    // The running shop may serve its cached copy of the order for up to a second first.
+    // The running shop may serve its cached copy of the order for up to 3 s first.
     let until = tokio::time::Instant::now() + Duration::from_secs(5);
     let page = loop {
         let page = app.get(&format!("/pay/{no}")).await;
