@@ -170,14 +170,6 @@ impl Store {
         Ok(Store { backend })
     }
 
-    /// `sqlite` or `postgres`.
-    pub fn kind(&self) -> &'static str {
-        match self.backend {
-            Backend::Sqlite(_) => "sqlite",
-            Backend::Postgres(_) => "postgres",
-        }
-    }
-
     /// Answers when the database does.
     pub async fn ping(&self) -> Result<(), StoreError> {
         dispatch!(self.ping())
@@ -301,14 +293,6 @@ impl Store {
     /// applied and the error is returned; the caller can then apply them one by one.
     pub async fn apply_payment_events(&self, ids: &[i64]) -> Result<Vec<Applied>, StoreError> {
         dispatch!(self.apply_payment_events(ids))
-    }
-
-    /// What applying an order's payment events did, and when (for tests and audits).
-    pub async fn payment_outcomes(
-        &self,
-        no: &OutTradeNo,
-    ) -> Result<Vec<(String, Option<chrono::DateTime<chrono::Utc>>)>, StoreError> {
-        dispatch!(self.payment_outcomes(no))
     }
 }
 

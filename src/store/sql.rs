@@ -566,22 +566,6 @@ impl Db {
         }
     }
 
-    /// When an order's payment event was applied, and with what outcome (for tests and audits).
-    pub async fn payment_outcomes(
-        &self,
-        no: &OutTradeNo,
-    ) -> Result<Vec<(String, Option<DateTime<Utc>>)>, StoreError> {
-        let rows: Vec<(Option<String>, Option<i64>)> = sqlx::query_as(
-            "SELECT outcome, applied_at FROM payment_events WHERE out_trade_no = $1 ORDER BY id",
-        )
-        .bind(no.as_str())
-        .fetch_all(&self.reader)
-        .await?;
-        Ok(rows
-            .into_iter()
-            .map(|(outcome, at)| (outcome.unwrap_or_else(|| "unapplied".into()), at.map(time)))
-            .collect())
-    }
 }
 
 
