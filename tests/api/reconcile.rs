@@ -98,7 +98,7 @@ async fn a_payment_between_the_query_and_the_close_makes_a_paid_order() {
     let before = app.stock(3).await;
     let (no, code_url) = prepaid_order(&app, 3).await;
     // Slow answers leave room to pay after the query was answered and before the close is.
-    app.set_faults(serde_json::json!({ "latency_ms": 400, "drop_notify": 1.0 }))
+    app.set_faults(serde_json::json!({ "latency_ms": 1000, "drop_notify": 1.0 }))
         .await;
     let job = app.reconciler(1).await;
     let at = app.created_at(&no).await + Span::minutes(6);
