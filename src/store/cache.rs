@@ -25,6 +25,8 @@ struct Entry {
     order: Option<Order>,
     items: Option<Arc<Vec<OrderItem>>>,
     read_at: Instant,
+    /// The last write's time: a read that started before it must not be cached.
+    written_at: Option<Instant>,
 }
 
 #[derive(Default)]
@@ -62,15 +64,20 @@ impl OrderCache {
         if entries.len() >= CAPACITY {
             entries.clear();
         }
-        let items = entries
-            .get(order.out_trade_no.as_str())
-            .and_then(|e| e.items.clone());
+        let previous = entries.get(order.out_trade_no.as_str());
+        let written_at = previous.and_then(|e| e.written_at);
+        if written_at.is_some_and(|written| read_at <= written) {
+            // This read may predate the last write: keep it out.
+            return;
+        }
+        let items = previous.and_then(|e| e.items.clone());
         entries.insert(
             order.out_trade_no.to_string(),
             Entry {
                 order: Some(order.clone()),
                 items,
                 read_at,
+                written_at,
             },
         );
     }
@@ -81,10 +88,71 @@ impl OrderCache {
         }
     }
 
-    /// Forgets an order's state after a write (its lines stay: they never change).
+    /// Forgets an order's state after a write (its lines stay: they never change), and keeps
+    /// out any read that started before now.
     pub fn invalidate(&self, no: &str) {
-        if let Some(entry) = self.lock().get_mut(no) {
-            entry.order = None;
+        let now = Instant::now();
+        let mut entries = self.lock();
+        if entries.len() >= CAPACITY {
+            entries.clear();
         }
+        let entry = entries.entry(no.to_owned()).or_insert(Entry {
+            order: None,
+            items: None,
+            read_at: now,
+            written_at: None,
+        });
+        entry.order = None;
+        entry.written_at = Some(now);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{Fen, OutTradeNo};
+
+    fn order(status: OrderStatus) -> Order {
+        let t = chrono::DateTime::from_timestamp(1_000, 0).unwrap();
+        Order {
+            out_trade_no: OutTradeNo::parse("o1").unwrap(),
+            total_fee: Fen(1),
+            status,
+            body: "b".into(),
+            product_id: "1".into(),
+            expires_at: t,
+            prepay: None,
+            transaction_id: None,
+            pay_time: None,
+            created_at: t,
+            updated_at: t,
+            closed_at: None,
+            reconcile_attempts: 0,
+            is_deleted: false,
+            refund_due: false,
+        }
+    }
+
+    #[test]
+    fn a_read_that_started_before_a_write_is_not_cached() {
+        let cache = OrderCache::default();
+        let read_started = Instant::now();
+        cache.invalidate("o1"); // a write commits while the read is in flight
+        cache.put_order(&order(OrderStatus::Pending), read_started);
+        assert!(cache.order("o1").is_none());
+        cache.put_order(&order(OrderStatus::Pending), Instant::now());
+        assert!(cache.order("o1").is_some());
+    }
+
+    #[test]
+    fn final_orders_stay_and_pending_ones_expire() {
+        let cache = OrderCache::default();
+        cache.put_order(&order(OrderStatus::Paid), Instant::now() - PENDING_TTL * 2);
+        assert!(cache.order("o1").is_some());
+        cache.put_order(
+            &order(OrderStatus::Pending),
+            Instant::now() - PENDING_TTL * 2,
+        );
+        assert!(cache.order("o1").is_none());
     }
 }

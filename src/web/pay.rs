@@ -202,7 +202,12 @@ pub async fn pay_page(
             return Ok(see_other(result_location(&order)))
         }
     };
-    let prepay = order.prepay.as_ref().expect("a ready order has a prepay");
+    let Some(prepay) = order.prepay.as_ref() else {
+        return Err(WebError::WechatUnavailable(
+            "no prepay".into(),
+            Some(format!("/pay/{no}")),
+        ));
+    };
     let items = state.store.order_items(&no).await?;
     let close_by = order.created_at
         + chrono::Duration::from_std(state.checkout.unpaid_close_after)
@@ -218,7 +223,10 @@ pub async fn pay_page(
     let page = PayPage {
         out_trade_no: no.to_string(),
         amount: order.total_fee.to_string(),
-        qr_svg: state.qr.svg(&prepay.code_url),
+        qr_svg: state
+            .qr
+            .svg(&prepay.code_url)
+            .ok_or_else(|| WebError::WechatRefused("a code_url too long for a QR code".into()))?,
         expires_at_ms: deadline.timestamp_millis(),
         time_left: format!("{:02}:{:02}", left / 60, left % 60),
         items: items
