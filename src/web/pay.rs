@@ -100,6 +100,14 @@ pub async fn ensure_prepay(state: &AppState, order: Order) -> Result<Prepared, W
         Err(e) if e.err_code() == Some(&ErrCode::OrderPaid) => {
             tracing::info!(out_trade_no = %order.out_trade_no, "unifiedorder says paid; confirming");
             let order = confirm_by_query(state, order, PaymentSource::Query).await?;
+            if order.status == OrderStatus::Pending {
+                // WeChat says paid, but no payment for this order's amount could be confirmed
+                // (yet): never show it as paid, and never loop back to unifiedorder.
+                return Err(WebError::WechatUnavailable(
+                    "paid at WeChat, not confirmed here".into(),
+                    Some(format!("/pay/{}", order.out_trade_no)),
+                ));
+            }
             Ok(Prepared::Settled(order))
         }
         Err(e) if e.err_code() == Some(&ErrCode::OrderClosed) => Ok(Prepared::Over(order)),
