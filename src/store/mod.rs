@@ -25,7 +25,9 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use crate::domain::OutTradeNo;
 
 mod cache;
+mod desk;
 mod types;
+pub use desk::OrderDesk;
 pub use types::{
     Applied, CreateOrderError, NewItem, NewProduct, Order, OrderItem, Outcome, PaymentEvent,
     PaymentResult, PaymentSource, Prepay, Product, Recorded,
@@ -210,6 +212,17 @@ impl Store {
         now: chrono::DateTime<chrono::Utc>,
     ) -> Result<Order, CreateOrderError> {
         dispatch!(self.create_order(items, ttl, now))
+    }
+
+    /// Creates several orders in one transaction (group commit), each in its own savepoint:
+    /// an order refused for its stock or items changes nothing and does not affect the others.
+    /// A database failure fails the batch.
+    pub async fn create_orders(
+        &self,
+        requests: &[(&[NewItem], Duration)],
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Vec<Result<Order, CreateOrderError>>, StoreError> {
+        dispatch!(self.create_orders(requests, now))
     }
 
     /// One order, if it exists (through the read cache; see `cache.rs` for how fresh).

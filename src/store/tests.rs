@@ -415,3 +415,52 @@ async fn the_reconciliation_scan_touches_only_pending_orders() {
         .windows(2)
         .all(|w| w[0].created_at <= w[1].created_at));
 }
+
+#[tokio::test]
+async fn a_batch_of_orders_commits_together_and_refusals_change_nothing() {
+    let (_dir, store) = fresh().await;
+    order_batch_case(store).await;
+    if let Some(store) = fresh_postgres().await {
+        order_batch_case(store).await;
+    }
+}
+
+async fn order_batch_case(store: Store) {
+    use crate::store::{CreateOrderError, NewItem};
+    let tea = store
+        .insert_product(&NewProduct {
+            name: "tea",
+            price: Fen(100),
+            stock: 3,
+        })
+        .await
+        .unwrap();
+    let item = |product_id, num| [NewItem { product_id, num }];
+    let ttl = Duration::from_secs(600);
+    let (a, b, c, d) = (
+        item(tea.id, 2),
+        item(tea.id, 2),
+        item(999, 1),
+        item(tea.id, 1),
+    );
+    let results = store
+        .create_orders(
+            &[(&a[..], ttl), (&b[..], ttl), (&c[..], ttl), (&d[..], ttl)],
+            chrono::Utc::now(),
+        )
+        .await
+        .unwrap();
+    assert!(results[0].is_ok());
+    assert!(matches!(
+        results[1],
+        Err(CreateOrderError::NotEnoughStock { available: 1, .. })
+    ));
+    assert!(matches!(
+        results[2],
+        Err(CreateOrderError::UnknownProduct(999))
+    ));
+    assert!(results[3].is_ok());
+    assert_eq!(store.product(tea.id).await.unwrap().unwrap().stock, 0);
+    assert_eq!(store.raw_i64("SELECT COUNT(*) FROM orders").await, 2);
+    assert_eq!(store.raw_i64("SELECT COUNT(*) FROM order_items").await, 2);
+}

@@ -15,7 +15,7 @@ use url::Url;
 
 use crate::payments::gate::QueryGate;
 use crate::payments::Payments;
-use crate::store::Store;
+use crate::store::{OrderDesk, Store};
 use crate::wxpay::types::OrderQueryResponse;
 use crate::wxpay::{Client, Merchant};
 pub use error::WebError;
@@ -27,6 +27,8 @@ pub type QueryOutcome = Option<OrderQueryResponse>;
 /// Everything handlers need, shared by every worker.
 pub struct AppState {
     pub store: Store,
+    /// Order creation, group-committed.
+    pub orders: OrderDesk,
     pub wechat: Client,
     pub payments: Payments,
     /// Throttles and shares order queries of the status endpoint.
@@ -56,6 +58,7 @@ pub struct Checkout {
 impl AppState {
     pub fn new(store: Store, wechat: Client, payments: Payments, checkout: Checkout) -> Self {
         AppState {
+            orders: OrderDesk::start(store.clone()),
             store,
             wechat,
             payments,

@@ -82,14 +82,13 @@ pub async fn place_order(
             WebError::BadRequest(format!("数量须为 1 到 {MAX_NUM} 的整数 Quantity must be a whole number from 1 to {MAX_NUM}."))
         })?;
     let order = state
-        .store
-        .create_order(
-            &[NewItem {
+        .orders
+        .create(
+            vec![NewItem {
                 product_id: sku_id,
                 num,
             }],
             state.checkout.order_ttl,
-            chrono::Utc::now(),
         )
         .await
         .map_err(|e| match e {

@@ -1,0 +1,89 @@
+//! Group commit for order creation: concurrent buy requests are created by one task in a single
+//! transaction (a savepoint each, one disk flush for the batch); each caller is answered after
+//! the commit. Bounded queue; a batch the database refuses is retried one order at a time.
+
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot};
+
+use super::{CreateOrderError, NewItem, Order, Store};
+
+/// Orders waiting to be written; callers beyond it wait for room.
+const QUEUE: usize = 1024;
+/// Most orders in one transaction.
+const MAX_BATCH: usize = 128;
+
+struct Request {
+    items: Vec<NewItem>,
+    ttl: Duration,
+    reply: oneshot::Sender<Result<Order, CreateOrderError>>,
+}
+
+/// Where the web layer places orders.
+#[derive(Clone)]
+pub struct OrderDesk {
+    store: Store,
+    requests: mpsc::Sender<Request>,
+}
+
+impl OrderDesk {
+    /// Starts the writing task (it ends when the last desk handle is dropped).
+    pub fn start(store: Store) -> OrderDesk {
+        let (requests, queue) = mpsc::channel(QUEUE);
+        tokio::spawn(write(store.clone(), queue));
+        OrderDesk { store, requests }
+    }
+
+    /// Creates an order and reserves its stock; see [`Store::create_order`].
+    pub async fn create(
+        &self,
+        items: Vec<NewItem>,
+        ttl: Duration,
+    ) -> Result<Order, CreateOrderError> {
+        let (reply, answer) = oneshot::channel();
+        let request = Request {
+            items: items.clone(),
+            ttl,
+            reply,
+        };
+        if self.requests.send(request).await.is_ok() {
+            if let Ok(result) = answer.await {
+                return result;
+            }
+        }
+        // The writer is gone (shutting down): write it directly.
+        self.store
+            .create_order(&items, ttl, chrono::Utc::now())
+            .await
+    }
+}
+
+async fn write(store: Store, mut queue: mpsc::Receiver<Request>) {
+    while let Some(first) = queue.recv().await {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match queue.try_recv() {
+                Ok(next) => batch.push(next),
+                Err(_) => break,
+            }
+        }
+        let now = chrono::Utc::now();
+        let requests: Vec<(&[NewItem], Duration)> =
+            batch.iter().map(|r| (r.items.as_slice(), r.ttl)).collect();
+        match store.create_orders(&requests, now).await {
+            Ok(results) => {
+                for (request, result) in batch.into_iter().zip(results) {
+                    // A caller that went away leaves a pending order the job will expire.
+                    let _ = request.reply.send(result);
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, orders = batch.len(), "order batch failed; one by one");
+                for request in batch {
+                    let result = store.create_order(&request.items, request.ttl, now).await;
+                    let _ = request.reply.send(result);
+                }
+            }
+        }
+    }
+}
