@@ -11,7 +11,9 @@ use std::time::Duration;
 use tempfile::TempDir;
 use wxpay_checkout::wxpay::xml;
 
-use crate::helpers::{database_url, on_postgres, raw_pool};
+use crate::helpers::{
+    database_url, no_redirects, on_postgres, place_order_at, raw_pool, wait_for_zero,
+};
 use crate::notify::{notify_fields, signed};
 
 pub(crate) fn free_port() -> u16 {
@@ -80,23 +82,12 @@ async fn every_notify_answered_success_survives_sigkill_and_is_applied_once() {
     let port = free_port();
     let mut shop = start_shop(&database_url, port).await;
     let base = format!("http://127.0.0.1:{port}");
-    let http = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
+    let http = no_redirects();
 
     // Forty orders with prepays.
     let mut orders = Vec::new();
     for i in 0..40 {
-        let sku = (i % 3 + 1).to_string();
-        let placed = http
-            .post(format!("{base}/orders"))
-            .form(&[("sku_id", sku.as_str()), ("num", "1")])
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(placed.status(), 303);
-        let location = placed.headers()["location"].to_str().unwrap().to_owned();
+        let location = place_order_at(&http, &base, &(i % 3 + 1).to_string()).await;
         assert_eq!(
             http.get(format!("{base}{location}"))
                 .send()
@@ -171,22 +162,12 @@ async fn every_notify_answered_success_survives_sigkill_and_is_applied_once() {
         .iter()
         .map(|(no, tid, _)| (no.as_str(), tid.as_str()))
         .collect();
-    let until = tokio::time::Instant::now() + Duration::from_secs(20);
-    loop {
-        let unapplied: i64 =
-            sqlx::query_scalar("SELECT COUNT(*) FROM payment_events WHERE applied_at IS NULL")
-                .fetch_one(&db)
-                .await
-                .unwrap();
-        if unapplied == 0 {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < until,
-            "{unapplied} events never applied"
-        );
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+    wait_for_zero(
+        &db,
+        "SELECT COUNT(*) FROM payment_events WHERE applied_at IS NULL",
+        Duration::from_secs(20),
+    )
+    .await;
     for no in acknowledged.keys() {
         let (status, tid): (String, Option<String>) =
             sqlx::query_as("SELECT status, transaction_id FROM orders WHERE out_trade_no = $1")
@@ -229,26 +210,11 @@ async fn sigterm_finishes_requests_in_flight_and_drains_the_payments_channel() {
     )
     .await;
     let base = format!("http://127.0.0.1:{port}");
-    let http = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
+    let http = no_redirects();
     let mut orders = Vec::new();
     for i in 0..20 {
-        let sku = (i % 3 + 1).to_string();
-        let placed = http
-            .post(format!("{base}/orders"))
-            .form(&[("sku_id", sku.as_str()), ("num", "1")])
-            .send()
-            .await
-            .unwrap();
-        orders.push(
-            placed.headers()["location"]
-                .to_str()
-                .unwrap()
-                .trim_start_matches("/pay/")
-                .to_owned(),
-        );
+        let location = place_order_at(&http, &base, &(i % 3 + 1).to_string()).await;
+        orders.push(location.trim_start_matches("/pay/").to_owned());
     }
     let db = raw_pool(&database_url).await;
     let mut sends = Vec::new();

@@ -341,10 +341,7 @@ impl TestApp {
         TestApp {
             addr,
             sandbox,
-            http: reqwest::Client::builder()
-                .redirect(reqwest::redirect::Policy::none())
-                .build()
-                .unwrap(),
+            http: no_redirects(),
             db,
             database_url,
             _dir: dir,
@@ -517,5 +514,42 @@ impl TestApp {
             .await
             .unwrap();
         chrono::DateTime::from_timestamp(secs, 0).unwrap()
+    }
+}
+
+/// An HTTP client that follows no redirects, so tests see the 303s.
+pub fn no_redirects() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
+/// Places an order for one unit of `sku` at the shop on `base`; returns its pay page path
+/// (`/pay/{out_trade_no}`).
+pub async fn place_order_at(http: &reqwest::Client, base: &str, sku: &str) -> String {
+    let placed = http
+        .post(format!("{base}/orders"))
+        .form(&[("sku_id", sku), ("num", "1")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(placed.status(), 303);
+    placed.headers()["location"].to_str().unwrap().to_owned()
+}
+
+/// Polls a `SELECT COUNT(*) …` until it is zero, failing after `deadline`.
+pub async fn wait_for_zero(db: &sqlx::AnyPool, count_sql: &str, deadline: Duration) {
+    let until = tokio::time::Instant::now() + deadline;
+    loop {
+        let count: i64 = sqlx::query_scalar(count_sql).fetch_one(db).await.unwrap();
+        if count == 0 {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < until,
+            "still {count} after {deadline:?}: {count_sql}"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
     }
 }

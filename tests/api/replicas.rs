@@ -8,7 +8,9 @@ use std::time::Duration;
 use tempfile::TempDir;
 
 use crate::crash::{free_port, start_shop_with, Shop};
-use crate::helpers::{database_url, on_postgres, raw_pool};
+use crate::helpers::{
+    database_url, no_redirects, on_postgres, place_order_at, raw_pool, wait_for_zero,
+};
 use crate::notify::{notify_fields, signed};
 
 #[tokio::test]
@@ -62,10 +64,7 @@ async fn two_replicas_never_apply_a_transition_twice() {
         .await
         .unwrap();
 
-    let http = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
+    let http = no_redirects();
     let shops = [
         format!("http://127.0.0.1:{port_a}"),
         format!("http://127.0.0.1:{port_b}"),
@@ -73,15 +72,7 @@ async fn two_replicas_never_apply_a_transition_twice() {
     let mut orders = Vec::new();
     for i in 0..16 {
         let shop = &shops[i % 2];
-        let sku = (i % 3 + 1).to_string();
-        let placed = http
-            .post(format!("{shop}/orders"))
-            .form(&[("sku_id", sku.as_str()), ("num", "1")])
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(placed.status(), 303);
-        let location = placed.headers()["location"].to_str().unwrap().to_owned();
+        let location = place_order_at(&http, shop, &(i % 3 + 1).to_string()).await;
         // The pay page is opened on the other replica.
         let page = http
             .get(format!("{}{location}", shops[(i + 1) % 2]))
@@ -140,22 +131,12 @@ async fn two_replicas_never_apply_a_transition_twice() {
         .await
         .unwrap();
     }
-    let until = tokio::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        let pending: i64 =
-            sqlx::query_scalar("SELECT COUNT(*) FROM orders WHERE status = 'pending'")
-                .fetch_one(&db)
-                .await
-                .unwrap();
-        if pending == 0 {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < until,
-            "{pending} orders still pending"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_for_zero(
+        &db,
+        "SELECT COUNT(*) FROM orders WHERE status = 'pending'",
+        Duration::from_secs(30),
+    )
+    .await;
     for no in to_pay {
         let status: String =
             sqlx::query_scalar("SELECT status FROM orders WHERE out_trade_no = $1")

@@ -259,17 +259,8 @@ async fn logs_are_json_lines_that_carry_the_order_number_and_never_the_api_key()
         );
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
-    let http = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
-    let placed = http
-        .post(format!("{base}/orders"))
-        .form(&[("sku_id", "1"), ("num", "1")])
-        .send()
-        .await
-        .unwrap();
-    let location = placed.headers()["location"].to_str().unwrap().to_owned();
+    let http = crate::helpers::no_redirects();
+    let location = crate::helpers::place_order_at(&http, &base, "1").await;
     let no = location.trim_start_matches("/pay/").to_owned();
     assert_eq!(
         http.get(format!("{base}{location}"))
