@@ -223,12 +223,6 @@ pub async fn wait_applied(
 }
 
 impl Consumer {
-    /// Sets how often the replay runs (tests shorten it).
-    pub fn with_replay_interval(mut self, every: Duration) -> Self {
-        self.replay_interval = every;
-        self
-    }
-
     /// Records and applies events until `shutdown`, then writes and applies what is already
     /// queued.
     pub async fn run(self, shutdown: CancellationToken) {
@@ -243,17 +237,6 @@ impl Consumer {
         let applier = Applier { store, applied };
         let recorder = record(&applier.store, records, handover, shutdown.clone());
         tokio::join!(recorder, applier.run(events, replay_interval, shutdown));
-    }
-
-    /// Applies every recorded-but-unapplied event (what the consumer does at start-up and
-    /// periodically). Returns how many it found.
-    pub async fn replay(&self) -> Result<usize, StoreError> {
-        Applier {
-            store: self.store.clone(),
-            applied: self.applied.clone(),
-        }
-        .replay()
-        .await
     }
 }
 
