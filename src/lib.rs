@@ -16,14 +16,17 @@
 //! - [`web`]: HTTP routes — shop, pay page, seed JSON API, notify, operations.
 //! - [`startup`]: builds the application from settings, runs it, shuts it down in order.
 //! - [`telemetry`]: tracing set-up.
+//! - [`rt`]: keeps the store's and the WeChat client's sockets on the application runtime, out
+//!   of the web workers' short-lived ones.
 //!
 //! Dependencies point one way: `web` uses `payments`, `store`, `wxpay` and `domain`; `payments`
 //! uses `store`, `wxpay` and `domain`; `store` uses `domain` (and `wxpay`'s `SignType`);
-//! `wxpay` and `domain` use nothing of ours.
+//! `wxpay` and `domain` use nothing of ours but `rt`.
 
 pub mod config;
 pub mod domain;
 pub mod payments;
+pub mod rt;
 pub mod sandbox;
 pub mod startup;
 pub mod store;

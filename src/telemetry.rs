@@ -1,6 +1,8 @@
 //! Tracing set-up: human-readable text or JSON lines, filtered by `RUST_LOG` (default `info`).
 //! Nothing in this crate logs the API key, signature inputs or whole notify bodies.
 
+use std::io::IsTerminal;
+
 use tracing_subscriber::EnvFilter;
 
 use crate::config::LogFormat;
@@ -10,7 +12,9 @@ pub fn init(format: LogFormat) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_target(false);
+        .with_target(false)
+        // Colours for a person at a terminal; plain text for log collectors and files.
+        .with_ansi(std::io::stdout().is_terminal());
     let _already_set = match format {
         LogFormat::Text => builder.try_init(),
         LogFormat::Json => builder.json().flatten_event(true).try_init(),

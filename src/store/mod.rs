@@ -23,6 +23,7 @@ use sqlx::postgres::PgPoolOptions;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 
 use crate::domain::OutTradeNo;
+use crate::rt::AppRuntime;
 
 mod cache;
 mod desk;
@@ -111,14 +112,17 @@ enum Backend {
 #[derive(Debug, Clone)]
 pub struct Store {
     backend: Backend,
+    /// Where connections are opened and driven: the runtime that connected the store, never a
+    /// web worker's (see [`crate::rt`]).
+    rt: AppRuntime,
 }
 
-/// Calls the same method on whichever backend is in use.
+/// Calls the same method on whichever backend is in use, on the store's runtime.
 macro_rules! dispatch {
     ($self:ident . $method:ident ( $($arg:expr),* )) => {
         match &$self.backend {
-            Backend::Sqlite(db) => db.$method($($arg),*).await,
-            Backend::Postgres(db) => db.$method($($arg),*).await,
+            Backend::Sqlite(db) => $self.rt.run(db.$method($($arg),*)).await,
+            Backend::Postgres(db) => $self.rt.run(db.$method($($arg),*)).await,
         }
     };
 }
@@ -127,6 +131,7 @@ impl Store {
     /// Opens the database at `url` (`sqlite:…`, created if missing, or `postgres://…`) and
     /// applies pending migrations.
     pub async fn connect(url: &str) -> Result<Store, StoreError> {
+        let rt = AppRuntime::current();
         let cache = Arc::new(cache::OrderCache::default());
         let backend = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             let pool = PgPoolOptions::new()
@@ -169,7 +174,7 @@ impl Store {
         } else {
             return Err(StoreError::UnsupportedUrl);
         };
-        Ok(Store { backend })
+        Ok(Store { backend, rt })
     }
 
     /// Answers when the database does.

@@ -26,6 +26,7 @@ use super::types::{
 };
 use super::xml::{self, XmlError};
 use super::{nonce_str, Fields, Merchant};
+use crate::rt::AppRuntime;
 
 /// The APIs this client calls.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -211,6 +212,9 @@ const MAX_ANSWER_BYTES: usize = 64 * 1024;
 pub struct Client {
     http: reqwest::Client,
     config: Arc<ClientConfig>,
+    /// Where connections to WeChat are opened and driven: the runtime that built the client,
+    /// never a web worker's (see [`crate::rt`]).
+    rt: AppRuntime,
 }
 
 impl fmt::Debug for Client {
@@ -232,6 +236,7 @@ impl Client {
         Ok(Client {
             http,
             config: Arc::new(config),
+            rt: AppRuntime::current(),
         })
     }
 
@@ -351,6 +356,12 @@ impl Client {
     }
 
     async fn exchange(&self, api: Api, url: Url, body: String) -> Result<Fields, WxError> {
+        let answer = self.rt.run(self.fetch(api, url, body)).await?;
+        self.judge(api, &answer)
+    }
+
+    /// POSTs `body` and reads the answer, bounded in size.
+    async fn fetch(&self, api: Api, url: Url, body: String) -> Result<Vec<u8>, WxError> {
         let transport = |source| WxError::Transport { api, source };
         let mut response = self
             .http
@@ -373,7 +384,7 @@ impl Client {
             }
             answer.extend_from_slice(&chunk);
         }
-        self.judge(api, &answer)
+        Ok(answer)
     }
 
     /// return_code → signature and merchant → result_code.

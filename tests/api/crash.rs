@@ -3,12 +3,12 @@
 
 use std::collections::HashMap;
 use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use tempfile::TempDir;
+use tempfile::{NamedTempFile, TempDir};
 use wxpay_checkout::wxpay::xml;
 
 use crate::helpers::{
@@ -24,8 +24,9 @@ pub(crate) fn free_port() -> u16 {
         .port()
 }
 
-/// The shop as a child process; killed (SIGKILL) and reaped when dropped.
-pub(crate) struct Shop(pub(crate) Child);
+/// The shop as a child process; killed (SIGKILL) and reaped when dropped. Its log, when kept,
+/// is printed if the test fails.
+pub(crate) struct Shop(pub(crate) Child, pub(crate) Option<NamedTempFile>);
 
 impl Shop {
     pub(crate) fn kill(&mut self) {
@@ -37,6 +38,10 @@ impl Shop {
 impl Drop for Shop {
     fn drop(&mut self) {
         self.kill();
+        if let (true, Some(log)) = (std::thread::panicking(), &self.1) {
+            let log = std::fs::read_to_string(log.path()).unwrap_or_default();
+            eprintln!("--- the shop's log ---\n{log}--- end of the shop's log ---");
+        }
     }
 }
 
@@ -47,18 +52,19 @@ async fn start_shop(database_url: &str, port: u16) -> Shop {
 
 /// The same, with more environment.
 pub(crate) async fn start_shop_with(database_url: &str, port: u16, env: &[(&str, &str)]) -> Shop {
+    let log = NamedTempFile::new().unwrap();
     let mut command = Command::new(env!("CARGO_BIN_EXE_wxpay-checkout"));
     command
         .env("LISTEN_ADDR", format!("127.0.0.1:{port}"))
         .env("SANDBOX_LISTEN_ADDR", "127.0.0.1:0")
         .env("DATABASE_URL", database_url)
-        .env("RUST_LOG", "error")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
+        .env("RUST_LOG", "warn")
+        .stdout(log.reopen().unwrap())
+        .stderr(log.reopen().unwrap());
     for (name, value) in env {
         command.env(name, value);
     }
-    let shop = Shop(command.spawn().unwrap());
+    let shop = Shop(command.spawn().unwrap(), Some(log));
     let health = format!("http://127.0.0.1:{port}/healthz");
     let until = tokio::time::Instant::now() + Duration::from_secs(20);
     loop {
@@ -202,11 +208,15 @@ async fn sigterm_finishes_requests_in_flight_and_drains_the_payments_channel() {
     let dir = TempDir::new().unwrap();
     let database_url = database_url(&dir).await;
     let port = free_port();
+    let sandbox = format!("127.0.0.1:{}", free_port());
     // Slow WeChat answers keep a pay page request in flight when the signal comes.
     let mut shop = start_shop_with(
         &database_url,
         port,
-        &[("SANDBOX_FAULTS", "drop_notify=1,latency_ms=400")],
+        &[
+            ("SANDBOX_FAULTS", "drop_notify=1,latency_ms=1000"),
+            ("SANDBOX_LISTEN_ADDR", &sandbox),
+        ],
     )
     .await;
     let base = format!("http://127.0.0.1:{port}");
@@ -249,7 +259,20 @@ async fn sigterm_finishes_requests_in_flight_and_drains_the_payments_channel() {
         let http = http.clone();
         async move { http.get(url).send().await.map(|r| r.status().as_u16()) }
     });
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    // The sandbox counts the call as it arrives, before its latency: then the page is waiting.
+    let stats = format!("http://{sandbox}/sandbox/stats");
+    let until = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let stats: serde_json::Value = http.get(&stats).send().await.unwrap().json().await.unwrap();
+        if stats["unifiedorder"] == 1 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < until,
+            "unifiedorder never arrived"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     let pid = shop.0.id().to_string();
     assert!(Command::new("kill")
         .args(["-TERM", &pid])

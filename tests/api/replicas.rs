@@ -32,6 +32,7 @@ async fn two_replicas_never_apply_a_transition_twice() {
             .stderr(Stdio::null())
             .spawn()
             .unwrap(),
+        None,
     );
     let sandbox = format!("http://127.0.0.1:{sandbox_port}/");
     let until = tokio::time::Instant::now() + Duration::from_secs(20);

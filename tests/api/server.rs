@@ -230,7 +230,7 @@ async fn logs_are_json_lines_that_carry_the_order_number_and_never_the_api_key()
     for (k, v) in merchant {
         sandbox.env(k, v);
     }
-    let _sandbox = Shop(sandbox.spawn().unwrap());
+    let _sandbox = Shop(sandbox.spawn().unwrap(), None);
     let sandbox_url = format!("http://127.0.0.1:{sandbox_port}/");
     let port = free_port();
     let mut shop = Command::new(env!("CARGO_BIN_EXE_wxpay-checkout"));
@@ -247,7 +247,7 @@ async fn logs_are_json_lines_that_carry_the_order_number_and_never_the_api_key()
     for (k, v) in merchant {
         shop.env(k, v);
     }
-    let mut shop = Shop(shop.spawn().unwrap());
+    let mut shop = Shop(shop.spawn().unwrap(), None);
     let base = format!("http://127.0.0.1:{port}");
     let until = tokio::time::Instant::now() + Duration::from_secs(20);
     while reqwest::get(format!("{base}/healthz")).await.is_err()

@@ -1,0 +1,107 @@
+//! Shared sockets belong to the application's runtime, not to a web worker's.
+//!
+//! actix-web runs every worker on its own single-threaded tokio runtime, and a tokio socket (or
+//! timer, or spawned task) stays tied to the runtime that created it. A pooled database
+//! connection or an HTTP connection to WeChat opened while serving a request on worker A dies
+//! with A's runtime — and A's runtime ends in every graceful shutdown as soon as A is idle, while
+//! worker B may still be finishing a request that borrows that very connection (it then fails
+//! with "A Tokio 1.x context was found, but it is being shutdown").
+//!
+//! [`AppRuntime::run`] polls a future inside the application runtime's context: whatever the
+//! future opens, spawns or arms lives on the application runtime, which outlives every worker,
+//! while the calling task still does the waiting. The store and the WeChat Pay client wrap their
+//! I/O in it.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use tokio::runtime::Handle;
+
+/// The runtime that owns shared I/O: the one current where it was captured.
+#[derive(Debug, Clone, Default)]
+pub struct AppRuntime(Option<Handle>);
+
+impl AppRuntime {
+    /// The runtime of the calling context; outside any runtime, futures are polled as they are.
+    pub fn current() -> AppRuntime {
+        AppRuntime(Handle::try_current().ok())
+    }
+
+    /// Polls `future` inside this runtime's context.
+    pub fn run<F: Future>(&self, future: F) -> InRuntime<'_, F> {
+        InRuntime {
+            handle: self.0.as_ref(),
+            future,
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A future polled inside a runtime's context; see [`AppRuntime::run`].
+    pub struct InRuntime<'a, F> {
+        handle: Option<&'a Handle>,
+        #[pin]
+        future: F,
+    }
+}
+
+impl<F: Future> Future for InRuntime<'_, F> {
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let this = self.project();
+        let _entered = this.handle.map(Handle::enter);
+        this.future.poll(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    /// A socket opened through `run` on a short-lived runtime keeps working after that runtime
+    /// is gone — the situation of an idle actix worker stopping during a graceful shutdown.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+    async fn io_opened_through_run_outlives_the_runtime_that_polled_it() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            loop {
+                let (mut socket, _) = listener.accept().await.unwrap();
+                tokio::spawn(async move {
+                    let (mut read, mut write) = socket.split();
+                    let _ = tokio::io::copy(&mut read, &mut write).await;
+                });
+            }
+        });
+        let open = |app: AppRuntime| {
+            std::thread::spawn(move || {
+                let worker = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap();
+                worker.block_on(app.run(tokio::net::TcpStream::connect(addr)))
+            })
+            .join()
+            .unwrap()
+            .unwrap()
+        };
+        let echo = |mut socket: tokio::net::TcpStream| async move {
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            socket.write_all(b"ping").await?;
+            let mut answer = [0u8; 4];
+            tokio::time::timeout(Duration::from_secs(5), socket.read_exact(&mut answer))
+                .await
+                .map_err(std::io::Error::other)??;
+            Ok::<_, std::io::Error>(answer)
+        };
+
+        let ours = open(AppRuntime::current());
+        assert_eq!(&echo(ours).await.unwrap(), b"ping");
+        // The same socket opened in the worker's own context dies with the worker.
+        let theirs = open(AppRuntime::default());
+        assert!(echo(theirs).await.is_err());
+    }
+}
