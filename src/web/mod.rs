@@ -71,7 +71,15 @@ impl AppState {
 
 /// Registers every route of the shop.
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/", web::get().to(shop::catalogue))
+    // Routes are tried in this order: the hot, fixed paths (every shopper polls the status every
+    // 3 s; WeChat's notifies) first, before the order-number patterns that need a regex each.
+    cfg.route("/weixin/pay/status/query", web::get().to(api::status_query))
+        .service(
+            web::resource("/weixin/pay/notify/url")
+                .app_data(web::PayloadConfig::new(notify::MAX_NOTIFY_BYTES))
+                .route(web::post().to(notify::receive)),
+        )
+        .route("/", web::get().to(shop::catalogue))
         .route("/orders", web::post().to(shop::place_order))
         .route("/pay/{out_trade_no}", web::get().to(pay::pay_page))
         .route(
@@ -85,12 +93,6 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route(
             "/weixin/pay/create/native",
             web::get().to(api::create_native),
-        )
-        .route("/weixin/pay/status/query", web::get().to(api::status_query))
-        .service(
-            web::resource("/weixin/pay/notify/url")
-                .app_data(web::PayloadConfig::new(notify::MAX_NOTIFY_BYTES))
-                .route(web::post().to(notify::receive)),
         )
         .route("/static/{file}", web::get().to(assets::serve))
         .route("/healthz", web::get().to(ops::healthz))

@@ -1,6 +1,8 @@
 //! Operations endpoints: health and Prometheus metrics.
 
+use actix_web::http::Method;
 use actix_web::{web, HttpResponse};
+use metrics::SharedString;
 
 use super::AppState;
 
@@ -41,11 +43,20 @@ where
         Error = actix_web::Error,
     >,
 {
-    let route = req.match_pattern().unwrap_or_else(|| "unmatched".into());
-    let method = req.method().to_string();
+    let method = match *req.method() {
+        Method::GET => "GET".into(),
+        Method::POST => "POST".into(),
+        ref other => SharedString::from(other.to_string()),
+    };
     let response = service.call(req);
     async move {
         let response = response.await?;
+        // Read once routed: then the pattern comes from the matched resource, not from matching
+        // the path against every route again.
+        let route = response
+            .request()
+            .match_pattern()
+            .unwrap_or_else(|| "unmatched".into());
         metrics::counter!(
             "http_requests_total",
             "route" => route,
