@@ -90,9 +90,9 @@ fn the_sandbox_command_serves_alone_and_stops_on_sigterm() {
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
-    let stdout = child.stdout.take().unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let mut base_url = None;
-    for line in BufReader::new(stdout).lines() {
+    for line in lines.by_ref() {
         let line = line.unwrap();
         let event: serde_json::Value = serde_json::from_str(&line).unwrap();
         if let Some(url) = event["base_url"].as_str() {
@@ -101,6 +101,8 @@ fn the_sandbox_command_serves_alone_and_stops_on_sigterm() {
         }
     }
     let base_url = base_url.expect("the sandbox logs its base URL");
+    // Keep reading, so the sandbox's later lines do not meet a closed pipe.
+    std::thread::spawn(move || lines.for_each(drop));
     let answer = blocking::get_text(&format!("{base_url}pay/orderquery"));
     assert!(answer.contains("<return_code>"), "{answer}");
     Command::new("kill")
