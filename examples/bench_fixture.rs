@@ -1,35 +1,48 @@
-//! Fixtures for `scripts/bench`, written straight into the shop's SQLite file before the shop
+//! Fixtures for `scripts/bench`, written straight into the shop's database before the shop
 //! starts: a product with ample stock and many pending orders, plus the files the load tool
-//! replays — order numbers, and one signed payment notify per order.
+//! replays — order numbers, and one signed payment notify per order. Also counts payment events
+//! for the notify figure.
 //!
-//! Usage: `bench_fixture DB_FILE OUT_DIR ORDERS`
+//! Usage: `bench_fixture load DATABASE_URL OUT_DIR ORDERS`
+//!        `bench_fixture events DATABASE_URL`   (prints: recorded unapplied)
 
 use std::io::Write;
 
 use secrecy::SecretString;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode};
-use sqlx::ConnectOptions;
+use sqlx::Connection;
 use wxpay_checkout::config::{SANDBOX_APPID, SANDBOX_KEY, SANDBOX_MCH_ID};
 use wxpay_checkout::store::Store;
 use wxpay_checkout::wxpay::{sign, xml, Fields, SignType};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    sqlx::any::install_default_drivers();
     let args: Vec<String> = std::env::args().collect();
-    let [_, db, out, orders] = args.as_slice() else {
-        anyhow::bail!("usage: bench_fixture DB_FILE OUT_DIR ORDERS");
-    };
-    let orders: usize = orders.parse()?;
+    match args.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
+        [_, "load", url, out, orders] => load(url, out, orders.parse()?).await,
+        [_, "events", url] => {
+            let mut conn = sqlx::AnyConnection::connect(url).await?;
+            let (recorded, unapplied): (i64, i64) = sqlx::query_as(
+                "SELECT COUNT(*), COUNT(*) - COUNT(applied_at) FROM payment_events",
+            )
+            .fetch_one(&mut conn)
+            .await?;
+            println!("{recorded} {unapplied}");
+            Ok(())
+        }
+        _ => anyhow::bail!(
+            "usage: bench_fixture load DATABASE_URL OUT_DIR ORDERS | events DATABASE_URL"
+        ),
+    }
+}
+
+async fn load(url: &str, out: &str, orders: usize) -> anyhow::Result<()> {
     // Create the schema the shop's way, then bulk-load over a plain connection.
-    let store = Store::connect(&format!("sqlite://{db}")).await?;
+    let store = Store::connect(url).await?;
     store.close().await;
-    let mut conn = SqliteConnectOptions::new()
-        .filename(db)
-        .journal_mode(SqliteJournalMode::Wal)
-        .connect()
-        .await?;
+    let mut conn = sqlx::AnyConnection::connect(url).await?;
     let now = chrono::Utc::now().timestamp();
-    let mut tx = sqlx::Connection::begin(&mut conn).await?;
+    let mut tx = conn.begin().await?;
     sqlx::query(
         "INSERT INTO products (id, name, price_fen, stock, created_at, updated_at)
          VALUES (1, '压测商品 Benchmark tea', 100, 1000000000, $1, $1)",
@@ -41,25 +54,34 @@ async fn main() -> anyhow::Result<()> {
     let mut numbers = std::io::BufWriter::new(std::fs::File::create(format!("{out}/orders.txt"))?);
     let mut notifies =
         std::io::BufWriter::new(std::fs::File::create(format!("{out}/notifies.txt"))?);
+    // Multi-row inserts of generated values (digits only), a chunk at a time.
+    const CHUNK: usize = 500;
+    let mut order_rows = Vec::with_capacity(CHUNK);
+    let mut item_rows = Vec::with_capacity(CHUNK);
     for i in 0..orders {
         let no = format!("B{now}{i:010}");
-        sqlx::query(
-            "INSERT INTO orders (out_trade_no, total_fee, status, body, product_id, expires_at,
-                                 created_at, updated_at)
-             VALUES ($1, 100, 'pending', '压测商品 x1', '1', $2, $3, $3)",
-        )
-        .bind(&no)
-        .bind(now + 7200)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
-        sqlx::query(
-            "INSERT INTO order_items (out_trade_no, product_id, name, unit_price, num)
-             VALUES ($1, 1, '压测商品', 100, 1)",
-        )
-        .bind(&no)
-        .execute(&mut *tx)
-        .await?;
+        order_rows.push(format!(
+            "('{no}', 100, 'pending', '压测商品 x1', '1', {}, {now}, {now})",
+            now + 7200
+        ));
+        item_rows.push(format!("('{no}', 1, '压测商品', 100, 1)"));
+        if order_rows.len() == CHUNK || i + 1 == orders {
+            sqlx::query(&format!(
+                "INSERT INTO orders (out_trade_no, total_fee, status, body, product_id, expires_at,
+                                     created_at, updated_at) VALUES {}",
+                order_rows.join(",")
+            ))
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query(&format!(
+                "INSERT INTO order_items (out_trade_no, product_id, name, unit_price, num) VALUES {}",
+                item_rows.join(",")
+            ))
+            .execute(&mut *tx)
+            .await?;
+            order_rows.clear();
+            item_rows.clear();
+        }
         writeln!(numbers, "{no}")?;
         let mut notify: Fields = [
             ("appid", SANDBOX_APPID),
