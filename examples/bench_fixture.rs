@@ -18,15 +18,15 @@ use wxpay_checkout::wxpay::{sign, xml, Fields, SignType};
 async fn main() -> anyhow::Result<()> {
     sqlx::any::install_default_drivers();
     let args: Vec<String> = std::env::args().collect();
-    match args.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    match args.as_slice() {
         [_, "load", url, out, orders] => load(url, out, orders.parse()?).await,
         [_, "events", url] => {
             let mut conn = sqlx::AnyConnection::connect(url).await?;
-            let (recorded, unapplied): (i64, i64) = sqlx::query_as(
-                "SELECT COUNT(*), COUNT(*) - COUNT(applied_at) FROM payment_events",
-            )
-            .fetch_one(&mut conn)
-            .await?;
+            let (recorded, unapplied): (i64, i64) =
+                sqlx::query_as("SELECT COUNT(*), COUNT(*) - COUNT(applied_at) FROM payment_events")
+                    .fetch_one(&mut conn)
+                    .await?;
             println!("{recorded} {unapplied}");
             Ok(())
         }
