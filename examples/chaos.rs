@@ -1,8 +1,10 @@
 //! Chaos rounds for `scripts/chaos`: notify storms (duplicates included) and status polling
-//! against a shop that is killed with SIGKILL at random moments and restarted, beside a
-//! standalone sandbox injecting faults (5xx, timeouts, SYSTEMERROR, dropped and duplicated
-//! notifies). After every round it waits for every order to be settled and checks the
-//! invariants. Prints rounds, kills, notifies and violations, and exits non-zero on any.
+//! against a shop that is stopped at a random moment and restarted — killed with SIGKILL in odd
+//! rounds, asked to stop with SIGTERM in even ones — beside a standalone sandbox injecting faults
+//! (5xx, timeouts, SYSTEMERROR, dropped and duplicated notifies). After every round it waits for
+//! every order to be settled and checks the invariants; in SIGTERM rounds also that no request
+//! the shop took failed because it was stopping (a graceful stop finishes what it started).
+//! Prints rounds, stops, notifies and violations, and exits non-zero on any.
 //!
 //! Usage: `chaos BINARY [ROUNDS] [ORDERS_PER_ROUND]`
 
@@ -72,6 +74,18 @@ impl Shop {
     }
 }
 
+/// A new, empty database in the PostgreSQL cluster at `cluster`: every run starts clean.
+async fn fresh_postgres_database(cluster: &str) -> anyhow::Result<String> {
+    let name = format!("chaos_{}", chrono::Utc::now().format("%Y%m%d%H%M%S%f"));
+    let admin = sqlx::AnyPool::connect(cluster).await?;
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&admin)
+        .await?;
+    admin.close().await;
+    let base = cluster.rsplit_once('/').map_or(cluster, |(base, _)| base);
+    Ok(format!("{base}/{name}"))
+}
+
 fn signed_notify(no: &str, total_fee: i64, tid: &str) -> String {
     let mut f: Fields = [
         ("appid", SANDBOX_APPID),
@@ -109,9 +123,11 @@ async fn main() -> anyhow::Result<()> {
     let rounds: usize = args.get(2).map_or(Ok(5), |a| a.parse())?;
     let per_round: usize = args.get(3).map_or(Ok(30), |a| a.parse())?;
     let dir = tempfile::tempdir()?;
-    let database_url = std::env::var("CHAOS_DATABASE_URL")
-        .unwrap_or_else(|_| format!("sqlite://{}/chaos.db", dir.path().display()));
     sqlx::any::install_default_drivers();
+    let database_url = match std::env::var("CHAOS_DATABASE_URL") {
+        Ok(cluster) => fresh_postgres_database(&cluster).await?,
+        Err(_) => format!("sqlite://{}/chaos.db", dir.path().display()),
+    };
 
     let sandbox_port = free_port();
     let _sandbox = Proc(
@@ -154,7 +170,9 @@ async fn main() -> anyhow::Result<()> {
         .redirect(reqwest::redirect::Policy::none())
         .timeout(Duration::from_secs(15))
         .build()?;
-    let (mut kills, mut violations) = (0usize, Vec::<String>::new());
+    let (mut kills, mut terms, mut violations) = (0usize, 0usize, Vec::<String>::new());
+    // Requests the shop took and failed on its side: a 5xx, or a notify it could not record.
+    let failed: Arc<std::sync::Mutex<Vec<String>>> = Arc::default();
     let sent = Arc::new(AtomicUsize::new(0));
     let answered_success = Arc::new(AtomicUsize::new(0));
     // Every notify the shop answered SUCCESS: out_trade_no → transaction_id.
@@ -186,17 +204,32 @@ async fn main() -> anyhow::Result<()> {
 
         // The storm: pay most orders in the sandbox, notify the shop directly (duplicates too),
         // poll, and kill the shop at a random moment.
+        let graceful = round % 2 == 0;
+        failed.lock().unwrap().clear();
         let mut storm = tokio::task::JoinSet::new();
         for no in orders.clone() {
             let pay = rand::rng().random_bool(0.6);
             let (http, base, sandbox) = (http.clone(), base.clone(), sandbox.clone());
-            let (sent, answered_success, acknowledged) =
-                (sent.clone(), answered_success.clone(), acknowledged.clone());
+            let (sent, answered_success, acknowledged, failed) = (
+                sent.clone(),
+                answered_success.clone(),
+                acknowledged.clone(),
+                failed.clone(),
+            );
             storm.spawn(async move {
-                let _ = http
+                if let Ok(polled) = http
                     .get(format!("{base}/weixin/pay/status/query?out_trade_no={no}"))
                     .send()
-                    .await;
+                    .await
+                {
+                    if polled.status().is_server_error() {
+                        let status = polled.status();
+                        failed
+                            .lock()
+                            .unwrap()
+                            .push(format!("status query {no}: {status}"));
+                    }
+                }
                 if !pay {
                     return;
                 }
@@ -241,12 +274,19 @@ async fn main() -> anyhow::Result<()> {
                     else {
                         continue;
                     };
+                    let status = answer.status();
                     let Ok(answer) = answer.bytes().await else {
                         continue;
                     };
-                    if xml::decode(&answer)
-                        .is_ok_and(|f| f.get("return_code").map(String::as_str) == Some("SUCCESS"))
-                    {
+                    let fields = xml::decode(&answer).unwrap_or_default();
+                    let return_msg = fields.get("return_msg").map(String::as_str);
+                    if status.is_server_error() || return_msg == Some("temporarily unavailable") {
+                        failed
+                            .lock()
+                            .unwrap()
+                            .push(format!("notify {no}: {status} {return_msg:?}"));
+                    }
+                    if fields.get("return_code").map(String::as_str) == Some("SUCCESS") {
                         answered_success.fetch_add(1, Ordering::Relaxed);
                         acknowledged
                             .lock()
@@ -257,12 +297,38 @@ async fn main() -> anyhow::Result<()> {
             });
         }
         tokio::time::sleep(Duration::from_millis(rand::rng().random_range(5..150))).await;
-        running.0.kill()?; // SIGKILL
-        running.0.wait()?;
-        kills += 1;
+        if graceful {
+            Command::new("kill")
+                .args(["-TERM", &running.0.id().to_string()])
+                .status()?;
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+            while running.0.try_wait()?.is_none() {
+                if tokio::time::Instant::now() > deadline {
+                    violations.push(format!(
+                        "round {round}: SIGTERM did not stop the shop in 30 s"
+                    ));
+                    running.0.kill()?;
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            running.0.wait()?;
+            terms += 1;
+        } else {
+            running.0.kill()?; // SIGKILL
+            running.0.wait()?;
+            kills += 1;
+        }
         tokio::time::sleep(Duration::from_millis(100)).await;
         running = shop.start().await;
         while storm.join_next().await.is_some() {}
+        if graceful {
+            for failure in failed.lock().unwrap().iter() {
+                violations.push(format!(
+                    "round {round}: failed while stopping gracefully: {failure}"
+                ));
+            }
+        }
 
         // Orders left unpaid were abandoned an hour ago: the job must close them.
         let unpaid: Vec<String> =
@@ -395,7 +461,7 @@ async fn main() -> anyhow::Result<()> {
     }
     drop(running);
     println!(
-        "rounds {rounds}, kills {kills}, notifies {} (answered SUCCESS {}), violations {}",
+        "rounds {rounds}, SIGKILL {kills}, SIGTERM {terms}, notifies {} (answered SUCCESS {}), violations {}",
         sent.load(Ordering::Relaxed),
         answered_success.load(Ordering::Relaxed),
         violations.len()
