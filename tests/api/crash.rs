@@ -45,6 +45,14 @@ impl Drop for Shop {
     }
 }
 
+/// The log file opened for appending, so that stdout and stderr do not overwrite each other.
+fn append_to(log: &NamedTempFile) -> std::fs::File {
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(log.path())
+        .unwrap()
+}
+
 /// Starts the shop binary on `port` over `database_url`, and waits until it is healthy.
 async fn start_shop(database_url: &str, port: u16) -> Shop {
     start_shop_with(database_url, port, &[("SANDBOX_FAULTS", "drop_notify=1")]).await
@@ -59,8 +67,8 @@ pub(crate) async fn start_shop_with(database_url: &str, port: u16, env: &[(&str,
         .env("SANDBOX_LISTEN_ADDR", "127.0.0.1:0")
         .env("DATABASE_URL", database_url)
         .env("RUST_LOG", "warn")
-        .stdout(log.reopen().unwrap())
-        .stderr(log.reopen().unwrap());
+        .stdout(append_to(&log))
+        .stderr(append_to(&log));
     for (name, value) in env {
         command.env(name, value);
     }
