@@ -103,6 +103,15 @@ impl Application {
             unpaid_close_after: (settings.reconcile_interval * settings.reconcile_max_attempts)
                 .max(MIN_CLOSE_AGE.to_std().expect("a positive duration")),
         };
+        if checkout.unpaid_close_after < settings.order_ttl {
+            tracing::info!(
+                closes_unpaid_after_secs = checkout.unpaid_close_after.as_secs(),
+                order_ttl_secs = settings.order_ttl.as_secs(),
+                "the reconciliation job closes unpaid orders before ORDER_TTL_SECS; set \
+                 RECONCILE_INTERVAL_SECS × RECONCILE_MAX_ATTEMPTS ≥ ORDER_TTL_SECS to give \
+                 shoppers the whole time (the pay page counts down to the earlier)"
+            );
+        }
         let state = web::Data::new(AppState::new(store.clone(), wechat, payments, checkout));
         crate::telemetry::metrics();
         let server = HttpServer::new(move || {
