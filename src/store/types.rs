@@ -193,7 +193,7 @@ impl Outcome {
     }
 }
 
-/// The result of [`Store::apply_payment_event`].
+/// The result of [`super::Store::apply_payment_event`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Applied {
     Now {
