@@ -28,21 +28,31 @@ impl AppRuntime {
         AppRuntime(Handle::try_current().ok())
     }
 
-    /// Polls `future` inside this runtime's context.
+    /// Polls `future` inside this runtime's context, and drops it there too: a request that is
+    /// cancelled half-way still hands its pooled connection back on the application runtime.
     pub fn run<F: Future>(&self, future: F) -> InRuntime<'_, F> {
         InRuntime {
             handle: self.0.as_ref(),
-            future,
+            future: Some(future),
         }
     }
 }
 
 pin_project_lite::pin_project! {
-    /// A future polled inside a runtime's context; see [`AppRuntime::run`].
+    /// A future polled and dropped inside a runtime's context; see [`AppRuntime::run`].
     pub struct InRuntime<'a, F> {
         handle: Option<&'a Handle>,
+        // None once finished or dropped.
         #[pin]
-        future: F,
+        future: Option<F>,
+    }
+
+    impl<'a, F> PinnedDrop for InRuntime<'a, F> {
+        fn drop(this: Pin<&mut Self>) {
+            let mut this = this.project();
+            let _entered = this.handle.map(Handle::enter);
+            this.future.set(None);
+        }
     }
 }
 
@@ -50,9 +60,16 @@ impl<F: Future> Future for InRuntime<'_, F> {
     type Output = F::Output;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
-        let this = self.project();
+        let mut this = self.project();
         let _entered = this.handle.map(Handle::enter);
-        this.future.poll(cx)
+        let future = this
+            .future
+            .as_mut()
+            .as_pin_mut()
+            .expect("InRuntime polled after it finished");
+        let output = std::task::ready!(future.poll(cx));
+        this.future.set(None);
+        Poll::Ready(output)
     }
 }
 
@@ -103,5 +120,47 @@ mod tests {
         // The same socket opened in the worker's own context dies with the worker.
         let theirs = open(AppRuntime::default());
         assert!(echo(theirs).await.is_err());
+    }
+
+    /// What a cancelled future spawns from its destructor (sqlx hands a pooled connection back
+    /// that way) runs on the application runtime, not on the worker that gave up on it.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+    async fn a_future_dropped_half_way_is_dropped_inside_the_runtime() {
+        struct SpawnsOnDrop(Option<tokio::sync::oneshot::Sender<Option<String>>>);
+        impl Drop for SpawnsOnDrop {
+            fn drop(&mut self) {
+                let done = self.0.take().unwrap();
+                tokio::spawn(async move {
+                    let _ = done.send(std::thread::current().name().map(str::to_owned));
+                });
+            }
+        }
+        let app = AppRuntime::current();
+        let (done, ran_on) = tokio::sync::oneshot::channel();
+        std::thread::Builder::new()
+            .name("web-worker".into())
+            .spawn(move || {
+                let worker = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap();
+                worker.block_on(async {
+                    let guard = SpawnsOnDrop(Some(done));
+                    let request = app.run(async move {
+                        let _guard = guard;
+                        std::future::pending::<()>().await
+                    });
+                    // The shopper goes away.
+                    let _ = tokio::time::timeout(Duration::from_millis(10), request).await;
+                });
+            })
+            .unwrap()
+            .join()
+            .unwrap();
+        let ran_on = tokio::time::timeout(Duration::from_secs(5), ran_on)
+            .await
+            .expect("the task spawned on drop ran")
+            .unwrap();
+        assert_ne!(ran_on.as_deref(), Some("web-worker"));
     }
 }
