@@ -10,6 +10,10 @@
 //!   queried and confirmed as paid; a paid order's stock is never restored;
 //! - closed or unknown at WeChat → closed locally.
 //!
+//! Each order is claimed for one query per interval (a conditional update of its due time), so
+//! with several replicas running the job an order is still queried once per interval, and its
+//! attempts count queries rather than replicas.
+//!
 //! Orders that never got a prepay expire locally after their time, without asking WeChat.
 //! Transient WeChat errors count as no attempt, close nothing, and make the job back off.
 //! Every state change is a conditional update, so two instances over one database (or a notify
@@ -134,7 +138,8 @@ impl Reconciler {
             expired_without_prepay: self.store.expire_unprepaid(now, BATCH).await?.len(),
             ..RunReport::default()
         };
-        let orders = self.store.pending_with_prepay(BATCH).await?;
+        let next = now + chrono::Duration::from_std(self.interval).unwrap_or(chrono::Duration::MAX);
+        let orders = self.store.claim_due_for_reconcile(now, next, BATCH).await?;
         let limit = Arc::new(Semaphore::new(CONCURRENCY));
         let mut steps = tokio::task::JoinSet::new();
         for order in orders {

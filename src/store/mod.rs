@@ -68,7 +68,8 @@ fn now_secs() -> i64 {
 
 /// Defines one backend: its pools and the shared SQL of `sql.rs` compiled for it.
 macro_rules! backend {
-    ($module:ident, $kind:ty, $row:ty, before: $before:expr, in_tx: $in_tx:expr, after: $after:expr) => {
+    ($module:ident, $kind:ty, $row:ty, before: $before:expr, in_tx: $in_tx:expr, after: $after:expr,
+     skip_locked: $skip_locked:expr) => {
         mod $module {
             use std::sync::Arc;
 
@@ -80,6 +81,9 @@ macro_rules! backend {
             const RELAX_IN_TX: Option<&str> = $in_tx;
             /// Run on the connection after it, restoring full durability.
             const RELAX_AFTER: Option<&str> = $after;
+            /// Ends a subquery that picks rows to claim: rows another transaction is claiming
+            /// are passed by instead of waited for (SQLite has one writer, so nothing to add).
+            const SKIP_LOCKED: &str = $skip_locked;
 
             #[derive(Debug, Clone)]
             pub struct Db {
@@ -96,11 +100,13 @@ macro_rules! backend {
 backend!(sqlite, sqlx::Sqlite, sqlx::sqlite::SqliteRow,
     before: Some("PRAGMA synchronous = NORMAL"),
     in_tx: None,
-    after: Some("PRAGMA synchronous = FULL"));
+    after: Some("PRAGMA synchronous = FULL"),
+    skip_locked: "");
 backend!(postgres, sqlx::Postgres, sqlx::postgres::PgRow,
     before: None,
     in_tx: Some("SET LOCAL synchronous_commit = off"),
-    after: None);
+    after: None,
+    skip_locked: "FOR UPDATE SKIP LOCKED");
 
 #[derive(Debug, Clone)]
 enum Backend {
@@ -250,10 +256,16 @@ impl Store {
         dispatch!(self.record_prepay(no, prepay))
     }
 
-    /// Pending orders that have a prepay, oldest first, at most `limit`. Served by the partial
-    /// index on pending orders, so its cost does not grow with finished orders.
-    pub async fn pending_with_prepay(&self, limit: i64) -> Result<Vec<Order>, StoreError> {
-        dispatch!(self.pending_with_prepay(limit))
+    /// Claims the pending orders with a prepay that are due for a reconciliation query at `now`
+    /// (oldest first, at most `limit`), making them due again at `next`. Several jobs at once
+    /// (replicas) never get the same order.
+    pub async fn claim_due_for_reconcile(
+        &self,
+        now: chrono::DateTime<chrono::Utc>,
+        next: chrono::DateTime<chrono::Utc>,
+        limit: i64,
+    ) -> Result<Vec<Order>, StoreError> {
+        dispatch!(self.claim_due_for_reconcile(now, next, limit))
     }
 
     /// Closes pending orders that never got a prepay and whose time is up, restoring their

@@ -284,18 +284,35 @@ impl Db {
 }
 
 impl Db {
-    /// Pending orders that have a prepay, oldest first, at most `limit`. Served by the partial
-    /// index on pending orders, so its cost does not grow with finished orders.
-    pub async fn pending_with_prepay(&self, limit: i64) -> Result<Vec<Order>, StoreError> {
+    /// Claims the pending orders with a prepay that are due for a reconciliation query at
+    /// `now` — the oldest first, at most `limit` — and makes them due again at `next`; returns
+    /// them, oldest first. One statement claims them, so of several jobs at once (replicas) each
+    /// order goes to exactly one: on PostgreSQL a concurrent claim passes by rows being claimed
+    /// (`SKIP LOCKED`), and the outer condition re-checks the due time of any row it reaches
+    /// after another claim committed. The subquery is served by the partial index on pending orders,
+    /// so the cost does not grow with finished orders.
+    pub async fn claim_due_for_reconcile(
+        &self,
+        now: DateTime<Utc>,
+        next: DateTime<Utc>,
+        limit: i64,
+    ) -> Result<Vec<Order>, StoreError> {
         let rows = sqlx::query(&format!(
-            "SELECT {ORDER_COLUMNS} FROM orders
-             WHERE status = 'pending' AND code_url IS NOT NULL
-             ORDER BY created_at LIMIT $1"
+            "UPDATE orders SET reconcile_due_at = $1
+             WHERE reconcile_due_at <= $2 AND status = 'pending' AND out_trade_no IN (
+                 SELECT out_trade_no FROM orders
+                 WHERE status = 'pending' AND code_url IS NOT NULL AND reconcile_due_at <= $2
+                 ORDER BY created_at LIMIT $3 {SKIP_LOCKED})
+             RETURNING {ORDER_COLUMNS}"
         ))
+        .bind(next.timestamp())
+        .bind(now.timestamp())
         .bind(limit)
-        .fetch_all(&self.reader)
+        .fetch_all(&self.writer)
         .await?;
-        rows.iter().map(order_from_row).collect()
+        let mut orders = rows.iter().map(order_from_row).collect::<Result<Vec<_>, _>>()?;
+        orders.sort_by_key(|o| o.created_at);
+        Ok(orders)
     }
 
     /// Closes pending orders that never got a prepay and whose time is up, restoring their

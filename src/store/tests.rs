@@ -398,22 +398,38 @@ async fn the_reconciliation_scan_touches_only_pending_orders() {
     }
     tx.commit().await.unwrap();
     for sql in [
-        "SELECT out_trade_no FROM orders WHERE status = 'pending' AND code_url IS NOT NULL ORDER BY created_at LIMIT 1000",
+        // The claim's own statement, as `claim_due_for_reconcile` sends it.
+        "UPDATE orders SET reconcile_due_at = 6000
+         WHERE reconcile_due_at <= 5000 AND status = 'pending' AND out_trade_no IN (
+             SELECT out_trade_no FROM orders
+             WHERE status = 'pending' AND code_url IS NOT NULL AND reconcile_due_at <= 5000
+             ORDER BY created_at LIMIT 1000)
+         RETURNING out_trade_no",
         "SELECT out_trade_no FROM orders WHERE status = 'pending' AND code_url IS NULL AND expires_at <= 5000 ORDER BY created_at LIMIT 1000",
     ] {
         let plan: Vec<(i64, i64, i64, String)> = sqlx::query_as(&format!("EXPLAIN QUERY PLAN {sql}"))
             .fetch_all(pools(&store).1)
             .await
             .unwrap();
-        let detail = plan.into_iter().map(|r| r.3).collect::<Vec<_>>().join("; ");
+        let steps: Vec<String> = plan.into_iter().map(|r| r.3).collect();
+        let detail = steps.join("; ");
         assert!(detail.contains("USING INDEX orders_pending_by_created"), "{detail}");
-        assert!(!detail.contains("SCAN orders\""), "{detail}");
+        // No step reads the whole table.
+        assert!(!steps.iter().any(|step| step == "SCAN orders"), "{detail}");
     }
-    let pending = store.pending_with_prepay(1000).await.unwrap();
-    assert_eq!(pending.len(), 100);
-    assert!(pending
+    let at = |secs| chrono::DateTime::from_timestamp(secs, 0).unwrap();
+    let claimed = store
+        .claim_due_for_reconcile(at(5000), at(5030), 1000)
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 100);
+    assert!(claimed
         .windows(2)
         .all(|w| w[0].created_at <= w[1].created_at));
+    // Claimed until 5030: another job in between gets none of them; after it, all again.
+    let again = |secs| store.claim_due_for_reconcile(at(secs), at(secs + 30), 1000);
+    assert!(again(5029).await.unwrap().is_empty());
+    assert_eq!(again(5030).await.unwrap().len(), 100);
 }
 
 #[tokio::test]

@@ -5,6 +5,10 @@ use std::collections::HashMap;
 use tempfile::TempDir;
 use wxpay_checkout::config::Settings;
 
+/// The interval of the jobs `TestApp::reconciler` makes: runs meant to query an order again are
+/// this far apart.
+pub const JOB_INTERVAL: chrono::Duration = chrono::Duration::seconds(10);
+
 /// A fresh database for one test: an SQLite file in `dir`, or — with `TEST_DATABASE=postgres`
 /// — a new database in the PostgreSQL cluster at `TEST_POSTGRES_URL`.
 pub async fn database_url(dir: &TempDir) -> String {
@@ -485,6 +489,8 @@ use wxpay_checkout::payments::reconcile::Reconciler;
 impl TestApp {
     /// A reconciliation job of its own over the shop's database and sandbox — a second
     /// instance, as another replica would run — with its own payments consumer.
+    /// A reconciliation job over this app's database and sandbox, run by hand with
+    /// `run_once(now)`; an order it queried is due again [`JOB_INTERVAL`] later.
     pub async fn reconciler(&self, max_attempts: u32) -> Reconciler {
         let store = wxpay_checkout::store::Store::connect(&self.database_url)
             .await
@@ -501,7 +507,7 @@ impl TestApp {
             store,
             wechat,
             payments,
-            Duration::from_secs(3600),
+            JOB_INTERVAL.to_std().unwrap(),
             max_attempts,
         )
     }

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use chrono::Duration as Span;
 
-use crate::helpers::TestApp;
+use crate::helpers::{TestApp, JOB_INTERVAL};
 
 /// An order with a prepay (its pay page opened), with its code_url.
 async fn prepaid_order(app: &TestApp, sku: i64) -> (String, String) {
@@ -23,8 +23,9 @@ async fn an_unpaid_order_is_closed_after_the_maximum_attempts_and_its_stock_retu
     let created = app.created_at(&no).await;
 
     // Within five minutes of creation nothing is closed, whatever the attempts.
-    for _ in 0..4 {
-        let report = job.run_once(created + Span::minutes(1)).await.unwrap();
+    for run in 0..4 {
+        let at = created + Span::minutes(1) + JOB_INTERVAL * run;
+        let report = job.run_once(at).await.unwrap();
         assert_eq!((report.queried, report.closed), (1, 0));
     }
     assert_eq!(app.order_row(&no).await.0, "pending");
@@ -53,14 +54,22 @@ async fn an_order_is_queried_until_its_attempts_run_out() {
     let job = app.reconciler(3).await;
     let later = app.created_at(&no).await + Span::minutes(6);
     for attempt in 1..=2 {
-        let report = job.run_once(later).await.unwrap();
+        let report = job.run_once(later + JOB_INTERVAL * attempt).await.unwrap();
         assert_eq!(
             (report.still_unpaid, report.closed),
             (1, 0),
             "attempt {attempt}"
         );
+        // Within the interval the order is not asked about again.
+        let report = job
+            .run_once(later + JOB_INTERVAL * attempt + Span::seconds(1))
+            .await;
+        assert_eq!(report.unwrap().queried, 0);
     }
-    assert_eq!(job.run_once(later).await.unwrap().closed, 1);
+    assert_eq!(
+        job.run_once(later + JOB_INTERVAL * 3).await.unwrap().closed,
+        1
+    );
 }
 
 #[tokio::test]
@@ -138,8 +147,8 @@ async fn a_storm_of_5xx_closes_nothing_and_counts_no_attempt() {
     app.set_faults(serde_json::json!({ "http_5xx": 1.0 })).await;
     let job = app.reconciler(1).await;
     let far = chrono::Utc::now() + Span::days(1);
-    for _ in 0..3 {
-        let report = job.run_once(far).await.unwrap();
+    for run in 0..3 {
+        let report = job.run_once(far + JOB_INTERVAL * run).await.unwrap();
         assert_eq!(
             (report.transient_errors, report.closed),
             (1, 0),
@@ -157,11 +166,13 @@ async fn a_storm_of_5xx_closes_nothing_and_counts_no_attempt() {
     // SYSTEMERROR is no different.
     app.set_faults(serde_json::json!({ "system_error": 1.0 }))
         .await;
-    assert_eq!(job.run_once(far).await.unwrap().closed, 0);
+    let report = job.run_once(far + JOB_INTERVAL * 3).await.unwrap();
+    assert_eq!((report.transient_errors, report.closed), (1, 0));
     assert_eq!(app.order_row(&no).await.0, "pending");
     // Once WeChat answers again, the expired order is closed.
     app.set_faults(serde_json::json!({})).await;
-    assert_eq!(job.run_once(far).await.unwrap().closed, 1);
+    let report = job.run_once(far + JOB_INTERVAL * 4).await.unwrap();
+    assert_eq!(report.closed, 1);
 }
 
 #[tokio::test]
@@ -177,6 +188,8 @@ async fn two_jobs_at_once_close_each_order_once_and_restore_stock_once() {
     let at = chrono::Utc::now() + Span::minutes(11);
     let (ra, rb) = tokio::join!(a.run_once(at), b.run_once(at));
     let (ra, rb) = (ra.unwrap(), rb.unwrap());
+    // Each order was claimed by one job: queried once, closed once.
+    assert_eq!(ra.queried + rb.queried, 12, "{ra:?} {rb:?}");
     assert_eq!(ra.closed + rb.closed, 12, "{ra:?} {rb:?}");
     assert_eq!(
         app.stock(3).await,
