@@ -101,10 +101,14 @@ async fn main() -> anyhow::Result<()> {
 
     let (payments, consumer) = wxpay_checkout::payments::channel(store.clone());
     tokio::spawn(consumer.run(tokio_util::sync::CancellationToken::new()));
-    let job = Reconciler::new(store, wechat, payments, Duration::from_secs(30), 10);
+    let interval = Duration::from_secs(30);
+    let job = Reconciler::new(store, wechat, payments, interval, 10);
+    let start = chrono::Utc::now();
+    // One interval apart, as the job runs: each run finds every pending order due again.
     for run in 1..=3 {
+        let at = start + chrono::Duration::from_std(interval * (run - 1))?;
         let started = Instant::now();
-        let report = job.run_once(chrono::Utc::now()).await?;
+        let report = job.run_once(at).await?;
         println!(
             "run {run}: {:.1?} — queried {}, still unpaid {}",
             started.elapsed(),
