@@ -8,11 +8,12 @@
 
 use std::io::Write;
 
-use secrecy::SecretString;
 use sqlx::Connection;
-use wxpay_checkout::config::{SANDBOX_APPID, SANDBOX_KEY, SANDBOX_MCH_ID};
 use wxpay_checkout::store::Store;
-use wxpay_checkout::wxpay::{sign, xml, Fields, SignType};
+
+#[path = "support/notify.rs"]
+mod notify;
+use notify::signed_notify;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -50,7 +51,6 @@ async fn load(url: &str, out: &str, orders: usize) -> anyhow::Result<()> {
     .bind(now)
     .execute(&mut *tx)
     .await?;
-    let key = SecretString::from(SANDBOX_KEY);
     let mut numbers = std::io::BufWriter::new(std::fs::File::create(format!("{out}/orders.txt"))?);
     let mut notifies =
         std::io::BufWriter::new(std::fs::File::create(format!("{out}/notifies.txt"))?);
@@ -83,29 +83,8 @@ async fn load(url: &str, out: &str, orders: usize) -> anyhow::Result<()> {
             item_rows.clear();
         }
         writeln!(numbers, "{no}")?;
-        let mut notify: Fields = [
-            ("appid", SANDBOX_APPID),
-            ("mch_id", SANDBOX_MCH_ID),
-            ("nonce_str", "5d2b6c2a8db53831f7eda20af46e531c"),
-            ("return_code", "SUCCESS"),
-            ("result_code", "SUCCESS"),
-            ("openid", "oUpF8uMEb4qRXf22hE3X68TekukE"),
-            ("is_subscribe", "N"),
-            ("trade_type", "NATIVE"),
-            ("bank_type", "CMC"),
-            ("total_fee", "100"),
-            ("cash_fee", "100"),
-            ("fee_type", "CNY"),
-            ("time_end", "20261128201513"),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
-        notify.insert("out_trade_no".into(), no.clone());
-        notify.insert("transaction_id".into(), format!("4200{now}{i:014}"));
-        let signature = sign::sign(&notify, &key, SignType::Md5);
-        notify.insert("sign".into(), signature);
-        writeln!(notifies, "{}", xml::encode(&notify))?;
+        let transaction_id = format!("4200{now}{i:014}");
+        writeln!(notifies, "{}", signed_notify(&no, 100, &transaction_id))?;
     }
     tx.commit().await?;
     numbers.flush()?;

@@ -16,9 +16,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rand::Rng;
-use secrecy::SecretString;
-use wxpay_checkout::config::{SANDBOX_APPID, SANDBOX_KEY, SANDBOX_MCH_ID};
-use wxpay_checkout::wxpay::{sign, xml, Fields, SignType};
+use wxpay_checkout::wxpay::xml;
+
+#[path = "support/notify.rs"]
+mod notify;
+use notify::signed_notify;
 
 struct Proc(Child);
 
@@ -85,33 +87,6 @@ async fn fresh_postgres_database(cluster: &str) -> anyhow::Result<String> {
     admin.close().await;
     let base = cluster.rsplit_once('/').map_or(cluster, |(base, _)| base);
     Ok(format!("{base}/{name}"))
-}
-
-fn signed_notify(no: &str, total_fee: i64, tid: &str) -> String {
-    let mut f: Fields = [
-        ("appid", SANDBOX_APPID),
-        ("mch_id", SANDBOX_MCH_ID),
-        ("nonce_str", "chaos0000000000000000000000000000"),
-        ("return_code", "SUCCESS"),
-        ("result_code", "SUCCESS"),
-        ("openid", "oUpF8uMEb4qRXf22hE3X68TekukE"),
-        ("is_subscribe", "N"),
-        ("trade_type", "NATIVE"),
-        ("bank_type", "CMC"),
-        ("fee_type", "CNY"),
-        ("time_end", "20261128201513"),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), v.to_string()))
-    .collect();
-    f.insert("nonce_str".into(), "chaos".into());
-    f.insert("out_trade_no".into(), no.into());
-    f.insert("total_fee".into(), total_fee.to_string());
-    f.insert("cash_fee".into(), total_fee.to_string());
-    f.insert("transaction_id".into(), tid.into());
-    let s = sign::sign(&f, &SecretString::from(SANDBOX_KEY), SignType::Md5);
-    f.insert("sign".into(), s);
-    xml::encode(&f)
 }
 
 #[tokio::main]
