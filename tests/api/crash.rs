@@ -12,7 +12,7 @@ use tempfile::{NamedTempFile, TempDir};
 use wxpay_checkout::wxpay::xml;
 
 use crate::helpers::{
-    database_url, no_redirects, on_postgres, place_order_at, raw_pool, wait_for_zero,
+    database_url, no_redirects, on_postgres, place_order_at, raw_pool, sigterm, wait_for_zero,
 };
 use crate::notify::{notify_fields, signed};
 
@@ -281,12 +281,7 @@ async fn sigterm_finishes_requests_in_flight_and_drains_the_payments_channel() {
         );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    let pid = shop.0.id().to_string();
-    assert!(Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap()
-        .success());
+    sigterm(&shop.0);
     assert_eq!(
         in_flight.await.unwrap().unwrap(),
         200,

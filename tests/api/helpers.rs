@@ -544,6 +544,36 @@ pub async fn place_order_at(http: &reqwest::Client, base: &str, sku: &str) -> St
     placed.headers()["location"].to_str().unwrap().to_owned()
 }
 
+/// Pays order `no` through the sandbox at `sandbox` (its base URL, ending in `/`), by the
+/// code_url the sandbox holds for it; returns the sandbox's answer (transaction_id, total_fee…).
+pub async fn pay_at_sandbox(http: &reqwest::Client, sandbox: &str, no: &str) -> serde_json::Value {
+    let order: serde_json::Value = http
+        .get(format!("{sandbox}sandbox/orders/{no}"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    http.post(format!("{sandbox}sandbox/pay"))
+        .json(&serde_json::json!({ "code_url": order["code_url"] }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+/// Asks a child process to stop, as a container runtime does (SIGTERM).
+pub fn sigterm(child: &std::process::Child) {
+    let sent = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+}
+
 /// Polls a `SELECT COUNT(*) …` until it is zero, failing after `deadline`.
 pub async fn wait_for_zero(db: &sqlx::AnyPool, count_sql: &str, deadline: Duration) {
     let until = tokio::time::Instant::now() + deadline;

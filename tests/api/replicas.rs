@@ -9,7 +9,8 @@ use tempfile::TempDir;
 
 use crate::crash::{free_port, start_shop_with, Shop};
 use crate::helpers::{
-    database_url, no_redirects, on_postgres, place_order_at, raw_pool, wait_for_zero,
+    database_url, no_redirects, on_postgres, pay_at_sandbox, place_order_at, raw_pool,
+    wait_for_zero,
 };
 use crate::notify::{notify_fields, signed};
 
@@ -88,23 +89,7 @@ async fn two_replicas_never_apply_a_transition_twice() {
     // Half are paid: the sandbox notifies the replica that placed the prepay, and the same
     // payment is also notified to the other one.
     for (i, no) in to_pay.iter().enumerate() {
-        let order: serde_json::Value = http
-            .get(format!("{sandbox}sandbox/orders/{no}"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        let paid: serde_json::Value = http
-            .post(format!("{sandbox}sandbox/pay"))
-            .json(&serde_json::json!({ "code_url": order["code_url"] }))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let paid = pay_at_sandbox(&http, &sandbox, no).await;
         let tid = paid["transaction_id"].as_str().unwrap();
         let total = paid["total_fee"].as_i64().unwrap();
         let body = signed(&notify_fields(no, total, tid), false);

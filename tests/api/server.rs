@@ -105,10 +105,7 @@ fn the_sandbox_command_serves_alone_and_stops_on_sigterm() {
     std::thread::spawn(move || lines.for_each(drop));
     let answer = blocking::get_text(&format!("{base_url}pay/orderquery"));
     assert!(answer.contains("<return_code>"), "{answer}");
-    Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
+    crate::helpers::sigterm(&child);
     assert!(child.wait().unwrap().success());
 }
 
@@ -272,19 +269,7 @@ async fn logs_are_json_lines_that_carry_the_order_number_and_never_the_api_key()
             .status(),
         200
     );
-    let order: serde_json::Value = http
-        .get(format!("{sandbox_url}sandbox/orders/{no}"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    http.post(format!("{sandbox_url}sandbox/pay"))
-        .json(&serde_json::json!({ "code_url": order["code_url"] }))
-        .send()
-        .await
-        .unwrap();
+    crate::helpers::pay_at_sandbox(&http, &sandbox_url, &no).await;
     let until = tokio::time::Instant::now() + Duration::from_secs(10);
     loop {
         let status: serde_json::Value = http
@@ -301,12 +286,7 @@ async fn logs_are_json_lines_that_carry_the_order_number_and_never_the_api_key()
         assert!(tokio::time::Instant::now() < until, "not paid: {status}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let pid = shop.0.id().to_string();
-    assert!(Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap()
-        .success());
+    crate::helpers::sigterm(&shop.0);
     shop.0.wait().unwrap();
 
     for log in ["shop.log", "sandbox.log"] {
