@@ -39,7 +39,7 @@ async fn main() -> anyhow::Result<()> {
 
 async fn load(url: &str, out: &str, orders: usize) -> anyhow::Result<()> {
     // Create the schema the shop's way, then bulk-load over a plain connection.
-    let store = Store::connect(url).await?;
+    let store = Store::connect(url, &wxpay_checkout::rt::AppRuntime::current()).await?;
     store.close().await;
     let mut conn = sqlx::AnyConnection::connect(url).await?;
     let now = chrono::Utc::now().timestamp();

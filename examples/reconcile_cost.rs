@@ -6,8 +6,10 @@
 
 use std::time::{Duration, Instant};
 
+use wxpay_checkout::checkout::reconcile::Reconciler;
+use wxpay_checkout::checkout::{Checkout, Terms};
 use wxpay_checkout::config::{SANDBOX_APPID, SANDBOX_KEY, SANDBOX_MCH_ID};
-use wxpay_checkout::payments::reconcile::Reconciler;
+use wxpay_checkout::rt::AppRuntime;
 use wxpay_checkout::sandbox::{SandboxConfig, SandboxServer};
 use wxpay_checkout::store::Store;
 use wxpay_checkout::wxpay::types::UnifiedOrderRequest;
@@ -20,7 +22,8 @@ async fn main() -> anyhow::Result<()> {
     let pending: usize = args.next().map_or(Ok(100), |a| a.parse())?;
     let dir = tempfile::tempdir()?;
     let url = format!("sqlite://{}/cost.db", dir.path().display());
-    let store = Store::connect(&url).await?;
+    let rt = AppRuntime::current();
+    let store = Store::connect(&url, &rt).await?;
     let merchant = Merchant {
         appid: SANDBOX_APPID.into(),
         mch_id: SANDBOX_MCH_ID.into(),
@@ -29,12 +32,12 @@ async fn main() -> anyhow::Result<()> {
     let sandbox = SandboxServer::start(
         std::net::TcpListener::bind("127.0.0.1:0")?,
         SandboxConfig::new(merchant.clone()),
+        &rt,
     )?;
-    let wechat = Client::new(ClientConfig::new(
-        sandbox.base_url(),
-        merchant,
-        SignType::Md5,
-    ))?;
+    let wechat = Client::new(
+        ClientConfig::new(sandbox.base_url(), merchant, SignType::Md5),
+        &rt,
+    )?;
     tokio::spawn(sandbox.run());
 
     let started = Instant::now();
@@ -99,10 +102,17 @@ async fn main() -> anyhow::Result<()> {
         .await?;
     }
 
-    let (payments, consumer) = wxpay_checkout::payments::channel(store.clone());
-    tokio::spawn(consumer.run(tokio_util::sync::CancellationToken::new()));
     let interval = Duration::from_secs(30);
-    let job = Reconciler::new(store, wechat, payments, interval, 10);
+    let terms = Terms {
+        notify_url: "http://127.0.0.1:9/weixin/pay/notify/url".parse()?,
+        spbill_create_ip: "127.0.0.1".into(),
+        order_ttl: Duration::from_secs(600),
+        reconcile_interval: interval,
+        reconcile_max_attempts: 10,
+    };
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let (checkout, _background) = Checkout::start(store, wechat, terms, &rt, &shutdown);
+    let job = Reconciler::new(checkout);
     let start = chrono::Utc::now();
     // One interval apart, as the job runs: each run finds every pending order due again.
     for run in 1..=3 {

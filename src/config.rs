@@ -1,4 +1,4 @@
-//! Settings from the environment, exactly as `shared/contract.md` lists them. A bad value stops
+//! Settings from the environment, exactly as the README's configuration table lists them. A bad value stops
 //! start-up with one line naming the variable; the API key is a `SecretString` and no message
 //! or `Debug` output ever contains it.
 

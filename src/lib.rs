@@ -1,28 +1,47 @@
 //! wxpay-checkout: a self-hosted WeChat Pay "Native" (scan-to-pay) checkout in one binary.
 //!
+//! # The outside contract
+//!
+//! What shoppers, WeChat Pay and merchants meet, and which this crate keeps: the commands
+//! `serve` (the default; with no merchant credentials it also starts the built-in sandbox and
+//! pays through it over real HTTP), `sandbox` and `healthcheck`; the configuration variables
+//! ([`config`], tabled in the README); the shop's pages (`/`, `POST /orders`, `/pay/{no}` with an
+//! inline SVG QR code, its success and failure pages); the seed front end's JSON routes
+//! (`/weixin/pay/create/native`, `/weixin/pay/status/query`, in its `Result` shape with code
+//! `20000`); WeChat's notify route (`/weixin/pay/notify/url`, answered in WeChat's XML once the
+//! payment is durably recorded); `/healthz` and `/metrics`; and the sandbox's WeChat Pay v2
+//! paths. The README describes each.
+//!
 //! # Layout
 //!
-//! - [`config`]: settings from the environment (`shared/contract.md`); secrets wrapped.
-//! - [`domain`]: money in fen, order numbers, order states and their transitions — no I/O.
-//! - [`wxpay`]: the WeChat Pay v2 protocol — signing, the strict XML codec, typed messages,
-//!   the client, the payment notify, Beijing time. Uses nothing else of this crate.
-//! - [`sandbox`]: WeChat Pay's side of the same protocol, served over HTTP: the product's
-//!   zero-configuration default and the backbone of the end-to-end tests. Uses `wxpay` (and
-//!   `domain`'s money formatting) only.
-//! - [`store`]: all SQL — pools, migrations (`migrations/`), typed queries, the order cache.
+//! - [`checkout`]: the checkout service — every payment flow a front end needs (catalogue,
+//!   placing an order, the pay flow with its single-flight prepay, the payment status, the
+//!   notify) and the reconciliation job, with one error type, [`checkout::CheckoutError`].
+//! - [`web`]: HTTP routes — shop, pay page, seed JSON API, notify, operations. Thin: each
+//!   handler calls one checkout flow and translates its answer; errors render in `web/error.rs`.
 //! - [`payments`]: the order side of a payment — the durable inbox recorder, the channel and the
-//!   consumer that applies payments to orders (the only place an order becomes paid), the order
-//!   query throttle, and the reconciliation job.
-//! - [`web`]: HTTP routes — shop, pay page, seed JSON API, notify, operations.
+//!   consumer that applies payments to orders (the only place an order becomes paid).
+//! - [`store`]: all SQL — pools, migrations (`migrations/`), typed queries (`store/sql/`, one
+//!   source compiled for SQLite and for PostgreSQL), the order cache, the order desk (group
+//!   commit of new orders).
+//! - [`wxpay`]: the WeChat Pay v2 protocol — signing, the strict XML codec, typed messages,
+//!   the client, the payment notify, Beijing time.
+//! - [`sandbox`]: WeChat Pay's side of the same protocol, served over HTTP: the product's
+//!   zero-configuration default and the backbone of the end-to-end tests.
+//! - [`domain`]: money in fen, order numbers, order states and their transitions — no I/O.
+//! - [`config`]: settings from the environment; secrets wrapped.
 //! - [`startup`]: builds the application from settings, runs it, shuts it down in order.
-//! - [`telemetry`]: tracing set-up.
-//! - [`rt`]: keeps the store's and the WeChat client's sockets on the application runtime, out
-//!   of the web workers' short-lived ones.
+//! - [`telemetry`]: tracing set-up and the metrics recorder.
+//! - [`rt`]: keeps shared sockets and tasks on the application runtime, out of the web workers'
+//!   short-lived ones; handed explicitly to everything that owns them.
 //!
-//! Dependencies point one way: `web` uses `payments`, `store`, `wxpay` and `domain`; `payments`
-//! uses `store`, `wxpay` and `domain`; `store` uses `domain` (and `wxpay`'s `SignType`);
-//! `wxpay` and `domain` use nothing of ours but `rt`.
+//! Dependencies point one way (a test below checks every `crate::` path against this list):
+//! `web` uses `checkout`, `wxpay` (wire formats), `domain` and `telemetry`; `checkout` uses
+//! `payments`, `store`, `wxpay`, `domain` and `rt`; `payments` uses `store` and `domain`;
+//! `store` uses `domain`, `rt` and `wxpay`'s `SignType`; `sandbox` uses `wxpay`, `rt` and
+//! `domain`'s money formatting; `wxpay` uses `rt` only; `domain` and `rt` use nothing of ours.
 
+pub mod checkout;
 pub mod config;
 pub mod domain;
 pub mod payments;
@@ -33,3 +52,64 @@ pub mod store;
 pub mod telemetry;
 pub mod web;
 pub mod wxpay;
+
+#[cfg(test)]
+mod layers {
+    use std::path::Path;
+
+    /// Which top-level modules each module may name (`crate::x`).
+    const ALLOWED: &[(&str, &[&str])] = &[
+        ("domain", &[]),
+        ("rt", &[]),
+        ("wxpay", &["rt"]),
+        ("sandbox", &["wxpay", "rt", "domain"]),
+        ("store", &["domain", "rt", "wxpay"]),
+        ("payments", &["store", "domain"]),
+        ("checkout", &["payments", "store", "wxpay", "domain", "rt"]),
+        ("web", &["checkout", "wxpay", "domain", "telemetry"]),
+        ("telemetry", &["config"]),
+        ("config", &["sandbox", "wxpay"]),
+    ];
+
+    fn rust_files(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                rust_files(&path, out);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                out.push(path);
+            }
+        }
+    }
+
+    #[test]
+    fn dependencies_point_one_way() {
+        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+        let mut violations = Vec::new();
+        for (module, allowed) in ALLOWED {
+            let mut files = Vec::new();
+            let dir = src.join(module);
+            if dir.is_dir() {
+                rust_files(&dir, &mut files);
+            }
+            let file = src.join(format!("{module}.rs"));
+            if file.is_file() {
+                files.push(file);
+            }
+            assert!(!files.is_empty(), "no source for {module}");
+            for file in files {
+                let text = std::fs::read_to_string(&file).unwrap();
+                for (at, _) in text.match_indices("crate::") {
+                    let used: String = text[at + "crate::".len()..]
+                        .chars()
+                        .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                        .collect();
+                    if used != *module && !allowed.contains(&used.as_str()) {
+                        violations.push(format!("{}: crate::{used}", file.display()));
+                    }
+                }
+            }
+        }
+        assert!(violations.is_empty(), "{violations:#?}");
+    }
+}

@@ -3,6 +3,7 @@
 use std::process::ExitCode;
 
 use wxpay_checkout::config::Settings;
+use wxpay_checkout::rt::AppRuntime;
 use wxpay_checkout::startup::{self, Application};
 use wxpay_checkout::telemetry;
 
@@ -72,7 +73,7 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
 }
 
 async fn sandbox(settings: Settings) -> anyhow::Result<()> {
-    let server = startup::start_sandbox(&settings)?;
+    let server = startup::start_sandbox(&settings, &AppRuntime::current())?;
     tracing::info!(
         base_url = %server.base_url(),
         appid = %settings.merchant.appid,

@@ -9,8 +9,12 @@
 //!
 //! [`AppRuntime::run`] polls a future inside the application runtime's context: whatever the
 //! future opens, spawns or arms lives on the application runtime, which outlives every worker,
-//! while the calling task still does the waiting. The store and the WeChat Pay client wrap their
-//! I/O in it.
+//! while the calling task still does the waiting; [`AppRuntime::spawn`] starts a task there.
+//!
+//! The rule holds by construction: start-up (`startup.rs`) captures the runtime once and passes it to
+//! every constructor of something that owns sockets or tasks — the store, the WeChat Pay client,
+//! the built-in sandbox, the order desk, the payments consumer and the reconciliation job. None
+//! of them picks up whatever runtime happens to be current.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -18,21 +22,39 @@ use std::task::{Context, Poll};
 
 use tokio::runtime::Handle;
 
-/// The runtime that owns shared I/O: the one current where it was captured.
-#[derive(Debug, Clone, Default)]
-pub struct AppRuntime(Option<Handle>);
+/// The runtime that owns shared I/O.
+#[derive(Debug, Clone)]
+pub struct AppRuntime(Handle);
 
 impl AppRuntime {
-    /// The runtime of the calling context; outside any runtime, futures are polled as they are.
+    /// The runtime of the calling context, captured once at start-up (and by tests that build
+    /// parts of the application themselves).
+    ///
+    /// # Panics
+    /// Outside a Tokio runtime.
     pub fn current() -> AppRuntime {
-        AppRuntime(Handle::try_current().ok())
+        AppRuntime(Handle::current())
+    }
+
+    /// Starts `task` on this runtime.
+    pub fn spawn<F>(&self, task: F) -> tokio::task::JoinHandle<F::Output>
+    where
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        self.0.spawn(task)
+    }
+
+    /// This runtime's handle.
+    pub fn handle(&self) -> &Handle {
+        &self.0
     }
 
     /// Polls `future` inside this runtime's context, and drops it there too: a request that is
     /// cancelled half-way still hands its pooled connection back on the application runtime.
     pub fn run<F: Future>(&self, future: F) -> InRuntime<'_, F> {
         InRuntime {
-            handle: self.0.as_ref(),
+            handle: &self.0,
             future: Some(future),
         }
     }
@@ -41,7 +63,7 @@ impl AppRuntime {
 pin_project_lite::pin_project! {
     /// A future polled and dropped inside a runtime's context; see [`AppRuntime::run`].
     pub struct InRuntime<'a, F> {
-        handle: Option<&'a Handle>,
+        handle: &'a Handle,
         // None once finished or dropped.
         #[pin]
         future: Option<F>,
@@ -50,7 +72,7 @@ pin_project_lite::pin_project! {
     impl<'a, F> PinnedDrop for InRuntime<'a, F> {
         fn drop(this: Pin<&mut Self>) {
             let mut this = this.project();
-            let _entered = this.handle.map(Handle::enter);
+            let _entered = this.handle.enter();
             this.future.set(None);
         }
     }
@@ -61,7 +83,7 @@ impl<F: Future> Future for InRuntime<'_, F> {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
         let mut this = self.project();
-        let _entered = this.handle.map(Handle::enter);
+        let _entered = this.handle.enter();
         let future = this
             .future
             .as_mut()
@@ -93,13 +115,17 @@ mod tests {
                 });
             }
         });
-        let open = |app: AppRuntime| {
+        let open = |app: Option<AppRuntime>| {
             std::thread::spawn(move || {
                 let worker = tokio::runtime::Builder::new_current_thread()
                     .enable_all()
                     .build()
                     .unwrap();
-                worker.block_on(app.run(tokio::net::TcpStream::connect(addr)))
+                let connect = tokio::net::TcpStream::connect(addr);
+                match app {
+                    Some(app) => worker.block_on(app.run(connect)),
+                    None => worker.block_on(connect),
+                }
             })
             .join()
             .unwrap()
@@ -115,10 +141,10 @@ mod tests {
             Ok::<_, std::io::Error>(answer)
         };
 
-        let ours = open(AppRuntime::current());
+        let ours = open(Some(AppRuntime::current()));
         assert_eq!(&echo(ours).await.unwrap(), b"ping");
         // The same socket opened in the worker's own context dies with the worker.
-        let theirs = open(AppRuntime::default());
+        let theirs = open(None);
         assert!(echo(theirs).await.is_err());
     }
 

@@ -1,7 +1,10 @@
 //! Builds the application from settings: the store, the listeners (the shop's, and in sandbox
 //! mode the built-in sandbox's) and the background tasks; and runs it until shutdown, stopping
-//! in order: stop accepting and finish requests, stop the sandbox, stop the reconciliation job,
-//! drain the payments channel, close the database.
+//! in order: stop accepting and finish requests, stop the sandbox, stop the reconciliation job
+//! and the order desk, drain the payments channel, close the database.
+//!
+//! Everything that owns sockets or tasks is given the application runtime here, explicitly
+//! (see [`crate::rt`]).
 
 use std::net::{SocketAddr, TcpListener};
 
@@ -11,12 +14,13 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use url::Url;
 
+use crate::checkout::reconcile::Reconciler;
+use crate::checkout::{Background, Checkout, Terms};
 use crate::config::Settings;
-use crate::payments;
-use crate::payments::reconcile::{Reconciler, MIN_CLOSE_AGE};
+use crate::rt::AppRuntime;
 use crate::sandbox::{SandboxConfig, SandboxHandle, SandboxServer};
 use crate::store::Store;
-use crate::web::{routes, AppState, Checkout};
+use crate::web::{routes, AppState};
 use crate::wxpay::{Client, ClientConfig};
 
 /// The shop, bound and ready to run.
@@ -25,8 +29,8 @@ pub struct Application {
     api_base: Url,
     server: actix_web::dev::Server,
     sandbox: Option<SandboxServer>,
-    consumer: JoinHandle<()>,
     reconciler: JoinHandle<()>,
+    background: Background,
     shutdown: CancellationToken,
     store: Store,
 }
@@ -40,15 +44,16 @@ pub fn sandbox_config(settings: &Settings) -> SandboxConfig {
     config
 }
 
-/// Binds the sandbox's listener (`SANDBOX_LISTEN_ADDR`) and starts it.
-pub fn start_sandbox(settings: &Settings) -> anyhow::Result<SandboxServer> {
+/// Binds the sandbox's listener (`SANDBOX_LISTEN_ADDR`) and starts it; its notify deliveries
+/// run on `rt`.
+pub fn start_sandbox(settings: &Settings, rt: &AppRuntime) -> anyhow::Result<SandboxServer> {
     let listener = TcpListener::bind(settings.sandbox_listen_addr).with_context(|| {
         format!(
             "binding SANDBOX_LISTEN_ADDR {}",
             settings.sandbox_listen_addr
         )
     })?;
-    SandboxServer::start(listener, sandbox_config(settings))
+    SandboxServer::start(listener, sandbox_config(settings), rt)
 }
 
 impl Application {
@@ -57,7 +62,9 @@ impl Application {
     /// listener. Port 0 binds a free port; [`Application::addr`] and
     /// [`Application::api_base`] report what was bound.
     pub async fn build(settings: &Settings) -> anyhow::Result<Application> {
-        let store = Store::connect(&settings.database_url)
+        // The one place the application runtime is captured; everything below gets it.
+        let rt = AppRuntime::current();
+        let store = Store::connect(&settings.database_url, &rt)
             .await
             .context("opening the database (DATABASE_URL)")?;
         let seeded = store.seed_demo_catalogue().await?;
@@ -65,18 +72,21 @@ impl Application {
             tracing::info!(products = seeded, "demo catalogue created");
         }
         let sandbox = if settings.builtin_sandbox {
-            Some(start_sandbox(settings)?)
+            Some(start_sandbox(settings, &rt)?)
         } else {
             None
         };
         let api_base = sandbox
             .as_ref()
             .map_or_else(|| settings.api_base.clone(), SandboxServer::base_url);
-        let wechat = Client::new(ClientConfig::new(
-            api_base.clone(),
-            settings.merchant.clone(),
-            settings.sign_type,
-        ))
+        let wechat = Client::new(
+            ClientConfig::new(
+                api_base.clone(),
+                settings.merchant.clone(),
+                settings.sign_type,
+            ),
+            &rt,
+        )
         .context("building the WeChat Pay client")?;
 
         let listener = TcpListener::bind(settings.listen_addr)
@@ -84,35 +94,26 @@ impl Application {
         let addr = listener.local_addr()?;
 
         let shutdown = CancellationToken::new();
-        let (payments, consumer) = payments::channel(store.clone());
-        let reconciler = Reconciler::new(
-            store.clone(),
-            wechat.clone(),
-            payments.clone(),
-            settings.reconcile_interval,
-            settings.reconcile_max_attempts,
-        );
-        let consumer = tokio::spawn(consumer.run(shutdown.child_token()));
-        let reconciler = tokio::spawn(reconciler.run(shutdown.child_token()));
-        let checkout = Checkout {
-            merchant: settings.merchant.clone(),
+        let terms = Terms {
             notify_url: settings.notify_url(addr),
             spbill_create_ip: settings.spbill_create_ip(),
-            sandbox_base: sandbox.as_ref().map(SandboxServer::base_url),
             order_ttl: settings.order_ttl,
-            unpaid_close_after: (settings.reconcile_interval * settings.reconcile_max_attempts)
-                .max(MIN_CLOSE_AGE.to_std().expect("a positive duration")),
+            reconcile_interval: settings.reconcile_interval,
+            reconcile_max_attempts: settings.reconcile_max_attempts,
         };
-        if checkout.unpaid_close_after < settings.order_ttl {
+        if terms.unpaid_close_after() < settings.order_ttl {
             tracing::info!(
-                closes_unpaid_after_secs = checkout.unpaid_close_after.as_secs(),
+                closes_unpaid_after_secs = terms.unpaid_close_after().as_secs(),
                 order_ttl_secs = settings.order_ttl.as_secs(),
                 "the reconciliation job closes unpaid orders before ORDER_TTL_SECS; set \
                  RECONCILE_INTERVAL_SECS × RECONCILE_MAX_ATTEMPTS ≥ ORDER_TTL_SECS to give \
                  shoppers the whole time (the pay page counts down to the earlier)"
             );
         }
-        let state = web::Data::new(AppState::new(store.clone(), wechat, payments, checkout));
+        let (checkout, background) = Checkout::start(store.clone(), wechat, terms, &rt, &shutdown);
+        let reconciler = rt.spawn(Reconciler::new(checkout.clone()).run(shutdown.child_token()));
+        let sandbox_base = sandbox.as_ref().map(SandboxServer::base_url);
+        let state = web::Data::new(AppState::new(checkout, sandbox_base));
         crate::telemetry::metrics();
         let server = HttpServer::new(move || {
             App::new()
@@ -127,8 +128,8 @@ impl Application {
             api_base,
             server,
             sandbox,
-            consumer,
             reconciler,
+            background,
             shutdown,
             store,
         })
@@ -144,7 +145,8 @@ impl Application {
     }
 
     /// Serves until SIGTERM or Ctrl-C (actix stops accepting and finishes in-flight requests),
-    /// then stops the sandbox, drains the payments channel and closes the database.
+    /// then stops the sandbox, the reconciliation job and the order desk, drains the payments
+    /// channel and closes the database.
     pub async fn run(self) -> anyhow::Result<()> {
         let sandbox_handle: Option<SandboxHandle> =
             self.sandbox.as_ref().map(SandboxServer::handle);
@@ -158,7 +160,7 @@ impl Application {
         }
         self.shutdown.cancel();
         self.reconciler.await?;
-        self.consumer.await?;
+        self.background.stopped().await?;
         self.store.close().await;
         Ok(served?)
     }

@@ -1,5 +1,6 @@
-//! Tracing set-up: human-readable text or JSON lines, filtered by `RUST_LOG` (default `info`).
-//! Nothing in this crate logs the API key, signature inputs or whole notify bodies.
+//! Telemetry: the tracing set-up — human-readable text or JSON lines, filtered by `RUST_LOG`
+//! (default `info`) — and the Prometheus metrics recorder that `/metrics` renders. Nothing in
+//! this crate logs the API key, signature inputs or whole notify bodies.
 
 use std::io::IsTerminal;
 

@@ -1,8 +1,8 @@
-//! The order side of a payment. Everything that learns of a verified payment — the notify, the
-//! status endpoint's order query, the reconciliation job — calls [`Payments::confirm`]: the
-//! payment is recorded durably in the inbox, then its id goes through an in-process channel
-//! (standing in for the original design's message broker) to the [`Consumer`], the one place
-//! that applies payments to orders.
+//! The order side of a payment. Every flow of the checkout service that learns of a verified
+//! payment — the notify, the status endpoint's order query, the pay page, the reconciliation
+//! job — calls [`Payments::confirm`]: the payment is recorded durably in the inbox, then its id
+//! goes through an in-process channel (standing in for the original design's message broker)
+//! to the [`Consumer`], the one place that applies payments to orders.
 //!
 //! Recording uses group commit: concurrent confirmations are written by one recorder task in a
 //! single transaction (one disk flush for the lot), and each caller is answered once its event
@@ -13,9 +13,7 @@
 //! room, already durable, is applied by the consumer's replay, which also runs at start-up and
 //! every [`REPLAY_INTERVAL`], so a crash between recording and applying loses nothing.
 
-pub mod gate;
-pub mod reconcile;
-
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::{broadcast, mpsc, oneshot};
@@ -45,7 +43,7 @@ pub struct AppliedNotice {
 /// A confirmation waiting to be written.
 struct RecordRequest {
     event: PaymentEvent,
-    reply: oneshot::Sender<Result<Recorded, String>>,
+    reply: oneshot::Sender<Result<Recorded, Arc<StoreError>>>,
 }
 
 /// The producer side, held in application state.
@@ -108,8 +106,8 @@ impl Payments {
         }
         match answer.await {
             Ok(Ok(recorded)) => Ok(recorded),
-            Ok(Err(e)) => Err(StoreError::Unavailable(e)),
-            Err(_) => Err(StoreError::Unavailable("the recorder stopped".into())),
+            Ok(Err(e)) => Err(StoreError::Batch(e)),
+            Err(_) => Err(StoreError::Stopped("payments recorder")),
         }
     }
 
@@ -196,9 +194,9 @@ async fn write_batch(store: &Store, batch: Vec<RecordRequest>, handover: &mpsc::
         }
         Err(e) => {
             tracing::error!(error = %e, events = batch.len(), "recording payments failed");
-            let message = e.to_string();
+            let e = Arc::new(e);
             for request in batch {
-                let _ = request.reply.send(Err(message.clone()));
+                let _ = request.reply.send(Err(e.clone()));
             }
         }
     }
@@ -355,43 +353,4 @@ impl Applier {
             }
         }
     }
-}
-
-/// The payment an order query reports, when WeChat says SUCCESS for exactly this order's amount
-/// (the query's signature was verified by the client). A SUCCESS with another amount is logged
-/// and never applied.
-pub fn event_from_query(
-    order: &crate::store::Order,
-    query: &crate::wxpay::types::OrderQueryResponse,
-    source: crate::store::PaymentSource,
-) -> Option<PaymentEvent> {
-    use crate::wxpay::TradeState;
-    if query.trade_state != TradeState::Success || query.out_trade_no != order.out_trade_no.as_str()
-    {
-        return None;
-    }
-    let (Some(transaction_id), Some(total_fee), Some(time_end)) =
-        (&query.transaction_id, query.total_fee, &query.time_end)
-    else {
-        return None;
-    };
-    if total_fee != order.total_fee.0 {
-        tracing::error!(
-            out_trade_no = %order.out_trade_no,
-            expected = order.total_fee.0,
-            reported = total_fee,
-            "WeChat reports a payment of another amount; not applied"
-        );
-        return None;
-    }
-    let pay_time = crate::wxpay::time::parse_beijing(time_end).ok()?;
-    Some(PaymentEvent {
-        out_trade_no: order.out_trade_no.clone(),
-        result: crate::store::PaymentResult::Paid {
-            transaction_id: transaction_id.clone(),
-            pay_time,
-        },
-        total_fee: order.total_fee,
-        source,
-    })
 }

@@ -5,18 +5,10 @@ use std::net::IpAddr;
 
 use chrono::{DateTime, Duration as TimeDelta, Utc};
 
-use super::state::{self, Order, PREPAY_VALIDITY};
+use super::state::{self, Trade, PREPAY_VALIDITY};
 use super::Sandbox;
 use crate::wxpay::time::parse_beijing;
-use crate::wxpay::{sign, xml, ErrCode, Fields, SignType, TradeState};
-
-/// The three APIs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Api {
-    UnifiedOrder,
-    OrderQuery,
-    CloseOrder,
-}
+use crate::wxpay::{sign, xml, Endpoint, ErrCode, Fields, SignType, TradeState};
 
 /// An answer to an authenticated call (`return_code=SUCCESS`): these fields plus the common
 /// ones, signed with `sign_type`. Failures before authentication are a bare `return_msg`.
@@ -101,11 +93,11 @@ impl Sandbox {
     }
 
     /// Carries out an authenticated call.
-    pub(super) fn execute(&self, api: Api, request: &Authenticated) -> Answer {
-        match api {
-            Api::UnifiedOrder => self.unified_order(request),
-            Api::OrderQuery => self.order_query(request),
-            Api::CloseOrder => self.close_order(request),
+    pub(super) fn execute(&self, endpoint: Endpoint, request: &Authenticated) -> Answer {
+        match endpoint {
+            Endpoint::UnifiedOrder => self.unified_order(request),
+            Endpoint::OrderQuery => self.order_query(request),
+            Endpoint::CloseOrder => self.close_order(request),
         }
     }
 
@@ -159,7 +151,7 @@ impl Sandbox {
         }
 
         let (prepay_id, code_url) = state::new_prepay(now);
-        let order = Order {
+        let order = Trade {
             out_trade_no: checked.out_trade_no,
             params,
             sign_type,
@@ -344,7 +336,7 @@ fn check_unified_order(f: &Fields, now: DateTime<Utc>) -> Result<CheckedUnifiedO
     })
 }
 
-fn prepay_fields(order: &Order) -> Fields {
+fn prepay_fields(order: &Trade) -> Fields {
     let mut f = Fields::new();
     f.insert("trade_type".into(), "NATIVE".into());
     f.insert("prepay_id".into(), order.prepay_id.clone());
@@ -352,7 +344,7 @@ fn prepay_fields(order: &Order) -> Fields {
     f
 }
 
-fn query_fields(order: &Order) -> Fields {
+fn query_fields(order: &Trade) -> Fields {
     let mut f = Fields::new();
     f.insert("out_trade_no".into(), order.out_trade_no.clone());
     f.insert("trade_state".into(), order.state.as_str().into());
@@ -371,7 +363,7 @@ fn query_fields(order: &Order) -> Fields {
 }
 
 /// The payment fields shared by orderquery and the notify.
-pub(super) fn payment_fields(order: &Order, payment: &state::Payment) -> Fields {
+pub(super) fn payment_fields(order: &Trade, payment: &state::Payment) -> Fields {
     let mut f = Fields::new();
     let total_fee = order.total_fee.to_string();
     for (name, value) in [

@@ -11,7 +11,7 @@ use crate::wxpay::{nonce_str, sign, xml, TradeState};
 
 /// What the shopper does on the phone.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
+pub enum ShopperAction {
     /// Confirms and the payment goes through.
     Pay,
     /// Confirms and the bank declines: `trade_state=PAYERROR`, no notify.
@@ -47,7 +47,7 @@ pub struct Receipt {
 pub(super) fn pay(
     sandbox: &Arc<Sandbox>,
     code_url: &str,
-    outcome: Outcome,
+    outcome: ShopperAction,
 ) -> Result<Receipt, PayRefusal> {
     let now = sandbox.now();
     let mut book = sandbox.book();
@@ -64,7 +64,7 @@ pub(super) fn pay(
         return Err(PayRefusal::PrepayExpired);
     }
     let no = order.out_trade_no.clone();
-    if outcome == Outcome::Fail {
+    if outcome == ShopperAction::Fail {
         let order = book.get_mut(&no).expect("the order was just found");
         order.state = TradeState::PayError;
         return Ok(Receipt {
@@ -105,9 +105,11 @@ pub(super) fn pay(
     drop(book);
 
     let task_sandbox = Arc::clone(sandbox);
+    // On the application runtime, with the connections it opens: a delivery outlives the
+    // sandbox worker that took the payment.
     sandbox
         .deliveries
-        .spawn(deliver(task_sandbox, no, url, body));
+        .spawn_on(deliver(task_sandbox, no, url, body), sandbox.rt.handle());
     Ok(receipt)
 }
 

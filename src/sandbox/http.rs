@@ -9,18 +9,18 @@ use actix_web::{web, Either, HttpResponse};
 use askama::Template;
 use serde::{Deserialize, Serialize};
 
-use super::api::{msg, Answer, Api};
-use super::delivery::{self, Outcome, PayRefusal, Receipt};
+use super::api::{msg, Answer};
+use super::delivery::{self, PayRefusal, Receipt, ShopperAction};
 use super::faults::{ApiFault, Faults};
 use super::Sandbox;
 use crate::domain::Fen;
-use crate::wxpay::{nonce_str, sign, xml, ErrCode, TradeState};
+use crate::wxpay::{nonce_str, sign, xml, Endpoint, ErrCode, TradeState};
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.app_data(web::PayloadConfig::new(1 << 20))
         .service(
             web::resource("/pay/{api}")
-                .route(web::post().to(api))
+                .route(web::post().to(call))
                 .route(web::route().to(require_post)),
         )
         .route("/", web::get().to(index))
@@ -52,15 +52,15 @@ async fn require_post() -> HttpResponse {
 }
 
 /// One API call: faults, authentication, the call, the signed answer.
-async fn api(
+async fn call(
     sandbox: web::Data<Sandbox>,
     name: web::Path<String>,
     body: web::Bytes,
 ) -> HttpResponse {
-    let (api, counter) = match name.as_str() {
-        "unifiedorder" => (Api::UnifiedOrder, &sandbox.counters.unifiedorder),
-        "orderquery" => (Api::OrderQuery, &sandbox.counters.orderquery),
-        "closeorder" => (Api::CloseOrder, &sandbox.counters.closeorder),
+    let (endpoint, counter) = match name.as_str() {
+        "unifiedorder" => (Endpoint::UnifiedOrder, &sandbox.counters.unifiedorder),
+        "orderquery" => (Endpoint::OrderQuery, &sandbox.counters.orderquery),
+        "closeorder" => (Endpoint::CloseOrder, &sandbox.counters.closeorder),
         _ => return HttpResponse::NotFound().finish(),
     };
     counter.fetch_add(1, Ordering::Relaxed);
@@ -80,7 +80,7 @@ async fn api(
     let answer = if fault == ApiFault::SystemError {
         Answer::fail(request.sign_type, ErrCode::SystemError, "系统超时")
     } else {
-        sandbox.execute(api, &request)
+        sandbox.execute(endpoint, &request)
     };
     if fault == ApiFault::Timeout {
         // The call took effect; its answer is lost in a connection that never completes.
@@ -160,7 +160,7 @@ struct ReceiptView {
     transaction_id: Option<String>,
 }
 
-fn html(page: &impl Template, status: actix_web::http::StatusCode) -> HttpResponse {
+fn render_page(page: &impl Template, status: actix_web::http::StatusCode) -> HttpResponse {
     match page.render() {
         Ok(body) => HttpResponse::build(status)
             .content_type(ContentType::html())
@@ -201,7 +201,7 @@ async fn scan(sandbox: web::Data<Sandbox>, query: web::Query<CodeUrl>) -> HttpRe
         code_url: query.into_inner().code_url,
         order,
     };
-    html(&page, status)
+    render_page(&page, status)
 }
 
 async fn cancel() -> HttpResponse {
@@ -211,7 +211,7 @@ async fn cancel() -> HttpResponse {
         detail: "订单仍未支付，可以重新扫码。The order is still unpaid; scan again to pay.".into(),
         receipt: None,
     };
-    html(&page, actix_web::http::StatusCode::OK)
+    render_page(&page, actix_web::http::StatusCode::OK)
 }
 
 #[derive(Debug, Deserialize)]
@@ -241,8 +241,8 @@ async fn pay(
         Either::Right(form) => (form.into_inner(), false),
     };
     let outcome = match request.outcome.as_deref() {
-        None | Some("" | "success" | "pay") => Outcome::Pay,
-        Some("fail" | "payerror") => Outcome::Fail,
+        None | Some("" | "success" | "pay") => ShopperAction::Pay,
+        Some("fail" | "payerror") => ShopperAction::Fail,
         Some(_) => {
             return HttpResponse::BadRequest()
                 .content_type(ContentType::plaintext())
@@ -286,7 +286,7 @@ async fn pay(
             receipt: None,
         },
     };
-    html(&page, status)
+    render_page(&page, status)
 }
 
 fn receipt_page(r: Receipt) -> ResultPage {

@@ -1,7 +1,8 @@
 //! A WeChat Pay v2 sandbox for the Native flow, faithful enough that a third-party SDK pointed
 //! at its base URL works unchanged: the same paths, the same validation order and answers, signed
 //! XML, WeChat's code_url form, the notify with WeChat's retry schedule. It is the server side of
-//! [`crate::wxpay`] and uses nothing else of this crate.
+//! [`crate::wxpay`]; of the rest of this crate it uses only [`crate::rt`] (its notify deliveries
+//! run on the application runtime) and [`crate::domain::Fen`] (amounts on the scan page).
 //!
 //! Answers follow WeChat's two levels. Anything that fails before the caller is authenticated
 //! (not POST, empty body, bad XML, not UTF-8, unknown merchant, bad or missing signature) gets
@@ -31,6 +32,7 @@ use chrono::{DateTime, Utc};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::rt::AppRuntime;
 use crate::wxpay::Merchant;
 pub use faults::Faults;
 pub use state::PREPAY_VALIDITY;
@@ -90,11 +92,13 @@ pub struct Sandbox {
     notify_http: reqwest::Client,
     /// Notify deliveries in flight; cancelled on shutdown.
     deliveries: TaskTracker,
+    /// Where deliveries run and their connections live (see [`crate::rt`]).
+    rt: AppRuntime,
     shutdown: CancellationToken,
 }
 
 impl Sandbox {
-    fn new(config: SandboxConfig) -> Result<Self, reqwest::Error> {
+    fn new(config: SandboxConfig, rt: &AppRuntime) -> Result<Self, reqwest::Error> {
         let notify_http = reqwest::Client::builder()
             .timeout(config.notify_timeout)
             .redirect(reqwest::redirect::Policy::none())
@@ -107,6 +111,7 @@ impl Sandbox {
             counters: Counters::default(),
             notify_http,
             deliveries: TaskTracker::new(),
+            rt: rt.clone(),
             shutdown: CancellationToken::new(),
             config,
         })
@@ -139,10 +144,14 @@ pub struct SandboxServer {
 }
 
 impl SandboxServer {
-    /// Starts serving on `listener` (call from within a Tokio runtime).
-    pub fn start(listener: TcpListener, config: SandboxConfig) -> anyhow::Result<SandboxServer> {
+    /// Starts serving on `listener`; notify deliveries run on `rt`.
+    pub fn start(
+        listener: TcpListener,
+        config: SandboxConfig,
+        rt: &AppRuntime,
+    ) -> anyhow::Result<SandboxServer> {
         let addr = listener.local_addr()?;
-        let sandbox = web::Data::new(Sandbox::new(config)?);
+        let sandbox = web::Data::new(Sandbox::new(config, rt)?);
         let data = sandbox.clone();
         // Signals are left to the owner, which stops the sandbox through its handle.
         let server =

@@ -11,9 +11,9 @@ use crate::wxpay::{Fields, SignType, TradeState};
 
 pub use crate::wxpay::PREPAY_VALIDITY;
 
-/// One order as WeChat Pay holds it.
+/// One order as WeChat Pay holds it: a trade (the merchant's order is the store's `Order`).
 #[derive(Debug, Clone)]
-pub struct Order {
+pub struct Trade {
     pub out_trade_no: String,
     /// The unifiedorder parameters that a re-entry must repeat exactly (all but nonce and sign).
     pub params: Fields,
@@ -47,7 +47,7 @@ pub struct Payment {
 /// The orders, indexed by `out_trade_no`, by `code_url` token and by `transaction_id`.
 #[derive(Debug)]
 pub struct Book {
-    orders: HashMap<String, Order>,
+    orders: HashMap<String, Trade>,
     by_code_url: HashMap<String, String>,
     by_transaction: HashMap<String, String>,
     /// Insertion order, oldest first, for eviction.
@@ -70,28 +70,28 @@ impl Book {
         self.orders.len()
     }
 
-    pub fn get(&self, out_trade_no: &str) -> Option<&Order> {
+    pub fn get(&self, out_trade_no: &str) -> Option<&Trade> {
         self.orders.get(out_trade_no)
     }
 
-    pub fn get_mut(&mut self, out_trade_no: &str) -> Option<&mut Order> {
+    pub fn get_mut(&mut self, out_trade_no: &str) -> Option<&mut Trade> {
         self.orders.get_mut(out_trade_no)
     }
 
-    pub fn by_code_url(&self, code_url: &str) -> Option<&Order> {
+    pub fn by_code_url(&self, code_url: &str) -> Option<&Trade> {
         self.by_code_url
             .get(code_url)
             .and_then(|no| self.orders.get(no))
     }
 
-    pub fn by_transaction_id(&self, transaction_id: &str) -> Option<&Order> {
+    pub fn by_transaction_id(&self, transaction_id: &str) -> Option<&Trade> {
         self.by_transaction
             .get(transaction_id)
             .and_then(|no| self.orders.get(no))
     }
 
     /// Adds a new order, forgetting the oldest ones beyond the bound.
-    pub fn insert(&mut self, order: Order) {
+    pub fn insert(&mut self, order: Trade) {
         let no = order.out_trade_no.clone();
         self.by_code_url.insert(order.code_url.clone(), no.clone());
         self.age.push_back(no.clone());
@@ -110,7 +110,7 @@ impl Book {
     }
 
     /// Replaces an order's prepay (a re-entry after the old one expired).
-    pub fn renew_prepay(&mut self, out_trade_no: &str, now: DateTime<Utc>) -> Option<&Order> {
+    pub fn renew_prepay(&mut self, out_trade_no: &str, now: DateTime<Utc>) -> Option<&Trade> {
         let order = self.orders.get_mut(out_trade_no)?;
         self.by_code_url.remove(&order.code_url);
         let (prepay_id, code_url) = new_prepay(now);
@@ -122,7 +122,7 @@ impl Book {
     }
 
     /// Records a successful payment.
-    pub fn pay(&mut self, out_trade_no: &str, payment: Payment) -> Option<&Order> {
+    pub fn pay(&mut self, out_trade_no: &str, payment: Payment) -> Option<&Trade> {
         let order = self.orders.get_mut(out_trade_no)?;
         self.by_transaction
             .insert(payment.transaction_id.clone(), out_trade_no.to_owned());
@@ -171,9 +171,9 @@ pub fn new_openid() -> String {
 mod tests {
     use super::*;
 
-    fn order(no: &str, now: DateTime<Utc>) -> Order {
+    fn order(no: &str, now: DateTime<Utc>) -> Trade {
         let (prepay_id, code_url) = new_prepay(now);
-        Order {
+        Trade {
             out_trade_no: no.into(),
             params: Fields::new(),
             sign_type: SignType::Md5,

@@ -1,8 +1,9 @@
 //! All SQL of the checkout: connection pools, migrations, and the queries behind typed
 //! functions. Nothing outside this module writes SQL or knows which database is in use.
 //!
-//! Two databases, chosen by `DATABASE_URL`'s scheme, share every query: `sql.rs` is compiled
-//! once for each (see `backend!` below), and [`Store`] dispatches to the one in use.
+//! Two databases, chosen by `DATABASE_URL`'s scheme, share every query: the SQL in `sql/` is
+//! written once and compiled as an ordinary module for each backend (`sqlite.rs`, `postgres.rs`,
+//! through `#[path]`), and [`Store`] dispatches to the one in use.
 //!
 //! SQLite (the default) runs in WAL mode with `synchronous=FULL`: a commit is on disk before it
 //! returns, which is what "durably recorded" means for a payment. The pool is split so that
@@ -27,6 +28,8 @@ use crate::rt::AppRuntime;
 
 mod cache;
 mod desk;
+mod postgres;
+mod sqlite;
 mod types;
 pub use desk::OrderDesk;
 pub use types::{
@@ -50,8 +53,12 @@ pub enum StoreError {
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("unsupported database URL (expected sqlite: or postgres://)")]
     UnsupportedUrl,
-    #[error("database unavailable: {0}")]
-    Unavailable(String),
+    /// The group commit this write was part of failed; the cause is shared by the batch.
+    #[error("the batch this write was part of failed")]
+    Batch(#[source] Arc<StoreError>),
+    /// The task that writes on the callers' behalf has stopped (shutting down).
+    #[error("the {0} has stopped")]
+    Stopped(&'static str),
     #[error("stored data is not valid: {0}")]
     Corrupt(String),
     #[error("cannot create the database folder {path}: {source}")]
@@ -66,48 +73,6 @@ fn now_secs() -> i64 {
     chrono::Utc::now().timestamp()
 }
 
-/// Defines one backend: its pools and the shared SQL of `sql.rs` compiled for it.
-macro_rules! backend {
-    ($module:ident, $kind:ty, $row:ty, before: $before:expr, in_tx: $in_tx:expr, after: $after:expr,
-     skip_locked: $skip_locked:expr) => {
-        mod $module {
-            use std::sync::Arc;
-
-            type Kind = $kind;
-            type DbRow = $row;
-            /// Run on the connection before a transaction that need not wait for the disk.
-            const RELAX_BEFORE: Option<&str> = $before;
-            /// Run first inside such a transaction.
-            const RELAX_IN_TX: Option<&str> = $in_tx;
-            /// Run on the connection after it, restoring full durability.
-            const RELAX_AFTER: Option<&str> = $after;
-            /// Ends a subquery that picks rows to claim: rows another transaction is claiming
-            /// are passed by instead of waited for (SQLite has one writer, so nothing to add).
-            const SKIP_LOCKED: &str = $skip_locked;
-
-            #[derive(Debug, Clone)]
-            pub struct Db {
-                pub writer: sqlx::Pool<Kind>,
-                pub reader: sqlx::Pool<Kind>,
-                pub cache: Arc<super::cache::OrderCache>,
-            }
-
-            include!("sql.rs");
-        }
-    };
-}
-
-backend!(sqlite, sqlx::Sqlite, sqlx::sqlite::SqliteRow,
-    before: Some("PRAGMA synchronous = NORMAL"),
-    in_tx: None,
-    after: Some("PRAGMA synchronous = FULL"),
-    skip_locked: "");
-backend!(postgres, sqlx::Postgres, sqlx::postgres::PgRow,
-    before: None,
-    in_tx: Some("SET LOCAL synchronous_commit = off"),
-    after: None,
-    skip_locked: "FOR UPDATE SKIP LOCKED");
-
 #[derive(Debug, Clone)]
 enum Backend {
     Sqlite(sqlite::Db),
@@ -118,8 +83,8 @@ enum Backend {
 #[derive(Debug, Clone)]
 pub struct Store {
     backend: Backend,
-    /// Where connections are opened and driven: the runtime that connected the store, never a
-    /// web worker's (see [`crate::rt`]).
+    /// Where connections are opened and driven: the application runtime given to
+    /// [`Store::connect`], never a web worker's (see [`crate::rt`]).
     rt: AppRuntime,
 }
 
@@ -135,9 +100,16 @@ macro_rules! dispatch {
 
 impl Store {
     /// Opens the database at `url` (`sqlite:…`, created if missing, or `postgres://…`) and
-    /// applies pending migrations.
-    pub async fn connect(url: &str) -> Result<Store, StoreError> {
-        let rt = AppRuntime::current();
+    /// applies pending migrations. Connections are opened and driven on `rt`.
+    pub async fn connect(url: &str, rt: &AppRuntime) -> Result<Store, StoreError> {
+        let backend = rt.run(Self::open(url)).await?;
+        Ok(Store {
+            backend,
+            rt: rt.clone(),
+        })
+    }
+
+    async fn open(url: &str) -> Result<Backend, StoreError> {
         let cache = Arc::new(cache::OrderCache::default());
         let backend = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             let pool = PgPoolOptions::new()
@@ -180,7 +152,7 @@ impl Store {
         } else {
             return Err(StoreError::UnsupportedUrl);
         };
-        Ok(Store { backend, rt })
+        Ok(backend)
     }
 
     /// Answers when the database does.

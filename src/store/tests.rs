@@ -34,7 +34,11 @@ pub(crate) async fn fresh_postgres() -> Option<Store> {
         .unwrap();
     admin.close().await;
     let base = url.rsplit_once('/').map_or(url.as_str(), |(base, _)| base);
-    Some(Store::connect(&format!("{base}/{name}")).await.unwrap())
+    Some(
+        Store::connect(&format!("{base}/{name}"), &AppRuntime::current())
+            .await
+            .unwrap(),
+    )
 }
 
 impl Store {
@@ -70,7 +74,7 @@ impl Store {
 async fn fresh() -> (TempDir, Store) {
     let dir = TempDir::new().unwrap();
     let url = format!("sqlite://{}/nested/shop.db", dir.path().display());
-    let store = Store::connect(&url).await.unwrap();
+    let store = Store::connect(&url, &AppRuntime::current()).await.unwrap();
     (dir, store)
 }
 
@@ -111,9 +115,12 @@ async fn connect_creates_the_file_in_wal_mode_and_reconnects() {
     store.ping().await.unwrap();
     store.close().await;
     // Migrations already applied: a second start is a no-op.
-    let again = Store::connect(&format!("sqlite://{}/nested/shop.db", dir.path().display()))
-        .await
-        .unwrap();
+    let again = Store::connect(
+        &format!("sqlite://{}/nested/shop.db", dir.path().display()),
+        &AppRuntime::current(),
+    )
+    .await
+    .unwrap();
     again.ping().await.unwrap();
 }
 
@@ -228,7 +235,9 @@ async fn the_pending_index_serves_the_pending_scan() {
 
 #[tokio::test]
 async fn other_urls_are_refused() {
-    let err = Store::connect("mysql://localhost/x").await.unwrap_err();
+    let err = Store::connect("mysql://localhost/x", &AppRuntime::current())
+        .await
+        .unwrap_err();
     assert!(matches!(err, StoreError::UnsupportedUrl));
 }
 

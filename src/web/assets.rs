@@ -23,7 +23,7 @@ pub async fn serve(file: web::Path<String>) -> Result<HttpResponse, WebError> {
     let (_, content_type, body) = FILES
         .iter()
         .find(|(name, _, _)| *name == file.as_str())
-        .ok_or(WebError::NotFound("file"))?;
+        .ok_or(WebError::NoSuchFile)?;
     Ok(HttpResponse::Ok()
         .content_type(*content_type)
         .insert_header(CacheControl(vec![

@@ -1,28 +1,26 @@
-//! One error type for the HTML routes: each variant is a status and a page for the shopper; the
-//! cause chain goes to the log, never to the page.
+//! Where every failure becomes a response, for each kind of caller: a page for the shopper
+//! ([`WebError`]'s `ResponseError`), the seed front end's JSON ([`json_failure`]) and WeChat's
+//! notify answer ([`notify_failure`]). A status and a sentence for the caller; the cause chain
+//! goes to the log, never to the caller.
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
 use askama::Template;
 
-use crate::store::StoreError;
+use super::seed::ResultBody;
+use crate::checkout::{CheckoutError, MAX_NUM};
+use crate::wxpay::notify::fail_answer;
 
+/// A failure of an HTML route: the checkout's, or the page's own.
 #[derive(Debug, thiserror::Error)]
 pub enum WebError {
-    #[error("not found: {0}")]
-    NotFound(&'static str),
-    #[error("bad request: {0}")]
-    BadRequest(String),
-    #[error("conflict: {0}")]
-    Conflict(String),
-    /// WeChat Pay did not answer, or asked to try again: nothing was changed.
-    #[error("WeChat Pay unavailable: {0}")]
-    WechatUnavailable(String, Option<String>),
-    /// WeChat Pay refused the request.
-    #[error("WeChat Pay refused: {0}")]
-    WechatRefused(String),
-    #[error("store: {0}")]
-    Store(#[from] StoreError),
+    #[error(transparent)]
+    Checkout(#[from] CheckoutError),
+    #[error("no such file")]
+    NoSuchFile,
+    /// WeChat's code_url does not fit in a QR code (theirs are about 40 characters).
+    #[error("a code_url too long for a QR code")]
+    Undrawable,
     #[error("template: {0}")]
     Template(#[from] askama::Error),
 }
@@ -37,58 +35,96 @@ struct ErrorPage<'a> {
     sandbox: bool,
 }
 
+const NOT_FOUND: &str = "找不到 Not found";
+const BAD_REQUEST: &str = "请求有误 Bad request";
+const CONFLICT: &str = "无法完成 Cannot do that";
+const BUSY: &str = "微信支付暂时不可用 WeChat Pay is busy";
+const REFUSED: &str = "微信支付拒绝了请求 WeChat Pay refused";
+const BROKEN: &str = "出错了 Something went wrong";
+const TRY_AGAIN: &str = "Please try again in a moment.";
+
+/// A status, a headline and a sentence for the caller.
+fn explain(e: &CheckoutError) -> (StatusCode, &'static str, String) {
+    use CheckoutError as E;
+    match e {
+        E::NotFound(what) => (
+            StatusCode::NOT_FOUND,
+            NOT_FOUND,
+            format!("No such {}.", what.as_str()),
+        ),
+        E::BadQuantity => (
+            StatusCode::BAD_REQUEST,
+            BAD_REQUEST,
+            format!("数量须为 1 到 {MAX_NUM} 的整数 Quantity must be a whole number from 1 to {MAX_NUM}."),
+        ),
+        E::Unplaceable => (
+            StatusCode::BAD_REQUEST,
+            BAD_REQUEST,
+            "This order cannot be placed.".into(),
+        ),
+        E::AmountMismatch => (StatusCode::BAD_REQUEST, BAD_REQUEST, e.to_string()),
+        E::OutOfStock { available } => (
+            StatusCode::CONFLICT,
+            CONFLICT,
+            format!("库存不足，仅剩 {available} 件 Not enough stock: {available} left."),
+        ),
+        E::NotPayable(_) => (StatusCode::CONFLICT, CONFLICT, e.to_string()),
+        E::WechatBusy { .. } | E::NotSettled { .. } => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            BUSY,
+            "Nothing was charged. Please try again in a moment.".into(),
+        ),
+        E::WechatRefused(_) => (
+            StatusCode::BAD_GATEWAY,
+            REFUSED,
+            "The payment could not be started. Please contact the shop.".into(),
+        ),
+        E::NotifyRefused { .. } => (StatusCode::BAD_REQUEST, BAD_REQUEST, e.to_string()),
+        E::Store(_) => (StatusCode::INTERNAL_SERVER_ERROR, BROKEN, TRY_AGAIN.into()),
+    }
+}
+
+/// Logs a failure at the level its status deserves.
+fn log(status: StatusCode, e: &dyn std::error::Error) {
+    if status.is_server_error() {
+        tracing::error!(error = %e, "request failed");
+    } else {
+        tracing::debug!(error = %e, "request refused");
+    }
+}
+
 impl WebError {
-    /// A headline and a sentence for the shopper.
-    pub fn explain(&self) -> (&'static str, String) {
+    fn explain(&self) -> (StatusCode, &'static str, String) {
         match self {
-            WebError::NotFound(what) => ("找不到 Not found", format!("No such {what}.")),
-            WebError::BadRequest(why) => ("请求有误 Bad request", why.clone()),
-            WebError::Conflict(why) => ("无法完成 Cannot do that", why.clone()),
-            WebError::WechatUnavailable(..) => (
-                "微信支付暂时不可用 WeChat Pay is busy",
-                "Nothing was charged. Please try again in a moment.".into(),
-            ),
-            WebError::WechatRefused(_) => (
-                "微信支付拒绝了请求 WeChat Pay refused",
+            WebError::Checkout(e) => explain(e),
+            WebError::NoSuchFile => (StatusCode::NOT_FOUND, NOT_FOUND, "No such file.".into()),
+            WebError::Undrawable => (
+                StatusCode::BAD_GATEWAY,
+                REFUSED,
                 "The payment could not be started. Please contact the shop.".into(),
             ),
-            WebError::Store(_) | WebError::Template(_) => (
-                "出错了 Something went wrong",
-                "Please try again in a moment.".into(),
-            ),
+            WebError::Template(_) => (StatusCode::INTERNAL_SERVER_ERROR, BROKEN, TRY_AGAIN.into()),
         }
     }
 }
 
 impl ResponseError for WebError {
     fn status_code(&self) -> StatusCode {
-        match self {
-            WebError::NotFound(_) => StatusCode::NOT_FOUND,
-            WebError::BadRequest(_) => StatusCode::BAD_REQUEST,
-            WebError::Conflict(_) => StatusCode::CONFLICT,
-            WebError::WechatUnavailable(..) => StatusCode::SERVICE_UNAVAILABLE,
-            WebError::WechatRefused(_) => StatusCode::BAD_GATEWAY,
-            WebError::Store(_) | WebError::Template(_) => StatusCode::INTERNAL_SERVER_ERROR,
-        }
+        self.explain().0
     }
 
     fn error_response(&self) -> HttpResponse {
-        let status = self.status_code();
-        if status.is_server_error() {
-            tracing::error!(error = %self, "request failed");
-        } else {
-            tracing::debug!(error = %self, "request refused");
-        }
-        let (headline, detail) = self.explain();
+        let (status, headline, detail) = self.explain();
+        log(status, self);
         let retry_url = match self {
-            WebError::WechatUnavailable(_, retry) => retry.as_deref(),
+            WebError::Checkout(e) => e.retry().map(|no| format!("/pay/{no}")),
             _ => None,
         };
         let page = ErrorPage {
             status: status.as_u16(),
             headline,
             detail: &detail,
-            retry_url,
+            retry_url: retry_url.as_deref(),
             sandbox: false,
         };
         match page.render() {
@@ -98,4 +134,32 @@ impl ResponseError for WebError {
             Err(_) => HttpResponse::build(status).finish(),
         }
     }
+}
+
+/// The seed front end's failure: `{"flag": false, "code": 20001, "message": …}` with the
+/// status of the same failure's page.
+pub fn json_failure(e: &CheckoutError) -> HttpResponse {
+    let (status, headline, detail) = explain(e);
+    log(status, e);
+    let message = match e {
+        // Said to a program, as the seed said it.
+        CheckoutError::AmountMismatch | CheckoutError::NotPayable(_) => detail,
+        _ => format!("{headline}: {detail}"),
+    };
+    HttpResponse::build(status).json(ResultBody::<()> {
+        flag: false,
+        code: super::seed::ERROR,
+        message,
+        data: None,
+    })
+}
+
+/// WeChat's answer to a notify that was not recorded: `FAIL` with a short reason (WeChat
+/// delivers it again). The checkout has logged and counted it.
+pub fn notify_failure(e: &CheckoutError) -> HttpResponse {
+    let reason = match e {
+        CheckoutError::NotifyRefused { refusal, .. } => refusal.reason(),
+        _ => "temporarily unavailable",
+    };
+    super::notify::xml_answer(fail_answer(reason))
 }

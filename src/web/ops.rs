@@ -8,7 +8,7 @@ use super::AppState;
 
 /// 200 when the database answers, 503 otherwise.
 pub async fn healthz(state: web::Data<AppState>) -> HttpResponse {
-    match state.store.ping().await {
+    match state.checkout.ping().await {
         Ok(()) => HttpResponse::Ok().content_type("text/plain").body("ok\n"),
         Err(e) => {
             tracing::warn!(error = %e, "health check failed");
@@ -22,7 +22,7 @@ pub async fn healthz(state: web::Data<AppState>) -> HttpResponse {
 /// Prometheus text format: requests by route and status, notify outcomes, order transitions,
 /// WeChat API latency and errors, the payments channel's depth, reconciliation runs.
 pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
-    metrics::gauge!("payments_channel_depth").set(state.payments.depth() as f64);
+    metrics::gauge!("payments_channel_depth").set(state.checkout.payments_waiting() as f64);
     let handle = crate::telemetry::metrics();
     handle.run_upkeep();
     HttpResponse::Ok()

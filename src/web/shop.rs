@@ -6,10 +6,7 @@ use askama::Template;
 use serde::Deserialize;
 
 use super::{AppState, WebError};
-use crate::store::{CreateOrderError, NewItem};
-
-/// Most units of one product in one order.
-pub const MAX_NUM: i64 = 99;
+use crate::checkout::{CheckoutError, Missing, NewItem, MAX_NUM};
 
 struct ProductView {
     id: i64,
@@ -28,8 +25,8 @@ struct ShopPage {
 
 pub async fn catalogue(state: web::Data<AppState>) -> Result<HttpResponse, WebError> {
     let products = state
-        .store
-        .products()
+        .checkout
+        .catalogue()
         .await?
         .into_iter()
         .map(|p| ProductView {
@@ -40,17 +37,17 @@ pub async fn catalogue(state: web::Data<AppState>) -> Result<HttpResponse, WebEr
             max_num: p.stock.clamp(1, MAX_NUM),
         })
         .collect();
-    let page = ShopPage {
+    render(&ShopPage {
         products,
-        sandbox: state.checkout.sandbox_base.is_some(),
-    };
-    Ok(html(page.render()?))
+        sandbox: state.sandbox(),
+    })
 }
 
-pub fn html(body: String) -> HttpResponse {
-    HttpResponse::Ok()
+/// A rendered page, 200.
+pub fn render(page: &impl Template) -> Result<HttpResponse, WebError> {
+    Ok(HttpResponse::Ok()
         .content_type("text/html; charset=utf-8")
-        .body(body)
+        .body(page.render()?))
 }
 
 /// The buy form. Both fields arrive as text so that a malformed value gets a clear page rather
@@ -66,42 +63,14 @@ pub async fn place_order(
     state: web::Data<AppState>,
     form: web::Form<OrderForm>,
 ) -> Result<HttpResponse, WebError> {
-    let sku_id = form
-        .sku_id
-        .as_deref()
-        .map(str::trim)
-        .and_then(|s| s.parse::<i64>().ok())
-        .ok_or(WebError::NotFound("product"))?;
-    let num = form
-        .num
-        .as_deref()
-        .map(str::trim)
-        .and_then(|s| s.parse::<i64>().ok())
-        .filter(|n| (1..=MAX_NUM).contains(n))
-        .ok_or_else(|| {
-            WebError::BadRequest(format!("数量须为 1 到 {MAX_NUM} 的整数 Quantity must be a whole number from 1 to {MAX_NUM}."))
-        })?;
+    let number = |field: &Option<String>| field.as_deref().and_then(|s| s.trim().parse().ok());
+    let product_id = number(&form.sku_id).ok_or(CheckoutError::NotFound(Missing::Product))?;
+    // Not a number: a quantity the checkout refuses.
+    let num = number(&form.num).unwrap_or(0);
     let order = state
-        .orders
-        .create(
-            vec![NewItem {
-                product_id: sku_id,
-                num,
-            }],
-            state.checkout.order_ttl,
-        )
-        .await
-        .map_err(|e| match e {
-            CreateOrderError::UnknownProduct(_) => WebError::NotFound("product"),
-            CreateOrderError::NotEnoughStock { available, .. } => WebError::Conflict(format!(
-                "库存不足，仅剩 {available} 件 Not enough stock: {available} left."
-            )),
-            CreateOrderError::Empty | CreateOrderError::TooLarge => {
-                WebError::BadRequest("This order cannot be placed.".into())
-            }
-            CreateOrderError::Store(e) => WebError::Store(e),
-        })?;
-    tracing::info!(out_trade_no = %order.out_trade_no, total_fee = order.total_fee.0, "order placed");
+        .checkout
+        .place_order(vec![NewItem { product_id, num }])
+        .await?;
     Ok(HttpResponse::SeeOther()
         .insert_header((LOCATION, format!("/pay/{}", order.out_trade_no)))
         .finish())

@@ -28,33 +28,33 @@ use super::xml::{self, XmlError};
 use super::{nonce_str, Fields, Merchant};
 use crate::rt::AppRuntime;
 
-/// The APIs this client calls.
+/// The WeChat Pay endpoints of the Native flow.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Api {
+pub enum Endpoint {
     UnifiedOrder,
     OrderQuery,
     CloseOrder,
 }
 
-impl Api {
+impl Endpoint {
     pub fn path(self) -> &'static str {
         match self {
-            Api::UnifiedOrder => "pay/unifiedorder",
-            Api::OrderQuery => "pay/orderquery",
-            Api::CloseOrder => "pay/closeorder",
+            Endpoint::UnifiedOrder => "pay/unifiedorder",
+            Endpoint::OrderQuery => "pay/orderquery",
+            Endpoint::CloseOrder => "pay/closeorder",
         }
     }
 
     pub fn name(self) -> &'static str {
         match self {
-            Api::UnifiedOrder => "unifiedorder",
-            Api::OrderQuery => "orderquery",
-            Api::CloseOrder => "closeorder",
+            Endpoint::UnifiedOrder => "unifiedorder",
+            Endpoint::OrderQuery => "orderquery",
+            Endpoint::CloseOrder => "closeorder",
         }
     }
 }
 
-impl fmt::Display for Api {
+impl fmt::Display for Endpoint {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.name())
     }
@@ -140,38 +140,44 @@ pub enum ResponseProblem {
 #[derive(Debug, thiserror::Error)]
 pub enum WxError {
     /// No answer: connection refused or reset, timeout, TLS failure.
-    #[error("{api}: transport error: {source}")]
+    #[error("{endpoint}: transport error: {source}")]
     Transport {
-        api: Api,
+        endpoint: Endpoint,
         #[source]
         source: reqwest::Error,
     },
     /// An answer that is not HTTP 200.
-    #[error("{api}: HTTP status {status}")]
-    HttpStatus { api: Api, status: u16 },
+    #[error("{endpoint}: HTTP status {status}")]
+    HttpStatus { endpoint: Endpoint, status: u16 },
     /// An HTTP 200 answer that cannot be trusted or read.
-    #[error("{api}: invalid answer: {problem}")]
-    InvalidResponse { api: Api, problem: ResponseProblem },
+    #[error("{endpoint}: invalid answer: {problem}")]
+    InvalidResponse {
+        endpoint: Endpoint,
+        problem: ResponseProblem,
+    },
     /// `return_code=FAIL`: the call itself was refused (bad signature, bad XML, parameters).
-    #[error("{api}: return_code=FAIL: {return_msg}")]
-    ReturnFail { api: Api, return_msg: String },
+    #[error("{endpoint}: return_code=FAIL: {return_msg}")]
+    ReturnFail {
+        endpoint: Endpoint,
+        return_msg: String,
+    },
     /// `result_code=FAIL`: the business operation failed with `err_code`.
-    #[error("{api}: result_code=FAIL: {err_code} ({err_code_des})")]
+    #[error("{endpoint}: result_code=FAIL: {err_code} ({err_code_des})")]
     Business {
-        api: Api,
+        endpoint: Endpoint,
         err_code: ErrCode,
         err_code_des: String,
     },
 }
 
 impl WxError {
-    pub fn api(&self) -> Api {
+    pub fn endpoint(&self) -> Endpoint {
         match self {
-            WxError::Transport { api, .. }
-            | WxError::HttpStatus { api, .. }
-            | WxError::InvalidResponse { api, .. }
-            | WxError::ReturnFail { api, .. }
-            | WxError::Business { api, .. } => *api,
+            WxError::Transport { endpoint, .. }
+            | WxError::HttpStatus { endpoint, .. }
+            | WxError::InvalidResponse { endpoint, .. }
+            | WxError::ReturnFail { endpoint, .. }
+            | WxError::Business { endpoint, .. } => *endpoint,
         }
     }
 
@@ -212,8 +218,8 @@ const MAX_ANSWER_BYTES: usize = 64 * 1024;
 pub struct Client {
     http: reqwest::Client,
     config: Arc<ClientConfig>,
-    /// Where connections to WeChat are opened and driven: the runtime that built the client,
-    /// never a web worker's (see [`crate::rt`]).
+    /// Where connections to WeChat are opened and driven: the application runtime, never a web
+    /// worker's (see [`crate::rt`]).
     rt: AppRuntime,
 }
 
@@ -226,7 +232,8 @@ impl fmt::Debug for Client {
 }
 
 impl Client {
-    pub fn new(config: ClientConfig) -> Result<Self, reqwest::Error> {
+    /// A client whose connections are opened and driven on `rt` (see [`crate::rt`]).
+    pub fn new(config: ClientConfig, rt: &AppRuntime) -> Result<Self, reqwest::Error> {
         let http = reqwest::Client::builder()
             .connect_timeout(config.connect_timeout)
             .timeout(config.timeout)
@@ -236,7 +243,7 @@ impl Client {
         Ok(Client {
             http,
             config: Arc::new(config),
-            rt: AppRuntime::current(),
+            rt: rt.clone(),
         })
     }
 
@@ -254,11 +261,11 @@ impl Client {
         &self,
         request: &UnifiedOrderRequest,
     ) -> Result<UnifiedOrderResponse, WxError> {
-        let api = Api::UnifiedOrder;
+        let endpoint = Endpoint::UnifiedOrder;
         let body = self.signed_body(request.to_fields());
         let mut attempt = 1;
         let fields = loop {
-            match self.send(api, body.clone()).await {
+            match self.send(endpoint, body.clone()).await {
                 Err(e) if e.not_sent() && attempt < self.config.retry.max_attempts => {
                     tokio::time::sleep(self.config.retry.delay_before(attempt)).await;
                     attempt += 1;
@@ -266,17 +273,17 @@ impl Client {
                 other => break other?,
             }
         };
-        UnifiedOrderResponse::from_fields(&fields).map_err(|e| invalid(api, e.into()))
+        UnifiedOrderResponse::from_fields(&fields).map_err(|e| invalid(endpoint, e.into()))
     }
 
     /// Queries an order by `out_trade_no`.
     pub async fn order_query(&self, out_trade_no: &str) -> Result<OrderQueryResponse, WxError> {
-        let api = Api::OrderQuery;
-        let fields = self.call_idempotent(api, out_trade_no).await?;
+        let endpoint = Endpoint::OrderQuery;
+        let fields = self.call_idempotent(endpoint, out_trade_no).await?;
         let response =
-            OrderQueryResponse::from_fields(&fields).map_err(|e| invalid(api, e.into()))?;
+            OrderQueryResponse::from_fields(&fields).map_err(|e| invalid(endpoint, e.into()))?;
         if response.out_trade_no != out_trade_no {
-            return Err(invalid(api, ResponseProblem::Mismatch("out_trade_no")));
+            return Err(invalid(endpoint, ResponseProblem::Mismatch("out_trade_no")));
         }
         Ok(response)
     }
@@ -284,20 +291,24 @@ impl Client {
     /// Closes an unpaid order. `ORDERPAID`, `ORDERCLOSED` and `ORDERNOTEXIST` come back as
     /// [`WxError::Business`] for the caller to act on.
     pub async fn close_order(&self, out_trade_no: &str) -> Result<(), WxError> {
-        self.call_idempotent(Api::CloseOrder, out_trade_no)
+        self.call_idempotent(Endpoint::CloseOrder, out_trade_no)
             .await
             .map(drop)
     }
 
-    async fn call_idempotent(&self, api: Api, out_trade_no: &str) -> Result<Fields, WxError> {
+    async fn call_idempotent(
+        &self,
+        endpoint: Endpoint,
+        out_trade_no: &str,
+    ) -> Result<Fields, WxError> {
         let mut attempt = 1;
         loop {
             let mut fields = Fields::new();
             fields.insert("out_trade_no".into(), out_trade_no.into());
-            let result = self.send(api, self.signed_body(fields)).await;
+            let result = self.send(endpoint, self.signed_body(fields)).await;
             match result {
                 Err(e) if e.is_transient() && attempt < self.config.retry.max_attempts => {
-                    tracing::debug!(%api, attempt, error = %e, "retrying");
+                    tracing::debug!(%endpoint, attempt, error = %e, "retrying");
                     tokio::time::sleep(self.config.retry.delay_before(attempt)).await;
                     attempt += 1;
                 }
@@ -319,16 +330,16 @@ impl Client {
     }
 
     /// One HTTP exchange, judged down to `result_code`.
-    async fn send(&self, api: Api, body: String) -> Result<Fields, WxError> {
+    async fn send(&self, endpoint: Endpoint, body: String) -> Result<Fields, WxError> {
         let url = self
             .config
             .base_url
-            .join(api.path())
+            .join(endpoint.path())
             .expect("a fixed relative path joins onto any base URL");
         let started = Instant::now();
-        let result = self.exchange(api, url, body).await;
+        let result = self.exchange(endpoint, url, body).await;
         let elapsed = started.elapsed();
-        metrics::histogram!("wechat_api_duration_seconds", "api" => api.name())
+        metrics::histogram!("wechat_api_duration_seconds", "api" => endpoint.name())
             .record(elapsed.as_secs_f64());
         if let Err(e) = &result {
             let (level, err_code) = match e {
@@ -340,14 +351,14 @@ impl Client {
             };
             metrics::counter!(
                 "wechat_api_errors_total",
-                "api" => api.name(),
+                "api" => endpoint.name(),
                 "level" => level,
                 "err_code" => err_code
             )
             .increment(1);
         }
         tracing::debug!(
-            %api,
+            %endpoint,
             elapsed_ms = elapsed.as_millis() as u64,
             ok = result.is_ok(),
             "wechat pay call"
@@ -355,14 +366,19 @@ impl Client {
         result
     }
 
-    async fn exchange(&self, api: Api, url: Url, body: String) -> Result<Fields, WxError> {
-        let answer = self.rt.run(self.fetch(api, url, body)).await?;
-        self.judge(api, &answer)
+    async fn exchange(
+        &self,
+        endpoint: Endpoint,
+        url: Url,
+        body: String,
+    ) -> Result<Fields, WxError> {
+        let answer = self.rt.run(self.fetch(endpoint, url, body)).await?;
+        self.judge(endpoint, &answer)
     }
 
     /// POSTs `body` and reads the answer, bounded in size.
-    async fn fetch(&self, api: Api, url: Url, body: String) -> Result<Vec<u8>, WxError> {
-        let transport = |source| WxError::Transport { api, source };
+    async fn fetch(&self, endpoint: Endpoint, url: Url, body: String) -> Result<Vec<u8>, WxError> {
+        let transport = |source| WxError::Transport { endpoint, source };
         let mut response = self
             .http
             .post(url)
@@ -373,14 +389,17 @@ impl Client {
             .map_err(transport)?;
         if response.status() != reqwest::StatusCode::OK {
             return Err(WxError::HttpStatus {
-                api,
+                endpoint,
                 status: response.status().as_u16(),
             });
         }
         let mut answer = Vec::new();
         while let Some(chunk) = response.chunk().await.map_err(transport)? {
             if answer.len() + chunk.len() > MAX_ANSWER_BYTES {
-                return Err(invalid(api, ResponseProblem::TooLarge(MAX_ANSWER_BYTES)));
+                return Err(invalid(
+                    endpoint,
+                    ResponseProblem::TooLarge(MAX_ANSWER_BYTES),
+                ));
             }
             answer.extend_from_slice(&chunk);
         }
@@ -388,40 +407,45 @@ impl Client {
     }
 
     /// return_code → signature and merchant → result_code.
-    fn judge(&self, api: Api, answer: &[u8]) -> Result<Fields, WxError> {
-        let fields = xml::decode(answer).map_err(|e| invalid(api, e.into()))?;
+    fn judge(&self, endpoint: Endpoint, answer: &[u8]) -> Result<Fields, WxError> {
+        let fields = xml::decode(answer).map_err(|e| invalid(endpoint, e.into()))?;
         match fields.get("return_code").map(String::as_str) {
             Some("SUCCESS") => {}
             Some("FAIL") => {
                 return Err(WxError::ReturnFail {
-                    api,
+                    endpoint,
                     return_msg: fields.get("return_msg").cloned().unwrap_or_default(),
                 })
             }
-            _ => return Err(invalid(api, FieldError::Malformed("return_code").into())),
+            _ => {
+                return Err(invalid(
+                    endpoint,
+                    FieldError::Malformed("return_code").into(),
+                ))
+            }
         }
         let merchant = &self.config.merchant;
         sign::verify(&fields, &merchant.key, self.config.sign_type)
-            .map_err(|e| invalid(api, e.into()))?;
+            .map_err(|e| invalid(endpoint, e.into()))?;
         for (name, ours) in [("appid", &merchant.appid), ("mch_id", &merchant.mch_id)] {
             if fields.get(name).is_some_and(|theirs| theirs != ours) {
-                return Err(invalid(api, ResponseProblem::Mismatch(name)));
+                return Err(invalid(endpoint, ResponseProblem::Mismatch(name)));
             }
         }
         match fields.get("result_code").map(String::as_str) {
             Some("SUCCESS") => Ok(fields),
             Some("FAIL") => Err(WxError::Business {
-                api,
+                endpoint,
                 err_code: ErrCode::from(fields.get("err_code").map_or("", String::as_str)),
                 err_code_des: fields.get("err_code_des").cloned().unwrap_or_default(),
             }),
-            _ => Err(invalid(api, ResponseProblem::BadResultCode)),
+            _ => Err(invalid(endpoint, ResponseProblem::BadResultCode)),
         }
     }
 }
 
-fn invalid(api: Api, problem: ResponseProblem) -> WxError {
-    WxError::InvalidResponse { api, problem }
+fn invalid(endpoint: Endpoint, problem: ResponseProblem) -> WxError {
+    WxError::InvalidResponse { endpoint, problem }
 }
 
 #[cfg(test)]

@@ -1,7 +1,8 @@
 //! WeChat Pay v2 (XML API) as the Native checkout speaks it: signatures, the XML codec, typed
 //! messages, the client, the payment notify and Beijing time. It has no web-framework or
-//! database types and uses nothing else of this crate, so it could be published on its own;
-//! the built-in sandbox is the server side of the same module.
+//! database types, and of this crate it uses only [`crate::rt`] (the client's connections live
+//! on the application runtime), so it could be published on its own with that one file; the
+//! built-in sandbox is the server side of the same module.
 
 pub mod client;
 pub mod notify;
@@ -16,7 +17,7 @@ use std::fmt;
 use rand::distr::{Alphanumeric, SampleString};
 use secrecy::SecretString;
 
-pub use client::{Client, ClientConfig, RetryPolicy, WxError};
+pub use client::{Client, ClientConfig, Endpoint, RetryPolicy, WxError};
 pub use sign::{SignType, VerifyError};
 pub use types::{ErrCode, TradeState};
 

@@ -8,6 +8,7 @@ use std::time::Duration;
 use actix_web::{web, App, HttpResponse, HttpServer};
 use secrecy::SecretString;
 use url::Url;
+use wxpay_checkout::rt::AppRuntime;
 use wxpay_checkout::wxpay::client::ResponseProblem;
 use wxpay_checkout::wxpay::types::UnifiedOrderRequest;
 use wxpay_checkout::wxpay::{
@@ -96,7 +97,7 @@ impl FakeWechat {
             base_delay: Duration::from_millis(10),
             max_delay: Duration::from_millis(40),
         };
-        Client::new(config).unwrap()
+        Client::new(config, &AppRuntime::current()).unwrap()
     }
 
     fn requests(&self) -> Vec<Fields> {
@@ -367,7 +368,7 @@ async fn a_refused_connection_is_a_transient_transport_error() {
         SignType::Md5,
     );
     config.retry.base_delay = Duration::from_millis(5);
-    let client = Client::new(config).unwrap();
+    let client = Client::new(config, &AppRuntime::current()).unwrap();
     let err = client.unified_order(&unified_order()).await.unwrap_err();
     assert!(matches!(err, WxError::Transport { .. }), "{err}");
     assert!(err.is_transient() && !err.is_timeout());

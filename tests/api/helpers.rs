@@ -4,6 +4,7 @@ use std::collections::HashMap;
 
 use tempfile::TempDir;
 use wxpay_checkout::config::Settings;
+use wxpay_checkout::rt::AppRuntime;
 
 /// The interval of the jobs `TestApp::reconciler` makes: runs meant to query an order again are
 /// this far apart.
@@ -102,7 +103,7 @@ impl TestSandbox {
         config.notify_timeout = Duration::from_secs(2);
         adjust(&mut config);
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let server = SandboxServer::start(listener, config).unwrap();
+        let server = SandboxServer::start(listener, config, &AppRuntime::current()).unwrap();
         let base = server.base_url();
         let handle = server.handle();
         tokio::spawn(server.run());
@@ -484,32 +485,32 @@ impl TestApp {
     }
 }
 
-use wxpay_checkout::payments::reconcile::Reconciler;
+use wxpay_checkout::checkout::reconcile::Reconciler;
 
 impl TestApp {
     /// A reconciliation job of its own over the shop's database and sandbox — a second
-    /// instance, as another replica would run — with its own payments consumer.
-    /// A reconciliation job over this app's database and sandbox, run by hand with
-    /// `run_once(now)`; an order it queried is due again [`JOB_INTERVAL`] later.
+    /// instance, as another replica would run, with its own checkout service and payments
+    /// consumer — run by hand with `run_once(now)`; an order it queried is due again
+    /// [`JOB_INTERVAL`] later.
     pub async fn reconciler(&self, max_attempts: u32) -> Reconciler {
-        let store = wxpay_checkout::store::Store::connect(&self.database_url)
+        let rt = AppRuntime::current();
+        let store = wxpay_checkout::store::Store::connect(&self.database_url, &rt)
             .await
             .unwrap();
-        let wechat = wxpay_checkout::wxpay::Client::new(wxpay_checkout::wxpay::ClientConfig::new(
-            self.sandbox.clone(),
-            demo_merchant(),
-            wxpay_checkout::wxpay::SignType::Md5,
-        ))
-        .unwrap();
-        let (payments, consumer) = wxpay_checkout::payments::channel(store.clone());
-        tokio::spawn(consumer.run(tokio_util::sync::CancellationToken::new()));
-        Reconciler::new(
-            store,
-            wechat,
-            payments,
-            JOB_INTERVAL.to_std().unwrap(),
-            max_attempts,
+        let wechat = wxpay_checkout::wxpay::Client::new(
+            wxpay_checkout::wxpay::ClientConfig::new(
+                self.sandbox.clone(),
+                demo_merchant(),
+                wxpay_checkout::wxpay::SignType::Md5,
+            ),
+            &rt,
         )
+        .unwrap();
+        let terms = test_terms(JOB_INTERVAL.to_std().unwrap(), max_attempts);
+        let shutdown = tokio_util::sync::CancellationToken::new();
+        let (checkout, _background) =
+            wxpay_checkout::checkout::Checkout::start(store, wechat, terms, &rt, &shutdown);
+        Reconciler::new(checkout)
     }
 
     /// When the order was created.
@@ -587,5 +588,19 @@ pub async fn wait_for_zero(db: &sqlx::AnyPool, count_sql: &str, deadline: Durati
             "still {count} after {deadline:?}: {count_sql}"
         );
         tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+/// A checkout's terms for a service a test builds itself.
+pub fn test_terms(
+    reconcile_interval: Duration,
+    reconcile_max_attempts: u32,
+) -> wxpay_checkout::checkout::Terms {
+    wxpay_checkout::checkout::Terms {
+        notify_url: "http://127.0.0.1:9/weixin/pay/notify/url".parse().unwrap(),
+        spbill_create_ip: "127.0.0.1".into(),
+        order_ttl: Duration::from_secs(600),
+        reconcile_interval,
+        reconcile_max_attempts,
     }
 }

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use chrono::Utc;
 use wxpay_checkout::config::{SANDBOX_APPID, SANDBOX_KEY, SANDBOX_MCH_ID};
+use wxpay_checkout::rt::AppRuntime;
 use wxpay_checkout::wxpay::time::format_beijing;
 use wxpay_checkout::wxpay::types::UnifiedOrderRequest;
 use wxpay_checkout::wxpay::{
@@ -26,7 +27,7 @@ fn client(sandbox: &TestSandbox, merchant: Merchant, sign_type: SignType) -> Cli
         max_attempts: 1,
         ..RetryPolicy::default()
     };
-    Client::new(config).unwrap()
+    Client::new(config, &AppRuntime::current()).unwrap()
 }
 
 fn order(no: &str, notify_url: &str) -> UnifiedOrderRequest {

@@ -68,11 +68,10 @@ async fn serve_in_sandbox_mode_starts_the_builtin_sandbox_over_http() {
     let api_base = app.api_base().clone();
     assert_ne!(api_base.port(), Some(0), "the bound port is reported");
     tokio::spawn(app.run());
-    let client = Client::new(ClientConfig::new(
-        api_base,
-        crate::helpers::demo_merchant(),
-        SignType::Md5,
-    ))
+    let client = Client::new(
+        ClientConfig::new(api_base, crate::helpers::demo_merchant(), SignType::Md5),
+        &wxpay_checkout::rt::AppRuntime::current(),
+    )
     .unwrap();
     let err = client.order_query("nothing-yet").await.unwrap_err();
     assert!(err.err_code().is_some(), "a signed business answer: {err}");
@@ -150,30 +149,30 @@ async fn metrics_count_requests_notifies_transitions_and_wechat_calls() {
 #[tokio::test]
 async fn health_is_503_when_the_database_does_not_answer() {
     use actix_web::{test, web, App};
+    use wxpay_checkout::checkout::Checkout;
+    use wxpay_checkout::rt::AppRuntime;
     use wxpay_checkout::store::Store;
-    use wxpay_checkout::web::{routes, AppState, Checkout};
+    use wxpay_checkout::web::{routes, AppState};
     use wxpay_checkout::wxpay::{Client, ClientConfig, SignType};
 
     let dir = TempDir::new().unwrap();
-    let store = Store::connect(&format!("sqlite://{}/h.db", dir.path().display()))
+    let rt = AppRuntime::current();
+    let store = Store::connect(&format!("sqlite://{}/h.db", dir.path().display()), &rt)
         .await
         .unwrap();
-    let wechat = Client::new(ClientConfig::new(
-        "http://127.0.0.1:9/".parse().unwrap(),
-        crate::helpers::demo_merchant(),
-        SignType::Md5,
-    ))
+    let wechat = Client::new(
+        ClientConfig::new(
+            "http://127.0.0.1:9/".parse().unwrap(),
+            crate::helpers::demo_merchant(),
+            SignType::Md5,
+        ),
+        &rt,
+    )
     .unwrap();
-    let (payments, _consumer) = wxpay_checkout::payments::channel(store.clone());
-    let checkout = Checkout {
-        merchant: crate::helpers::demo_merchant(),
-        notify_url: "http://127.0.0.1:9/weixin/pay/notify/url".parse().unwrap(),
-        spbill_create_ip: "127.0.0.1".into(),
-        sandbox_base: None,
-        order_ttl: std::time::Duration::from_secs(600),
-        unpaid_close_after: std::time::Duration::from_secs(600),
-    };
-    let state = web::Data::new(AppState::new(store.clone(), wechat, payments, checkout));
+    let terms = crate::helpers::test_terms(std::time::Duration::from_secs(30), 20);
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let (checkout, _background) = Checkout::start(store.clone(), wechat, terms, &rt, &shutdown);
+    let state = web::Data::new(AppState::new(checkout, None));
     let app = test::init_service(App::new().app_data(state).configure(routes)).await;
     let ok = test::call_service(&app, test::TestRequest::get().uri("/healthz").to_request()).await;
     assert_eq!(ok.status(), 200);

@@ -331,3 +331,63 @@ async fn orderpaid_on_unifiedorder_is_treated_as_paid() {
     );
     assert_eq!(app.order_row(&no).await.0, "paid");
 }
+
+#[tokio::test]
+async fn fifty_concurrent_first_visits_make_one_unifiedorder() {
+    let app = TestApp::spawn().await;
+    let no = app.place_order(1, 1).await;
+    // WeChat answers slowly, so every visit arrives while the first unifiedorder is in flight.
+    app.set_faults(serde_json::json!({ "latency_ms": 300 }))
+        .await;
+    let visits = (0..50).map(|i| {
+        let path = if i % 2 == 0 {
+            format!("/pay/{no}")
+        } else {
+            format!("/weixin/pay/create/native?out_trade_no={no}")
+        };
+        let app = &app;
+        async move { app.get(&path).await.status().as_u16() }
+    });
+    let statuses = futures_util::future::join_all(visits).await;
+    assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
+    assert_eq!(app.sandbox_stats().await["unifiedorder"], 1);
+}
+
+#[tokio::test]
+async fn visits_in_an_orders_last_seconds_make_no_new_unifiedorder() {
+    let app = TestApp::spawn().await;
+    let no = app.place_order(1, 1).await;
+    app.open_pay_page(&no).await;
+    // The order's last seconds: its prepay lives as long as it does, as the shop stores it.
+    let end = chrono::Utc::now().timestamp() + 6;
+    sqlx::query(
+        "UPDATE orders SET expires_at = $1, code_url_expires_at = $1 WHERE out_trade_no = $2",
+    )
+    .bind(end)
+    .bind(&no)
+    .execute(&app.db)
+    .await
+    .unwrap();
+    // Visit until the order is over, as a shopper refreshing the page would.
+    let mut seen_last_seconds = false;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let page = app.get(&format!("/pay/{no}")).await;
+        if page.status() == 303 {
+            break;
+        }
+        assert_eq!(page.status(), 200);
+        let page = page.text().await.unwrap();
+        seen_last_seconds |= page.contains("<time id=\"countdown\">00:0");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the order never ended"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        seen_last_seconds,
+        "the page showed the order's last seconds"
+    );
+    assert_eq!(app.sandbox_stats().await["unifiedorder"], 1);
+}

@@ -2,7 +2,7 @@
 //! WeChat about every unpaid order that has a prepay — however old: no order falls out of view
 //! while the server is down — and:
 //!
-//! - paid at WeChat → the payment goes through [`Payments::confirm`], like a notify;
+//! - paid at WeChat → the payment goes through the payments channel, like a notify;
 //! - still unpaid → one more attempt; after `max_attempts` of them, or once the order's
 //!   `time_expire` has passed, it is closed at WeChat (never within [`MIN_CLOSE_AGE`] of its
 //!   creation, as WeChat requires) and then locally, its stock restored in the same transaction;
@@ -26,13 +26,11 @@ use chrono::{DateTime, Utc};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
-use super::{event_from_query, Payments};
+use super::confirm::event_from_query;
+use super::{Checkout, MIN_CLOSE_AGE};
 use crate::domain::OrderStatus;
-use crate::store::{Order, PaymentSource, Store, StoreError};
-use crate::wxpay::{Client, ErrCode, TradeState, WxError};
-
-/// WeChat refuses to close an order younger than this.
-pub const MIN_CLOSE_AGE: chrono::Duration = chrono::Duration::minutes(5);
+use crate::store::{Order, PaymentSource, StoreError};
+use crate::wxpay::{ErrCode, TradeState, WxError};
 /// Orders looked at per run (the oldest first); the rest wait for the next run.
 const BATCH: i64 = 1000;
 /// Queries to WeChat in flight at once.
@@ -76,28 +74,21 @@ enum Step {
     Nothing,
 }
 
+/// The job, run on the checkout service with its terms' interval and attempts.
+#[derive(Clone)]
 pub struct Reconciler {
-    store: Store,
-    wechat: Client,
-    payments: Payments,
+    checkout: Checkout,
     interval: Duration,
     max_attempts: u32,
 }
 
 impl Reconciler {
-    pub fn new(
-        store: Store,
-        wechat: Client,
-        payments: Payments,
-        interval: Duration,
-        max_attempts: u32,
-    ) -> Self {
+    pub fn new(checkout: Checkout) -> Self {
+        let terms = checkout.terms();
         Reconciler {
-            store,
-            wechat,
-            payments,
-            interval,
-            max_attempts,
+            interval: terms.reconcile_interval,
+            max_attempts: terms.reconcile_max_attempts,
+            checkout,
         }
     }
 
@@ -135,16 +126,25 @@ impl Reconciler {
     /// One run, as of `now`.
     pub async fn run_once(&self, now: DateTime<Utc>) -> Result<RunReport, StoreError> {
         let mut report = RunReport {
-            expired_without_prepay: self.store.expire_unprepaid(now, BATCH).await?.len(),
+            expired_without_prepay: self
+                .checkout
+                .store()
+                .expire_unprepaid(now, BATCH)
+                .await?
+                .len(),
             ..RunReport::default()
         };
         let next = now + chrono::Duration::from_std(self.interval).unwrap_or(chrono::Duration::MAX);
-        let orders = self.store.claim_due_for_reconcile(now, next, BATCH).await?;
+        let orders = self
+            .checkout
+            .store()
+            .claim_due_for_reconcile(now, next, BATCH)
+            .await?;
         let limit = Arc::new(Semaphore::new(CONCURRENCY));
         let mut steps = tokio::task::JoinSet::new();
         for order in orders {
             let permit = limit.clone().acquire_owned().await.expect("never closed");
-            let job = self.clone_parts();
+            let job = self.clone();
             steps.spawn(async move {
                 let step = job.reconcile(order, now).await;
                 drop(permit);
@@ -164,27 +164,17 @@ impl Reconciler {
         Ok(report)
     }
 
-    fn clone_parts(&self) -> Reconciler {
-        Reconciler {
-            store: self.store.clone(),
-            wechat: self.wechat.clone(),
-            payments: self.payments.clone(),
-            interval: self.interval,
-            max_attempts: self.max_attempts,
-        }
-    }
-
     #[tracing::instrument(name = "reconcile", skip_all, fields(out_trade_no = %order.out_trade_no))]
     async fn reconcile(&self, order: Order, now: DateTime<Utc>) -> Result<Step, StoreError> {
         let no = order.out_trade_no.clone();
-        let query = match self.wechat.order_query(no.as_str()).await {
+        let query = match self.checkout.wechat().order_query(no.as_str()).await {
             Ok(query) => query,
             Err(e) => return self.query_failed(&order, e, now).await,
         };
         match query.trade_state {
             TradeState::Success => self.confirm(&order, &query).await,
             TradeState::NotPay | TradeState::UserPaying | TradeState::PayError => {
-                let Some(attempts) = self.store.count_unpaid_query(&no).await? else {
+                let Some(attempts) = self.checkout.store().count_unpaid_query(&no).await? else {
                     return Ok(Step::Nothing); // settled meanwhile
                 };
                 let due = attempts >= i64::from(self.max_attempts) || now >= order.expires_at;
@@ -222,12 +212,22 @@ impl Reconciler {
 
     /// Closes at WeChat, then here.
     async fn close(&self, order: &Order, now: DateTime<Utc>) -> Result<Step, StoreError> {
-        match self.wechat.close_order(order.out_trade_no.as_str()).await {
+        match self
+            .checkout
+            .wechat()
+            .close_order(order.out_trade_no.as_str())
+            .await
+        {
             Ok(()) => self.close_locally(order, now).await,
             Err(e) => match e.err_code() {
                 Some(ErrCode::OrderPaid) => {
                     // The shopper paid after our query: it is a paid order.
-                    match self.wechat.order_query(order.out_trade_no.as_str()).await {
+                    match self
+                        .checkout
+                        .wechat()
+                        .order_query(order.out_trade_no.as_str())
+                        .await
+                    {
                         Ok(query) if query.trade_state == TradeState::Success => {
                             self.confirm(order, &query).await
                         }
@@ -255,7 +255,12 @@ impl Reconciler {
     }
 
     async fn close_locally(&self, order: &Order, now: DateTime<Utc>) -> Result<Step, StoreError> {
-        if self.store.close_order(&order.out_trade_no, now).await? {
+        if self
+            .checkout
+            .store()
+            .close_order(&order.out_trade_no, now)
+            .await?
+        {
             tracing::info!(out_trade_no = %order.out_trade_no, "order closed; stock restored");
             Ok(Step::Closed)
         } else {
@@ -273,7 +278,7 @@ impl Reconciler {
         }
         match event_from_query(order, query, PaymentSource::Reconcile) {
             Some(event) => {
-                self.payments.confirm(&event).await?;
+                self.checkout.inner.payments.confirm(&event).await?;
                 Ok(Step::Paid)
             }
             None => Ok(Step::Nothing),

@@ -1,0 +1,275 @@
+//! The checkout service: every payment flow a front end needs, in one place. The shop's pages,
+//! the seed front end's JSON routes and WeChat's notify route call it and translate its answer
+//! into HTTP; the reconciliation job runs on it. Each flow returns a [`CheckoutError`] that says
+//! what the caller should be told.
+//!
+//! Flows: the catalogue; placing an order (stock reserved, group-committed); the pay flow (the
+//! order's prepay, made once — concurrent first visits share one unifiedorder — and reused
+//! until the order's own expiry; a payment WeChat reports on the way is confirmed); the order's
+//! payment status (the shop's own record first, WeChat asked at most once every
+//! [`QUERY_EVERY`] per order); the payment notify ([`notify`]); and reconciliation
+//! ([`reconcile`]).
+//!
+//! It owns the rules and none of the mechanics: SQL is the store's, wire types and signing the
+//! protocol's, and marking an order paid the payments consumer's (every payment learned of goes
+//! through [`Payments::confirm`]).
+
+mod confirm;
+mod error;
+pub mod flight;
+pub mod notify;
+mod prepay;
+pub mod reconcile;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use url::Url;
+
+pub use self::error::{CheckoutError, Missing, NotifyRefusal};
+pub use self::flight::Flights;
+pub use self::notify::NotifyReceipt;
+pub use self::prepay::{NativeCode, PayStep, Prepared};
+use crate::domain::{OrderStatus, OutTradeNo};
+use crate::payments::Payments;
+use crate::rt::AppRuntime;
+use crate::store::{CreateOrderError, OrderDesk, Store, StoreError};
+pub use crate::store::{NewItem, Order, OrderItem, Product};
+use crate::wxpay::types::OrderQueryResponse;
+use crate::wxpay::{Client, TradeState};
+
+/// Most units of one product in one order.
+pub const MAX_NUM: i64 = 99;
+/// Shortest time between two order queries for one order on the status path.
+pub const QUERY_EVERY: Duration = Duration::from_secs(5);
+/// WeChat refuses to close an order younger than this.
+pub const MIN_CLOSE_AGE: chrono::Duration = chrono::Duration::minutes(5);
+
+/// The merchant's terms of sale: fixed facts of this shop's checkout.
+#[derive(Debug, Clone)]
+pub struct Terms {
+    pub notify_url: Url,
+    /// `spbill_create_ip`: for Native payments, the IP of the machine calling WeChat Pay. It is
+    /// part of a unifiedorder's parameters, so it must not change between re-entries.
+    pub spbill_create_ip: String,
+    /// Time a shopper has to pay (`ORDER_TTL_SECS`).
+    pub order_ttl: Duration,
+    /// How often the reconciliation job runs (`RECONCILE_INTERVAL_SECS`).
+    pub reconcile_interval: Duration,
+    /// Unpaid queries after which it closes an order (`RECONCILE_MAX_ATTEMPTS`).
+    pub reconcile_max_attempts: u32,
+}
+
+impl Terms {
+    /// About when the reconciliation job closes an unpaid order with a prepay
+    /// (`RECONCILE_MAX_ATTEMPTS` unpaid queries, `RECONCILE_INTERVAL_SECS` apart, never within
+    /// [`MIN_CLOSE_AGE`]), if that comes before its expiry: the pay page counts down to the
+    /// earlier of the two.
+    pub fn unpaid_close_after(&self) -> Duration {
+        (self.reconcile_interval * self.reconcile_max_attempts)
+            .max(MIN_CLOSE_AGE.to_std().expect("a positive duration"))
+    }
+}
+
+/// The checkout service. Cheap to clone; clones share everything.
+#[derive(Clone)]
+pub struct Checkout {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: Store,
+    desk: OrderDesk,
+    wechat: Client,
+    payments: Payments,
+    terms: Terms,
+    /// unifiedorder calls in flight, one per order.
+    prepays: Flights<Result<Prepared, CheckoutError>>,
+    /// The status path's order queries: one per order every [`QUERY_EVERY`], shared by the
+    /// polls that ask together. `None` when WeChat could not be asked.
+    queries: Flights<Option<OrderQueryResponse>>,
+}
+
+/// The checkout's background tasks: the order desk and the payments consumer.
+pub struct Background {
+    desk: JoinHandle<()>,
+    consumer: JoinHandle<()>,
+}
+
+impl Background {
+    /// Waits for both to finish once their shutdown token is cancelled: the desk writes the
+    /// orders queued, the consumer the payments queued.
+    pub async fn stopped(self) -> Result<(), tokio::task::JoinError> {
+        self.desk.await?;
+        self.consumer.await
+    }
+}
+
+impl Checkout {
+    /// The service over `store` and `wechat`, with its background tasks started on `rt` until
+    /// `shutdown` is cancelled.
+    pub fn start(
+        store: Store,
+        wechat: Client,
+        terms: Terms,
+        rt: &AppRuntime,
+        shutdown: &CancellationToken,
+    ) -> (Checkout, Background) {
+        let (payments, consumer) = crate::payments::channel(store.clone());
+        let (desk, desk_task) = OrderDesk::start(store.clone(), rt, shutdown.child_token());
+        let consumer = rt.spawn(consumer.run(shutdown.child_token()));
+        let checkout = Checkout::new(store, desk, wechat, payments, terms);
+        (
+            checkout,
+            Background {
+                desk: desk_task,
+                consumer,
+            },
+        )
+    }
+
+    pub fn new(
+        store: Store,
+        desk: OrderDesk,
+        wechat: Client,
+        payments: Payments,
+        terms: Terms,
+    ) -> Checkout {
+        Checkout {
+            inner: Arc::new(Inner {
+                store,
+                desk,
+                wechat,
+                payments,
+                terms,
+                prepays: Flights::new(Duration::ZERO),
+                queries: Flights::new(QUERY_EVERY),
+            }),
+        }
+    }
+
+    pub fn terms(&self) -> &Terms {
+        &self.inner.terms
+    }
+
+    fn store(&self) -> &Store {
+        &self.inner.store
+    }
+
+    fn wechat(&self) -> &Client {
+        &self.inner.wechat
+    }
+
+    /// The catalogue, in id order.
+    pub async fn catalogue(&self) -> Result<Vec<Product>, CheckoutError> {
+        Ok(self.store().products().await?)
+    }
+
+    /// Places an order for `items` and reserves their stock; nothing is reserved on error. The
+    /// amount comes from the catalogue, never from the caller.
+    pub async fn place_order(&self, items: Vec<NewItem>) -> Result<Order, CheckoutError> {
+        if items.iter().any(|i| !(1..=MAX_NUM).contains(&i.num)) {
+            return Err(CheckoutError::BadQuantity);
+        }
+        let order = self
+            .inner
+            .desk
+            .create(items, self.inner.terms.order_ttl)
+            .await
+            .map_err(|e| match e {
+                CreateOrderError::UnknownProduct(_) => CheckoutError::NotFound(Missing::Product),
+                CreateOrderError::NotEnoughStock { available, .. } => {
+                    CheckoutError::OutOfStock { available }
+                }
+                CreateOrderError::Empty | CreateOrderError::TooLarge => CheckoutError::Unplaceable,
+                CreateOrderError::Store(e) => e.into(),
+            })?;
+        tracing::info!(out_trade_no = %order.out_trade_no, total_fee = order.total_fee.0, "order placed");
+        Ok(order)
+    }
+
+    /// An order by the number a caller gave; anything that is not an order number is simply
+    /// not found.
+    pub async fn order(&self, no: &str) -> Result<Order, CheckoutError> {
+        let no = OutTradeNo::parse(no).map_err(|_| CheckoutError::NotFound(Missing::Order))?;
+        self.load(&no).await
+    }
+
+    async fn load(&self, no: &OutTradeNo) -> Result<Order, CheckoutError> {
+        self.store()
+            .order(no)
+            .await?
+            .ok_or(CheckoutError::NotFound(Missing::Order))
+    }
+
+    /// An order's lines, as sold.
+    pub async fn items(&self, order: &Order) -> Result<Arc<Vec<OrderItem>>, CheckoutError> {
+        Ok(self.store().order_items(&order.out_trade_no).await?)
+    }
+
+    /// The order's payment status: the shop's own record. While it is unpaid and has a
+    /// prepay, WeChat is asked — at most once every [`QUERY_EVERY`] per order, one query shared
+    /// by concurrent polls — and a payment it reports is confirmed through the payments channel.
+    pub async fn status(&self, no: &str) -> Result<Order, CheckoutError> {
+        let order = self.order(no).await?;
+        if order.status != OrderStatus::Pending || order.prepay.is_none() {
+            return Ok(order);
+        }
+        let wechat = self.wechat().clone();
+        let key = order.out_trade_no.to_string();
+        let no = key.clone();
+        let answer = self
+            .inner
+            .queries
+            .throttle(&key, || async move {
+                match wechat.order_query(&no).await {
+                    Ok(answer) => Some(answer),
+                    Err(e) => {
+                        tracing::warn!(out_trade_no = %no, error = %e, "order query failed");
+                        None
+                    }
+                }
+            })
+            .await
+            .flatten();
+        match answer {
+            Some(answer) => {
+                self.apply_query(order, &answer, crate::store::PaymentSource::Query)
+                    .await
+            }
+            None => Ok(order),
+        }
+    }
+
+    /// When the pay page stops offering the QR code: the order's expiry, or the reconciliation
+    /// job's close if that comes first.
+    pub fn pay_deadline(&self, order: &Order) -> DateTime<Utc> {
+        let close_by = order.created_at
+            + chrono::Duration::from_std(self.inner.terms.unpaid_close_after())
+                .unwrap_or(chrono::Duration::MAX);
+        order.expires_at.min(close_by)
+    }
+
+    /// Answers when the database does.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        self.store().ping().await
+    }
+
+    /// Payment events waiting for the consumer.
+    pub fn payments_waiting(&self) -> usize {
+        self.inner.payments.depth()
+    }
+}
+
+/// The order's state in WeChat's words.
+pub fn trade_state(order: &Order) -> TradeState {
+    match order.status {
+        OrderStatus::Pending => TradeState::NotPay,
+        OrderStatus::Paid => TradeState::Success,
+        OrderStatus::Closed => TradeState::Closed,
+        OrderStatus::Failed => TradeState::PayError,
+    }
+}

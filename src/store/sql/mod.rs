@@ -1,0 +1,111 @@
+//! The SQL of the store, written once for both databases: `sqlite.rs` and `postgres.rs` each
+//! compile this module tree (`#[path]`) against their own `Db` (pools and order cache), `Kind`
+//! (the sqlx database), `DbRow` and commit-relaxing statements. Queries use SQL both databases
+//! accept, with `$N` placeholders in ascending first use.
+//!
+//! By responsibility: [`catalogue`] (products), [`orders`] (creating and reading orders, the
+//! prepay), [`jobs`] (what the reconciliation job claims, expires and closes), [`inbox`]
+//! (recording payments and applying them to orders).
+
+mod catalogue;
+mod inbox;
+mod jobs;
+mod orders;
+
+use chrono::{DateTime, Utc};
+use sqlx::Row;
+
+use super::{Db, DbRow, Kind, RELAX_AFTER, RELAX_BEFORE, RELAX_IN_TX, SKIP_LOCKED};
+use crate::domain::{Fen, OrderStatus, OutTradeNo};
+use crate::store::types::*;
+use crate::store::{now_secs, StoreError};
+
+type Tx<'c> = sqlx::Transaction<'c, Kind>;
+
+const ORDER_COLUMNS: &str = "out_trade_no, total_fee, status, body, product_id, expires_at, \
+     prepay_id, code_url, code_url_expires_at, sign_type, transaction_id, pay_time, \
+     created_at, updated_at, closed_at, reconcile_attempts, is_deleted, refund_due";
+
+fn order_from_row(row: &DbRow) -> Result<Order, StoreError> {
+    let corrupt = |what: &str| StoreError::Corrupt(format!("orders.{what}"));
+    let no: String = row.try_get("out_trade_no")?;
+    let status: String = row.try_get("status")?;
+    let prepay = match (
+        row.try_get::<Option<String>, _>("prepay_id")?,
+        row.try_get::<Option<String>, _>("code_url")?,
+        row.try_get::<Option<i64>, _>("code_url_expires_at")?,
+        row.try_get::<Option<String>, _>("sign_type")?,
+    ) {
+        (Some(prepay_id), Some(code_url), Some(expires), Some(sign_type)) => Some(Prepay {
+            prepay_id,
+            code_url,
+            code_url_expires_at: time(expires),
+            sign_type: sign_type.parse().map_err(|_| corrupt("sign_type"))?,
+        }),
+        _ => None,
+    };
+    Ok(Order {
+        out_trade_no: OutTradeNo::parse(&no).map_err(|_| corrupt("out_trade_no"))?,
+        total_fee: Fen(row.try_get("total_fee")?),
+        status: OrderStatus::parse(&status).ok_or_else(|| corrupt("status"))?,
+        body: row.try_get("body")?,
+        product_id: row.try_get("product_id")?,
+        expires_at: time(row.try_get("expires_at")?),
+        prepay,
+        transaction_id: row.try_get("transaction_id")?,
+        pay_time: row.try_get::<Option<i64>, _>("pay_time")?.map(time),
+        created_at: time(row.try_get("created_at")?),
+        updated_at: time(row.try_get("updated_at")?),
+        closed_at: row.try_get::<Option<i64>, _>("closed_at")?.map(time),
+        reconcile_attempts: row.try_get("reconcile_attempts")?,
+        is_deleted: row.try_get::<i64, _>("is_deleted")? != 0,
+        refund_due: row.try_get::<i64, _>("refund_due")? != 0,
+    })
+}
+
+fn product_from_row((id, name, price, stock): (i64, String, i64, i64)) -> Product {
+    Product {
+        id,
+        name,
+        price: Fen(price),
+        stock,
+    }
+}
+
+/// A stored order number, read back: one that does not parse means the row is corrupt.
+fn stored_no(no: &str, column: &str) -> Result<OutTradeNo, StoreError> {
+    OutTradeNo::parse(no).map_err(|_| StoreError::Corrupt(column.into()))
+}
+
+impl Db {
+    /// Answers when the database does.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.reader).await?;
+        Ok(())
+    }
+
+    /// Closes every connection, waiting for those in use.
+    pub async fn close(&self) {
+        self.reader.close().await;
+        self.writer.close().await;
+    }
+}
+
+/// Gives an order's reserved stock back. Call only in the transaction that moved the order
+/// from pending to a final unpaid state, so it happens once.
+async fn restore_stock(tx: &mut Tx<'_>, no: &str, now: i64) -> Result<(), StoreError> {
+    let items: Vec<(i64, i64)> =
+        sqlx::query_as("SELECT product_id, num FROM order_items WHERE out_trade_no = $1")
+            .bind(no)
+            .fetch_all(&mut **tx)
+            .await?;
+    for (product_id, num) in items {
+        sqlx::query("UPDATE products SET stock = stock + $1, updated_at = $2 WHERE id = $3")
+            .bind(num)
+            .bind(now)
+            .bind(product_id)
+            .execute(&mut **tx)
+            .await?;
+    }
+    Ok(())
+}

@@ -1,0 +1,224 @@
+//! Creating orders (stock reserved in the same transaction), reading them through the cache,
+//! and storing their prepay.
+
+use super::*;
+
+impl Db {
+    /// Creates an order for `items`, reserving their stock, in one transaction: either every
+    /// line is reserved and the order exists, or nothing changed. Payment is due within `ttl`.
+    pub async fn create_order(
+        &self,
+        items: &[NewItem],
+        ttl: std::time::Duration,
+        now: DateTime<Utc>,
+    ) -> Result<Order, CreateOrderError> {
+        let mut tx = self.writer.begin().await?;
+        let order = create_in(&mut tx, items, ttl, now).await?;
+        tx.commit().await?;
+        Ok(order)
+    }
+
+    /// Creates several orders in one transaction — one commit, one disk flush for all (group
+    /// commit) — each in its own savepoint, so an order refused for its stock or items changes
+    /// nothing and does not affect the others. A database failure fails the whole batch.
+    pub async fn create_orders(
+        &self,
+        requests: &[(&[NewItem], std::time::Duration)],
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Result<Order, CreateOrderError>>, StoreError> {
+        use sqlx::Acquire;
+        let mut tx = self.writer.begin().await?;
+        let mut results = Vec::with_capacity(requests.len());
+        for (items, ttl) in requests {
+            let mut savepoint = (&mut tx).begin().await?;
+            match create_in(&mut savepoint, items, *ttl, now).await {
+                Ok(order) => {
+                    savepoint.commit().await?;
+                    results.push(Ok(order));
+                }
+                Err(CreateOrderError::Store(e)) => return Err(e),
+                Err(refused) => {
+                    savepoint.rollback().await?;
+                    results.push(Err(refused));
+                }
+            }
+        }
+        tx.commit().await?;
+        Ok(results)
+    }
+
+    /// One order, if it exists (through the read cache; see `cache.rs` for how fresh).
+    pub async fn order(&self, no: &OutTradeNo) -> Result<Option<Order>, StoreError> {
+        if let Some(order) = self.cache.order(no.as_str()) {
+            return Ok(Some(order));
+        }
+        let read_at = std::time::Instant::now();
+        let row = sqlx::query(&format!(
+            "SELECT {ORDER_COLUMNS} FROM orders WHERE out_trade_no = $1"
+        ))
+        .bind(no.as_str())
+        .fetch_optional(&self.reader)
+        .await?;
+        let order = row.as_ref().map(order_from_row).transpose()?;
+        if let Some(order) = &order {
+            self.cache.put_order(order, read_at);
+        }
+        Ok(order)
+    }
+
+    /// An order's lines (they never change, so they are cached with the order).
+    pub async fn order_items(
+        &self,
+        no: &OutTradeNo,
+    ) -> Result<std::sync::Arc<Vec<OrderItem>>, StoreError> {
+        if let Some(items) = self.cache.items(no.as_str()) {
+            return Ok(items);
+        }
+        let items = std::sync::Arc::new(self.read_order_items(no).await?);
+        self.cache.put_items(no.as_str(), items.clone());
+        Ok(items)
+    }
+
+    async fn read_order_items(&self, no: &OutTradeNo) -> Result<Vec<OrderItem>, StoreError> {
+        let rows: Vec<(i64, String, i64, i64)> = sqlx::query_as(
+            "SELECT product_id, name, unit_price, num FROM order_items
+             WHERE out_trade_no = $1 ORDER BY product_id",
+        )
+        .bind(no.as_str())
+        .fetch_all(&self.reader)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(product_id, name, unit_price, num)| OrderItem {
+                product_id,
+                name,
+                unit_price: Fen(unit_price),
+                num,
+            })
+            .collect())
+    }
+
+    /// Stores the prepay of a pending order. Returns false (and changes nothing) when the order
+    /// is no longer pending.
+    pub async fn record_prepay(
+        &self,
+        no: &OutTradeNo,
+        prepay: &Prepay,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE orders SET prepay_id = $1, code_url = $2, code_url_expires_at = $3,
+                               sign_type = $4, updated_at = $5
+             WHERE out_trade_no = $6 AND status = 'pending'",
+        )
+        .bind(&prepay.prepay_id)
+        .bind(&prepay.code_url)
+        .bind(prepay.code_url_expires_at.timestamp())
+        .bind(prepay.sign_type.as_str())
+        .bind(now_secs())
+        .bind(no.as_str())
+        .execute(&self.writer)
+        .await?;
+        self.cache.invalidate(no.as_str());
+        Ok(done.rows_affected() == 1)
+    }
+}
+
+/// Creates one order and reserves its stock inside `tx`.
+async fn create_in(
+    tx: &mut Tx<'_>,
+    items: &[NewItem],
+    ttl: std::time::Duration,
+    now: DateTime<Utc>,
+) -> Result<Order, CreateOrderError> {
+    if items.is_empty() || items.iter().any(|i| i.num <= 0) {
+        return Err(CreateOrderError::Empty);
+    }
+    let created = now.timestamp();
+    let expires = created + ttl.as_secs() as i64;
+    let mut lines = Vec::with_capacity(items.len());
+    let mut total = Fen(0);
+    for item in items {
+        // Reserve only if enough is left; the condition and the decrement are one statement.
+        let reserved = sqlx::query(
+            "UPDATE products SET stock = stock - $1, updated_at = $2
+             WHERE id = $3 AND stock >= $1 RETURNING name, price_fen",
+        )
+        .bind(item.num)
+        .bind(created)
+        .bind(item.product_id)
+        .fetch_optional(&mut **tx)
+        .await?;
+        let Some(row) = reserved else {
+            let available: Option<i64> =
+                sqlx::query_scalar("SELECT stock FROM products WHERE id = $1")
+                    .bind(item.product_id)
+                    .fetch_optional(&mut **tx)
+                    .await?;
+            return Err(match available {
+                None => CreateOrderError::UnknownProduct(item.product_id),
+                Some(available) => CreateOrderError::NotEnoughStock {
+                    product_id: item.product_id,
+                    available,
+                },
+            });
+        };
+        let name: String = row.try_get("name")?;
+        let price = Fen(row.try_get("price_fen")?);
+        total = price
+            .checked_mul(item.num)
+            .and_then(|line| total.checked_add(line))
+            .ok_or(CreateOrderError::TooLarge)?;
+        lines.push((item, name, price));
+    }
+    let no = OutTradeNo::generate(now);
+    let body = order_body(
+        &lines
+            .iter()
+            .map(|(item, name, _)| (name.clone(), item.num))
+            .collect::<Vec<_>>(),
+    );
+    let product_id = items[0].product_id.to_string();
+    sqlx::query(
+        "INSERT INTO orders (out_trade_no, total_fee, status, body, product_id, expires_at,
+                             created_at, updated_at)
+         VALUES ($1, $2, 'pending', $3, $4, $5, $6, $6)",
+    )
+    .bind(no.as_str())
+    .bind(total.0)
+    .bind(&body)
+    .bind(&product_id)
+    .bind(expires)
+    .bind(created)
+    .execute(&mut **tx)
+    .await?;
+    for (item, name, price) in &lines {
+        sqlx::query(
+            "INSERT INTO order_items (out_trade_no, product_id, name, unit_price, num)
+             VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(no.as_str())
+        .bind(item.product_id)
+        .bind(name)
+        .bind(price.0)
+        .bind(item.num)
+        .execute(&mut **tx)
+        .await?;
+    }
+    Ok(Order {
+        out_trade_no: no,
+        total_fee: total,
+        status: OrderStatus::Pending,
+        body,
+        product_id,
+        expires_at: time(expires),
+        prepay: None,
+        transaction_id: None,
+        pay_time: None,
+        created_at: time(created),
+        updated_at: time(created),
+        closed_at: None,
+        reconcile_attempts: 0,
+        is_deleted: false,
+        refund_due: false,
+    })
+}

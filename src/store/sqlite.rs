@@ -1,0 +1,31 @@
+//! The SQLite backend: its pools and the statements that relax a commit, with the shared SQL
+//! of `sql/` compiled for it.
+
+use std::sync::Arc;
+
+type Kind = sqlx::Sqlite;
+type DbRow = sqlx::sqlite::SqliteRow;
+/// Run on the connection before a transaction that need not wait for the disk.
+const RELAX_BEFORE: Option<&str> = Some("PRAGMA synchronous = NORMAL");
+/// Run first inside such a transaction.
+const RELAX_IN_TX: Option<&str> = None;
+/// Run on the connection after it, restoring full durability.
+const RELAX_AFTER: Option<&str> = Some("PRAGMA synchronous = FULL");
+/// Ends a subquery that picks rows to claim. SQLite has one writer, so there is nothing to pass
+/// by.
+const SKIP_LOCKED: &str = "";
+
+/// One writer connection and several read-only ones (see the store's module doc).
+#[derive(Debug, Clone)]
+pub struct Db {
+    pub writer: sqlx::Pool<Kind>,
+    pub reader: sqlx::Pool<Kind>,
+    pub cache: Arc<super::cache::OrderCache>,
+}
+
+#[path = "sql/mod.rs"]
+#[expect(
+    clippy::duplicate_mod,
+    reason = "one SQL source, compiled once for each database"
+)]
+mod sql;
