@@ -1,11 +1,14 @@
 //! Chaos rounds for `scripts/chaos`: notify storms (duplicates included) and status polling
 //! against a shop that is stopped at a random moment and restarted — killed with SIGKILL in odd
 //! rounds, asked to stop with SIGTERM in even ones — beside a standalone sandbox injecting faults
-//! (5xx, timeouts, SYSTEMERROR, dropped and duplicated notifies). After every round it waits for
-//! every order to be settled and checks the invariants; in SIGTERM rounds also that no request
-//! the shop took failed because it was stopping (a graceful stop finishes what it started):
-//! no 500 for a status poll or a new shopper's first pay page, no notify it could not record.
-//! Prints rounds, stops, notifies and violations, and exits non-zero on any.
+//! (5xx, timeouts, SYSTEMERROR, ORDERNOTEXIST answers to orderquery and closeorder, dropped and
+//! duplicated notifies, FAIL notifies after declined payments). Some shoppers are declined
+//! first and pay on a second scan. After every round it waits for every order to be settled and
+//! checks the invariants — above all that every payment the sandbox took is, by the end, a paid
+//! order or a refund_due one; in SIGTERM rounds also that no request the shop took failed
+//! because it was stopping (a graceful stop finishes what it started): no 500 for a status poll
+//! or a new shopper's first pay page, no notify it could not record. Prints rounds, stops,
+//! notifies and violations, and exits non-zero on any.
 //!
 //! Usage: `chaos BINARY [ROUNDS] [ORDERS_PER_ROUND]`
 
@@ -113,7 +116,8 @@ async fn main() -> anyhow::Result<()> {
             .env("SANDBOX_TIME_SCALE", "0.001")
             .env(
                 "SANDBOX_FAULTS",
-                "latency_ms=2,http_5xx=0.05,timeout=0.003,system_error=0.05,drop_notify=0.3,duplicate_notify=0.2",
+                "latency_ms=2,http_5xx=0.05,timeout=0.003,system_error=0.05,order_not_exist=0.1,\
+                 drop_notify=0.3,duplicate_notify=0.2,fail_notify=0.5",
             )
             .env("RUST_LOG", "error")
             .stdout(Stdio::null())
@@ -185,6 +189,8 @@ async fn main() -> anyhow::Result<()> {
         let mut storm = tokio::task::JoinSet::new();
         for no in orders.clone() {
             let pay = rand::rng().random_bool(0.6);
+            // Declined first (a PAYERROR, maybe with a FAIL notify), then paid on a rescan.
+            let declined_first = rand::rng().random_bool(0.3);
             let (http, base, sandbox) = (http.clone(), base.clone(), sandbox.clone());
             let (sent, answered_success, acknowledged, failed) = (
                 sent.clone(),
@@ -222,6 +228,13 @@ async fn main() -> anyhow::Result<()> {
                 let Some(code_url) = order["code_url"].as_str() else {
                     return;
                 };
+                if declined_first {
+                    let _ = http
+                        .post(format!("{sandbox}sandbox/pay"))
+                        .json(&serde_json::json!({ "code_url": code_url, "outcome": "fail" }))
+                        .send()
+                        .await;
+                }
                 let Ok(paid) = http
                     .post(format!("{sandbox}sandbox/pay"))
                     .json(&serde_json::json!({ "code_url": code_url }))
@@ -337,7 +350,9 @@ async fn main() -> anyhow::Result<()> {
             }
         }
 
-        // Orders left unpaid were abandoned an hour ago: the job must close them.
+        // Orders left unpaid were abandoned an hour ago: the job must close them — at WeChat
+        // first (their time_expire, which WeChat keeps, is still ahead: only a confirmed close
+        // ends them).
         let unpaid: Vec<String> =
             sqlx::query_scalar("SELECT out_trade_no FROM orders WHERE status = 'pending'")
                 .fetch_all(&db)
@@ -354,7 +369,7 @@ async fn main() -> anyhow::Result<()> {
                 continue; // paid; its notify or the job will settle it
             }
             sqlx::query(
-                "UPDATE orders SET created_at = created_at - 3600, expires_at = expires_at - 3600
+                "UPDATE orders SET created_at = created_at - 3600
                  WHERE out_trade_no = $1 AND status = 'pending'",
             )
             .bind(no)
@@ -381,7 +396,37 @@ async fn main() -> anyhow::Result<()> {
             violations.push(format!("round {round}: orders still pending after 120 s"));
         }
 
-        // Invariants.
+        // Invariants. Every payment WeChat took ends up recorded: a paid order with that
+        // transaction, or money due back.
+        let taken: Vec<serde_json::Value> = http
+            .get(format!("{sandbox}sandbox/payments"))
+            .send()
+            .await?
+            .json()
+            .await?;
+        for payment in &taken {
+            let (no, tid) = (
+                payment["out_trade_no"].as_str().unwrap_or_default(),
+                payment["transaction_id"].as_str().unwrap_or_default(),
+            );
+            let row: Option<(String, Option<String>, i64)> = sqlx::query_as(
+                "SELECT status, transaction_id, CAST(refund_due AS BIGINT) FROM orders
+                 WHERE out_trade_no = $1",
+            )
+            .bind(no)
+            .fetch_optional(&db)
+            .await?;
+            let recorded = match &row {
+                Some((status, paid_tid, _)) if status == "paid" => paid_tid.as_deref() == Some(tid),
+                Some((_, _, refund_due)) => *refund_due == 1,
+                None => false,
+            };
+            if !recorded {
+                violations.push(format!(
+                    "round {round}: WeChat took {tid} for {no}, which the shop has as {row:?}"
+                ));
+            }
+        }
         let acknowledged_now = acknowledged.lock().unwrap().clone();
         for (no, tid) in &acknowledged_now {
             let row: Option<(String, Option<String>)> =
@@ -459,8 +504,15 @@ async fn main() -> anyhow::Result<()> {
         )
         .fetch_one(&db)
         .await?;
+        let failure_notes: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM payment_events WHERE outcome = 'payerror'")
+                .fetch_one(&db)
+                .await?;
         eprintln!(
-            "round {round}: {orders_total} orders ({paid_total} paid), {} notifies sent, {} answered SUCCESS, {} violations",
+            "round {round}: {orders_total} orders ({paid_total} paid), {} payments at WeChat, \
+             {failure_notes} FAIL notifies recorded, {} notifies sent, {} answered SUCCESS, \
+             {} violations",
+            taken.len(),
             sent.load(Ordering::Relaxed),
             answered_success.load(Ordering::Relaxed),
             violations.len()

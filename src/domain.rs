@@ -82,9 +82,9 @@ pub enum OrderStatus {
     Pending,
     /// A verified payment arrived; final.
     Paid,
-    /// WeChat reported the payment failed; stock restored; final.
-    Failed,
-    /// Abandoned and closed (at WeChat too, when it had a prepay); stock restored; final.
+    /// Closed once WeChat can no longer take money for it (closed there, or never created
+    /// there and past its time); stock restored; final. (A failed payment does not end an
+    /// order: the shopper may scan again.)
     Closed,
 }
 
@@ -101,7 +101,6 @@ impl OrderStatus {
         match self {
             OrderStatus::Pending => "pending",
             OrderStatus::Paid => "paid",
-            OrderStatus::Failed => "failed",
             OrderStatus::Closed => "closed",
         }
     }
@@ -110,7 +109,6 @@ impl OrderStatus {
         Some(match text {
             "pending" => OrderStatus::Pending,
             "paid" => OrderStatus::Paid,
-            "failed" => OrderStatus::Failed,
             "closed" => OrderStatus::Closed,
             _ => return None,
         })
@@ -124,10 +122,7 @@ impl OrderStatus {
     /// final state.
     pub fn transition(self, to: OrderStatus) -> Result<OrderStatus, IllegalTransition> {
         match (self, to) {
-            (
-                OrderStatus::Pending,
-                OrderStatus::Paid | OrderStatus::Failed | OrderStatus::Closed,
-            ) => Ok(to),
+            (OrderStatus::Pending, OrderStatus::Paid | OrderStatus::Closed) => Ok(to),
             (from, to) => Err(IllegalTransition { from, to }),
         }
     }
@@ -177,16 +172,16 @@ mod tests {
     #[test]
     fn only_pending_orders_move() {
         use OrderStatus::*;
-        for to in [Paid, Failed, Closed] {
+        for to in [Paid, Closed] {
             assert_eq!(Pending.transition(to), Ok(to));
         }
-        for from in [Paid, Failed, Closed] {
-            for to in [Pending, Paid, Failed, Closed] {
+        for from in [Paid, Closed] {
+            for to in [Pending, Paid, Closed] {
                 assert!(from.transition(to).is_err(), "{from} -> {to}");
             }
         }
         assert!(Pending.transition(Pending).is_err());
-        for s in [Pending, Paid, Failed, Closed] {
+        for s in [Pending, Paid, Closed] {
             assert_eq!(OrderStatus::parse(s.as_str()), Some(s));
         }
     }

@@ -57,7 +57,7 @@ pub mod wxpay;
 mod layers {
     use std::path::Path;
 
-    /// Which top-level modules each module may name (`crate::x`).
+    /// Which top-level modules each module may name (`crate::x`) outside its tests.
     const ALLOWED: &[(&str, &[&str])] = &[
         ("domain", &[]),
         ("rt", &[]),
@@ -99,6 +99,8 @@ mod layers {
             assert!(!files.is_empty(), "no source for {module}");
             for file in files {
                 let text = std::fs::read_to_string(&file).unwrap();
+                // A module's own tests may set up whatever they need.
+                let text = text.split("#[cfg(test)]\nmod tests").next().unwrap_or_default();
                 for (at, _) in text.match_indices("crate::") {
                     let used: String = text[at + "crate::".len()..]
                         .chars()

@@ -1,5 +1,6 @@
 // The pay page: counts down to the order's expiry and polls the shop's status endpoint every
-// 3 seconds, moving to the success or failure page when the order's state is final.
+// 3 seconds, moving to the success or failure page when the order's state is final. A failed
+// attempt (PAYERROR) is not final: the shopper may scan again, so the page stays.
 (function () {
   "use strict";
   var root = document.getElementById("pay");
@@ -9,7 +10,7 @@
   var failedUrl = root.dataset.failedUrl;
   var expiresAt = Number(root.dataset.expiresAt);
   var countdown = document.getElementById("countdown");
-  var FAILED = ["CLOSED", "PAYERROR", "REVOKED"];
+  var FAILED = ["CLOSED", "REVOKED"];
 
   function pad(n) { return n < 10 ? "0" + n : String(n); }
   function tick() {

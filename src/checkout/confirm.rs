@@ -5,8 +5,9 @@
 use std::time::Duration;
 
 use super::{Checkout, CheckoutError};
+use crate::domain::Fen;
 use crate::payments;
-use crate::store::{Order, PaymentEvent, PaymentResult, PaymentSource};
+use crate::store::{Order, PaymentEvent, PaymentResult, PaymentSource, CNY};
 use crate::wxpay::types::OrderQueryResponse;
 use crate::wxpay::TradeState;
 
@@ -30,14 +31,27 @@ impl Checkout {
     }
 
     /// Confirms the payment a query reports (if any) and returns the order as it then stands.
+    /// A failed attempt (`PAYERROR`) or a refund made outside the shop (`REFUND`) is noted on
+    /// the order, for the shopper and the merchant to see.
     pub(super) async fn apply_query(
         &self,
         order: Order,
         query: &OrderQueryResponse,
         source: PaymentSource,
     ) -> Result<Order, CheckoutError> {
+        let state = query.trade_state.as_str();
+        let noted = matches!(query.trade_state, TradeState::PayError | TradeState::Refund)
+            && order.wechat_state.as_deref() != Some(state);
+        if noted {
+            self.store()
+                .note_wechat_state(&order.out_trade_no, state)
+                .await?;
+        }
         let Some(event) = event_from_query(&order, query, source) else {
-            return Ok(order);
+            return match noted {
+                true => self.load(&order.out_trade_no).await,
+                false => Ok(order),
+            };
         };
         let mut applied = self.inner.payments.subscribe();
         let recorded = self.inner.payments.confirm(&event).await?;
@@ -48,16 +62,17 @@ impl Checkout {
     }
 }
 
-/// The payment an order query reports, when WeChat says SUCCESS for exactly this order's amount
-/// (the query's signature was verified by the client). A SUCCESS with another amount is logged
-/// and never applied.
+/// The payment an order query reports — `SUCCESS`, or `REFUND` (paid, then refunded outside the
+/// shop) — as WeChat reports it (the query's signature was verified by the client). An amount
+/// or currency other than the order's is recorded as reported: applying it marks the money as
+/// due back. A malformed transaction id is logged and never recorded.
 pub(super) fn event_from_query(
     order: &Order,
     query: &OrderQueryResponse,
     source: PaymentSource,
 ) -> Option<PaymentEvent> {
-    if query.trade_state != TradeState::Success || query.out_trade_no != order.out_trade_no.as_str()
-    {
+    let paid = matches!(query.trade_state, TradeState::Success | TradeState::Refund);
+    if !paid || query.out_trade_no != order.out_trade_no.as_str() {
         return None;
     }
     let (Some(transaction_id), Some(total_fee), Some(time_end)) =
@@ -65,23 +80,60 @@ pub(super) fn event_from_query(
     else {
         return None;
     };
-    if total_fee != order.total_fee.0 {
+    let fee_type = query.fee_type.clone().unwrap_or_else(|| CNY.to_owned());
+    let event = payment_event(
+        order,
+        transaction_id,
+        total_fee,
+        &fee_type,
+        time_end,
+        source,
+    );
+    if event.is_none() {
+        tracing::error!(
+            out_trade_no = %order.out_trade_no,
+            "WeChat reports a payment this shop cannot record (malformed fields); not recorded"
+        );
+    }
+    event
+}
+
+/// A payment WeChat reported for `order`, if its fields are well-formed: a transaction id of
+/// 1–32 letters and digits, a positive amount, a currency code, a Beijing `time_end`.
+pub(super) fn payment_event(
+    order: &Order,
+    transaction_id: &str,
+    total_fee: i64,
+    fee_type: &str,
+    time_end: &str,
+    source: PaymentSource,
+) -> Option<PaymentEvent> {
+    let well_formed = (1..=32).contains(&transaction_id.len())
+        && transaction_id.bytes().all(|b| b.is_ascii_alphanumeric())
+        && total_fee > 0
+        && (1..=16).contains(&fee_type.len())
+        && fee_type.bytes().all(|b| b.is_ascii_alphabetic());
+    if !well_formed {
+        return None;
+    }
+    if total_fee != order.total_fee.0 || fee_type != CNY {
         tracing::error!(
             out_trade_no = %order.out_trade_no,
             expected = order.total_fee.0,
             reported = total_fee,
-            "WeChat reports a payment of another amount; not applied"
+            fee_type,
+            "WeChat reports a payment of another amount: recorded, and due back"
         );
-        return None;
     }
     let pay_time = crate::wxpay::time::parse_beijing(time_end).ok()?;
     Some(PaymentEvent {
         out_trade_no: order.out_trade_no.clone(),
         result: PaymentResult::Paid {
-            transaction_id: transaction_id.clone(),
+            transaction_id: transaction_id.to_owned(),
             pay_time,
         },
-        total_fee: order.total_fee,
+        total_fee: Fen(total_fee),
+        fee_type: fee_type.to_owned(),
         source,
     })
 }

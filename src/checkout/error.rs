@@ -40,7 +40,6 @@ pub enum NotifyRefusal {
     InvalidFields,
     MerchantMismatch,
     UnknownOrder,
-    AmountMismatch,
 }
 
 impl NotifyRefusal {
@@ -52,7 +51,6 @@ impl NotifyRefusal {
             NotifyRefusal::InvalidFields => "invalid fields",
             NotifyRefusal::MerchantMismatch => "appid or mch_id mismatch",
             NotifyRefusal::UnknownOrder => "unknown order",
-            NotifyRefusal::AmountMismatch => "amount mismatch",
         }
     }
 }

@@ -264,12 +264,15 @@ impl Checkout {
     }
 }
 
-/// The order's state in WeChat's words.
+/// The order's state in WeChat's words: an open order whose last attempt failed is
+/// `PAYERROR` (the shopper may scan again).
 pub fn trade_state(order: &Order) -> TradeState {
     match order.status {
+        OrderStatus::Pending if order.wechat_state.as_deref() == Some("PAYERROR") => {
+            TradeState::PayError
+        }
         OrderStatus::Pending => TradeState::NotPay,
         OrderStatus::Paid => TradeState::Success,
         OrderStatus::Closed => TradeState::Closed,
-        OrderStatus::Failed => TradeState::PayError,
     }
 }

@@ -1,8 +1,11 @@
 //! WeChat Pay's payment notify, checked in this order: strict XML → return_code → signature with
 //! the algorithm recorded for the order (the sign's length for an unknown one) → appid and
-//! mch_id → the order exists → amount and currency → durable record. Nothing is trusted before
-//! the signature; a refusal changes nothing. (The body's size is bounded before it gets here.)
+//! mch_id → the order exists → well-formed payment fields → durable record. Nothing is trusted
+//! before the signature; a refusal changes nothing. A payment of another amount or currency is
+//! recorded as WeChat reported it (the money was taken) and marked due back when applied. (The
+//! body's size is bounded before it gets here.)
 
+use super::confirm::payment_event;
 use super::{Checkout, CheckoutError, NotifyRefusal};
 use crate::domain::{Fen, OutTradeNo};
 use crate::store::{PaymentEvent, PaymentResult, PaymentSource};
@@ -82,16 +85,9 @@ impl Checkout {
                 &paid.out_trade_no,
             ));
         };
-        if paid.total_fee != order.total_fee.0 || paid.fee_type != "CNY" {
-            return Err(CheckoutError::notify(
-                NotifyRefusal::AmountMismatch,
-                format_args!(
-                    "{} {} for {}",
-                    paid.total_fee, paid.fee_type, order.total_fee.0
-                ),
-            ));
-        }
-        let result = match paid.result_code {
+        // An amount or currency other than the order's is recorded all the same (WeChat took
+        // that money): applying it marks the money as due back.
+        let event = match paid.result_code {
             ResultCode::Success => {
                 let (Some(transaction_id), Some(time_end)) = (paid.transaction_id, paid.time_end)
                 else {
@@ -100,24 +96,33 @@ impl Checkout {
                         "payment without transaction",
                     ));
                 };
-                let Ok(pay_time) = crate::wxpay::time::parse_beijing(&time_end) else {
+                payment_event(
+                    &order,
+                    &transaction_id,
+                    paid.total_fee,
+                    &paid.fee_type,
+                    &time_end,
+                    PaymentSource::Notify,
+                )
+                .ok_or_else(|| {
+                    CheckoutError::notify(NotifyRefusal::InvalidFields, "malformed payment fields")
+                })?
+            }
+            ResultCode::Fail => {
+                if paid.total_fee <= 0 || !(1..=16).contains(&paid.fee_type.len()) {
                     return Err(CheckoutError::notify(
                         NotifyRefusal::InvalidFields,
-                        "time_end",
+                        "malformed failure fields",
                     ));
-                };
-                PaymentResult::Paid {
-                    transaction_id,
-                    pay_time,
+                }
+                PaymentEvent {
+                    out_trade_no: order.out_trade_no,
+                    result: PaymentResult::Failed,
+                    total_fee: Fen(paid.total_fee),
+                    fee_type: paid.fee_type,
+                    source: PaymentSource::Notify,
                 }
             }
-            ResultCode::Fail => PaymentResult::Failed,
-        };
-        let event = PaymentEvent {
-            out_trade_no: order.out_trade_no,
-            result,
-            total_fee: Fen(paid.total_fee),
-            source: PaymentSource::Notify,
         };
         let recorded = self.inner.payments.confirm(&event).await?;
         tracing::info!(

@@ -105,9 +105,10 @@ impl Checkout {
     /// Makes sure a pending order has a valid prepay, calling unifiedorder the first time only.
     #[tracing::instrument(skip_all, fields(out_trade_no = %order.out_trade_no))]
     pub async fn prepare(&self, order: Order) -> Result<Prepared, CheckoutError> {
-        if let Some(known) = known_without_wechat(order.clone(), Utc::now()) {
-            return Ok(known);
-        }
+        let order = match known_without_wechat(order, Utc::now()) {
+            Standing::Known(known) => return Ok(known),
+            Standing::AskWechat(order) => order,
+        };
         let key = order.out_trade_no.to_string();
         let this = self.clone();
         self.inner
@@ -121,11 +122,11 @@ impl Checkout {
     /// The one unifiedorder of a flight.
     async fn fetch_prepay(&self, no: OutTradeNo) -> Result<Prepared, CheckoutError> {
         // A flight that finished a moment ago may have stored the prepay: read again.
-        let order = self.load(&no).await?;
         let now = Utc::now();
-        if let Some(known) = known_without_wechat(order.clone(), now) {
-            return Ok(known);
-        }
+        let order = match known_without_wechat(self.load(&no).await?, now) {
+            Standing::Known(known) => return Ok(known),
+            Standing::AskWechat(order) => order,
+        };
         let terms = self.terms();
         let request = UnifiedOrderRequest {
             body: order.body.clone(),
@@ -181,19 +182,31 @@ impl Checkout {
 }
 
 /// Where an order stands when WeChat need not be asked: not pending, past its time, or with a
-/// prepay still good. A stored prepay that lives as long as its order is reused until the
-/// order's own expiry, so the order's last moments make no new unifiedorder.
-fn known_without_wechat(order: Order, now: DateTime<Utc>) -> Option<Prepared> {
+/// prepay still good; otherwise the order back. A stored prepay that lives as long as its order
+/// is reused until the order's own expiry, so the order's last moments make no new
+/// unifiedorder.
+fn known_without_wechat(order: Order, now: DateTime<Utc>) -> Standing {
     if order.status != OrderStatus::Pending {
-        return Some(Prepared::Settled(order));
+        return Standing::Known(Prepared::Settled(order));
     }
     if order.expires_at <= now {
-        return Some(Prepared::Over(order));
+        return Standing::Known(Prepared::Over(order));
     }
     let reusable = order.prepay.as_ref().is_some_and(|p| {
         p.code_url_expires_at >= order.expires_at || p.code_url_expires_at > now + PREPAY_MARGIN
     });
-    reusable.then_some(Prepared::Ready(order))
+    if reusable {
+        Standing::Known(Prepared::Ready(order))
+    } else {
+        Standing::AskWechat(order)
+    }
+}
+
+/// What [`known_without_wechat`] could tell.
+enum Standing {
+    Known(Prepared),
+    /// WeChat must be asked for a prepay: the order, handed back.
+    AskWechat(Order),
 }
 
 /// The code_url of an order that is ready to pay.

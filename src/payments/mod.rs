@@ -106,7 +106,7 @@ impl Payments {
         }
         match answer.await {
             Ok(Ok(recorded)) => Ok(recorded),
-            Ok(Err(e)) => Err(StoreError::Batch(e)),
+            Ok(Err(e)) => Err(StoreError::Shared(e)),
             Err(_) => Err(StoreError::Stopped("payments recorder")),
         }
     }
@@ -192,8 +192,24 @@ async fn write_batch(store: &Store, batch: Vec<RecordRequest>, handover: &mpsc::
                 let _ = request.reply.send(Ok(recorded));
             }
         }
+        Err(e) if batch.len() > 1 => {
+            // One event the database refuses must not fail the others: one by one.
+            tracing::warn!(error = %e, events = batch.len(), "recording a batch failed; one by one");
+            for request in batch {
+                let result = store.record_payment_event(&request.event).await;
+                match &result {
+                    Ok(recorded) => hand_over(handover, recorded),
+                    Err(e) => tracing::error!(
+                        out_trade_no = %request.event.out_trade_no,
+                        error = %e,
+                        "recording a payment failed"
+                    ),
+                }
+                let _ = request.reply.send(result.map_err(Arc::new));
+            }
+        }
         Err(e) => {
-            tracing::error!(error = %e, events = batch.len(), "recording payments failed");
+            tracing::error!(error = %e, "recording a payment failed");
             let e = Arc::new(e);
             for request in batch {
                 let _ = request.reply.send(Err(e.clone()));
@@ -314,9 +330,13 @@ impl Applier {
                         %out_trade_no,
                         "payment for a closed order: refund due"
                     ),
-                    Outcome::Failed => {
-                        tracing::info!(%out_trade_no, "payment failed; stock restored")
+                    Outcome::PayError => {
+                        tracing::info!(%out_trade_no, "payment attempt failed; the order stays open")
                     }
+                    Outcome::AmountMismatch => tracing::warn!(
+                        %out_trade_no,
+                        "payment of another amount or currency: order closed, refund due"
+                    ),
                     Outcome::Duplicate | Outcome::Ignored => {
                         tracing::debug!(%out_trade_no, outcome = outcome.as_str(), "payment event")
                     }
@@ -352,5 +372,63 @@ impl Applier {
                 return Ok(total);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{Fen, OutTradeNo};
+    use crate::rt::AppRuntime;
+    use crate::store::{PaymentResult, PaymentSource};
+
+    fn event(no: &str, transaction_id: &str) -> PaymentEvent {
+        PaymentEvent {
+            out_trade_no: OutTradeNo::parse(no).unwrap(),
+            result: PaymentResult::Paid {
+                transaction_id: transaction_id.into(),
+                pay_time: chrono::Utc::now(),
+            },
+            total_fee: Fen(100),
+            fee_type: crate::store::CNY.into(),
+            source: PaymentSource::Notify,
+        }
+    }
+
+    /// One event the database refuses (a transaction id longer than its column allows) fails
+    /// alone: the others of its group commit are recorded and handed over.
+    #[tokio::test]
+    async fn one_bad_event_never_fails_the_others_in_its_batch() {
+        let dir = tempfile::TempDir::new().unwrap();
+        let url = format!("sqlite://{}/p.db", dir.path().display());
+        let store = Store::connect(&url, &AppRuntime::current()).await.unwrap();
+        let (handover, mut handed) = mpsc::channel(16);
+        let mut replies = Vec::new();
+        let batch = [
+            event("o1", "T1"),
+            event("o2", &"9".repeat(40)),
+            event("o3", "T3"),
+        ]
+        .into_iter()
+        .map(|event| {
+            let (reply, answer) = oneshot::channel();
+            replies.push(answer);
+            RecordRequest { event, reply }
+        })
+        .collect();
+        write_batch(&store, batch, &handover).await;
+        let mut results = Vec::new();
+        for reply in replies {
+            results.push(reply.await.unwrap());
+        }
+        assert!(results[0].as_ref().is_ok_and(|r| r.new));
+        assert!(results[1].is_err());
+        assert!(results[2].as_ref().is_ok_and(|r| r.new));
+        let mut ids = Vec::new();
+        while let Ok(id) = handed.try_recv() {
+            ids.push(id);
+        }
+        assert_eq!(ids.len(), 2, "the good ones go to the consumer");
+        assert_eq!(store.unapplied_payment_events(10).await.unwrap(), ids);
     }
 }

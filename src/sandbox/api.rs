@@ -111,7 +111,7 @@ impl Sandbox {
         let existing = non_empty(fields, "out_trade_no").and_then(|no| book.get(no));
         if let Some(existing) = existing {
             match existing.state {
-                TradeState::Success => {
+                TradeState::Success | TradeState::Refund => {
                     return Answer::fail(sign_type, ErrCode::OrderPaid, "该订单已支付")
                 }
                 TradeState::Closed => {
@@ -209,7 +209,7 @@ impl Sandbox {
             return Answer::fail(sign_type, ErrCode::OrderNotExist, "订单不存在");
         };
         match order.state {
-            TradeState::Success => {
+            TradeState::Success | TradeState::Refund => {
                 Answer::fail(sign_type, ErrCode::OrderPaid, "订单已支付，不能发起关单")
             }
             TradeState::Closed => {
@@ -350,6 +350,7 @@ fn query_fields(order: &Trade) -> Fields {
     f.insert("trade_state".into(), order.state.as_str().into());
     let desc = match order.state {
         TradeState::Success => "支付成功",
+        TradeState::Refund => "转入退款",
         TradeState::NotPay => "订单未支付",
         TradeState::Closed => "订单已关闭",
         TradeState::PayError => "支付失败，请重新下单支付",

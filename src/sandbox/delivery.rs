@@ -7,14 +7,15 @@ use std::sync::Arc;
 use super::api::payment_fields;
 use super::state::{self, Payment};
 use super::{Sandbox, NOTIFY_RETRY_SCHEDULE_SECS};
-use crate::wxpay::{nonce_str, sign, xml, TradeState};
+use crate::wxpay::{nonce_str, sign, xml, Fields, SignType, TradeState};
 
 /// What the shopper does on the phone.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ShopperAction {
     /// Confirms and the payment goes through.
     Pay,
-    /// Confirms and the bank declines: `trade_state=PAYERROR`, no notify.
+    /// Confirms and the bank declines: `trade_state=PAYERROR`; no notify unless the
+    /// `fail_notify` fault draws one.
     Fail,
 }
 
@@ -53,7 +54,7 @@ pub(super) fn pay(
     let mut book = sandbox.book();
     let order = book.by_code_url(code_url).ok_or(PayRefusal::UnknownCode)?;
     match order.state {
-        TradeState::Success => return Err(PayRefusal::AlreadyPaid),
+        TradeState::Success | TradeState::Refund => return Err(PayRefusal::AlreadyPaid),
         TradeState::Closed => return Err(PayRefusal::Closed),
         _ => {}
     }
@@ -67,12 +68,31 @@ pub(super) fn pay(
     if outcome == ShopperAction::Fail {
         let order = book.get_mut(&no).expect("the order was just found");
         order.state = TradeState::PayError;
-        return Ok(Receipt {
-            out_trade_no: no,
+        let receipt = Receipt {
+            out_trade_no: no.clone(),
             total_fee: order.total_fee,
             trade_state: TradeState::PayError,
             transaction_id: None,
-        });
+        };
+        if sandbox.faults().draw_fail_notify() {
+            let mut notify = Fields::new();
+            for (name, value) in [
+                ("return_code", "SUCCESS"),
+                ("result_code", "FAIL"),
+                ("err_code", "BANKERROR"),
+                ("err_code_des", "银行系统异常"),
+                ("trade_type", "NATIVE"),
+                ("fee_type", "CNY"),
+                ("out_trade_no", no.as_str()),
+            ] {
+                notify.insert(name.into(), value.into());
+            }
+            notify.insert("total_fee".into(), order.total_fee.to_string());
+            let (url, sign_type) = (order.notify_url.clone(), order.sign_type);
+            drop(book);
+            start_delivery(sandbox, no, url, sign_type, notify);
+        }
+        return Ok(receipt);
     }
     let payment = Payment {
         transaction_id: state::new_transaction_id(now),
@@ -90,27 +110,37 @@ pub(super) fn pay(
         transaction_id: Some(payment.transaction_id.clone()),
     };
 
-    let merchant = &sandbox.config.merchant;
     let mut notify = payment_fields(order, &payment);
     notify.insert("return_code".into(), "SUCCESS".into());
     notify.insert("result_code".into(), "SUCCESS".into());
+    let (url, sign_type) = (order.notify_url.clone(), order.sign_type);
+    drop(book);
+    start_delivery(sandbox, no, url, sign_type, notify);
+    Ok(receipt)
+}
+
+/// Signs a notify as WeChat does — the order's algorithm, and no sign_type field even for
+/// HMAC — and starts delivering it.
+fn start_delivery(
+    sandbox: &Arc<Sandbox>,
+    no: String,
+    url: String,
+    sign_type: SignType,
+    mut notify: Fields,
+) {
+    let merchant = &sandbox.config.merchant;
     notify.insert("appid".into(), merchant.appid.clone());
     notify.insert("mch_id".into(), merchant.mch_id.clone());
     notify.insert("nonce_str".into(), nonce_str());
-    // Like WeChat: signed with the order's algorithm, and no sign_type field even for HMAC.
-    let signature = sign::sign(&notify, &merchant.key, order.sign_type);
+    let signature = sign::sign(&notify, &merchant.key, sign_type);
     notify.insert("sign".into(), signature);
     let body = xml::encode(&notify);
-    let url = order.notify_url.clone();
-    drop(book);
-
     let task_sandbox = Arc::clone(sandbox);
     // On the application runtime, with the connections it opens: a delivery outlives the
     // sandbox worker that took the payment.
     sandbox
         .deliveries
         .spawn_on(deliver(task_sandbox, no, url, body), sandbox.rt.handle());
-    Ok(receipt)
 }
 
 /// Delivers one notify: at once, then after each wait of the schedule, until acknowledged.

@@ -22,10 +22,16 @@ pub struct Faults {
     pub timeout: f64,
     /// Share of API calls answered `SYSTEMERROR` without doing anything.
     pub system_error: f64,
+    /// Share of orderquery and closeorder calls answered `ORDERNOTEXIST` without doing
+    /// anything, as a flaky WeChat might: never proof that an order cannot be paid.
+    pub order_not_exist: f64,
     /// Share of notify deliveries dropped (never sent; counted as a failed attempt).
     pub drop_notify: f64,
     /// Share of notify deliveries sent twice at the same moment.
     pub duplicate_notify: f64,
+    /// Share of declined payments (PAYERROR) followed by a signed `result_code=FAIL` notify.
+    /// The order stays payable: the shopper may scan again.
+    pub fail_notify: f64,
 }
 
 /// What to do with one API call.
@@ -35,6 +41,7 @@ pub enum ApiFault {
     Http5xx,
     Timeout,
     SystemError,
+    OrderNotExist,
 }
 
 impl Faults {
@@ -55,6 +62,8 @@ impl Faults {
             ApiFault::Timeout
         } else if roll < self.http_5xx + self.timeout + self.system_error {
             ApiFault::SystemError
+        } else if roll < self.http_5xx + self.timeout + self.system_error + self.order_not_exist {
+            ApiFault::OrderNotExist
         } else {
             ApiFault::None
         }
@@ -68,23 +77,29 @@ impl Faults {
         rand::rng().random::<f64>() < self.duplicate_notify
     }
 
+    pub fn draw_fail_notify(&self) -> bool {
+        rand::rng().random::<f64>() < self.fail_notify
+    }
+
     /// Checks every share is a probability and the API shares add up to at most 1.
     pub fn validate(&self) -> Result<(), BadFaults> {
         let shares = [
             ("http_5xx", self.http_5xx),
             ("timeout", self.timeout),
             ("system_error", self.system_error),
+            ("order_not_exist", self.order_not_exist),
             ("drop_notify", self.drop_notify),
             ("duplicate_notify", self.duplicate_notify),
+            ("fail_notify", self.fail_notify),
         ];
         for (name, share) in shares {
             if !(0.0..=1.0).contains(&share) {
                 return Err(BadFaults(format!("{name} must be between 0 and 1")));
             }
         }
-        if self.http_5xx + self.timeout + self.system_error > 1.0 {
+        if self.http_5xx + self.timeout + self.system_error + self.order_not_exist > 1.0 {
             return Err(BadFaults(
-                "http_5xx + timeout + system_error must not exceed 1".into(),
+                "http_5xx + timeout + system_error + order_not_exist must not exceed 1".into(),
             ));
         }
         Ok(())
@@ -121,6 +136,8 @@ impl FromStr for Faults {
                 "http_5xx" => faults.http_5xx = share()?,
                 "timeout" => faults.timeout = share()?,
                 "system_error" => faults.system_error = share()?,
+                "order_not_exist" => faults.order_not_exist = share()?,
+                "fail_notify" => faults.fail_notify = share()?,
                 "drop_notify" => faults.drop_notify = share()?,
                 "duplicate_notify" => faults.duplicate_notify = share()?,
                 other => return Err(BadFaults(format!("unknown fault {other:?}"))),
@@ -135,13 +152,16 @@ impl fmt::Display for Faults {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "latency_ms={},http_5xx={},timeout={},system_error={},drop_notify={},duplicate_notify={}",
+            "latency_ms={},http_5xx={},timeout={},system_error={},order_not_exist={},\
+             drop_notify={},duplicate_notify={},fail_notify={}",
             self.latency_ms,
             self.http_5xx,
             self.timeout,
             self.system_error,
+            self.order_not_exist,
             self.drop_notify,
-            self.duplicate_notify
+            self.duplicate_notify,
+            self.fail_notify
         )
     }
 }

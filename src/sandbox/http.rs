@@ -31,6 +31,12 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/sandbox/faults", web::put().to(put_faults))
         .route("/sandbox/clock", web::post().to(advance_clock))
         .route("/sandbox/stats", web::get().to(stats))
+        .route("/sandbox/refund", web::post().to(refund))
+        .route("/sandbox/payments", web::get().to(payments))
+        .route(
+            "/sandbox/orders/{out_trade_no}/trade_state",
+            web::post().to(set_trade_state),
+        )
         .route("/sandbox/orders/{out_trade_no}", web::get().to(order_view));
 }
 
@@ -79,6 +85,8 @@ async fn call(
     };
     let answer = if fault == ApiFault::SystemError {
         Answer::fail(request.sign_type, ErrCode::SystemError, "系统超时")
+    } else if fault == ApiFault::OrderNotExist && endpoint != Endpoint::UnifiedOrder {
+        Answer::fail(request.sign_type, ErrCode::OrderNotExist, "订单不存在")
     } else {
         sandbox.execute(endpoint, &request)
     };
@@ -177,7 +185,7 @@ async fn scan(sandbox: web::Data<Sandbox>, query: web::Query<CodeUrl>) -> HttpRe
     let now = sandbox.now();
     let order = sandbox.book().by_code_url(&query.code_url).map(|o| {
         let refusal = match o.state {
-            TradeState::Success => Some(PayRefusal::AlreadyPaid),
+            TradeState::Success | TradeState::Refund => Some(PayRefusal::AlreadyPaid),
             TradeState::Closed => Some(PayRefusal::Closed),
             _ if o.time_expire.is_some_and(|t| t <= now) => Some(PayRefusal::OrderExpired),
             _ if o.prepay_expires_at <= now => Some(PayRefusal::PrepayExpired),
@@ -351,6 +359,73 @@ async fn stats(sandbox: web::Data<Sandbox>) -> HttpResponse {
         "notify_attempts": c.notify_attempts.load(Ordering::Relaxed),
         "orders": sandbox.book().len(),
     }))
+}
+
+#[derive(Debug, Deserialize)]
+struct RefundRequest {
+    out_trade_no: String,
+}
+
+/// The merchant refunds a paid order in WeChat's merchant platform, outside the shop: its
+/// `trade_state` becomes `REFUND`.
+async fn refund(sandbox: web::Data<Sandbox>, body: web::Json<RefundRequest>) -> HttpResponse {
+    let mut book = sandbox.book();
+    match book.get_mut(&body.out_trade_no) {
+        Some(order) if order.state == TradeState::Success => {
+            order.state = TradeState::Refund;
+            HttpResponse::Ok().json(serde_json::json!({ "trade_state": "REFUND" }))
+        }
+        Some(order) => HttpResponse::Conflict().json(serde_json::json!({
+            "error": format!("the order is {}, not SUCCESS", order.state)
+        })),
+        None => HttpResponse::NotFound().json(serde_json::json!({ "error": "no such order" })),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct TradeStateRequest {
+    trade_state: String,
+}
+
+/// Puts an unpaid order in any `trade_state` — one WeChat may add and a shop does not know yet
+/// (not a WeChat API; for tests). Paid orders keep their payment.
+async fn set_trade_state(
+    sandbox: web::Data<Sandbox>,
+    no: web::Path<String>,
+    body: web::Json<TradeStateRequest>,
+) -> HttpResponse {
+    let state = TradeState::from(body.trade_state.as_str());
+    if body.trade_state.is_empty() || body.trade_state.len() > 32 {
+        return HttpResponse::BadRequest().body("trade_state is 1 to 32 characters");
+    }
+    let mut book = sandbox.book();
+    match book.get_mut(&no) {
+        Some(order) if order.payment.is_none() => {
+            order.state = state;
+            HttpResponse::Ok().json(serde_json::json!({ "trade_state": order.state.as_str() }))
+        }
+        Some(_) => HttpResponse::Conflict().json(serde_json::json!({ "error": "paid" })),
+        None => HttpResponse::NotFound().json(serde_json::json!({ "error": "no such order" })),
+    }
+}
+
+/// Every payment the sandbox took (not a WeChat API; for tests): what the merchant's books must
+/// account for.
+async fn payments(sandbox: web::Data<Sandbox>) -> HttpResponse {
+    let book = sandbox.book();
+    let paid: Vec<_> = book
+        .all()
+        .filter_map(|o| {
+            let payment = o.payment.as_ref()?;
+            Some(serde_json::json!({
+                "out_trade_no": o.out_trade_no,
+                "transaction_id": payment.transaction_id,
+                "total_fee": o.total_fee,
+                "trade_state": o.state.as_str(),
+            }))
+        })
+        .collect();
+    HttpResponse::Ok().json(paid)
 }
 
 /// What the sandbox holds about one order (not a WeChat API; for tests and debugging).

@@ -74,6 +74,11 @@ impl Book {
         self.orders.get(out_trade_no)
     }
 
+    /// Every order held.
+    pub fn all(&self) -> impl Iterator<Item = &Trade> {
+        self.orders.values()
+    }
+
     pub fn get_mut(&mut self, out_trade_no: &str) -> Option<&mut Trade> {
         self.orders.get_mut(out_trade_no)
     }

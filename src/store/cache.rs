@@ -130,6 +130,8 @@ mod tests {
             reconcile_attempts: 0,
             is_deleted: false,
             refund_due: false,
+            wechat_state: None,
+            watch_step: 0,
         }
     }
 

@@ -34,7 +34,7 @@ mod types;
 pub use desk::OrderDesk;
 pub use types::{
     Applied, CreateOrderError, NewItem, NewProduct, Order, OrderItem, Outcome, PaymentEvent,
-    PaymentResult, PaymentSource, Prepay, Product, Recorded,
+    PaymentResult, PaymentSource, Prepay, Product, Recorded, CNY,
 };
 
 /// How long a connection waits for SQLite's write lock before giving up.
@@ -53,9 +53,10 @@ pub enum StoreError {
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("unsupported database URL (expected sqlite: or postgres://)")]
     UnsupportedUrl,
-    /// The group commit this write was part of failed; the cause is shared by the batch.
-    #[error("the batch this write was part of failed")]
-    Batch(#[source] Arc<StoreError>),
+    /// A failure of a write done on the caller's behalf (group commit), shared with the other
+    /// callers it failed.
+    #[error(transparent)]
+    Shared(Arc<StoreError>),
     /// The task that writes on the callers' behalf has stopped (shutting down).
     #[error("the {0} has stopped")]
     Stopped(&'static str),
@@ -240,6 +241,29 @@ impl Store {
         dispatch!(self.claim_due_for_reconcile(now, next, limit))
     }
 
+    /// Claims the finished orders whose watch for late money is due at `now` (the most overdue
+    /// first, at most `limit`), making them due again at `lease` should the job not finish
+    /// with them. Several jobs at once never get the same order.
+    pub async fn claim_due_for_watch(
+        &self,
+        now: chrono::DateTime<chrono::Utc>,
+        lease: chrono::DateTime<chrono::Utc>,
+        limit: i64,
+    ) -> Result<Vec<Order>, StoreError> {
+        dispatch!(self.claim_due_for_watch(now, lease, limit))
+    }
+
+    /// Records that the watch asked about an order at `step`; the next question is due at
+    /// `next`, or the watch is over (`None`). False when another job recorded it first.
+    pub async fn advance_watch(
+        &self,
+        no: &OutTradeNo,
+        step: i64,
+        next: Option<chrono::DateTime<chrono::Utc>>,
+    ) -> Result<bool, StoreError> {
+        dispatch!(self.advance_watch(no, step, next))
+    }
+
     /// Closes pending orders that never got a prepay and whose time is up, restoring their
     /// stock, each in its own transaction. Returns the orders closed.
     pub async fn expire_unprepaid(
@@ -250,20 +274,51 @@ impl Store {
         dispatch!(self.expire_unprepaid(now, limit))
     }
 
-    /// Closes a pending order and restores its stock, in one transaction. Returns false (and
+    /// Closes a pending order that still has no prepay and whose time is up, restoring its
+    /// stock; false (and nothing changed) otherwise.
+    pub async fn close_unprepaid(
+        &self,
+        no: &OutTradeNo,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<bool, StoreError> {
+        dispatch!(self.close_unprepaid(no, now))
+    }
+
+    /// Closes a pending order and restores its stock, in one transaction; the watch for late
+    /// money first asks about it at `watch_from` (`None`: not watched). Returns false (and
     /// changes nothing) when the order is not pending: a close happens once, whoever tries.
     pub async fn close_order(
         &self,
         no: &OutTradeNo,
         now: chrono::DateTime<chrono::Utc>,
+        watch_from: Option<chrono::DateTime<chrono::Utc>>,
     ) -> Result<bool, StoreError> {
-        dispatch!(self.close_order(no, now))
+        dispatch!(self.close_order(no, now, watch_from))
     }
 
-    /// Counts one more unpaid query of a pending order; returns the new count, or None when the
-    /// order is no longer pending.
-    pub async fn count_unpaid_query(&self, no: &OutTradeNo) -> Result<Option<i64>, StoreError> {
-        dispatch!(self.count_unpaid_query(no))
+    /// Counts one more unpaid query of a pending order, noting the state WeChat reported;
+    /// returns the new count, or None when the order is no longer pending.
+    pub async fn count_unpaid_query(
+        &self,
+        no: &OutTradeNo,
+        wechat_state: &str,
+    ) -> Result<Option<i64>, StoreError> {
+        dispatch!(self.count_unpaid_query(no, wechat_state))
+    }
+
+    /// Notes the state WeChat reported for an order.
+    pub async fn note_wechat_state(
+        &self,
+        no: &OutTradeNo,
+        wechat_state: &str,
+    ) -> Result<(), StoreError> {
+        dispatch!(self.note_wechat_state(no, wechat_state))
+    }
+
+    /// The database's clock: expiry decisions use it, so replicas with clocks of their own
+    /// agree.
+    pub async fn now(&self) -> Result<chrono::DateTime<chrono::Utc>, StoreError> {
+        dispatch!(self.now())
     }
 
     /// Records a verified payment durably (committed to disk when this returns). The same

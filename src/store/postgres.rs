@@ -15,6 +15,9 @@ const RELAX_AFTER: Option<&str> = None;
 /// instead of waited for.
 const SKIP_LOCKED: &str = "FOR UPDATE SKIP LOCKED";
 
+/// The database's clock, in Unix seconds.
+const NOW_SQL: &str = "SELECT CAST(EXTRACT(EPOCH FROM now()) AS BIGINT)";
+
 /// One pool; `writer` and `reader` are the same pool.
 #[derive(Debug, Clone)]
 pub struct Db {

@@ -15,6 +15,9 @@ const RELAX_AFTER: Option<&str> = Some("PRAGMA synchronous = FULL");
 /// by.
 const SKIP_LOCKED: &str = "";
 
+/// The database's clock, in Unix seconds.
+const NOW_SQL: &str = "SELECT CAST(strftime('%s', 'now') AS INTEGER)";
+
 /// One writer connection and several read-only ones (see the store's module doc).
 #[derive(Debug, Clone)]
 pub struct Db {

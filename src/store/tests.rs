@@ -1,7 +1,7 @@
 //! The store against a real SQLite file in a temporary folder.
 
 use super::*;
-use crate::domain::Fen;
+use crate::domain::{Fen, OrderStatus};
 use tempfile::TempDir;
 
 /// The SQLite pools behind a store (for SQLite-only tests).
@@ -269,6 +269,7 @@ mod payments {
                 pay_time: chrono::Utc::now(),
             },
             total_fee: Fen(fee),
+            fee_type: "CNY".into(),
             source: PaymentSource::Notify,
         }
     }
@@ -306,6 +307,7 @@ mod payments {
             out_trade_no: failing.clone(),
             result: PaymentResult::Failed,
             total_fee: Fen(200),
+            fee_type: "CNY".into(),
             source: PaymentSource::Notify,
         };
         let events = [
@@ -350,14 +352,20 @@ mod payments {
                 .count(),
             1
         );
-        assert_eq!(outcomes[3], Outcome::Failed);
+        // A failed attempt is noted; the order stays open (the shopper may scan again).
+        assert_eq!(outcomes[3], Outcome::PayError);
         assert_eq!(outcomes[4], Outcome::PaidAfterClose);
-        assert_eq!(outcomes[5], Outcome::Ignored);
+        // Money of another amount: recorded, the order closed and the money due back.
+        assert_eq!(outcomes[5], Outcome::AmountMismatch);
         // Applying again does nothing.
         let again = store.apply_payment_events(&ids).await.unwrap();
         assert!(again.iter().all(|a| *a == Applied::Before));
-        // Stock: 5 orders of 2 reserved 10; only the failed one gave its 2 back.
+        // Stock: 5 orders of 2 reserved 10; only the one paid with another amount gave its 2
+        // back (a failed attempt keeps its order, and its stock, open).
         assert_eq!(store.product(product.id).await.unwrap().unwrap().stock, 12);
+        let failed = store.order(&failing).await.unwrap().unwrap();
+        assert_eq!(failed.status, crate::domain::OrderStatus::Pending);
+        assert_eq!(failed.wechat_state.as_deref(), Some("PAYERROR"));
         let refund_due = store
             .raw_i64(&format!(
                 "SELECT refund_due FROM orders WHERE out_trade_no = '{closed}'"
@@ -369,7 +377,8 @@ mod payments {
             .await;
         assert_eq!(stored.len(), 6);
         let wrong = store.order(&wrong_amount).await.unwrap().unwrap();
-        assert_eq!(wrong.status, crate::domain::OrderStatus::Pending);
+        assert_eq!(wrong.status, crate::domain::OrderStatus::Closed);
+        assert!(wrong.refund_due);
         // The order is never cached across a write.
         let plain_order = store.order(&plain).await.unwrap().unwrap();
         assert_eq!(plain_order.transaction_id.as_deref(), Some("T1"));
@@ -488,4 +497,113 @@ async fn order_batch_case(store: Store) {
     assert_eq!(store.product(tea.id).await.unwrap().unwrap().stock, 0);
     assert_eq!(store.raw_i64("SELECT COUNT(*) FROM orders").await, 2);
     assert_eq!(store.raw_i64("SELECT COUNT(*) FROM order_items").await, 2);
+}
+
+/// A prepay and an expiry racing: the close of an unprepaid order re-checks that it still has
+/// no prepay, and a prepay that lands after such a close is kept and watched for late money.
+#[tokio::test]
+async fn an_expiry_and_a_prepay_at_the_same_moment_never_lose_a_payable_order() {
+    let (_dir, store) = fresh().await;
+    expiry_race_case(store).await;
+    if let Some(store) = fresh_postgres().await {
+        expiry_race_case(store).await;
+    }
+}
+
+async fn expiry_race_case(store: Store) {
+    let product = store
+        .insert_product(&NewProduct {
+            name: "tea",
+            price: Fen(100),
+            stock: 10,
+        })
+        .await
+        .unwrap();
+    let item = [NewItem {
+        product_id: product.id,
+        num: 1,
+    }];
+    let created = chrono::DateTime::from_timestamp(1_000_000, 0).unwrap();
+    let ttl = Duration::from_secs(600);
+    let late = created + chrono::Duration::minutes(11);
+    let prepay = |expires: chrono::DateTime<chrono::Utc>| Prepay {
+        prepay_id: "wx1".into(),
+        code_url: "weixin://wxpay/bizpayurl?pr=race".into(),
+        code_url_expires_at: expires,
+        sign_type: crate::wxpay::SignType::Md5,
+    };
+
+    // The pay page got its prepay just before the expiry ran: the order is not expired.
+    let first = store.create_order(&item, ttl, created).await.unwrap();
+    assert!(store
+        .record_prepay(&first.out_trade_no, &prepay(first.expires_at))
+        .await
+        .unwrap());
+    assert!(!store
+        .close_unprepaid(&first.out_trade_no, late)
+        .await
+        .unwrap());
+    assert!(store.expire_unprepaid(late, 100).await.unwrap().is_empty());
+    let first = store.order(&first.out_trade_no).await.unwrap().unwrap();
+    assert_eq!(first.status, OrderStatus::Pending);
+
+    // The expiry ran first: the order is closed, and the prepay WeChat issued meanwhile is kept
+    // and watched at once.
+    let second = store.create_order(&item, ttl, created).await.unwrap();
+    assert_eq!(
+        store.expire_unprepaid(late, 100).await.unwrap(),
+        std::slice::from_ref(&second.out_trade_no)
+    );
+    assert!(!store
+        .record_prepay(&second.out_trade_no, &prepay(second.expires_at))
+        .await
+        .unwrap());
+    let second = store.order(&second.out_trade_no).await.unwrap().unwrap();
+    assert_eq!(second.status, OrderStatus::Closed);
+    assert!(second.prepay.is_some());
+    let watched = store
+        .claim_due_for_watch(
+            chrono::Utc::now(),
+            chrono::Utc::now() + chrono::Duration::seconds(30),
+            100,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        watched.iter().map(|o| &o.out_trade_no).collect::<Vec<_>>(),
+        [&second.out_trade_no]
+    );
+    // One unit back from the closed order, one held by the open one.
+    assert_eq!(store.product(product.id).await.unwrap().unwrap().stock, 9);
+}
+
+/// Expiries are decided by the database's clock, which every replica shares.
+#[tokio::test]
+async fn the_clock_is_the_databases() {
+    let (_dir, store) = fresh().await;
+    clock_case(store).await;
+    if let Some(store) = fresh_postgres().await {
+        clock_case(store).await;
+    }
+}
+
+async fn clock_case(store: Store) {
+    let database = store.now().await.unwrap();
+    let direct = match &store.backend {
+        Backend::Sqlite(db) => {
+            sqlx::query_scalar::<_, i64>("SELECT CAST(strftime('%s', 'now') AS INTEGER)")
+                .fetch_one(&db.reader)
+                .await
+                .unwrap()
+        }
+        Backend::Postgres(db) => {
+            sqlx::query_scalar::<_, i64>("SELECT CAST(EXTRACT(EPOCH FROM now()) AS BIGINT)")
+                .fetch_one(&db.reader)
+                .await
+                .unwrap()
+        }
+    };
+    assert!((database.timestamp() - direct).abs() <= 1);
+    // In seconds, as every time column.
+    assert!((database - chrono::Utc::now()).num_seconds().abs() <= 5);
 }

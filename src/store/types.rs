@@ -65,6 +65,11 @@ pub struct Order {
     pub is_deleted: bool,
     /// A payment arrived after the order was closed: it must be refunded.
     pub refund_due: bool,
+    /// The last trade_state WeChat reported (`PAYERROR` after a failure notify too, or
+    /// `ORDERNOTEXIST`), if any.
+    pub wechat_state: Option<String>,
+    /// Questions the watch for late money has asked about this finished order.
+    pub watch_step: i64,
 }
 
 /// A line of an order, as sold.
@@ -143,18 +148,26 @@ pub enum PaymentResult {
         transaction_id: String,
         pay_time: DateTime<Utc>,
     },
-    /// A verified `result_code=FAIL` notify: the payment failed.
+    /// A verified `result_code=FAIL` notify: a payment attempt failed (`PAYERROR`). The
+    /// order stays open: the shopper may scan again.
     Failed,
 }
 
-/// A verified payment for an order, amount already checked against the order.
+/// A verified payment for an order, as WeChat reported it. Its amount and currency are
+/// WeChat's: one that differs from the order's is recorded too, and applying it marks the money
+/// to be returned.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PaymentEvent {
     pub out_trade_no: OutTradeNo,
     pub result: PaymentResult,
     pub total_fee: Fen,
+    /// `fee_type`: `CNY` for every payment a domestic merchant takes.
+    pub fee_type: String,
     pub source: PaymentSource,
 }
+
+/// The only currency an order is paid in.
+pub const CNY: &str = "CNY";
 
 /// An event as recorded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -175,8 +188,11 @@ pub enum Outcome {
     Duplicate,
     /// The order was closed before the payment arrived: the money must be refunded.
     PaidAfterClose,
-    /// The payment failed: the order is failed and its stock restored.
-    Failed,
+    /// A payment attempt failed: recorded on the order (`PAYERROR`), which stays open.
+    PayError,
+    /// WeChat took an amount or currency other than the order's: the order is closed, its
+    /// stock restored, and the money is due back.
+    AmountMismatch,
     /// Nothing to do (no such pending order, or it was already final).
     Ignored,
 }
@@ -187,7 +203,8 @@ impl Outcome {
             Outcome::Paid => "paid",
             Outcome::Duplicate => "duplicate",
             Outcome::PaidAfterClose => "paid_after_close",
-            Outcome::Failed => "failed",
+            Outcome::PayError => "payerror",
+            Outcome::AmountMismatch => "amount_mismatch",
             Outcome::Ignored => "ignored",
         }
     }

@@ -7,8 +7,9 @@ use chrono::Utc;
 
 use super::shop::render;
 use super::{AppState, WebError};
-use crate::checkout::{Order, PayStep};
+use crate::checkout::{trade_state, Order, PayStep};
 use crate::domain::OrderStatus;
+use crate::wxpay::TradeState;
 
 #[derive(Template)]
 #[template(path = "pay.html")]
@@ -20,6 +21,8 @@ struct PayPage {
     time_left: String,
     items: Vec<ItemView>,
     sandbox_scan_url: Option<String>,
+    /// The last attempt failed (PAYERROR): the shopper may scan again.
+    payment_failed: bool,
     sandbox: bool,
 }
 
@@ -78,6 +81,7 @@ pub async fn pay_page(
             })
             .collect(),
         sandbox_scan_url,
+        payment_failed: trade_state(&order) == TradeState::PayError,
         sandbox: state.sandbox(),
     };
     let mut response = render(&page)?;
@@ -149,13 +153,13 @@ pub async fn failed_page(
         OrderStatus::Pending if order.expires_at > Utc::now() => {
             return Ok(see_other(format!("/pay/{no}")))
         }
+        OrderStatus::Closed if order.refund_due => (
+            "订单已关闭 The order was closed",
+            "A payment for it arrived after it closed: the shop owes you a refund of it.",
+        ),
         OrderStatus::Pending | OrderStatus::Closed => (
             "订单已超时关闭 The order has expired",
             "The time to pay is over and the goods were released. You were not charged.",
-        ),
-        OrderStatus::Failed => (
-            "支付失败 The payment failed",
-            "WeChat Pay reported that the payment failed. You were not charged.",
         ),
     };
     render(&FailedPage {

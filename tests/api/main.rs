@@ -2,6 +2,7 @@
 
 mod browser;
 mod client;
+mod closing;
 mod crash;
 mod helpers;
 mod notify;

@@ -143,8 +143,7 @@ async fn forged_or_broken_notifies_are_refused_and_change_nothing() {
         ("other appid", signed(&with(&good, "appid", "wx0000000000000000"), false).into_bytes(), 200),
         ("other mch_id", signed(&with(&good, "mch_id", "1234567890"), false).into_bytes(), 200),
         ("unknown order", signed(&with(&good, "out_trade_no", "20990101000000000000000000000"), false).into_bytes(), 200),
-        ("signed wrong amount", signed(&with(&good, "total_fee", "1"), false).into_bytes(), 200),
-        ("other currency", signed(&with(&good, "fee_type", "USD"), false).into_bytes(), 200),
+        ("signed malformed transaction_id", signed(&with(&good, "transaction_id", "42000012342026112800000000019999999"), false).into_bytes(), 200),
         ("HMAC sign on an MD5 order", signed(&good, true).into_bytes(), 200),
         (
             "external entity",
@@ -230,7 +229,7 @@ async fn the_sandboxs_own_notify_pays_the_order() {
 }
 
 #[tokio::test]
-async fn a_verified_failure_fails_the_order_and_restores_stock() {
+async fn a_verified_failure_is_shown_and_the_order_stays_payable() {
     let app = TestApp::spawn().await;
     app.set_faults(serde_json::json!({ "drop_notify": 1.0 }))
         .await;
@@ -251,22 +250,92 @@ async fn a_verified_failure_fails_the_order_and_restores_stock() {
             "SUCCESS"
         );
     }
+    // Recorded once, and shown: the status says PAYERROR and the pay page offers the code
+    // again.
+    let until = tokio::time::Instant::now() + Duration::from_secs(5);
+    while app.status(&no).await["trade_state"] != "PAYERROR" {
+        assert!(tokio::time::Instant::now() < until, "PAYERROR never shown");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let events: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM payment_events WHERE out_trade_no = $1")
+            .bind(&no)
+            .fetch_one(&app.db)
+            .await
+            .unwrap();
+    assert_eq!(events, 1);
+    assert_eq!(app.order_row(&no).await.0, "pending");
+    assert_eq!(
+        app.stock(5).await,
+        before - 1,
+        "a failed attempt releases nothing"
+    );
+    let page = app.get(&format!("/pay/{no}")).await;
+    assert_eq!(page.status(), 200);
+    assert!(page
+        .text()
+        .await
+        .unwrap()
+        .contains("scan the code and pay again"));
+    // The shopper scans again and pays: the order is paid.
+    app.set_faults(serde_json::json!({})).await;
+    let code_url = app.sandbox_order(&no).await["code_url"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    app.pay_in_sandbox(&code_url).await;
     assert!(
-        app.wait_for_status(&no, "failed", Duration::from_secs(5))
+        app.wait_for_status(&no, "paid", Duration::from_secs(5))
             .await
     );
-    assert_eq!(app.stock(5).await, before, "stock restored exactly once");
-    let deleted: i64 = sqlx::query_scalar("SELECT is_deleted FROM orders WHERE out_trade_no = $1")
-        .bind(&no)
-        .fetch_one(&app.db)
-        .await
-        .unwrap();
-    assert_eq!(deleted, 1);
-    let page = app.get(&format!("/pay/{no}")).await;
-    assert_eq!(
-        page.headers()["location"],
-        format!("/pay/{no}/failed").as_str()
+    assert_eq!(app.stock(5).await, before - 1);
+}
+
+#[tokio::test]
+async fn a_signed_payment_of_another_amount_is_recorded_and_due_back() {
+    let app = TestApp::spawn().await;
+    app.set_faults(serde_json::json!({ "drop_notify": 1.0 }))
+        .await;
+    let before = app.stock(2).await;
+    let (no, total) = order_with_prepay(&app, 2).await;
+    let (other, other_total) = order_with_prepay(&app, 2).await;
+    let wrong_amount = with(
+        &notify_fields(&no, total, "4200001234202611280000000011"),
+        "total_fee",
+        "1",
     );
+    let wrong_currency = with(
+        &notify_fields(&other, other_total, "4200001234202611280000000012"),
+        "fee_type",
+        "USD",
+    );
+    for body in [signed(&wrong_amount, false), signed(&wrong_currency, false)] {
+        assert_eq!(send_notify(&app, body).await.1["return_code"], "SUCCESS");
+    }
+    for no in [&no, &other] {
+        let until = tokio::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            let (status, refund_due): (String, i64) =
+                sqlx::query_as("SELECT status, refund_due FROM orders WHERE out_trade_no = $1")
+                    .bind(no)
+                    .fetch_one(&app.db)
+                    .await
+                    .unwrap();
+            if (status.as_str(), refund_due) == ("closed", 1) {
+                break;
+            }
+            assert!(tokio::time::Instant::now() < until, "{status} {refund_due}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    let outcomes: Vec<String> = sqlx::query_scalar(
+        "SELECT outcome FROM payment_events WHERE outcome IS NOT NULL ORDER BY id",
+    )
+    .fetch_all(&app.db)
+    .await
+    .unwrap();
+    assert_eq!(outcomes, ["amount_mismatch", "amount_mismatch"]);
+    assert_eq!(app.stock(2).await, before, "never paid: the stock is back");
 }
 
 #[tokio::test]

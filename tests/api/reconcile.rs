@@ -241,11 +241,11 @@ async fn an_order_that_outlived_any_window_while_the_server_was_down_is_still_ha
 }
 
 #[tokio::test]
-async fn an_order_wechat_never_heard_of_is_closed_locally() {
+async fn an_order_wechat_never_heard_of_closes_only_past_its_time() {
     let app = TestApp::spawn().await;
     let (no, _) = prepaid_order(&app, 1).await;
-    // A prepay WeChat never issued (as after the sandbox forgot its orders): orderquery
-    // answers ORDERNOTEXIST.
+    // A prepay WeChat does not know (as after the sandbox forgot its orders): orderquery and
+    // closeorder answer ORDERNOTEXIST.
     let other = app.place_order(1, 1).await;
     sqlx::query(
         "UPDATE orders SET prepay_id = 'wx1', code_url = 'weixin://wxpay/bizpayurl?pr=gone',
@@ -256,9 +256,26 @@ async fn an_order_wechat_never_heard_of_is_closed_locally() {
     .execute(&app.db)
     .await
     .unwrap();
-    let job = app.reconciler(10).await;
-    let report = job.run_once(chrono::Utc::now()).await.unwrap();
+    let job = app.reconciler(2).await;
+    let created = app.created_at(&other).await;
+    // One ORDERNOTEXIST is an unpaid attempt, not an end — not even with the attempts spent,
+    // while the order's time_expire (+10 min) is not past by the margin.
+    for at in [created, created + JOB_INTERVAL, created + Span::minutes(6)] {
+        job.run_once(at).await.unwrap();
+        assert_eq!(app.order_row(&other).await.0, "pending");
+    }
+    // (The order WeChat knows was closed there and here in the meantime, as usual.)
+    assert_eq!(app.order_row(&no).await.0, "closed");
+    let attempts: (i64, Option<String>) = sqlx::query_as(
+        "SELECT reconcile_attempts, wechat_state FROM orders WHERE out_trade_no = $1",
+    )
+    .bind(&other)
+    .fetch_one(&app.db)
+    .await
+    .unwrap();
+    assert_eq!(attempts, (3, Some("ORDERNOTEXIST".into())));
+    // Past time_expire and the margin, closeorder's ORDERNOTEXIST closes it here.
+    let report = job.run_once(created + Span::minutes(16)).await.unwrap();
     assert_eq!(report.closed, 1, "{report:?}");
     assert_eq!(app.order_row(&other).await.0, "closed");
-    assert_eq!(app.order_row(&no).await.0, "pending");
 }

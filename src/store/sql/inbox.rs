@@ -23,7 +23,8 @@ impl Db {
         // duplicates).
         let mut insert = sqlx::QueryBuilder::<Kind>::new(
             "INSERT INTO payment_events
-                 (out_trade_no, result, transaction_id, total_fee, pay_time, source, received_at) ",
+                 (out_trade_no, result, transaction_id, total_fee, fee_type, pay_time, source,
+                  received_at) ",
         );
         insert.push_values(events, |mut row, event| {
             let (result, transaction_id, pay_time) = columns(event);
@@ -31,6 +32,7 @@ impl Db {
                 .push_bind(result)
                 .push_bind(transaction_id)
                 .push_bind(event.total_fee.0)
+                .push_bind(event.fee_type.as_str())
                 .push_bind(pay_time)
                 .push_bind(event.source.as_str())
                 .push_bind(received_at);
@@ -128,9 +130,9 @@ impl Db {
                 self.cache.invalidate(out_trade_no.as_str());
                 let to = match outcome {
                     Outcome::Paid => "paid",
-                    Outcome::Failed => "failed",
                     Outcome::PaidAfterClose => "paid_after_close",
-                    Outcome::Duplicate | Outcome::Ignored => continue,
+                    Outcome::AmountMismatch => "amount_mismatch",
+                    Outcome::PayError | Outcome::Duplicate | Outcome::Ignored => continue,
                 };
                 metrics::counter!("order_transitions_total", "to" => to).increment(1);
             }
@@ -162,8 +164,9 @@ async fn record_in(
     let (result, transaction_id, pay_time) = columns(event);
     let inserted: Option<i64> = sqlx::query_scalar(
         "INSERT INTO payment_events
-             (out_trade_no, result, transaction_id, total_fee, pay_time, source, received_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7)
+             (out_trade_no, result, transaction_id, total_fee, fee_type, pay_time, source,
+              received_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
          ON CONFLICT DO NOTHING
          RETURNING id",
     )
@@ -171,6 +174,7 @@ async fn record_in(
     .bind(result)
     .bind(transaction_id)
     .bind(event.total_fee.0)
+    .bind(event.fee_type.as_str())
     .bind(pay_time)
     .bind(event.source.as_str())
     .bind(received_at)
@@ -214,10 +218,13 @@ struct Taken {
     success: bool,
     transaction_id: Option<String>,
     total_fee: i64,
+    /// In the order's currency (CNY).
+    cny: bool,
     pay_time: Option<i64>,
 }
 
-const TAKEN_COLUMNS: &str = "id, out_trade_no, result, transaction_id, total_fee, pay_time";
+const TAKEN_COLUMNS: &str =
+    "id, out_trade_no, result, transaction_id, total_fee, fee_type, pay_time";
 
 fn taken_from_row(row: &DbRow) -> Result<Taken, StoreError> {
     Ok(Taken {
@@ -226,6 +233,9 @@ fn taken_from_row(row: &DbRow) -> Result<Taken, StoreError> {
         success: row.try_get::<String, _>("result")? == "SUCCESS",
         transaction_id: row.try_get("transaction_id")?,
         total_fee: row.try_get("total_fee")?,
+        cny: row
+            .try_get::<Option<String>, _>("fee_type")?
+            .is_none_or(|f| f == CNY),
         pay_time: row.try_get("pay_time")?,
     })
 }
@@ -237,7 +247,7 @@ async fn take(tx: &mut Tx<'_>, ids: &[i64], now: i64) -> Result<Vec<Taken>, Stor
     let mut take = sqlx::QueryBuilder::<Kind>::new("UPDATE payment_events SET applied_at = ");
     take.push_bind(now);
     take.push(
-        ", outcome = CASE result WHEN 'SUCCESS' THEN 'paid' ELSE 'failed' END
+        ", outcome = CASE result WHEN 'SUCCESS' THEN 'paid' ELSE 'payerror' END
          WHERE applied_at IS NULL AND id IN (",
     );
     let mut list = take.separated(", ");
@@ -260,7 +270,7 @@ async fn apply_all(tx: &mut Tx<'_>, ids: &[i64], now: i64) -> Result<Vec<Applied
     }
     let fast: Vec<&Taken> = taken
         .iter()
-        .filter(|c| c.success && per_order[c.out_trade_no.as_str()] == 1)
+        .filter(|c| c.success && c.cny && per_order[c.out_trade_no.as_str()] == 1)
         .collect();
     let mut paid = std::collections::HashSet::new();
     if !fast.is_empty() {
@@ -291,8 +301,10 @@ async fn apply_all(tx: &mut Tx<'_>, ids: &[i64], now: i64) -> Result<Vec<Applied
             applied.push(Applied::Before);
             continue;
         };
-        let fast_paid =
-            c.success && per_order[c.out_trade_no.as_str()] == 1 && paid.contains(&c.out_trade_no);
+        let fast_paid = c.success
+            && c.cny
+            && per_order[c.out_trade_no.as_str()] == 1
+            && paid.contains(&c.out_trade_no);
         applied.push(if fast_paid {
             Applied::Now {
                 out_trade_no: stored_no(&c.out_trade_no, "payment_events.out_trade_no")?,
@@ -308,88 +320,94 @@ async fn apply_all(tx: &mut Tx<'_>, ids: &[i64], now: i64) -> Result<Vec<Applied
 /// Applies one taken event to its order, one statement at a time, and corrects the outcome
 /// written by [`take`] where it differs.
 async fn settle(tx: &mut Tx<'_>, event: &Taken, now: i64) -> Result<Applied, StoreError> {
-    let id = event.id;
-    let no = event.out_trade_no.clone();
-    let out_trade_no = stored_no(&no, "payment_events.out_trade_no")?;
-    let total_fee = event.total_fee;
+    let no = event.out_trade_no.as_str();
     let outcome = if event.success {
-        let tid: String = event
-            .transaction_id
-            .clone()
-            .ok_or_else(|| StoreError::Corrupt("payment_events.transaction_id".into()))?;
-        let pay_time: i64 = event
-            .pay_time
-            .ok_or_else(|| StoreError::Corrupt("payment_events.pay_time".into()))?;
-        let paid = sqlx::query(
-            "UPDATE orders SET status = 'paid', transaction_id = $1, pay_time = $2,
-                                   updated_at = $3
-                 WHERE out_trade_no = $4 AND status = 'pending' AND total_fee = $5",
-        )
-        .bind(&tid)
-        .bind(pay_time)
-        .bind(now)
-        .bind(&no)
-        .bind(total_fee)
-        .execute(&mut **tx)
-        .await?;
-        if paid.rows_affected() == 1 {
-            Outcome::Paid
-        } else {
-            let order =
-                sqlx::query("SELECT status, transaction_id FROM orders WHERE out_trade_no = $1")
-                    .bind(&no)
-                    .fetch_optional(&mut **tx)
-                    .await?;
-            match order {
-                None => Outcome::Ignored,
-                Some(order) => {
-                    let status: String = order.try_get("status")?;
-                    let existing: Option<String> = order.try_get("transaction_id")?;
-                    if status == "paid" && existing.as_deref() == Some(tid.as_str()) {
-                        Outcome::Duplicate
-                    } else if status == "pending" {
-                        // The amount differs from the order's: never paid on it.
-                        Outcome::Ignored
-                    } else {
-                        sqlx::query(
-                            "UPDATE orders SET refund_due = 1, updated_at = $1
-                                 WHERE out_trade_no = $2",
-                        )
-                        .bind(now)
-                        .bind(&no)
-                        .execute(&mut **tx)
-                        .await?;
-                        Outcome::PaidAfterClose
-                    }
-                }
-            }
-        }
+        settle_payment(tx, event, now).await?
     } else {
-        let failed = sqlx::query(
-            "UPDATE orders SET status = 'failed', is_deleted = 1, closed_at = $1,
-                                   updated_at = $1
-                 WHERE out_trade_no = $2 AND status = 'pending'",
+        // A failed attempt: shown on the order, which stays open (the shopper may scan again).
+        let noted = sqlx::query(
+            "UPDATE orders SET wechat_state = 'PAYERROR', updated_at = $1
+             WHERE out_trade_no = $2 AND status = 'pending'",
         )
         .bind(now)
-        .bind(&no)
+        .bind(no)
         .execute(&mut **tx)
         .await?;
-        if failed.rows_affected() == 1 {
-            restore_stock(tx, &no, now).await?;
-            Outcome::Failed
+        if noted.rows_affected() == 1 {
+            Outcome::PayError
         } else {
             Outcome::Ignored
         }
     };
-    if !matches!(outcome, Outcome::Paid | Outcome::Failed) {
+    if !matches!(outcome, Outcome::Paid | Outcome::PayError) {
         sqlx::query("UPDATE payment_events SET outcome = $1 WHERE id = $2")
             .bind(outcome.as_str())
-            .bind(id)
+            .bind(event.id)
             .execute(&mut **tx)
             .await?;
     }
     Ok(Applied::Now {
-        out_trade_no,
+        out_trade_no: stored_no(no, "payment_events.out_trade_no")?,
         outcome,
     })
+}
+
+/// Applies a payment: it pays a pending order of the same amount and currency; any other money
+/// WeChat took for the order is due back.
+async fn settle_payment(tx: &mut Tx<'_>, event: &Taken, now: i64) -> Result<Outcome, StoreError> {
+    let no = event.out_trade_no.as_str();
+    let tid = event
+        .transaction_id
+        .as_deref()
+        .ok_or_else(|| StoreError::Corrupt("payment_events.transaction_id".into()))?;
+    let pay_time = event
+        .pay_time
+        .ok_or_else(|| StoreError::Corrupt("payment_events.pay_time".into()))?;
+    if event.cny {
+        let paid = sqlx::query(
+            "UPDATE orders SET status = 'paid', transaction_id = $1, pay_time = $2,
+                               updated_at = $3
+             WHERE out_trade_no = $4 AND status = 'pending' AND total_fee = $5",
+        )
+        .bind(tid)
+        .bind(pay_time)
+        .bind(now)
+        .bind(no)
+        .bind(event.total_fee)
+        .execute(&mut **tx)
+        .await?;
+        if paid.rows_affected() == 1 {
+            return Ok(Outcome::Paid);
+        }
+    }
+    let order = sqlx::query("SELECT status, transaction_id FROM orders WHERE out_trade_no = $1")
+        .bind(no)
+        .fetch_optional(&mut **tx)
+        .await?;
+    let Some(order) = order else {
+        return Ok(Outcome::Ignored);
+    };
+    let status: String = order.try_get("status")?;
+    let existing: Option<String> = order.try_get("transaction_id")?;
+    if status == "paid" && existing.as_deref() == Some(tid) {
+        return Ok(Outcome::Duplicate);
+    }
+    let outcome = if status == "pending" {
+        // WeChat took another amount (or currency) for this order: it cannot be paid any more,
+        // and that money goes back.
+        close_in(tx, no, now, None).await?;
+        Outcome::AmountMismatch
+    } else {
+        Outcome::PaidAfterClose
+    };
+    // The money was found: due back, and nothing more to watch for.
+    sqlx::query(
+        "UPDATE orders SET refund_due = 1, watch_due_at = NULL, updated_at = $1
+         WHERE out_trade_no = $2",
+    )
+    .bind(now)
+    .bind(no)
+    .execute(&mut **tx)
+    .await?;
+    Ok(outcome)
 }

@@ -1,16 +1,23 @@
-//! What the reconciliation job works on: claiming due orders, expiring those without a prepay,
-//! closing, and counting unpaid queries.
+//! What the reconciliation job works on: claiming pending orders due for a query, expiring
+//! those that never got a prepay, closing, counting unpaid queries, and the watch for late money
+//! on finished unpaid orders.
 
 use super::*;
 
 impl Db {
+    /// The database's clock: every replica decides expiries by the same time.
+    pub async fn now(&self) -> Result<DateTime<Utc>, StoreError> {
+        let secs: i64 = sqlx::query_scalar(NOW_SQL).fetch_one(&self.reader).await?;
+        Ok(time(secs))
+    }
+
     /// Claims the pending orders with a prepay that are due for a reconciliation query at
     /// `now` — the oldest first, at most `limit` — and makes them due again at `next`; returns
     /// them, oldest first. One statement claims them, so of several jobs at once (replicas) each
     /// order goes to exactly one: on PostgreSQL a concurrent claim passes by rows being claimed
     /// (`SKIP LOCKED`), and the outer condition re-checks the due time of any row it reaches
-    /// after another claim committed. The subquery is served by the partial index on pending orders,
-    /// so the cost does not grow with finished orders.
+    /// after another claim committed. The subquery is served by the partial index on pending
+    /// orders, so the cost does not grow with finished orders.
     pub async fn claim_due_for_reconcile(
         &self,
         now: DateTime<Utc>,
@@ -38,8 +45,57 @@ impl Db {
         Ok(orders)
     }
 
+    /// Claims the finished orders whose watch is due at `now` — the most overdue first, at most
+    /// `limit` — making them due again at `lease` in case this job does not finish with them.
+    /// Like [`Db::claim_due_for_reconcile`], each order goes to one job; the partial index on
+    /// watched orders keeps the cost to those.
+    pub async fn claim_due_for_watch(
+        &self,
+        now: DateTime<Utc>,
+        lease: DateTime<Utc>,
+        limit: i64,
+    ) -> Result<Vec<Order>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "UPDATE orders SET watch_due_at = $1
+             WHERE watch_due_at <= $2 AND out_trade_no IN (
+                 SELECT out_trade_no FROM orders
+                 WHERE watch_due_at <= $2
+                 ORDER BY watch_due_at LIMIT $3 {SKIP_LOCKED})
+             RETURNING {ORDER_COLUMNS}"
+        ))
+        .bind(lease.timestamp())
+        .bind(now.timestamp())
+        .bind(limit)
+        .fetch_all(&self.writer)
+        .await?;
+        rows.iter().map(order_from_row).collect()
+    }
+
+    /// Records that the watch asked about an order at step `step`: the next question is due at
+    /// `next`, or the watch is over (`None`). False when another job recorded this step first.
+    pub async fn advance_watch(
+        &self,
+        no: &OutTradeNo,
+        step: i64,
+        next: Option<DateTime<Utc>>,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE orders SET watch_step = $1 + 1, watch_due_at = $2, updated_at = $3
+             WHERE out_trade_no = $4 AND watch_step = $1 AND watch_due_at IS NOT NULL",
+        )
+        .bind(step)
+        .bind(next.map(|t| t.timestamp()))
+        .bind(now_secs())
+        .bind(no.as_str())
+        .execute(&self.writer)
+        .await?;
+        self.cache.invalidate(no.as_str());
+        Ok(done.rows_affected() == 1)
+    }
+
     /// Closes pending orders that never got a prepay and whose time is up, restoring their
-    /// stock, each in its own transaction. Returns the orders closed.
+    /// stock, each in its own transaction. The close re-checks that there is still no prepay,
+    /// so a pay page that got one a moment ago keeps its order. Returns the orders closed.
     pub async fn expire_unprepaid(
         &self,
         now: DateTime<Utc>,
@@ -57,16 +113,16 @@ impl Db {
         let mut closed = Vec::new();
         for no in due {
             let no = stored_no(&no, "orders.out_trade_no")?;
-            if self.close_order(&no, now).await? {
+            if self.close_unprepaid(&no, now).await? {
                 closed.push(no);
             }
         }
         Ok(closed)
     }
 
-    /// Closes a pending order and restores its stock, in one transaction. Returns false (and
-    /// changes nothing) when the order is not pending: a close happens once, whoever tries.
-    pub async fn close_order(
+    /// Closes a pending order that has no prepay and whose time is up, restoring its stock;
+    /// false (and nothing changed) otherwise.
+    pub async fn close_unprepaid(
         &self,
         no: &OutTradeNo,
         now: DateTime<Utc>,
@@ -75,7 +131,8 @@ impl Db {
         let mut tx = self.writer.begin().await?;
         let closed = sqlx::query(
             "UPDATE orders SET status = 'closed', is_deleted = 1, closed_at = $1, updated_at = $1
-             WHERE out_trade_no = $2 AND status = 'pending'",
+             WHERE out_trade_no = $2 AND status = 'pending' AND code_url IS NULL
+               AND expires_at <= $1",
         )
         .bind(now)
         .bind(no.as_str())
@@ -86,26 +143,77 @@ impl Db {
             restore_stock(&mut tx, no.as_str(), now).await?;
         }
         tx.commit().await?;
+        self.closed(no, done);
+        Ok(done)
+    }
+
+    /// Closes a pending order and restores its stock, in one transaction; the watch for late
+    /// money first asks about it at `watch_from` (`None`: not watched). Returns false (and
+    /// changes nothing) when the order is not pending: a close happens once, whoever tries.
+    pub async fn close_order(
+        &self,
+        no: &OutTradeNo,
+        now: DateTime<Utc>,
+        watch_from: Option<DateTime<Utc>>,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.writer.begin().await?;
+        let done = close_in(
+            &mut tx,
+            no.as_str(),
+            now.timestamp(),
+            watch_from.map(|t| t.timestamp()),
+        )
+        .await?;
+        tx.commit().await?;
+        self.closed(no, done);
+        Ok(done)
+    }
+
+    fn closed(&self, no: &OutTradeNo, done: bool) {
         if done {
             metrics::counter!("order_transitions_total", "to" => "closed").increment(1);
         }
         self.cache.invalidate(no.as_str());
-        Ok(done)
     }
 
-    /// Counts one more unpaid query of a pending order; returns the new count, or None when the
-    /// order is no longer pending.
-    pub async fn count_unpaid_query(&self, no: &OutTradeNo) -> Result<Option<i64>, StoreError> {
+    /// Counts one more unpaid query of a pending order, noting the state WeChat reported;
+    /// returns the new count, or None when the order is no longer pending.
+    pub async fn count_unpaid_query(
+        &self,
+        no: &OutTradeNo,
+        wechat_state: &str,
+    ) -> Result<Option<i64>, StoreError> {
         let attempts: Option<i64> = sqlx::query_scalar(
-            "UPDATE orders SET reconcile_attempts = reconcile_attempts + 1, updated_at = $1
-             WHERE out_trade_no = $2 AND status = 'pending'
+            "UPDATE orders SET reconcile_attempts = reconcile_attempts + 1, wechat_state = $1,
+                               updated_at = $2
+             WHERE out_trade_no = $3 AND status = 'pending'
              RETURNING reconcile_attempts",
         )
+        .bind(wechat_state)
         .bind(now_secs())
         .bind(no.as_str())
         .fetch_optional(&self.writer)
         .await?;
         self.cache.invalidate(no.as_str());
         Ok(attempts)
+    }
+
+    /// Notes the state WeChat reported for an order (shown to the shopper and the merchant).
+    pub async fn note_wechat_state(
+        &self,
+        no: &OutTradeNo,
+        wechat_state: &str,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE orders SET wechat_state = $1, updated_at = $2
+             WHERE out_trade_no = $3 AND wechat_state IS DISTINCT FROM $1",
+        )
+        .bind(wechat_state)
+        .bind(now_secs())
+        .bind(no.as_str())
+        .execute(&self.writer)
+        .await?;
+        self.cache.invalidate(no.as_str());
+        Ok(())
     }
 }

@@ -15,7 +15,7 @@ mod orders;
 use chrono::{DateTime, Utc};
 use sqlx::Row;
 
-use super::{Db, DbRow, Kind, RELAX_AFTER, RELAX_BEFORE, RELAX_IN_TX, SKIP_LOCKED};
+use super::{Db, DbRow, Kind, NOW_SQL, RELAX_AFTER, RELAX_BEFORE, RELAX_IN_TX, SKIP_LOCKED};
 use crate::domain::{Fen, OrderStatus, OutTradeNo};
 use crate::store::types::*;
 use crate::store::{now_secs, StoreError};
@@ -24,7 +24,8 @@ type Tx<'c> = sqlx::Transaction<'c, Kind>;
 
 const ORDER_COLUMNS: &str = "out_trade_no, total_fee, status, body, product_id, expires_at, \
      prepay_id, code_url, code_url_expires_at, sign_type, transaction_id, pay_time, \
-     created_at, updated_at, closed_at, reconcile_attempts, is_deleted, refund_due";
+     created_at, updated_at, closed_at, reconcile_attempts, is_deleted, refund_due, wechat_state, \
+     watch_step";
 
 fn order_from_row(row: &DbRow) -> Result<Order, StoreError> {
     let corrupt = |what: &str| StoreError::Corrupt(format!("orders.{what}"));
@@ -60,6 +61,8 @@ fn order_from_row(row: &DbRow) -> Result<Order, StoreError> {
         reconcile_attempts: row.try_get("reconcile_attempts")?,
         is_deleted: row.try_get::<i64, _>("is_deleted")? != 0,
         refund_due: row.try_get::<i64, _>("refund_due")? != 0,
+        wechat_state: row.try_get("wechat_state")?,
+        watch_step: row.try_get("watch_step")?,
     })
 }
 
@@ -89,6 +92,32 @@ impl Db {
         self.reader.close().await;
         self.writer.close().await;
     }
+}
+
+/// Moves a pending order to closed and gives its stock back, inside `tx`; the watch for late
+/// money first asks about it at `watch_due_at` (`None`: not watched). False (and nothing
+/// changed) when it was not pending.
+async fn close_in(
+    tx: &mut Tx<'_>,
+    no: &str,
+    now: i64,
+    watch_due_at: Option<i64>,
+) -> Result<bool, StoreError> {
+    let closed = sqlx::query(
+        "UPDATE orders SET status = 'closed', is_deleted = 1, closed_at = $1, updated_at = $1,
+                           watch_due_at = $2, watch_step = 0
+         WHERE out_trade_no = $3 AND status = 'pending'",
+    )
+    .bind(now)
+    .bind(watch_due_at)
+    .bind(no)
+    .execute(&mut **tx)
+    .await?;
+    let done = closed.rows_affected() == 1;
+    if done {
+        restore_stock(tx, no, now).await?;
+    }
+    Ok(done)
 }
 
 /// Gives an order's reserved stock back. Call only in the transaction that moved the order

@@ -98,17 +98,22 @@ impl Db {
             .collect())
     }
 
-    /// Stores the prepay of a pending order. Returns false (and changes nothing) when the order
-    /// is no longer pending.
+    /// Stores the prepay of a pending order. Returns false when the order is no longer pending;
+    /// an order closed meanwhile before it had a prepay stores it all the same (WeChat has that
+    /// order now) and is watched for late money from `now`.
     pub async fn record_prepay(
         &self,
         no: &OutTradeNo,
         prepay: &Prepay,
     ) -> Result<bool, StoreError> {
-        let done = sqlx::query(
+        let status: Option<String> = sqlx::query_scalar(
             "UPDATE orders SET prepay_id = $1, code_url = $2, code_url_expires_at = $3,
-                               sign_type = $4, updated_at = $5
-             WHERE out_trade_no = $6 AND status = 'pending'",
+                               sign_type = $4, updated_at = $5,
+                               watch_due_at = CASE WHEN status = 'pending' THEN watch_due_at
+                                                   ELSE $5 END
+             WHERE out_trade_no = $6
+               AND (status = 'pending' OR (status = 'closed' AND code_url IS NULL))
+             RETURNING status",
         )
         .bind(&prepay.prepay_id)
         .bind(&prepay.code_url)
@@ -116,10 +121,10 @@ impl Db {
         .bind(prepay.sign_type.as_str())
         .bind(now_secs())
         .bind(no.as_str())
-        .execute(&self.writer)
+        .fetch_optional(&self.writer)
         .await?;
         self.cache.invalidate(no.as_str());
-        Ok(done.rows_affected() == 1)
+        Ok(status.as_deref() == Some("pending"))
     }
 }
 
@@ -220,5 +225,7 @@ async fn create_in(
         reconcile_attempts: 0,
         is_deleted: false,
         refund_due: false,
+        wechat_state: None,
+        watch_step: 0,
     })
 }
