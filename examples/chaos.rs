@@ -159,6 +159,7 @@ async fn main() -> anyhow::Result<()> {
     let acknowledged: Arc<std::sync::Mutex<HashMap<String, String>>> = Arc::default();
 
     for round in 1..=rounds {
+        let violations_before = violations.len();
         // Place and open orders (retrying across a restart is not needed: the shop is up).
         let mut orders = Vec::new();
         for i in 0..per_round {
@@ -350,9 +351,9 @@ async fn main() -> anyhow::Result<()> {
             }
         }
 
-        // Orders left unpaid were abandoned an hour ago: the job must close them — at WeChat
-        // first (their time_expire, which WeChat keeps, is still ahead: only a confirmed close
-        // ends them).
+        // Orders left unpaid were abandoned an hour ago: the job must close them — those with a
+        // prepay at WeChat first (their time_expire, which WeChat keeps, is still ahead: only a
+        // confirmed close ends them), those without one when their time is up.
         let unpaid: Vec<String> =
             sqlx::query_scalar("SELECT out_trade_no FROM orders WHERE status = 'pending'")
                 .fetch_all(&db)
@@ -369,7 +370,9 @@ async fn main() -> anyhow::Result<()> {
                 continue; // paid; its notify or the job will settle it
             }
             sqlx::query(
-                "UPDATE orders SET created_at = created_at - 3600
+                "UPDATE orders SET created_at = created_at - 3600,
+                     expires_at = CASE WHEN code_url IS NULL THEN expires_at - 3600
+                                       ELSE expires_at END
                  WHERE out_trade_no = $1 AND status = 'pending'",
             )
             .bind(no)
@@ -461,7 +464,7 @@ async fn main() -> anyhow::Result<()> {
         }
         let doubles: i64 = sqlx::query_scalar(
             "SELECT COUNT(*) FROM (SELECT transaction_id FROM payment_events
-             GROUP BY transaction_id HAVING COUNT(*) > 1) AS d",
+             WHERE transaction_id IS NOT NULL GROUP BY transaction_id HAVING COUNT(*) > 1) AS d",
         )
         .fetch_one(&db)
         .await?;
@@ -517,6 +520,9 @@ async fn main() -> anyhow::Result<()> {
             answered_success.load(Ordering::Relaxed),
             violations.len()
         );
+        for v in &violations[violations_before..] {
+            eprintln!("  {v}");
+        }
     }
     drop(running);
     println!(

@@ -16,7 +16,8 @@
 //!
 //! - [`checkout`]: the checkout service — every payment flow a front end needs (catalogue,
 //!   placing an order, the pay flow with its single-flight prepay, the payment status, the
-//!   notify) and the reconciliation job, with one error type, [`checkout::CheckoutError`].
+//!   notify) and the reconciliation job (an order is over only when WeChat says so; finished
+//!   orders are watched for late money), with one error type, [`checkout::CheckoutError`].
 //! - [`web`]: HTTP routes — shop, pay page, seed JSON API, notify, operations. Thin: each
 //!   handler calls one checkout flow and translates its answer; errors render in `web/error.rs`.
 //! - [`payments`]: the order side of a payment — the durable inbox recorder, the channel and the
@@ -100,7 +101,10 @@ mod layers {
             for file in files {
                 let text = std::fs::read_to_string(&file).unwrap();
                 // A module's own tests may set up whatever they need.
-                let text = text.split("#[cfg(test)]\nmod tests").next().unwrap_or_default();
+                let text = text
+                    .split("#[cfg(test)]\nmod tests")
+                    .next()
+                    .unwrap_or_default();
                 for (at, _) in text.match_indices("crate::") {
                     let used: String = text[at + "crate::".len()..]
                         .chars()
