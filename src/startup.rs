@@ -1,7 +1,8 @@
 //! Builds the application from settings: the store, the listeners (the shop's, and in sandbox
 //! mode the built-in sandbox's) and the background tasks; and runs it until shutdown, stopping
-//! in order: stop accepting and finish requests, stop the sandbox, stop the reconciliation job
-//! and the order desk, drain the payments channel, close the database.
+//! in order: stop accepting and finish requests, stop the reconciliation job (a run in progress
+//! finishes while the built-in sandbox still answers), stop the sandbox, stop the order desk and
+//! drain the payments channel, close the database.
 //!
 //! Everything that owns sockets or tasks is given the application runtime here, explicitly
 //! (see [`crate::rt`]).
@@ -145,21 +146,22 @@ impl Application {
     }
 
     /// Serves until SIGTERM or Ctrl-C (actix stops accepting and finishes in-flight requests),
-    /// then stops the sandbox, the reconciliation job and the order desk, drains the payments
+    /// then stops the reconciliation job, the sandbox and the order desk, drains the payments
     /// channel and closes the database.
     pub async fn run(self) -> anyhow::Result<()> {
         let sandbox_handle: Option<SandboxHandle> =
             self.sandbox.as_ref().map(SandboxServer::handle);
         let sandbox_task = self.sandbox.map(|sandbox| tokio::spawn(sandbox.run()));
         let served = self.server.await;
+        self.shutdown.cancel();
+        // A reconciliation run in progress finishes while the built-in sandbox still answers.
+        self.reconciler.await?;
         if let Some(handle) = sandbox_handle {
             handle.stop().await;
         }
         if let Some(task) = sandbox_task {
             task.await??;
         }
-        self.shutdown.cancel();
-        self.reconciler.await?;
         self.background.stopped().await?;
         self.store.close().await;
         Ok(served?)

@@ -46,7 +46,7 @@ pub async fn raw_pool(url: &str) -> sqlx::AnyPool {
 }
 
 /// Settings for a server on a free loopback port with a fresh SQLite file in `dir`, plus any
-/// `overrides` (environment variable names as in the contract).
+/// `overrides` (environment variable names as in the README's configuration table).
 pub fn settings(dir: &TempDir, overrides: &[(&str, &str)]) -> Settings {
     let mut vars: HashMap<String, String> = HashMap::from([
         ("LISTEN_ADDR".into(), "127.0.0.1:0".into()),
