@@ -1,8 +1,6 @@
 //! The PostgreSQL backend: its pool and the statements that relax a commit, with the shared SQL
 //! of `sql/` compiled for it.
 
-use std::sync::Arc;
-
 type Kind = sqlx::Postgres;
 type DbRow = sqlx::postgres::PgRow;
 /// Run on the connection before a transaction that need not wait for the disk.
@@ -18,17 +16,10 @@ const SKIP_LOCKED: &str = "FOR UPDATE SKIP LOCKED";
 /// The database's clock, in Unix seconds.
 const NOW_SQL: &str = "SELECT CAST(EXTRACT(EPOCH FROM now()) AS BIGINT)";
 
-/// One pool; `writer` and `reader` are the same pool.
-#[derive(Debug, Clone)]
-pub struct Db {
-    pub writer: sqlx::Pool<Kind>,
-    pub reader: sqlx::Pool<Kind>,
-    pub cache: Arc<super::cache::OrderCache>,
-}
-
 #[path = "sql/mod.rs"]
 #[expect(
     clippy::duplicate_mod,
     reason = "one SQL source, compiled once for each database"
 )]
 mod sql;
+pub use sql::Db;

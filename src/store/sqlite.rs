@@ -1,8 +1,6 @@
 //! The SQLite backend: its pools and the statements that relax a commit, with the shared SQL
 //! of `sql/` compiled for it.
 
-use std::sync::Arc;
-
 type Kind = sqlx::Sqlite;
 type DbRow = sqlx::sqlite::SqliteRow;
 /// Run on the connection before a transaction that need not wait for the disk.
@@ -18,17 +16,10 @@ const SKIP_LOCKED: &str = "";
 /// The database's clock, in Unix seconds.
 const NOW_SQL: &str = "SELECT CAST(strftime('%s', 'now') AS INTEGER)";
 
-/// One writer connection and several read-only ones (see the store's module doc).
-#[derive(Debug, Clone)]
-pub struct Db {
-    pub writer: sqlx::Pool<Kind>,
-    pub reader: sqlx::Pool<Kind>,
-    pub cache: Arc<super::cache::OrderCache>,
-}
-
 #[path = "sql/mod.rs"]
 #[expect(
     clippy::duplicate_mod,
     reason = "one SQL source, compiled once for each database"
 )]
 mod sql;
+pub use sql::Db;

@@ -15,18 +15,6 @@ async fn prepaid_order(app: &TestApp, sku: i64) -> (String, String) {
     (no, code_url)
 }
 
-async fn pay(app: &TestApp, code_url: &str, outcome: &str) -> serde_json::Value {
-    app.http
-        .post(app.sandbox_url("sandbox/pay"))
-        .json(&serde_json::json!({ "code_url": code_url, "outcome": outcome }))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
-}
-
 async fn sandbox_post(app: &TestApp, path: &str, body: serde_json::Value) -> u16 {
     app.http
         .post(app.sandbox_url(path))
@@ -75,7 +63,7 @@ async fn a_declined_payment_keeps_the_order_open_and_a_rescan_pays_it() {
     let before = app.stock(3).await;
     let (no, code_url) = prepaid_order(&app, 3).await;
     assert_eq!(
-        pay(&app, &code_url, "fail").await["trade_state"],
+        app.pay_in_sandbox_as(&code_url, "fail").await["trade_state"],
         "PAYERROR"
     );
     let until = tokio::time::Instant::now() + Duration::from_secs(5);
@@ -104,7 +92,7 @@ async fn a_declined_payment_keeps_the_order_open_and_a_rescan_pays_it() {
     assert_eq!(order_state(&app, &no).await.0, "pending");
     // The shopper scans again and pays.
     assert_eq!(
-        pay(&app, &code_url, "success").await["trade_state"],
+        app.pay_in_sandbox_as(&code_url, "success").await["trade_state"],
         "SUCCESS"
     );
     assert!(
@@ -138,7 +126,7 @@ async fn order_not_exist_answers_end_nothing_while_wechat_can_still_take_the_mon
         .await;
     assert_eq!(app.sandbox_order(&no).await["trade_state"], "NOTPAY");
     assert_eq!(
-        pay(&app, &code_url, "success").await["trade_state"],
+        app.pay_in_sandbox_as(&code_url, "success").await["trade_state"],
         "SUCCESS"
     );
     let report = job.run_once(created + Span::minutes(9)).await.unwrap();
@@ -167,7 +155,7 @@ async fn money_taken_for_a_finished_order_is_found_by_the_watch_and_due_back() {
     .execute(&app.db)
     .await
     .unwrap();
-    let paid = pay(&app, &code_url, "success").await;
+    let paid = app.pay_in_sandbox_as(&code_url, "success").await;
     assert_eq!(paid["trade_state"], "SUCCESS");
     let job = app.reconciler(10).await;
     let report = job.run_once(chrono::Utc::now()).await.unwrap();
@@ -239,7 +227,7 @@ async fn a_refund_outside_the_shop_records_the_payment() {
     app.set_faults(serde_json::json!({ "drop_notify": 1.0 }))
         .await;
     let (no, code_url) = prepaid_order(&app, 4).await;
-    let paid = pay(&app, &code_url, "success").await;
+    let paid = app.pay_in_sandbox_as(&code_url, "success").await;
     // The merchant refunds it in WeChat's merchant platform before the shop heard of it.
     assert_eq!(
         sandbox_post(

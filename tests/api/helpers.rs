@@ -430,9 +430,14 @@ impl TestApp {
 
     /// Pays an order's code_url in the sandbox as the shopper.
     pub async fn pay_in_sandbox(&self, code_url: &str) -> serde_json::Value {
+        self.pay_in_sandbox_as(code_url, "success").await
+    }
+
+    /// The shopper's action on the phone: `outcome` is `success` or `fail` (declined).
+    pub async fn pay_in_sandbox_as(&self, code_url: &str, outcome: &str) -> serde_json::Value {
         self.http
             .post(self.sandbox_url("sandbox/pay"))
-            .json(&serde_json::json!({ "code_url": code_url }))
+            .json(&serde_json::json!({ "code_url": code_url, "outcome": outcome }))
             .send()
             .await
             .unwrap()

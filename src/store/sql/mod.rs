@@ -15,12 +15,21 @@ mod orders;
 use chrono::{DateTime, Utc};
 use sqlx::Row;
 
-use super::{Db, DbRow, Kind, NOW_SQL, RELAX_AFTER, RELAX_BEFORE, RELAX_IN_TX, SKIP_LOCKED};
+use super::{DbRow, Kind, NOW_SQL, RELAX_AFTER, RELAX_BEFORE, RELAX_IN_TX, SKIP_LOCKED};
 use crate::domain::{Fen, OrderStatus, OutTradeNo};
 use crate::store::types::*;
 use crate::store::{now_secs, StoreError};
 
 type Tx<'c> = sqlx::Transaction<'c, Kind>;
+
+/// A backend's pools: on SQLite one writer connection and several read-only ones (see the
+/// store's module doc); on PostgreSQL one pool, `writer` and `reader` alike.
+#[derive(Debug, Clone)]
+pub struct Db {
+    pub writer: sqlx::Pool<Kind>,
+    pub reader: sqlx::Pool<Kind>,
+    pub cache: std::sync::Arc<crate::store::cache::OrderCache>,
+}
 
 const ORDER_COLUMNS: &str = "out_trade_no, total_fee, status, body, product_id, expires_at, \
      prepay_id, code_url, code_url_expires_at, sign_type, transaction_id, pay_time, \
