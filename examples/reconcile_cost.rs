@@ -108,7 +108,7 @@ async fn main() -> anyhow::Result<()> {
         spbill_create_ip: "127.0.0.1".into(),
         order_ttl: Duration::from_secs(600),
         reconcile_interval: interval,
-        reconcile_max_attempts: 10,
+        reconcile_max_attempts: Some(10),
     };
     let shutdown = tokio_util::sync::CancellationToken::new();
     let (checkout, _background) = Checkout::start(store, wechat, terms, &rt, &shutdown);

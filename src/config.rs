@@ -54,7 +54,9 @@ pub struct Settings {
     pub sandbox_listen_addr: SocketAddr,
     pub order_ttl: Duration,
     pub reconcile_interval: Duration,
-    pub reconcile_max_attempts: u32,
+    /// `RECONCILE_MAX_ATTEMPTS`; unset, an unpaid order is closed once its time is up (the
+    /// shopper gets the whole `ORDER_TTL_SECS`).
+    pub reconcile_max_attempts: Option<u32>,
     pub log_format: LogFormat,
 }
 
@@ -191,10 +193,16 @@ impl Settings {
         if reconcile_interval_secs == 0 {
             return Err(error("RECONCILE_INTERVAL_SECS", "must be at least 1"));
         }
-        let reconcile_max_attempts: u32 = parse_or(&get, "RECONCILE_MAX_ATTEMPTS", "10")?;
-        if reconcile_max_attempts == 0 {
-            return Err(error("RECONCILE_MAX_ATTEMPTS", "must be at least 1"));
-        }
+        let reconcile_max_attempts = match get("RECONCILE_MAX_ATTEMPTS") {
+            None => None,
+            Some(_) => {
+                let attempts: u32 = parse_or(&get, "RECONCILE_MAX_ATTEMPTS", "")?;
+                if attempts == 0 {
+                    return Err(error("RECONCILE_MAX_ATTEMPTS", "must be at least 1"));
+                }
+                Some(attempts)
+            }
+        };
 
         let time_scale: f64 = parse_or(&get, "SANDBOX_TIME_SCALE", "1")?;
         if !(time_scale > 0.0 && time_scale <= 1.0) {
@@ -366,7 +374,7 @@ mod tests {
         assert_eq!(s.sign_type, SignType::Md5);
         assert_eq!(s.order_ttl, Duration::from_secs(600));
         assert_eq!(s.reconcile_interval, Duration::from_secs(30));
-        assert_eq!(s.reconcile_max_attempts, 10);
+        assert_eq!(s.reconcile_max_attempts, None, "the whole TTL by default");
         assert_eq!(s.merchant.appid, SANDBOX_APPID);
         assert!(s.builtin_sandbox);
         assert_eq!(s.sandbox.time_scale, 1.0);

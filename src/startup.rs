@@ -102,9 +102,12 @@ impl Application {
             reconcile_interval: settings.reconcile_interval,
             reconcile_max_attempts: settings.reconcile_max_attempts,
         };
-        if terms.unpaid_close_after() < settings.order_ttl {
+        if let Some(after) = terms
+            .unpaid_close_after()
+            .filter(|a| *a < settings.order_ttl)
+        {
             tracing::info!(
-                closes_unpaid_after_secs = terms.unpaid_close_after().as_secs(),
+                closes_unpaid_after_secs = after.as_secs(),
                 order_ttl_secs = settings.order_ttl.as_secs(),
                 "the reconciliation job closes unpaid orders before ORDER_TTL_SECS; set \
                  RECONCILE_INTERVAL_SECS × RECONCILE_MAX_ATTEMPTS ≥ ORDER_TTL_SECS to give \

@@ -7,6 +7,13 @@ CREATE INDEX orders_watched ON orders (watch_due_at) WHERE watch_due_at IS NOT N
 
 ALTER TABLE payment_events ADD COLUMN fee_type TEXT CHECK (length(fee_type) BETWEEN 1 AND 16);
 
+-- What the shopper paid in cash and what coupons paid (total_fee is their sum), as WeChat
+-- reported them with the payment; on the order once paid.
+ALTER TABLE payment_events ADD COLUMN cash_fee BIGINT CHECK (cash_fee >= 0);
+ALTER TABLE payment_events ADD COLUMN coupon_fee BIGINT CHECK (coupon_fee >= 0);
+ALTER TABLE orders ADD COLUMN cash_fee BIGINT CHECK (cash_fee >= 0);
+ALTER TABLE orders ADD COLUMN coupon_fee BIGINT CHECK (coupon_fee >= 0);
+
 UPDATE orders SET status = 'closed', watch_due_at = 0 WHERE status = 'failed';
 UPDATE orders SET watch_due_at = 0
  WHERE status = 'closed' AND closed_at > CAST(EXTRACT(EPOCH FROM now()) AS BIGINT) - 86400;

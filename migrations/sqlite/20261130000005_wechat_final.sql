@@ -14,6 +14,13 @@ CREATE INDEX orders_watched ON orders (watch_due_at) WHERE watch_due_at IS NOT N
 -- The currency WeChat reported with a payment (NULL for events recorded before: CNY).
 ALTER TABLE payment_events ADD COLUMN fee_type TEXT CHECK (length(fee_type) BETWEEN 1 AND 16);
 
+-- What the shopper paid in cash and what coupons paid (total_fee is their sum), as WeChat
+-- reported them with the payment; on the order once paid.
+ALTER TABLE payment_events ADD COLUMN cash_fee INTEGER CHECK (cash_fee >= 0);
+ALTER TABLE payment_events ADD COLUMN coupon_fee INTEGER CHECK (coupon_fee >= 0);
+ALTER TABLE orders ADD COLUMN cash_fee INTEGER CHECK (cash_fee >= 0);
+ALTER TABLE orders ADD COLUMN coupon_fee INTEGER CHECK (coupon_fee >= 0);
+
 -- A failure notify no longer ends an order (the shopper may scan again): orders it ended are
 -- closed orders, watched from now on; so are orders closed in the last day.
 UPDATE orders SET status = 'closed', watch_due_at = 0 WHERE status = 'failed';

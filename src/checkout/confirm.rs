@@ -80,15 +80,15 @@ pub(super) fn event_from_query(
     else {
         return None;
     };
-    let fee_type = query.fee_type.clone().unwrap_or_else(|| CNY.to_owned());
-    let event = payment_event(
-        order,
+    let reported = Reported {
         transaction_id,
         total_fee,
-        &fee_type,
+        fee_type: query.fee_type.as_deref().unwrap_or(CNY),
+        cash_fee: query.cash_fee,
+        coupon_fee: query.coupon_fee,
         time_end,
-        source,
-    );
+    };
+    let event = payment_event(order, &reported, source);
     if event.is_none() {
         tracing::error!(
             out_trade_no = %order.out_trade_no,
@@ -98,42 +98,56 @@ pub(super) fn event_from_query(
     event
 }
 
+/// A payment as WeChat reported it, in a notify or a query (signature verified).
+pub(super) struct Reported<'a> {
+    pub transaction_id: &'a str,
+    pub total_fee: i64,
+    pub fee_type: &'a str,
+    /// What the shopper paid in cash, and what coupons paid, when WeChat says.
+    pub cash_fee: Option<i64>,
+    pub coupon_fee: Option<i64>,
+    pub time_end: &'a str,
+}
+
 /// A payment WeChat reported for `order`, if its fields are well-formed: a transaction id of
-/// 1–32 letters and digits, a positive amount, a currency code, a Beijing `time_end`.
+/// 1–32 letters and digits, a positive amount, a currency code, a Beijing `time_end`. (Cash and
+/// coupon parts are recorded as reported: money WeChat took is never refused for its details.)
 pub(super) fn payment_event(
     order: &Order,
-    transaction_id: &str,
-    total_fee: i64,
-    fee_type: &str,
-    time_end: &str,
+    paid: &Reported<'_>,
     source: PaymentSource,
 ) -> Option<PaymentEvent> {
-    let well_formed = (1..=32).contains(&transaction_id.len())
-        && transaction_id.bytes().all(|b| b.is_ascii_alphanumeric())
-        && total_fee > 0
-        && (1..=16).contains(&fee_type.len())
-        && fee_type.bytes().all(|b| b.is_ascii_alphabetic());
+    let well_formed = (1..=32).contains(&paid.transaction_id.len())
+        && paid
+            .transaction_id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric())
+        && paid.total_fee > 0
+        && (1..=16).contains(&paid.fee_type.len())
+        && paid.fee_type.bytes().all(|b| b.is_ascii_alphabetic());
     if !well_formed {
         return None;
     }
-    if total_fee != order.total_fee.0 || fee_type != CNY {
+    if paid.total_fee != order.total_fee.0 || paid.fee_type != CNY {
         tracing::error!(
             out_trade_no = %order.out_trade_no,
             expected = order.total_fee.0,
-            reported = total_fee,
-            fee_type,
+            reported = paid.total_fee,
+            fee_type = paid.fee_type,
             "WeChat reports a payment of another amount: recorded, and due back"
         );
     }
-    let pay_time = crate::wxpay::time::parse_beijing(time_end).ok()?;
+    let pay_time = crate::wxpay::time::parse_beijing(paid.time_end).ok()?;
     Some(PaymentEvent {
         out_trade_no: order.out_trade_no.clone(),
         result: PaymentResult::Paid {
-            transaction_id: transaction_id.to_owned(),
+            transaction_id: paid.transaction_id.to_owned(),
             pay_time,
         },
-        total_fee: Fen(total_fee),
-        fee_type: fee_type.to_owned(),
+        total_fee: Fen(paid.total_fee),
+        fee_type: paid.fee_type.to_owned(),
+        cash_fee: paid.cash_fee.map(Fen),
+        coupon_fee: paid.coupon_fee.map(Fen),
         source,
     })
 }

@@ -59,18 +59,22 @@ pub struct Terms {
     pub order_ttl: Duration,
     /// How often the reconciliation job runs (`RECONCILE_INTERVAL_SECS`).
     pub reconcile_interval: Duration,
-    /// Unpaid queries after which it closes an order (`RECONCILE_MAX_ATTEMPTS`).
-    pub reconcile_max_attempts: u32,
+    /// Unpaid queries after which it closes an order (`RECONCILE_MAX_ATTEMPTS`); `None`: only
+    /// once its time is up.
+    pub reconcile_max_attempts: Option<u32>,
 }
 
 impl Terms {
-    /// About when the reconciliation job closes an unpaid order with a prepay
-    /// (`RECONCILE_MAX_ATTEMPTS` unpaid queries, `RECONCILE_INTERVAL_SECS` apart, never within
-    /// [`MIN_CLOSE_AGE`]), if that comes before its expiry: the pay page counts down to the
-    /// earlier of the two.
-    pub fn unpaid_close_after(&self) -> Duration {
-        (self.reconcile_interval * self.reconcile_max_attempts)
-            .max(MIN_CLOSE_AGE.to_std().expect("a positive duration"))
+    /// About when the reconciliation job closes an unpaid order with a prepay when
+    /// `RECONCILE_MAX_ATTEMPTS` is set (that many unpaid queries, `RECONCILE_INTERVAL_SECS`
+    /// apart, never within [`MIN_CLOSE_AGE`]), if that comes before its expiry: the pay page
+    /// counts down to the earlier of the two. `None`: at its expiry.
+    pub fn unpaid_close_after(&self) -> Option<Duration> {
+        let attempts = self.reconcile_max_attempts?;
+        Some(
+            (self.reconcile_interval * attempts)
+                .max(MIN_CLOSE_AGE.to_std().expect("a positive duration")),
+        )
     }
 }
 
@@ -205,6 +209,15 @@ impl Checkout {
             .ok_or(CheckoutError::NotFound(Missing::Order))
     }
 
+    /// The transaction of money WeChat took for an order that could not take it (`refund_due`):
+    /// what the shopper is told will come back.
+    pub async fn late_payment(&self, order: &Order) -> Result<Option<String>, CheckoutError> {
+        if !order.refund_due {
+            return Ok(None);
+        }
+        Ok(self.store().late_payment(&order.out_trade_no).await?)
+    }
+
     /// An order's lines, as sold.
     pub async fn items(&self, order: &Order) -> Result<Arc<Vec<OrderItem>>, CheckoutError> {
         Ok(self.store().order_items(&order.out_trade_no).await?)
@@ -247,10 +260,14 @@ impl Checkout {
     /// When the pay page stops offering the QR code: the order's expiry, or the reconciliation
     /// job's close if that comes first.
     pub fn pay_deadline(&self, order: &Order) -> DateTime<Utc> {
-        let close_by = order.created_at
-            + chrono::Duration::from_std(self.inner.terms.unpaid_close_after())
-                .unwrap_or(chrono::Duration::MAX);
-        order.expires_at.min(close_by)
+        match self.inner.terms.unpaid_close_after() {
+            Some(after) => {
+                let close_by = order.created_at
+                    + chrono::Duration::from_std(after).unwrap_or(chrono::Duration::MAX);
+                order.expires_at.min(close_by)
+            }
+            None => order.expires_at,
+        }
     }
 
     /// Answers when the database does.

@@ -5,7 +5,7 @@
 //! recorded as WeChat reported it (the money was taken) and marked due back when applied. (The
 //! body's size is bounded before it gets here.)
 
-use super::confirm::payment_event;
+use super::confirm::{payment_event, Reported};
 use super::{Checkout, CheckoutError, NotifyRefusal};
 use crate::domain::{Fen, OutTradeNo};
 use crate::store::{PaymentEvent, PaymentResult, PaymentSource};
@@ -96,15 +96,15 @@ impl Checkout {
                         "payment without transaction",
                     ));
                 };
-                payment_event(
-                    &order,
-                    &transaction_id,
-                    paid.total_fee,
-                    &paid.fee_type,
-                    &time_end,
-                    PaymentSource::Notify,
-                )
-                .ok_or_else(|| {
+                let reported = Reported {
+                    transaction_id: &transaction_id,
+                    total_fee: paid.total_fee,
+                    fee_type: &paid.fee_type,
+                    cash_fee: paid.cash_fee,
+                    coupon_fee: paid.coupon_fee,
+                    time_end: &time_end,
+                };
+                payment_event(&order, &reported, PaymentSource::Notify).ok_or_else(|| {
                     CheckoutError::notify(NotifyRefusal::InvalidFields, "malformed payment fields")
                 })?
             }
@@ -120,6 +120,8 @@ impl Checkout {
                     result: PaymentResult::Failed,
                     total_fee: Fen(paid.total_fee),
                     fee_type: paid.fee_type,
+                    cash_fee: None,
+                    coupon_fee: None,
                     source: PaymentSource::Notify,
                 }
             }

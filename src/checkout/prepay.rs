@@ -2,7 +2,10 @@
 //!
 //! The first visit of a pending order calls unifiedorder with parameters fixed by the order
 //! (`time_start`/`time_expire` included), so a re-entry repeats them exactly and WeChat answers
-//! with the same prepay. Concurrent first visits in this process share one call
+//! with the same prepay. WeChat measures `time_expire` from its own clock and wants 5 minutes at
+//! least: an order first shown with less time left has its deadline moved to
+//! [`MIN_TIME_TO_PAY`] from now before WeChat hears of it (the shopper gets that time, the stock
+//! stays reserved as long), and the stored deadline is what every re-entry sends. Concurrent first visits in this process share one call
 //! ([`Flights::share`](super::Flights::share)); visits afterwards reuse the stored prepay until
 //! the order's own expiry. `ORDERPAID` is confirmed by a query — never answered by another
 //! unifiedorder — and `ORDERCLOSED` means the order is over.
@@ -21,6 +24,11 @@ use crate::wxpay::ErrCode;
 /// A stored code_url that dies before its order does is replaced when it has less than this
 /// left. (With `ORDER_TTL_SECS` within a code_url's 2 hours it never does.)
 const PREPAY_MARGIN: chrono::Duration = chrono::Duration::seconds(10);
+/// WeChat refuses a unifiedorder whose `time_expire` is less than 5 minutes after *its* now
+/// (not after `time_start`); a minute more allows for clocks that differ and for a replica's
+/// re-entry a little later. An order first shown with less time left gets this much: its
+/// deadline moves, once, before WeChat hears of it.
+pub const MIN_TIME_TO_PAY: chrono::Duration = chrono::Duration::minutes(6);
 
 /// Where a pending order stands once it has a prepay.
 #[derive(Debug, Clone)]
@@ -123,10 +131,20 @@ impl Checkout {
     async fn fetch_prepay(&self, no: OutTradeNo) -> Result<Prepared, CheckoutError> {
         // A flight that finished a moment ago may have stored the prepay: read again.
         let now = Utc::now();
-        let order = match known_without_wechat(self.load(&no).await?, now) {
+        let mut order = match known_without_wechat(self.load(&no).await?, now) {
             Standing::Known(known) => return Ok(known),
             Standing::AskWechat(order) => order,
         };
+        if order.prepay.is_none() && order.expires_at < now + MIN_TIME_TO_PAY {
+            let until = whole_second(now + MIN_TIME_TO_PAY);
+            if self.store().extend_expiry(&no, until).await? {
+                tracing::info!(out_trade_no = %no, "payment window extended to WeChat's minimum");
+            }
+            order = self.load(&no).await?;
+            if order.status != OrderStatus::Pending {
+                return Ok(Prepared::Settled(order));
+            }
+        }
         let terms = self.terms();
         let request = UnifiedOrderRequest {
             body: order.body.clone(),
@@ -199,6 +217,16 @@ fn known_without_wechat(order: Order, now: DateTime<Utc>) -> Standing {
         Standing::Known(Prepared::Ready(order))
     } else {
         Standing::AskWechat(order)
+    }
+}
+
+/// `t`, rounded up to a whole second (WeChat's times have no fractions).
+fn whole_second(t: DateTime<Utc>) -> DateTime<Utc> {
+    let floor = DateTime::from_timestamp(t.timestamp(), 0).unwrap_or(t);
+    if floor < t {
+        floor + chrono::Duration::seconds(1)
+    } else {
+        floor
     }
 }
 

@@ -5,10 +5,12 @@
 //! - paid at WeChat (`SUCCESS`, or `REFUND`: paid, then refunded outside the shop) → the
 //!   payment goes through the payments channel, like a notify;
 //! - `CLOSED` or `REVOKED` → closed here, its stock restored;
-//! - still payable (`NOTPAY`, `USERPAYING`, `PAYERROR` — a failed attempt the shopper may
+//! - still payable (`NOTPAY`, `USERPAYING` — a payment in progress, never closed before
+//!   [`CLOSE_MARGIN`] past `time_expire` —, `PAYERROR` — a failed attempt the shopper may
 //!   retry —, `ORDERNOTEXIST` for an order with a prepay, or a state this version does not know,
 //!   logged once and counted in `reconcile_unknown_state_total`) → one more unpaid attempt;
-//!   after `max_attempts` of them, or once the order's `time_expire` has passed, it is closed at
+//!   once the order's `time_expire` has passed (or after `RECONCILE_MAX_ATTEMPTS` of them, when
+//!   that is set), it is closed at
 //!   WeChat (never within [`MIN_CLOSE_AGE`] of its creation, as WeChat requires) and only when
 //!   closeorder answers `SUCCESS` or `ORDERCLOSED` — or `ORDERNOTEXIST` past `time_expire` plus
 //!   [`CLOSE_MARGIN`], when WeChat can take no money for it either — is it closed here;
@@ -24,6 +26,10 @@
 //! with several replicas running the job an order is still queried once per interval, and its
 //! attempts count queries rather than replicas. Times are the database's clock, which all
 //! replicas share.
+//!
+//! An order is never asked about forever: should WeChat keep refusing to tell or close it, it
+//! is settled here [`GIVE_UP_AFTER`] past its time (WeChat takes no money after `time_expire`),
+//! watched, and logged as an error.
 //!
 //! Orders that never got a prepay expire locally after their time, without asking WeChat.
 //! Transient WeChat errors count as no attempt, close nothing, and make the job back off.
@@ -51,8 +57,13 @@ const CONCURRENCY: usize = 8;
 /// The longest the job backs off to after transient errors, in intervals.
 const MAX_BACKOFF: u32 = 8;
 /// How long past `time_expire` an order WeChat says it never heard of is taken to be beyond
-/// payment (clocks differ).
+/// payment (clocks differ); also how long a payment in progress (`USERPAYING`) is waited for.
 pub const CLOSE_MARGIN: chrono::Duration = chrono::Duration::minutes(5);
+/// How long past `time_expire` WeChat may refuse to tell or close an order (a configuration
+/// error, say) before the shop settles it alone: closed here, its stock back, watched, and
+/// logged as an error. WeChat takes no money after `time_expire`, and the watch and the daily
+/// bill would find any.
+pub const GIVE_UP_AFTER: chrono::Duration = chrono::Duration::days(1);
 /// When the watch asks about a finished unpaid order again, after its close or `time_expire`,
 /// whichever is later. The daily bill catches anything later still.
 pub const WATCH_AFTER: [chrono::Duration; 4] = [
@@ -122,7 +133,7 @@ enum Step {
 pub struct Reconciler {
     checkout: Checkout,
     interval: Duration,
-    max_attempts: u32,
+    max_attempts: Option<u32>,
 }
 
 impl Reconciler {
@@ -239,7 +250,7 @@ impl Reconciler {
             Err(e) if e.err_code() == Some(&ErrCode::OrderNotExist) => {
                 ErrCode::OrderNotExist.as_str().to_owned()
             }
-            Err(e) => return Ok(self.query_failed(&order, &e)),
+            Err(e) => return self.query_failed(&order, &e, now).await,
         };
         self.log_if_unexpected(&order, &state);
         let Some(attempts) = self
@@ -250,7 +261,13 @@ impl Reconciler {
         else {
             return Ok(Step::Nothing); // settled meanwhile
         };
-        let due = attempts >= i64::from(self.max_attempts) || now >= order.expires_at;
+        let spent = self
+            .max_attempts
+            .is_some_and(|max| attempts >= i64::from(max));
+        // A payment in progress is never cut short, until well past its time.
+        let paying = TradeState::from(state.as_str()) == TradeState::UserPaying
+            && now < order.expires_at + CLOSE_MARGIN;
+        let due = (spent || now >= order.expires_at) && !paying;
         if due && now - order.created_at >= MIN_CLOSE_AGE {
             self.close(&order, now).await
         } else {
@@ -300,13 +317,35 @@ impl Reconciler {
         Ok(step)
     }
 
-    fn query_failed(&self, order: &Order, e: &WxError) -> Step {
+    async fn query_failed(
+        &self,
+        order: &Order,
+        e: &WxError,
+        now: DateTime<Utc>,
+    ) -> Result<Step, StoreError> {
         if e.is_transient() {
             tracing::warn!(out_trade_no = %order.out_trade_no, error = %e, "order query failed");
-            return Step::Transient;
+            return Ok(Step::Transient);
         }
         tracing::error!(out_trade_no = %order.out_trade_no, error = %e, "order query refused");
-        Step::Nothing
+        self.give_up_if_stale(order, now).await
+    }
+
+    /// WeChat has refused to tell or close the order: once it is [`GIVE_UP_AFTER`] past its
+    /// time, the shop settles it alone rather than hold its stock and ask forever.
+    async fn give_up_if_stale(
+        &self,
+        order: &Order,
+        now: DateTime<Utc>,
+    ) -> Result<Step, StoreError> {
+        if now < order.expires_at + GIVE_UP_AFTER {
+            return Ok(Step::Nothing);
+        }
+        tracing::error!(
+            out_trade_no = %order.out_trade_no,
+            "WeChat would not settle this order a day past its time: closed here and watched"
+        );
+        self.close_locally(order, now).await
     }
 
     /// A state this version does not know is an alarm, raised once per order and state.
@@ -379,7 +418,7 @@ impl Reconciler {
             _ if e.is_transient() => Ok(Step::Transient),
             _ => {
                 tracing::error!(out_trade_no = %no, error = %e, "closeorder refused");
-                Ok(Step::Nothing)
+                self.give_up_if_stale(order, now).await
             }
         }
     }

@@ -391,6 +391,8 @@ mod tests {
             },
             total_fee: Fen(100),
             fee_type: crate::store::CNY.into(),
+            cash_fee: None,
+            coupon_fee: None,
             source: PaymentSource::Notify,
         }
     }

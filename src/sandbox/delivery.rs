@@ -32,6 +32,8 @@ pub enum PayRefusal {
     AlreadyPaid,
     #[error("订单已关闭 (closed)")]
     Closed,
+    #[error("代金券金额无效 (a coupon must pay part of the order, not all)")]
+    BadCoupon,
 }
 
 /// The order after the shopper acted.
@@ -49,20 +51,28 @@ pub(super) fn pay(
     sandbox: &Arc<Sandbox>,
     code_url: &str,
     outcome: ShopperAction,
+    coupon_fee: Option<i64>,
 ) -> Result<Receipt, PayRefusal> {
     let now = sandbox.now();
     let mut book = sandbox.book();
     let order = book.by_code_url(code_url).ok_or(PayRefusal::UnknownCode)?;
-    match order.state {
-        TradeState::Success | TradeState::Refund => return Err(PayRefusal::AlreadyPaid),
-        TradeState::Closed => return Err(PayRefusal::Closed),
-        _ => {}
+    if matches!(order.state, TradeState::Success | TradeState::Refund) {
+        return Err(PayRefusal::AlreadyPaid);
     }
-    if order.time_expire.is_some_and(|t| t <= now) {
-        return Err(PayRefusal::OrderExpired);
+    // What WeChat should refuse, it sometimes takes (the `late_payment` fault).
+    let late = order.state == TradeState::Closed || order.time_expire.is_some_and(|t| t <= now);
+    if late && !sandbox.faults().draw_late_payment() {
+        return Err(if order.state == TradeState::Closed {
+            PayRefusal::Closed
+        } else {
+            PayRefusal::OrderExpired
+        });
     }
     if order.prepay_expires_at <= now {
         return Err(PayRefusal::PrepayExpired);
+    }
+    if coupon_fee.is_some_and(|c| c <= 0 || c >= order.total_fee) {
+        return Err(PayRefusal::BadCoupon);
     }
     let no = order.out_trade_no.clone();
     if outcome == ShopperAction::Fail {
@@ -99,6 +109,7 @@ pub(super) fn pay(
         time_end: now,
         openid: state::new_openid(),
         bank_type: "OTHERS".into(),
+        coupon_fee,
     };
     let order = book
         .pay(&no, payment.clone())

@@ -32,6 +32,9 @@ pub struct Faults {
     /// Share of declined payments (PAYERROR) followed by a signed `result_code=FAIL` notify.
     /// The order stays payable: the shopper may scan again.
     pub fail_notify: f64,
+    /// Share of payments accepted although the order is past its `time_expire` or closed, as
+    /// merchants report happening.
+    pub late_payment: f64,
 }
 
 /// What to do with one API call.
@@ -81,6 +84,10 @@ impl Faults {
         rand::rng().random::<f64>() < self.fail_notify
     }
 
+    pub fn draw_late_payment(&self) -> bool {
+        rand::rng().random::<f64>() < self.late_payment
+    }
+
     /// Checks every share is a probability and the API shares add up to at most 1.
     pub fn validate(&self) -> Result<(), BadFaults> {
         let shares = [
@@ -91,6 +98,7 @@ impl Faults {
             ("drop_notify", self.drop_notify),
             ("duplicate_notify", self.duplicate_notify),
             ("fail_notify", self.fail_notify),
+            ("late_payment", self.late_payment),
         ];
         for (name, share) in shares {
             if !(0.0..=1.0).contains(&share) {
@@ -138,6 +146,7 @@ impl FromStr for Faults {
                 "system_error" => faults.system_error = share()?,
                 "order_not_exist" => faults.order_not_exist = share()?,
                 "fail_notify" => faults.fail_notify = share()?,
+                "late_payment" => faults.late_payment = share()?,
                 "drop_notify" => faults.drop_notify = share()?,
                 "duplicate_notify" => faults.duplicate_notify = share()?,
                 other => return Err(BadFaults(format!("unknown fault {other:?}"))),
@@ -153,7 +162,7 @@ impl fmt::Display for Faults {
         write!(
             f,
             "latency_ms={},http_5xx={},timeout={},system_error={},order_not_exist={},\
-             drop_notify={},duplicate_notify={},fail_notify={}",
+             drop_notify={},duplicate_notify={},fail_notify={},late_payment={}",
             self.latency_ms,
             self.http_5xx,
             self.timeout,
@@ -161,7 +170,8 @@ impl fmt::Display for Faults {
             self.order_not_exist,
             self.drop_notify,
             self.duplicate_notify,
-            self.fail_notify
+            self.fail_notify,
+            self.late_payment
         )
     }
 }

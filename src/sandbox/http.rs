@@ -227,6 +227,29 @@ struct PayRequest {
     code_url: String,
     #[serde(default)]
     outcome: Option<String>,
+    /// A coupon paying this much of the order (fen); the shopper pays the rest.
+    #[serde(default, deserialize_with = "optional_fen")]
+    coupon_fee: Option<i64>,
+}
+
+/// An optional amount in fen, from JSON (a number) or a form (text; empty means none).
+fn optional_fen<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Fen {
+        Number(i64),
+        Text(String),
+    }
+    match Option::<Fen>::deserialize(d)? {
+        None => Ok(None),
+        Some(Fen::Number(n)) => Ok(Some(n)),
+        Some(Fen::Text(t)) if t.trim().is_empty() => Ok(None),
+        Some(Fen::Text(t)) => t
+            .trim()
+            .parse()
+            .map(Some)
+            .map_err(|_| serde::de::Error::custom("coupon_fee must be a whole number of fen")),
+    }
 }
 
 #[derive(Debug, Serialize)]
@@ -258,10 +281,11 @@ async fn pay(
         }
     };
     let sandbox: Arc<Sandbox> = Arc::clone(&sandbox);
-    let result = delivery::pay(&sandbox, &request.code_url, outcome);
+    let result = delivery::pay(&sandbox, &request.code_url, outcome, request.coupon_fee);
     let status = match &result {
         Ok(_) => actix_web::http::StatusCode::OK,
         Err(PayRefusal::UnknownCode) => actix_web::http::StatusCode::NOT_FOUND,
+        Err(PayRefusal::BadCoupon) => actix_web::http::StatusCode::BAD_REQUEST,
         Err(_) => actix_web::http::StatusCode::CONFLICT,
     };
     if wants_json {

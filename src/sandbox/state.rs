@@ -42,6 +42,8 @@ pub struct Payment {
     pub time_end: DateTime<Utc>,
     pub openid: String,
     pub bank_type: String,
+    /// What a coupon paid of the order (the shopper paid the rest in cash).
+    pub coupon_fee: Option<i64>,
 }
 
 /// The orders, indexed by `out_trade_no`, by `code_url` token and by `transaction_id`.
@@ -142,7 +144,7 @@ pub fn new_prepay(now: DateTime<Utc>) -> (String, String) {
     let mut rng = rand::rng();
     let prepay_id = format!(
         "wx{}{}",
-        now.format("%d%H%M%S"),
+        beijing(now).format("%d%H%M%S"),
         Alphanumeric
             .sample_string(&mut rng, 26)
             .to_ascii_lowercase()
@@ -163,8 +165,13 @@ pub fn new_transaction_id(now: DateTime<Utc>) -> String {
     format!(
         "420000{}{}{tail}",
         rng.random_range(1000..10000u32),
-        now.format("%Y%m%d")
+        beijing(now).format("%Y%m%d")
     )
+}
+
+/// Dates inside WeChat's ids are Beijing dates.
+fn beijing(t: DateTime<Utc>) -> DateTime<chrono::FixedOffset> {
+    t.with_timezone(&chrono::FixedOffset::east_opt(8 * 3600).expect("a valid offset"))
 }
 
 /// A payer's openid in WeChat's 28-character shape.

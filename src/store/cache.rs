@@ -132,6 +132,8 @@ mod tests {
             refund_due: false,
             wechat_state: None,
             watch_step: 0,
+            cash_fee: None,
+            coupon_fee: None,
         }
     }
 

@@ -219,6 +219,16 @@ impl Store {
         dispatch!(self.order_items(no))
     }
 
+    /// Moves a pending order's payment deadline to `until`, while it has no prepay. False when
+    /// nothing changed.
+    pub async fn extend_expiry(
+        &self,
+        no: &OutTradeNo,
+        until: chrono::DateTime<chrono::Utc>,
+    ) -> Result<bool, StoreError> {
+        dispatch!(self.extend_expiry(no, until))
+    }
+
     /// Stores the prepay of a pending order. Returns false (and changes nothing) when the order
     /// is no longer pending.
     pub async fn record_prepay(
@@ -334,6 +344,12 @@ impl Store {
         events: &[&PaymentEvent],
     ) -> Result<Vec<Recorded>, StoreError> {
         dispatch!(self.record_payment_events(events))
+    }
+
+    /// The transaction of a payment that arrived for an order it could not pay (after the
+    /// order closed, or of another amount): the money that is due back, if any.
+    pub async fn late_payment(&self, no: &OutTradeNo) -> Result<Option<String>, StoreError> {
+        dispatch!(self.late_payment(no))
     }
 
     /// Events recorded but not applied yet, oldest first.

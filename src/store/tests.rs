@@ -270,6 +270,8 @@ mod payments {
             },
             total_fee: Fen(fee),
             fee_type: "CNY".into(),
+            cash_fee: None,
+            coupon_fee: None,
             source: PaymentSource::Notify,
         }
     }
@@ -308,6 +310,8 @@ mod payments {
             result: PaymentResult::Failed,
             total_fee: Fen(200),
             fee_type: "CNY".into(),
+            cash_fee: None,
+            coupon_fee: None,
             source: PaymentSource::Notify,
         };
         let events = [

@@ -70,6 +70,10 @@ pub struct Order {
     pub wechat_state: Option<String>,
     /// Questions the watch for late money has asked about this finished order.
     pub watch_step: i64,
+    /// Of a paid order: what the shopper paid in cash, and what coupons paid (`total_fee` is
+    /// their sum).
+    pub cash_fee: Option<Fen>,
+    pub coupon_fee: Option<Fen>,
 }
 
 /// A line of an order, as sold.
@@ -81,8 +85,8 @@ pub struct OrderItem {
     pub num: i64,
 }
 
-/// Longest unifiedorder `body` WeChat accepts, in characters.
-const MAX_BODY_CHARS: usize = 128;
+/// Longest unifiedorder `body` WeChat accepts, in bytes of UTF-8 (a Chinese character is three).
+pub const MAX_BODY_BYTES: usize = 128;
 
 pub(crate) fn time(secs: i64) -> DateTime<Utc> {
     Utc.timestamp_opt(secs, 0)
@@ -90,20 +94,25 @@ pub(crate) fn time(secs: i64) -> DateTime<Utc> {
         .unwrap_or(DateTime::<Utc>::MIN_UTC)
 }
 
-/// The unifiedorder body: "name xN" per line, cut to WeChat's 128 characters.
+/// The unifiedorder body: "name xN" per line, cut to WeChat's 128 bytes — never inside a
+/// character — and marked with '…' where cut.
 pub(crate) fn order_body(lines: &[(String, i64)]) -> String {
     let full = lines
         .iter()
         .map(|(name, num)| format!("{name} x{num}"))
         .collect::<Vec<_>>()
         .join(", ");
-    if full.chars().count() <= MAX_BODY_CHARS {
-        full
-    } else {
-        let mut cut: String = full.chars().take(MAX_BODY_CHARS - 1).collect();
-        cut.push('…');
-        cut
+    if full.len() <= MAX_BODY_BYTES {
+        return full;
     }
+    let room = MAX_BODY_BYTES - '…'.len_utf8();
+    let end = (0..=room)
+        .rev()
+        .find(|&i| full.is_char_boundary(i))
+        .unwrap_or(0);
+    let mut cut = full[..end].to_owned();
+    cut.push('…');
+    cut
 }
 
 /// A product of the catalogue.
@@ -163,6 +172,9 @@ pub struct PaymentEvent {
     pub total_fee: Fen,
     /// `fee_type`: `CNY` for every payment a domestic merchant takes.
     pub fee_type: String,
+    /// What the shopper paid in cash, and what coupons paid, when WeChat says.
+    pub cash_fee: Option<Fen>,
+    pub coupon_fee: Option<Fen>,
     pub source: PaymentSource,
 }
 
@@ -232,8 +244,18 @@ mod tests {
             order_body(&[("a".into(), 1), ("b".into(), 3)]),
             "a x1, b x3"
         );
-        let long = order_body(&[("长".repeat(200), 1)]);
-        assert_eq!(long.chars().count(), 128);
+        // Bytes, not characters: 60 Chinese characters are 180 bytes.
+        let long = order_body(&[("长".repeat(60), 1)]);
+        assert!(long.len() <= MAX_BODY_BYTES, "{} bytes", long.len());
+        assert!(
+            long.len() > MAX_BODY_BYTES - 4,
+            "cut as late as a character allows"
+        );
         assert!(long.ends_with('…'));
+        assert!(long.starts_with(&"长".repeat(41)));
+        for name in ["a".repeat(200), "é".repeat(100), "長a".repeat(50)] {
+            let body = order_body(&[(name, 1)]);
+            assert!(body.len() <= MAX_BODY_BYTES && body.ends_with('…'));
+        }
     }
 }

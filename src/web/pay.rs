@@ -111,6 +111,8 @@ struct FailedPage {
     out_trade_no: String,
     headline: &'static str,
     detail: &'static str,
+    /// The payment that will be refunded, when one arrived too late.
+    refund_of: Option<String>,
     sandbox: bool,
 }
 
@@ -154,18 +156,20 @@ pub async fn failed_page(
             return Ok(see_other(format!("/pay/{no}")))
         }
         OrderStatus::Closed if order.refund_due => (
-            "订单已关闭 The order was closed",
-            "A payment for it arrived after it closed: the shop owes you a refund of it.",
+            "订单已关闭，款项将退回 Your payment will be refunded",
+            "我们在订单关闭后收到了您的付款，将予以退款。We received your payment after the order closed; it will be refunded.",
         ),
         OrderStatus::Pending | OrderStatus::Closed => (
             "订单已超时关闭 The order has expired",
             "The time to pay is over and the goods were released. You were not charged.",
         ),
     };
+    let refund_of = state.checkout.late_payment(&order).await?;
     render(&FailedPage {
         out_trade_no: no.to_string(),
         headline,
         detail,
+        refund_of,
         sandbox: state.sandbox(),
     })
 }

@@ -191,7 +191,10 @@ pub struct OrderQueryResponse {
     pub trade_state_desc: Option<String>,
     pub transaction_id: Option<String>,
     pub total_fee: Option<i64>,
+    /// What the shopper paid in cash: less than `total_fee` when a coupon paid part.
     pub cash_fee: Option<i64>,
+    /// What coupons paid.
+    pub coupon_fee: Option<i64>,
     pub fee_type: Option<String>,
     pub time_end: Option<String>,
     pub openid: Option<String>,
@@ -208,6 +211,7 @@ impl OrderQueryResponse {
             transaction_id: optional(f, "transaction_id"),
             total_fee: optional_fen(f, "total_fee")?,
             cash_fee: optional_fen(f, "cash_fee")?,
+            coupon_fee: optional_fen(f, "coupon_fee")?,
             fee_type: optional(f, "fee_type"),
             time_end: optional(f, "time_end"),
             openid: optional(f, "openid"),
@@ -247,7 +251,11 @@ impl OrderQueryResponse {
                 f.insert(name.into(), value.clone());
             }
         }
-        for (name, value) in [("total_fee", self.total_fee), ("cash_fee", self.cash_fee)] {
+        for (name, value) in [
+            ("total_fee", self.total_fee),
+            ("cash_fee", self.cash_fee),
+            ("coupon_fee", self.coupon_fee),
+        ] {
             if let Some(value) = value {
                 f.insert(name.into(), value.to_string());
             }
@@ -268,7 +276,11 @@ pub struct PaymentNotify {
     /// WeChat's transaction id; absent only on a `result_code=FAIL` notify.
     pub transaction_id: Option<String>,
     pub total_fee: i64,
+    /// What the shopper paid in cash: less than `total_fee` when a coupon paid part (the
+    /// coupon's own fields, `coupon_count`, `coupon_fee_$n`, …, are covered by the signature).
     pub cash_fee: Option<i64>,
+    /// What coupons paid.
+    pub coupon_fee: Option<i64>,
     /// `CNY` when absent, as WeChat documents.
     pub fee_type: String,
     /// Beijing `yyyyMMddHHmmss`; absent only on a `result_code=FAIL` notify.
@@ -321,6 +333,7 @@ impl PaymentNotify {
             },
             total_fee: fen(f, "total_fee")?,
             cash_fee: optional_fen(f, "cash_fee")?,
+            coupon_fee: optional_fen(f, "coupon_fee")?,
             fee_type: optional(f, "fee_type").unwrap_or_else(|| "CNY".into()),
             time_end: if paid {
                 Some(required(f, "time_end")?)

@@ -498,6 +498,11 @@ impl TestApp {
     /// consumer — run by hand with `run_once(now)`; an order it queried is due again
     /// [`JOB_INTERVAL`] later.
     pub async fn reconciler(&self, max_attempts: u32) -> Reconciler {
+        self.reconciler_with(Some(max_attempts)).await
+    }
+
+    /// The same job with `RECONCILE_MAX_ATTEMPTS` as given (`None`: unset, the default).
+    pub async fn reconciler_with(&self, max_attempts: Option<u32>) -> Reconciler {
         let rt = AppRuntime::current();
         let store = wxpay_checkout::store::Store::connect(&self.database_url, &rt)
             .await
@@ -599,7 +604,7 @@ pub async fn wait_for_zero(db: &sqlx::AnyPool, count_sql: &str, deadline: Durati
 /// A checkout's terms for a service a test builds itself.
 pub fn test_terms(
     reconcile_interval: Duration,
-    reconcile_max_attempts: u32,
+    reconcile_max_attempts: Option<u32>,
 ) -> wxpay_checkout::checkout::Terms {
     wxpay_checkout::checkout::Terms {
         notify_url: "http://127.0.0.1:9/weixin/pay/notify/url".parse().unwrap(),

@@ -4,6 +4,7 @@ mod browser;
 mod client;
 mod closing;
 mod crash;
+mod fidelity;
 mod helpers;
 mod notify;
 mod reconcile;

@@ -310,7 +310,8 @@ async fn a_signed_payment_of_another_amount_is_recorded_and_due_back() {
         "USD",
     );
     for body in [signed(&wrong_amount, false), signed(&wrong_currency, false)] {
-        assert_eq!(send_notify(&app, body).await.1["return_code"], "SUCCESS");
+        let answer = send_notify(&app, body).await.1;
+        assert_eq!(answer["return_code"], "SUCCESS", "{answer:?}");
     }
     for no in [&no, &other] {
         let until = tokio::time::Instant::now() + Duration::from_secs(5);

@@ -169,7 +169,7 @@ async fn health_is_503_when_the_database_does_not_answer() {
         &rt,
     )
     .unwrap();
-    let terms = crate::helpers::test_terms(std::time::Duration::from_secs(30), 20);
+    let terms = crate::helpers::test_terms(std::time::Duration::from_secs(30), None);
     let shutdown = tokio_util::sync::CancellationToken::new();
     let (checkout, _background) = Checkout::start(store.clone(), wechat, terms, &rt, &shutdown);
     let state = web::Data::new(AppState::new(checkout, None));

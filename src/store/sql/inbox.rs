@@ -23,8 +23,8 @@ impl Db {
         // duplicates).
         let mut insert = sqlx::QueryBuilder::<Kind>::new(
             "INSERT INTO payment_events
-                 (out_trade_no, result, transaction_id, total_fee, fee_type, pay_time, source,
-                  received_at) ",
+                 (out_trade_no, result, transaction_id, total_fee, fee_type, cash_fee, coupon_fee,
+                  pay_time, source, received_at) ",
         );
         insert.push_values(events, |mut row, event| {
             let (result, transaction_id, pay_time) = columns(event);
@@ -33,6 +33,8 @@ impl Db {
                 .push_bind(transaction_id)
                 .push_bind(event.total_fee.0)
                 .push_bind(event.fee_type.as_str())
+                .push_bind(event.cash_fee.map(|f| f.0))
+                .push_bind(event.coupon_fee.map(|f| f.0))
                 .push_bind(pay_time)
                 .push_bind(event.source.as_str())
                 .push_bind(received_at);
@@ -65,6 +67,20 @@ impl Db {
         }
         tx.commit().await?;
         Ok(recorded)
+    }
+
+    /// The transaction of a payment that arrived for an order it could not pay (after the
+    /// order closed, or of another amount): the money that is due back, if any.
+    pub async fn late_payment(&self, no: &OutTradeNo) -> Result<Option<String>, StoreError> {
+        Ok(sqlx::query_scalar(
+            "SELECT transaction_id FROM payment_events
+             WHERE out_trade_no = $1 AND outcome IN ('paid_after_close', 'amount_mismatch')
+             ORDER BY id LIMIT 1",
+        )
+        .bind(no.as_str())
+        .fetch_optional(&self.reader)
+        .await?
+        .flatten())
     }
 
     /// Events recorded but not applied yet, oldest first.
@@ -164,9 +180,9 @@ async fn record_in(
     let (result, transaction_id, pay_time) = columns(event);
     let inserted: Option<i64> = sqlx::query_scalar(
         "INSERT INTO payment_events
-             (out_trade_no, result, transaction_id, total_fee, fee_type, pay_time, source,
-              received_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+             (out_trade_no, result, transaction_id, total_fee, fee_type, cash_fee, coupon_fee,
+              pay_time, source, received_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
          ON CONFLICT DO NOTHING
          RETURNING id",
     )
@@ -175,6 +191,8 @@ async fn record_in(
     .bind(transaction_id)
     .bind(event.total_fee.0)
     .bind(event.fee_type.as_str())
+    .bind(event.cash_fee.map(|f| f.0))
+    .bind(event.coupon_fee.map(|f| f.0))
     .bind(pay_time)
     .bind(event.source.as_str())
     .bind(received_at)
@@ -220,11 +238,13 @@ struct Taken {
     total_fee: i64,
     /// In the order's currency (CNY).
     cny: bool,
+    cash_fee: Option<i64>,
+    coupon_fee: Option<i64>,
     pay_time: Option<i64>,
 }
 
 const TAKEN_COLUMNS: &str =
-    "id, out_trade_no, result, transaction_id, total_fee, fee_type, pay_time";
+    "id, out_trade_no, result, transaction_id, total_fee, fee_type, cash_fee, coupon_fee, pay_time";
 
 fn taken_from_row(row: &DbRow) -> Result<Taken, StoreError> {
     Ok(Taken {
@@ -236,6 +256,8 @@ fn taken_from_row(row: &DbRow) -> Result<Taken, StoreError> {
         cny: row
             .try_get::<Option<String>, _>("fee_type")?
             .is_none_or(|f| f == CNY),
+        cash_fee: row.try_get("cash_fee")?,
+        coupon_fee: row.try_get("coupon_fee")?,
         pay_time: row.try_get("pay_time")?,
     })
 }
@@ -276,7 +298,8 @@ async fn apply_all(tx: &mut Tx<'_>, ids: &[i64], now: i64) -> Result<Vec<Applied
     if !fast.is_empty() {
         let mut pay = sqlx::QueryBuilder::<Kind>::new(
             "UPDATE orders SET status = 'paid', transaction_id = e.transaction_id,
-                               pay_time = e.pay_time, updated_at = ",
+                               pay_time = e.pay_time, cash_fee = e.cash_fee,
+                               coupon_fee = e.coupon_fee, updated_at = ",
         );
         pay.push_bind(now);
         pay.push(
@@ -366,11 +389,13 @@ async fn settle_payment(tx: &mut Tx<'_>, event: &Taken, now: i64) -> Result<Outc
     if event.cny {
         let paid = sqlx::query(
             "UPDATE orders SET status = 'paid', transaction_id = $1, pay_time = $2,
-                               updated_at = $3
-             WHERE out_trade_no = $4 AND status = 'pending' AND total_fee = $5",
+                               cash_fee = $3, coupon_fee = $4, updated_at = $5
+             WHERE out_trade_no = $6 AND status = 'pending' AND total_fee = $7",
         )
         .bind(tid)
         .bind(pay_time)
+        .bind(event.cash_fee)
+        .bind(event.coupon_fee)
         .bind(now)
         .bind(no)
         .bind(event.total_fee)

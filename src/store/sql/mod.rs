@@ -34,7 +34,7 @@ pub struct Db {
 const ORDER_COLUMNS: &str = "out_trade_no, total_fee, status, body, product_id, expires_at, \
      prepay_id, code_url, code_url_expires_at, sign_type, transaction_id, pay_time, \
      created_at, updated_at, closed_at, reconcile_attempts, is_deleted, refund_due, wechat_state, \
-     watch_step";
+     watch_step, cash_fee, coupon_fee";
 
 fn order_from_row(row: &DbRow) -> Result<Order, StoreError> {
     let corrupt = |what: &str| StoreError::Corrupt(format!("orders.{what}"));
@@ -72,6 +72,8 @@ fn order_from_row(row: &DbRow) -> Result<Order, StoreError> {
         refund_due: row.try_get::<i64, _>("refund_due")? != 0,
         wechat_state: row.try_get("wechat_state")?,
         watch_step: row.try_get("watch_step")?,
+        cash_fee: row.try_get::<Option<i64>, _>("cash_fee")?.map(Fen),
+        coupon_fee: row.try_get::<Option<i64>, _>("coupon_fee")?.map(Fen),
     })
 }
 

@@ -98,6 +98,27 @@ impl Db {
             .collect())
     }
 
+    /// Moves a pending order's payment deadline to `until`, while it has no prepay (a prepay's
+    /// `time_expire` never changes). False when nothing changed.
+    pub async fn extend_expiry(
+        &self,
+        no: &OutTradeNo,
+        until: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE orders SET expires_at = $1, updated_at = $2
+             WHERE out_trade_no = $3 AND status = 'pending' AND code_url IS NULL
+               AND expires_at < $1",
+        )
+        .bind(until.timestamp())
+        .bind(now_secs())
+        .bind(no.as_str())
+        .execute(&self.writer)
+        .await?;
+        self.cache.invalidate(no.as_str());
+        Ok(done.rows_affected() == 1)
+    }
+
     /// Stores the prepay of a pending order. Returns false when the order is no longer pending;
     /// an order closed meanwhile before it had a prepay stores it all the same (WeChat has that
     /// order now) and is watched for late money from `now`.
@@ -227,5 +248,7 @@ async fn create_in(
         refund_due: false,
         wechat_state: None,
         watch_step: 0,
+        cash_fee: None,
+        coupon_fee: None,
     })
 }
