@@ -92,8 +92,14 @@ impl Sandbox {
         Ok(Authenticated { fields, sign_type })
     }
 
-    /// Carries out an authenticated call.
-    pub(super) fn execute(&self, endpoint: Endpoint, request: &Authenticated) -> Answer {
+    /// Carries out an authenticated call: a signed answer, or — for a request whose parameters
+    /// are wrong, refused before any business processing — an unsigned `return_code=FAIL` with
+    /// this `return_msg`.
+    pub(super) fn execute(
+        &self,
+        endpoint: Endpoint,
+        request: &Authenticated,
+    ) -> Result<Answer, String> {
         match endpoint {
             Endpoint::UnifiedOrder => self.unified_order(request),
             Endpoint::OrderQuery => self.order_query(request),
@@ -101,7 +107,7 @@ impl Sandbox {
         }
     }
 
-    fn unified_order(&self, request: &Authenticated) -> Answer {
+    fn unified_order(&self, request: &Authenticated) -> Result<Answer, String> {
         let Authenticated { fields, sign_type } = request;
         let sign_type = *sign_type;
         let now = self.now();
@@ -112,20 +118,29 @@ impl Sandbox {
         if let Some(existing) = existing {
             match existing.state {
                 TradeState::Success | TradeState::Refund => {
-                    return Answer::fail(sign_type, ErrCode::OrderPaid, "该订单已支付")
+                    return Ok(Answer::fail(sign_type, ErrCode::OrderPaid, "该订单已支付"))
                 }
                 TradeState::Closed => {
-                    return Answer::fail(sign_type, ErrCode::OrderClosed, "该订单已关闭")
+                    return Ok(Answer::fail(
+                        sign_type,
+                        ErrCode::OrderClosed,
+                        "该订单已关闭",
+                    ))
                 }
                 _ => {}
             }
             if existing.params.get("trade_type") != fields.get("trade_type") {
-                return Answer::fail(sign_type, ErrCode::OutTradeNoUsed, "商户订单号重复");
+                return Ok(Answer::fail(
+                    sign_type,
+                    ErrCode::OutTradeNoUsed,
+                    "商户订单号重复",
+                ));
             }
         }
         let checked = match check_unified_order(fields, now) {
             Ok(checked) => checked,
-            Err((code, des)) => return Answer::fail(sign_type, code, &des),
+            Err(Refusal::Parameter(message)) => return Err(message),
+            Err(Refusal::Business(code, des)) => return Ok(Answer::fail(sign_type, code, &des)),
         };
         let params: Fields = fields
             .iter()
@@ -136,10 +151,14 @@ impl Sandbox {
         if let Some(existing) = book.get(&checked.out_trade_no) {
             // A re-entry must repeat every parameter.
             if existing.params != params {
-                return Answer::fail(sign_type, ErrCode::InvalidRequest, "201 商户订单号重复");
+                return Ok(Answer::fail(
+                    sign_type,
+                    ErrCode::InvalidRequest,
+                    "201 商户订单号重复",
+                ));
             }
             if existing.time_expire.is_some_and(|t| t <= now) {
-                return Answer::fail(sign_type, ErrCode::OrderClosed, "订单已过期");
+                return Ok(Answer::fail(sign_type, ErrCode::OrderClosed, "订单已过期"));
             }
             let order = if existing.prepay_expires_at <= now {
                 book.renew_prepay(&checked.out_trade_no, now)
@@ -147,7 +166,7 @@ impl Sandbox {
             } else {
                 existing
             };
-            return Answer::success(sign_type, prepay_fields(order));
+            return Ok(Answer::success(sign_type, prepay_fields(order)));
         }
 
         let (prepay_id, code_url) = state::new_prepay(now);
@@ -171,10 +190,10 @@ impl Sandbox {
         };
         let answer = Answer::success(sign_type, prepay_fields(&order));
         book.insert(order);
-        answer
+        Ok(answer)
     }
 
-    fn order_query(&self, request: &Authenticated) -> Answer {
+    fn order_query(&self, request: &Authenticated) -> Result<Answer, String> {
         let Authenticated { fields, sign_type } = request;
         let sign_type = *sign_type;
         let book = self.book();
@@ -184,31 +203,33 @@ impl Sandbox {
         ) {
             (Some(tid), _) => book.by_transaction_id(tid),
             (None, Some(no)) => book.get(no),
-            (None, None) => {
-                return Answer::fail(
-                    sign_type,
-                    ErrCode::LackParams,
-                    "缺少参数out_trade_no或transaction_id",
-                )
-            }
+            (None, None) => return Err("缺少参数out_trade_no或transaction_id".into()),
         };
         let Some(order) = order else {
-            return Answer::fail(sign_type, ErrCode::OrderNotExist, "订单不存在");
+            return Ok(Answer::fail(
+                sign_type,
+                ErrCode::OrderNotExist,
+                "订单不存在",
+            ));
         };
-        Answer::success(sign_type, query_fields(order))
+        Ok(Answer::success(sign_type, query_fields(order)))
     }
 
-    fn close_order(&self, request: &Authenticated) -> Answer {
+    fn close_order(&self, request: &Authenticated) -> Result<Answer, String> {
         let Authenticated { fields, sign_type } = request;
         let sign_type = *sign_type;
         let Some(no) = non_empty(fields, "out_trade_no") else {
-            return Answer::fail(sign_type, ErrCode::LackParams, "缺少参数out_trade_no");
+            return Err("缺少参数out_trade_no".into());
         };
         let mut book = self.book();
         let Some(order) = book.get_mut(no) else {
-            return Answer::fail(sign_type, ErrCode::OrderNotExist, "订单不存在");
+            return Ok(Answer::fail(
+                sign_type,
+                ErrCode::OrderNotExist,
+                "订单不存在",
+            ));
         };
-        match order.state {
+        Ok(match order.state {
             TradeState::Success | TradeState::Refund => {
                 Answer::fail(sign_type, ErrCode::OrderPaid, "订单已支付，不能发起关单")
             }
@@ -221,7 +242,7 @@ impl Sandbox {
                 answer.insert("result_msg".into(), "OK".into());
                 Answer::success(sign_type, answer)
             }
-        }
+        })
     }
 }
 
@@ -242,17 +263,41 @@ struct CheckedUnifiedOrder {
     time_expire: Option<DateTime<Utc>>,
 }
 
-type Refusal = (ErrCode, String);
+/// Why a unifiedorder is refused, at WeChat's two levels.
+enum Refusal {
+    /// A parameter WeChat rejects before any business processing: unsigned `return_code=FAIL`
+    /// with this `return_msg`.
+    Parameter(String),
+    /// A business rule: signed `result_code=FAIL` with `err_code` and `err_code_des`.
+    Business(ErrCode, String),
+}
 
 /// The largest amount the sandbox accepts: 100 million yuan, in fen.
 const MAX_TOTAL_FEE: i64 = 10_000_000_000;
 
+// The `return_msg` texts of parameter errors. Sources: the `X参数格式错误` form at the
+// return_code level as merchants quote WeChat (binarywang/weixin-java-pay-demo#14,
+// `{return_msg=mch_id参数格式错误, return_code=FAIL}`), `X参数长度有误` likewise
+// (steedos/workflow#1957, `total_fee参数长度有误`), `缺少参数X` as this sandbox already answers for
+// appid/mch_id, and `invalid total_fee` / `invalid spbill_create_ip` as the v2 protocol review of
+// issue 12 recorded them. The missing-permission text is WeChat's for a trade type the merchant
+// has not opened (its shape — 19 characters, `>`, 9 characters — is what
+// jwcqc/WechatPayDemo#5 shows mis-decoded).
+const NO_PERMISSION: &str = "商户号该产品权限未开通，请前往商户平台>产品中心检查后重试";
+
+/// A missing required field: a parameter error.
 fn lack(name: &str) -> Refusal {
-    (ErrCode::LackParams, format!("缺少参数{name}"))
+    Refusal::Parameter(format!("缺少参数{name}"))
 }
 
+/// A malformed value: a parameter error.
+fn malformed(message: impl Into<String>) -> Refusal {
+    Refusal::Parameter(message.into())
+}
+
+/// A value that is well-formed but not acceptable: `INVALID_REQUEST`.
 fn invalid(des: impl Into<String>) -> Refusal {
-    (ErrCode::InvalidRequest, des.into())
+    Refusal::Business(ErrCode::InvalidRequest, des.into())
 }
 
 /// WeChat's checks of a Native unifiedorder: required fields first, then each value.
@@ -269,26 +314,24 @@ fn check_unified_order(f: &Fields, now: DateTime<Utc>) -> Result<CheckedUnifiedO
     }
     let get = |name: &str| non_empty(f, name).unwrap_or_default();
     if get("trade_type") != "NATIVE" {
-        return Err((
-            ErrCode::NoAuth,
-            "商户无此接口权限: the sandbox serves trade_type=NATIVE".into(),
-        ));
+        // The sandbox's merchant has the Native product only.
+        return Err(malformed(NO_PERMISSION));
     }
     let product_id = non_empty(f, "product_id").ok_or_else(|| lack("product_id"))?;
     if product_id.len() > 32 {
-        return Err(invalid("product_id参数长度有误"));
+        return Err(malformed("product_id参数长度有误"));
     }
     // 128 bytes of UTF-8, not characters: a Chinese character is three.
     let body = get("body");
     if body.len() > 128 {
-        return Err(invalid("body参数长度有误"));
+        return Err(malformed("body参数长度有误"));
     }
     let out_trade_no = get("out_trade_no");
     let charset_ok = out_trade_no
         .bytes()
         .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'|' | b'*' | b'@'));
     if out_trade_no.len() > 32 || !charset_ok {
-        return Err(invalid("out_trade_no参数格式错误"));
+        return Err(malformed("out_trade_no参数格式错误"));
     }
     let total_fee_text = get("total_fee");
     let total_fee = total_fee_text
@@ -297,27 +340,27 @@ fn check_unified_order(f: &Fields, now: DateTime<Utc>) -> Result<CheckedUnifiedO
         .then(|| total_fee_text.parse::<i64>().ok())
         .flatten()
         .filter(|fee| (1..=MAX_TOTAL_FEE).contains(fee))
-        .ok_or_else(|| invalid("invalid total_fee"))?;
+        .ok_or_else(|| malformed("invalid total_fee"))?;
     if non_empty(f, "fee_type").is_some_and(|t| t != "CNY") {
-        return Err(invalid("fee_type参数格式错误"));
+        return Err(malformed("fee_type参数格式错误"));
     }
     if get("spbill_create_ip").parse::<IpAddr>().is_err() {
-        return Err(invalid("invalid spbill_create_ip"));
+        return Err(malformed("invalid spbill_create_ip"));
     }
     let notify_url = get("notify_url");
-    let parsed = url::Url::parse(notify_url).map_err(|_| invalid("notify_url参数格式错误"))?;
+    let parsed = url::Url::parse(notify_url).map_err(|_| malformed("notify_url参数格式错误"))?;
     if !matches!(parsed.scheme(), "http" | "https") || notify_url.len() > 256 {
-        return Err(invalid("notify_url参数格式错误"));
+        return Err(malformed("notify_url参数格式错误"));
     }
     if parsed.query().is_some() || parsed.fragment().is_some() {
         return Err(invalid("notify_url不能携带参数"));
     }
     if non_empty(f, "attach").is_some_and(|a| a.len() > 127) {
-        return Err(invalid("attach参数长度有误"));
+        return Err(malformed("attach参数长度有误"));
     }
     let time = |name: &str| {
         non_empty(f, name)
-            .map(|text| parse_beijing(text).map_err(|_| invalid(format!("{name}参数格式错误"))))
+            .map(|text| parse_beijing(text).map_err(|_| malformed(format!("{name}参数格式错误"))))
             .transpose()
     };
     time("time_start")?;
@@ -341,23 +384,32 @@ fn check_unified_order(f: &Fields, now: DateTime<Utc>) -> Result<CheckedUnifiedO
 
 fn prepay_fields(order: &Trade) -> Fields {
     let mut f = Fields::new();
+    f.insert("device_info".into(), String::new());
     f.insert("trade_type".into(), "NATIVE".into());
     f.insert("prepay_id".into(), order.prepay_id.clone());
     f.insert("code_url".into(), order.code_url.clone());
     f
 }
 
+/// An order query's answer as WeChat shapes it: `total_fee` and `trade_state_desc` in every
+/// state, empty `device_info` and `attach` elements when there are none (empty values are not
+/// signed), the payment fields once paid.
 fn query_fields(order: &Trade) -> Fields {
     let mut f = Fields::new();
     f.insert("out_trade_no".into(), order.out_trade_no.clone());
     f.insert("trade_state".into(), order.state.as_str().into());
+    f.insert("total_fee".into(), order.total_fee.to_string());
+    f.insert("device_info".into(), String::new());
+    f.insert("attach".into(), order.attach.clone().unwrap_or_default());
     let desc = match order.state {
         TradeState::Success => "支付成功",
         TradeState::Refund => "转入退款",
         TradeState::NotPay => "订单未支付",
         TradeState::Closed => "订单已关闭",
+        TradeState::Revoked => "已撤销",
+        TradeState::UserPaying => "用户支付中",
         TradeState::PayError => "支付失败，请重新下单支付",
-        _ => "",
+        TradeState::Other(_) => "",
     };
     f.insert("trade_state_desc".into(), desc.into());
     if let Some(payment) = &order.payment {

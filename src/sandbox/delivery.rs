@@ -130,8 +130,8 @@ pub(super) fn pay(
     Ok(receipt)
 }
 
-/// Signs a notify as WeChat does — the order's algorithm, and no sign_type field even for
-/// HMAC — and starts delivering it.
+/// Signs a notify as WeChat does — the order's algorithm, usually without a sign_type field
+/// even for HMAC (with one under the `notify_sign_type` fault) — and starts delivering it.
 fn start_delivery(
     sandbox: &Arc<Sandbox>,
     no: String,
@@ -143,6 +143,9 @@ fn start_delivery(
     notify.insert("appid".into(), merchant.appid.clone());
     notify.insert("mch_id".into(), merchant.mch_id.clone());
     notify.insert("nonce_str".into(), nonce_str());
+    if sandbox.faults().draw_notify_sign_type() {
+        notify.insert("sign_type".into(), sign_type.as_str().into());
+    }
     let signature = sign::sign(&notify, &merchant.key, sign_type);
     notify.insert("sign".into(), signature);
     let body = xml::encode(&notify);

@@ -35,6 +35,8 @@ pub struct Faults {
     /// Share of payments accepted although the order is past its `time_expire` or closed, as
     /// merchants report happening.
     pub late_payment: f64,
+    /// Share of notifies that carry a `sign_type` field (signed with it), as some do.
+    pub notify_sign_type: f64,
 }
 
 /// What to do with one API call.
@@ -88,6 +90,10 @@ impl Faults {
         rand::rng().random::<f64>() < self.late_payment
     }
 
+    pub fn draw_notify_sign_type(&self) -> bool {
+        rand::rng().random::<f64>() < self.notify_sign_type
+    }
+
     /// Checks every share is a probability and the API shares add up to at most 1.
     pub fn validate(&self) -> Result<(), BadFaults> {
         let shares = [
@@ -99,6 +105,7 @@ impl Faults {
             ("duplicate_notify", self.duplicate_notify),
             ("fail_notify", self.fail_notify),
             ("late_payment", self.late_payment),
+            ("notify_sign_type", self.notify_sign_type),
         ];
         for (name, share) in shares {
             if !(0.0..=1.0).contains(&share) {
@@ -147,6 +154,7 @@ impl FromStr for Faults {
                 "order_not_exist" => faults.order_not_exist = share()?,
                 "fail_notify" => faults.fail_notify = share()?,
                 "late_payment" => faults.late_payment = share()?,
+                "notify_sign_type" => faults.notify_sign_type = share()?,
                 "drop_notify" => faults.drop_notify = share()?,
                 "duplicate_notify" => faults.duplicate_notify = share()?,
                 other => return Err(BadFaults(format!("unknown fault {other:?}"))),
@@ -162,7 +170,8 @@ impl fmt::Display for Faults {
         write!(
             f,
             "latency_ms={},http_5xx={},timeout={},system_error={},order_not_exist={},\
-             drop_notify={},duplicate_notify={},fail_notify={},late_payment={}",
+             drop_notify={},duplicate_notify={},fail_notify={},late_payment={},\
+             notify_sign_type={}",
             self.latency_ms,
             self.http_5xx,
             self.timeout,
@@ -171,7 +180,8 @@ impl fmt::Display for Faults {
             self.drop_notify,
             self.duplicate_notify,
             self.fail_notify,
-            self.late_payment
+            self.late_payment,
+            self.notify_sign_type
         )
     }
 }

@@ -84,9 +84,17 @@ async fn call(
         Err(message) => return return_fail(message),
     };
     let answer = if fault == ApiFault::SystemError {
-        Answer::fail(request.sign_type, ErrCode::SystemError, "系统超时")
+        Ok(Answer::fail(
+            request.sign_type,
+            ErrCode::SystemError,
+            "系统超时",
+        ))
     } else if fault == ApiFault::OrderNotExist && endpoint != Endpoint::UnifiedOrder {
-        Answer::fail(request.sign_type, ErrCode::OrderNotExist, "订单不存在")
+        Ok(Answer::fail(
+            request.sign_type,
+            ErrCode::OrderNotExist,
+            "订单不存在",
+        ))
     } else {
         sandbox.execute(endpoint, &request)
     };
@@ -97,7 +105,10 @@ async fn call(
             _ = tokio::time::sleep(Faults::TIMEOUT_HOLD) => {}
         }
     }
-    render(&sandbox, answer)
+    match answer {
+        Ok(answer) => render(&sandbox, answer),
+        Err(message) => return_fail(&message),
+    }
 }
 
 fn render(sandbox: &Sandbox, answer: Answer) -> HttpResponse {

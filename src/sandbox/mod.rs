@@ -6,9 +6,11 @@
 //!
 //! Answers follow WeChat's two levels. Anything that fails before the caller is authenticated
 //! (not POST, empty body, bad XML, not UTF-8, unknown merchant, bad or missing signature) gets
-//! `return_code=FAIL` with a `return_msg` and no `sign` — the caller's key is not trusted yet.
-//! Anything after that is signed with the request's sign type and carries `result_code` and, on
-//! failure, `err_code` (`LACK_PARAMS`, `INVALID_REQUEST`, `ORDERPAID`, …).
+//! `return_code=FAIL` with a `return_msg` and no `sign` — the caller's key is not trusted yet —
+//! and so do parameters WeChat rejects before any business processing (a missing field, a
+//! malformed value, a product the merchant has not opened). Business answers are signed with the
+//! request's sign type and carry `result_code` and, on failure, `err_code` (`INVALID_REQUEST`,
+//! `ORDERPAID`, `ORDERNOTEXIST`, …).
 //!
 //! State is in memory and bounded (`max_orders`); a restart forgets every order.
 //!

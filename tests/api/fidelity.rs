@@ -198,3 +198,17 @@ async fn money_taken_after_the_close_is_due_back_and_the_page_says_so() {
     assert!(page.contains(&tid));
     assert!(!page.contains("You were not charged"));
 }
+
+#[tokio::test]
+async fn a_notify_that_carries_its_sign_type_is_accepted() {
+    let app = TestApp::spawn_with(&[("WEIXIN_SIGN_TYPE", "HMAC-SHA256")]).await;
+    app.set_faults(serde_json::json!({ "notify_sign_type": 1.0 }))
+        .await;
+    let no = app.place_order(5, 1).await;
+    let code_url = app.open_pay_page(&no).await;
+    app.pay_in_sandbox(&code_url).await;
+    assert!(
+        app.wait_for_status(&no, "paid", Duration::from_secs(5))
+            .await
+    );
+}

@@ -299,7 +299,7 @@ async fn transport_level_refusals_are_unsigned_return_fail() {
 }
 
 #[tokio::test]
-async fn missing_required_fields_get_lack_params() {
+async fn missing_required_fields_are_refused_before_business() {
     let sandbox = TestSandbox::start();
     for name in [
         "body",
@@ -311,8 +311,7 @@ async fn missing_required_fields_get_lack_params() {
         "product_id",
     ] {
         let answer = unified_raw(&sandbox, &without(hand_order("lack"), name), false).await;
-        assert_business_failure(&answer, "LACK_PARAMS", false);
-        assert!(answer["err_code_des"].contains(name), "{answer:?}");
+        assert_return_fail(&answer, &format!("缺少参数{name}"));
     }
     // The crate's client sees the same as a typed error.
     let err = client(&sandbox, demo_merchant(), SignType::Md5)
@@ -322,31 +321,54 @@ async fn missing_required_fields_get_lack_params() {
         })
         .await
         .unwrap_err();
-    assert_eq!(err.err_code(), Some(&ErrCode::LackParams));
+    assert!(
+        matches!(&err, WxError::ReturnFail { return_msg, .. } if return_msg == "缺少参数product_id"),
+        "{err}"
+    );
 }
 
 #[tokio::test]
-async fn bad_values_get_invalid_request() {
+async fn bad_values_are_refused_at_the_level_wechat_uses() {
     let sandbox = TestSandbox::start();
     let now = Utc::now();
+    // Malformed values are parameter errors: unsigned return_code=FAIL, before any business.
+    let malformed: Vec<(&'static str, String, &'static str)> = vec![
+        ("total_fee", "0".into(), "invalid total_fee"),
+        ("total_fee", "-1".into(), "invalid total_fee"),
+        ("total_fee", "1.5".into(), "invalid total_fee"),
+        ("total_fee", "+5".into(), "invalid total_fee"),
+        ("notify_url", "not a url".into(), "notify_url参数格式错误"),
+        (
+            "out_trade_no",
+            "has space".into(),
+            "out_trade_no参数格式错误",
+        ),
+        ("out_trade_no", "订单".into(), "out_trade_no参数格式错误"),
+        ("out_trade_no", "9".repeat(33), "out_trade_no参数格式错误"),
+        (
+            "spbill_create_ip",
+            "localhost".into(),
+            "invalid spbill_create_ip",
+        ),
+        (
+            "time_expire",
+            "2026-11-28".into(),
+            "time_expire参数格式错误",
+        ),
+        ("body", "字".repeat(43), "body参数长度有误"),
+        ("fee_type", "USD".into(), "fee_type参数格式错误"),
+    ];
+    for (name, value, message) in malformed {
+        let answer = unified_raw(&sandbox, &with(hand_order("bad-1"), name, &value), false).await;
+        assert_return_fail(&answer, message);
+    }
+    // Well-formed but not acceptable: signed INVALID_REQUEST.
     let cases: Vec<(&'static str, String)> = vec![
-        ("total_fee", "0".into()),
-        ("total_fee", "-1".into()),
-        ("total_fee", "1.5".into()),
-        ("total_fee", "+5".into()),
         ("notify_url", "http://127.0.0.1:9/notify?order=1".into()),
-        ("notify_url", "not a url".into()),
-        ("out_trade_no", "has space".into()),
-        ("out_trade_no", "订单".into()),
-        ("out_trade_no", "9".repeat(33)),
-        ("spbill_create_ip", "localhost".into()),
         (
             "time_expire",
             format_beijing(now + chrono::Duration::minutes(4)),
         ),
-        ("time_expire", "2026-11-28".into()),
-        ("body", "字".repeat(43)),
-        ("fee_type", "USD".into()),
     ];
     for (name, value) in cases {
         let answer = unified_raw(&sandbox, &with(hand_order("bad-1"), name, &value), false).await;
@@ -369,14 +391,17 @@ async fn bad_values_get_invalid_request() {
         unified_raw(&sandbox, &fields, false).await["result_code"],
         "SUCCESS"
     );
-    // Other trade types are not this sandbox's.
+    // Other trade types are products the sandbox's merchant has not opened.
     let answer = unified_raw(
         &sandbox,
         &with(hand_order("jsapi"), "trade_type", "JSAPI"),
         false,
     )
     .await;
-    assert_business_failure(&answer, "NOAUTH", false);
+    assert_return_fail(
+        &answer,
+        "商户号该产品权限未开通，请前往商户平台>产品中心检查后重试",
+    );
 }
 
 #[tokio::test]
@@ -829,4 +854,39 @@ async fn old_orders_are_forgotten_beyond_the_bound() {
     let err = client.order_query("evict-0").await.unwrap_err();
     assert_eq!(err.err_code(), Some(&ErrCode::OrderNotExist));
     assert!(client.order_query("evict-4").await.is_ok());
+}
+
+#[tokio::test]
+async fn answers_have_the_shapes_wechat_sends() {
+    let sandbox = TestSandbox::start();
+    let placed = unified_raw(&sandbox, &hand_order("shape-1"), false).await;
+    assert_eq!(placed["device_info"], "", "an empty element: {placed:?}");
+    assert!(independently_verified(&placed, SANDBOX_KEY, false));
+    let query = vec![
+        ("appid", SANDBOX_APPID.to_string()),
+        ("mch_id", SANDBOX_MCH_ID.into()),
+        ("nonce_str", wxpay_checkout::wxpay::nonce_str()),
+        ("out_trade_no", "shape-1".into()),
+    ];
+    let unpaid = sandbox
+        .post_raw(
+            "pay/orderquery",
+            hand_signed(&pairs(&query), SANDBOX_KEY, false),
+        )
+        .await;
+    assert_eq!(unpaid["trade_state"], "NOTPAY");
+    assert_eq!(unpaid["trade_state_desc"], "订单未支付");
+    assert_eq!(unpaid["total_fee"], "101", "the amount, even unpaid");
+    assert_eq!(unpaid["attach"], "");
+    assert!(independently_verified(&unpaid, SANDBOX_KEY, false));
+    // Ids carry Beijing dates (from 16:00 UTC on, that is tomorrow).
+    let (status, paid) = sandbox.pay(placed["code_url"].as_str(), "success").await;
+    assert_eq!(status, 200, "{paid}");
+    let beijing_today = (Utc::now() + chrono::Duration::hours(8))
+        .format("%Y%m%d")
+        .to_string();
+    assert_eq!(
+        &paid["transaction_id"].as_str().unwrap()[10..18],
+        beijing_today
+    );
 }
