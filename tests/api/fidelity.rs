@@ -212,3 +212,32 @@ async fn a_notify_that_carries_its_sign_type_is_accepted() {
             .await
     );
 }
+
+#[tokio::test]
+async fn an_order_wechat_will_not_settle_is_settled_here_a_day_past_its_time() {
+    let app = TestApp::spawn().await;
+    let before = app.stock(6).await;
+    let no = app.place_order(6, 1).await;
+    app.open_pay_page(&no).await;
+    // A job whose API key is wrong: every query is refused (SIGNERROR, return_code=FAIL).
+    let mut merchant = crate::helpers::demo_merchant();
+    merchant.key = "0123456789abcdef0123456789abcdef".to_string().into();
+    let job = app.reconciler_as(merchant, None).await;
+    let expires = stored_expiry(&app, &no).await;
+    for at in [expires + Span::minutes(10), expires + Span::hours(23)] {
+        let report = job.run_once(at).await.unwrap();
+        assert_eq!(report.closed, 0, "{report:?}");
+    }
+    assert_eq!(app.stock(6).await, before - 1);
+    // A day past its time WeChat takes no money for it: closed here, stock back, watched.
+    let report = job.run_once(expires + Span::hours(25)).await.unwrap();
+    assert_eq!(report.closed, 1, "{report:?}");
+    assert_eq!(app.stock(6).await, before);
+    let watched: Option<i64> =
+        sqlx::query_scalar("SELECT watch_due_at FROM orders WHERE out_trade_no = $1")
+            .bind(&no)
+            .fetch_one(&app.db)
+            .await
+            .unwrap();
+    assert!(watched.is_some());
+}

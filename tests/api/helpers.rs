@@ -503,6 +503,11 @@ impl TestApp {
 
     /// The same job with `RECONCILE_MAX_ATTEMPTS` as given (`None`: unset, the default).
     pub async fn reconciler_with(&self, max_attempts: Option<u32>) -> Reconciler {
+        self.reconciler_as(demo_merchant(), max_attempts).await
+    }
+
+    /// The same job calling WeChat as `merchant` (a misconfigured one, say).
+    pub async fn reconciler_as(&self, merchant: Merchant, max_attempts: Option<u32>) -> Reconciler {
         let rt = AppRuntime::current();
         let store = wxpay_checkout::store::Store::connect(&self.database_url, &rt)
             .await
@@ -510,7 +515,7 @@ impl TestApp {
         let wechat = wxpay_checkout::wxpay::Client::new(
             wxpay_checkout::wxpay::ClientConfig::new(
                 self.sandbox.clone(),
-                demo_merchant(),
+                merchant,
                 wxpay_checkout::wxpay::SignType::Md5,
             ),
             &rt,
