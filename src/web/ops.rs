@@ -43,10 +43,16 @@ where
         Error = actix_web::Error,
     >,
 {
-    let method = match *req.method() {
+    // A fixed set: a method is whatever the client sends, and every label value is kept
+    // forever by the recorder.
+    let method: SharedString = match *req.method() {
         Method::GET => "GET".into(),
         Method::POST => "POST".into(),
-        ref other => SharedString::from(other.to_string()),
+        Method::HEAD => "HEAD".into(),
+        Method::PUT => "PUT".into(),
+        Method::DELETE => "DELETE".into(),
+        Method::OPTIONS => "OPTIONS".into(),
+        _ => "other".into(),
     };
     let response = service.call(req);
     async move {

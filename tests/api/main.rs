@@ -6,6 +6,7 @@ mod closing;
 mod crash;
 mod fidelity;
 mod helpers;
+mod hostile;
 mod notify;
 mod reconcile;
 mod replicas;
