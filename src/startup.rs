@@ -117,11 +117,16 @@ impl Application {
         let (checkout, background) = Checkout::start(store.clone(), wechat, terms, &rt, &shutdown);
         let reconciler = rt.spawn(Reconciler::new(checkout.clone()).run(shutdown.child_token()));
         let sandbox_base = sandbox.as_ref().map(SandboxServer::base_url);
-        let state = web::Data::new(AppState::new(checkout, sandbox_base));
+        let state = web::Data::new(AppState::new(
+            checkout,
+            sandbox_base,
+            &settings.public_base_url(addr),
+        ));
         crate::telemetry::metrics();
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(state.clone())
+                .wrap(crate::web::security_headers())
                 .wrap_fn(crate::web::ops::count_request)
                 .configure(routes)
         })

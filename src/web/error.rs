@@ -18,6 +18,9 @@ pub enum WebError {
     Checkout(#[from] CheckoutError),
     #[error("no such file")]
     NoSuchFile,
+    /// A form posted from another site's page.
+    #[error("a form from another origin")]
+    CrossOrigin,
     /// WeChat's code_url does not fit in a QR code (theirs are about 40 characters).
     #[error("a code_url too long for a QR code")]
     Undrawable,
@@ -98,6 +101,11 @@ impl WebError {
         match self {
             WebError::Checkout(e) => explain(e),
             WebError::NoSuchFile => (StatusCode::NOT_FOUND, NOT_FOUND, "No such file.".into()),
+            WebError::CrossOrigin => (
+                StatusCode::FORBIDDEN,
+                "不接受的请求 Not accepted",
+                "Orders are placed from the shop's own pages.".into(),
+            ),
             WebError::Undrawable => (
                 StatusCode::BAD_GATEWAY,
                 REFUSED,

@@ -13,7 +13,9 @@ mod qr;
 mod seed;
 mod shop;
 
-use actix_web::web;
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::middleware::DefaultHeaders;
+use actix_web::{web, HttpResponse};
 use url::Url;
 
 use crate::checkout::Checkout;
@@ -25,21 +27,65 @@ pub struct AppState {
     pub qr: qr::QrCache,
     /// In sandbox mode, the sandbox's base URL, for the pay page's link to its scan page.
     pub sandbox_base: Option<Url>,
+    /// The shop's own origin (`PUBLIC_BASE_URL`'s): forms are taken only from its pages.
+    pub origin: String,
 }
 
 impl AppState {
-    pub fn new(checkout: Checkout, sandbox_base: Option<Url>) -> Self {
+    pub fn new(checkout: Checkout, sandbox_base: Option<Url>, public_base_url: &Url) -> Self {
         AppState {
             checkout,
             qr: qr::QrCache::default(),
             sandbox_base,
+            origin: public_base_url.origin().ascii_serialization(),
         }
+    }
+
+    /// Whether a state-changing form comes from the shop's own pages: the browser's
+    /// `Sec-Fetch-Site` when it sends one, else the `Origin` (the shop's public origin, or the
+    /// one the request itself was made to). Clients that send neither (scripts, the seed front
+    /// end's server) are not browsers another site could steer.
+    fn same_origin(&self, req: &actix_web::HttpRequest) -> bool {
+        let headers = req.headers();
+        if let Some(site) = headers.get("sec-fetch-site") {
+            return matches!(site.as_bytes(), b"same-origin" | b"none");
+        }
+        let Some(origin) = headers.get(header::ORIGIN) else {
+            return true;
+        };
+        let origin = origin.to_str().unwrap_or_default();
+        let info = req.connection_info();
+        origin == self.origin || origin == format!("{}://{}", info.scheme(), info.host())
     }
 
     /// Whether pages carry the sandbox's banner and links.
     fn sandbox(&self) -> bool {
         self.sandbox_base.is_some()
     }
+}
+
+/// The Content-Security-Policy of every response: scripts, styles and requests from the shop
+/// itself only (no inline script anywhere; the QR code is inline SVG, drawn with attributes),
+/// forms posting only to the shop, and no framing (the Buy button cannot be clickjacked).
+pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; \
+     style-src 'self'; img-src 'self' data:; connect-src 'self'; form-action 'self'; \
+     base-uri 'none'; frame-ancestors 'none'";
+
+/// Security headers on every response of the shop (a handler's own value wins).
+pub fn security_headers() -> DefaultHeaders {
+    DefaultHeaders::new()
+        .add((header::CONTENT_SECURITY_POLICY, CONTENT_SECURITY_POLICY))
+        .add((header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
+        .add((header::X_FRAME_OPTIONS, "DENY"))
+        .add((header::REFERRER_POLICY, "same-origin"))
+}
+
+/// Marks a response that carries an order's data as never to be stored by a cache.
+pub(crate) fn no_store(mut response: HttpResponse) -> HttpResponse {
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
 }
 
 /// Registers every route of the shop.

@@ -1,12 +1,12 @@
 //! The pay page (QR code, countdown, polling) and the result pages.
 
-use actix_web::http::header::{CacheControl, CacheDirective, LOCATION};
+use actix_web::http::header::LOCATION;
 use actix_web::{web, HttpResponse};
 use askama::Template;
 use chrono::Utc;
 
 use super::shop::render;
-use super::{AppState, WebError};
+use super::{no_store, AppState, WebError};
 use crate::checkout::{trade_state, Order, PayStep};
 use crate::domain::OrderStatus;
 use crate::wxpay::TradeState;
@@ -84,15 +84,7 @@ pub async fn pay_page(
         payment_failed: trade_state(&order) == TradeState::PayError,
         sandbox: state.sandbox(),
     };
-    let mut response = render(&page)?;
-    response.headers_mut().insert(
-        actix_web::http::header::CACHE_CONTROL,
-        CacheControl(vec![CacheDirective::NoStore])
-            .to_string()
-            .parse()
-            .expect("a valid header value"),
-    );
-    Ok(response)
+    Ok(no_store(render(&page)?))
 }
 
 #[derive(Template)]
@@ -134,6 +126,7 @@ pub async fn success_page(
             .map(|t| format!("{} (UTC+8)", beijing_display(t))),
         sandbox: state.sandbox(),
     })
+    .map(no_store)
 }
 
 fn beijing_display(t: chrono::DateTime<Utc>) -> String {
@@ -172,4 +165,5 @@ pub async fn failed_page(
         refund_of,
         sandbox: state.sandbox(),
     })
+    .map(no_store)
 }

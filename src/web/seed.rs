@@ -19,13 +19,14 @@ pub struct ResultBody<T: Serialize> {
     pub data: Option<T>,
 }
 
+/// Order data: never stored by a cache.
 fn ok<T: Serialize>(data: T) -> HttpResponse {
-    HttpResponse::Ok().json(ResultBody {
+    super::no_store(HttpResponse::Ok().json(ResultBody {
         flag: true,
         code: OK,
         message: "OK".into(),
         data: Some(data),
-    })
+    }))
 }
 
 #[derive(Debug, Deserialize)]

@@ -61,8 +61,12 @@ pub struct OrderForm {
 /// Creates the order, reserving stock, and sends the shopper to its pay page.
 pub async fn place_order(
     state: web::Data<AppState>,
+    req: actix_web::HttpRequest,
     form: web::Form<OrderForm>,
 ) -> Result<HttpResponse, WebError> {
+    if !state.same_origin(&req) {
+        return Err(WebError::CrossOrigin);
+    }
     let number = |field: &Option<String>| field.as_deref().and_then(|s| s.trim().parse().ok());
     let product_id = number(&form.sku_id).ok_or(CheckoutError::NotFound(Missing::Product))?;
     // Not a number: a quantity the checkout refuses.

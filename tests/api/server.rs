@@ -172,7 +172,11 @@ async fn health_is_503_when_the_database_does_not_answer() {
     let terms = crate::helpers::test_terms(std::time::Duration::from_secs(30), None);
     let shutdown = tokio_util::sync::CancellationToken::new();
     let (checkout, _background) = Checkout::start(store.clone(), wechat, terms, &rt, &shutdown);
-    let state = web::Data::new(AppState::new(checkout, None));
+    let state = web::Data::new(AppState::new(
+        checkout,
+        None,
+        &"http://127.0.0.1:9/".parse().unwrap(),
+    ));
     let app = test::init_service(App::new().app_data(state).configure(routes)).await;
     let ok = test::call_service(&app, test::TestRequest::get().uri("/healthz").to_request()).await;
     assert_eq!(ok.status(), 200);
