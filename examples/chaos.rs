@@ -114,6 +114,7 @@ async fn main() -> anyhow::Result<()> {
             .arg("sandbox")
             .env("SANDBOX_LISTEN_ADDR", format!("127.0.0.1:{sandbox_port}"))
             .env("SANDBOX_TIME_SCALE", "0.001")
+            .env("SANDBOX_CONTROLS", "1")
             .env(
                 "SANDBOX_FAULTS",
                 "latency_ms=2,http_5xx=0.05,timeout=0.003,system_error=0.05,order_not_exist=0.1,\

@@ -69,6 +69,12 @@ pub struct SandboxSettings {
     pub faults: Faults,
     /// `SANDBOX_MAX_ORDERS`: orders remembered before the oldest are forgotten.
     pub max_orders: usize,
+    /// `SANDBOX_PUBLIC=1`: the sandbox (and a shop in sandbox mode) may listen on a non-loopback
+    /// address — a demo on purpose. Without it they refuse to start there.
+    pub public: bool,
+    /// `SANDBOX_CONTROLS=1`: the sandbox's test controls (`/sandbox/faults`, `/sandbox/clock`,
+    /// `/sandbox/stats`, `/sandbox/orders/…`, `/sandbox/payments`, `/sandbox/refund`) are served.
+    pub controls: bool,
 }
 
 /// A variable with a bad value. Displays as one line naming the variable.
@@ -216,6 +222,8 @@ impl Settings {
         if max_orders == 0 {
             return Err(error("SANDBOX_MAX_ORDERS", "must be at least 1"));
         }
+        let public = flag(&get, "SANDBOX_PUBLIC")?;
+        let controls = flag(&get, "SANDBOX_CONTROLS")?;
 
         let log_format = match get("LOG_FORMAT").as_deref() {
             None | Some("text") => LogFormat::Text,
@@ -236,6 +244,8 @@ impl Settings {
                 time_scale,
                 faults,
                 max_orders,
+                public,
+                controls,
             },
             sign_type,
             sandbox_listen_addr,
@@ -244,6 +254,42 @@ impl Settings {
             reconcile_max_attempts,
             log_format,
         })
+    }
+}
+
+/// A yes/no variable: `1`/`true`/`yes` or `0`/`false`/`no`; unset is no.
+fn flag(get: &impl Fn(&str) -> Option<String>, var: &'static str) -> Result<bool, ConfigError> {
+    match get(var).map(|v| v.trim().to_ascii_lowercase()).as_deref() {
+        None | Some("0" | "false" | "no") => Ok(false),
+        Some("1" | "true" | "yes") => Ok(true),
+        Some(_) => Err(error(var, "must be 1 or 0")),
+    }
+}
+
+impl Settings {
+    /// Refuses what would expose a sandbox to the internet by accident: a shop in sandbox mode
+    /// (anyone could mark its orders paid with the sandbox's published key) or a sandbox (an open
+    /// relay for signed POSTs) on a non-loopback address, unless `SANDBOX_PUBLIC=1`.
+    pub fn check_exposure(&self, serving_shop: bool) -> Result<(), ConfigError> {
+        if self.sandbox.public {
+            return Ok(());
+        }
+        if serving_shop && self.mode == Mode::Sandbox && !self.listen_addr.ip().is_loopback() {
+            return Err(error(
+                "LISTEN_ADDR",
+                "sandbox mode (no WEIXIN_* credentials) on a non-loopback address: anyone could \
+                 mark orders paid with the sandbox's published key; set the merchant \
+                 credentials, or SANDBOX_PUBLIC=1 for a demo",
+            ));
+        }
+        let runs_sandbox = !serving_shop || self.builtin_sandbox;
+        if runs_sandbox && !self.sandbox_listen_addr.ip().is_loopback() {
+            return Err(error(
+                "SANDBOX_LISTEN_ADDR",
+                "the sandbox on a non-loopback address: set SANDBOX_PUBLIC=1 to mean it",
+            ));
+        }
+        Ok(())
     }
 }
 

@@ -46,6 +46,10 @@ async fn main() -> ExitCode {
     if let Command::Healthcheck = command {
         return healthcheck(&settings).await;
     }
+    if let Err(e) = settings.check_exposure(matches!(command, Command::Serve)) {
+        eprintln!("{e}");
+        return ExitCode::from(2);
+    }
     telemetry::init(settings.log_format);
     let result = match command {
         Command::Serve => serve(settings).await,

@@ -42,19 +42,28 @@ pub fn sandbox_config(settings: &Settings) -> SandboxConfig {
     config.time_scale = settings.sandbox.time_scale;
     config.faults = settings.sandbox.faults;
     config.max_orders = settings.sandbox.max_orders;
+    config.controls = settings.sandbox.controls;
     config
 }
 
 /// Binds the sandbox's listener (`SANDBOX_LISTEN_ADDR`) and starts it; its notify deliveries
 /// run on `rt`.
 pub fn start_sandbox(settings: &Settings, rt: &AppRuntime) -> anyhow::Result<SandboxServer> {
+    bind_sandbox(settings, sandbox_config(settings), rt)
+}
+
+fn bind_sandbox(
+    settings: &Settings,
+    config: SandboxConfig,
+    rt: &AppRuntime,
+) -> anyhow::Result<SandboxServer> {
     let listener = TcpListener::bind(settings.sandbox_listen_addr).with_context(|| {
         format!(
             "binding SANDBOX_LISTEN_ADDR {}",
             settings.sandbox_listen_addr
         )
     })?;
-    SandboxServer::start(listener, sandbox_config(settings), rt)
+    SandboxServer::start(listener, config, rt)
 }
 
 impl Application {
@@ -72,8 +81,18 @@ impl Application {
         if seeded > 0 {
             tracing::info!(products = seeded, "demo catalogue created");
         }
+        let listener = TcpListener::bind(settings.listen_addr)
+            .with_context(|| format!("binding LISTEN_ADDR {}", settings.listen_addr))?;
+        let addr = listener.local_addr()?;
         let sandbox = if settings.builtin_sandbox {
-            Some(start_sandbox(settings, &rt)?)
+            tracing::warn!(
+                "sandbox mode: no WeChat Pay credentials, payments are simulated by the built-in \
+                 sandbox; set WEIXIN_APPID, WEIXIN_PARTNER and WEIXIN_PARTNERKEY to take money"
+            );
+            // The built-in sandbox notifies only this shop.
+            let mut config = sandbox_config(settings);
+            config.notify_only = Some(settings.notify_url(addr));
+            Some(bind_sandbox(settings, config, &rt)?)
         } else {
             None
         };
@@ -89,10 +108,6 @@ impl Application {
             &rt,
         )
         .context("building the WeChat Pay client")?;
-
-        let listener = TcpListener::bind(settings.listen_addr)
-            .with_context(|| format!("binding LISTEN_ADDR {}", settings.listen_addr))?;
-        let addr = listener.local_addr()?;
 
         let shutdown = CancellationToken::new();
         let terms = Terms {

@@ -142,11 +142,24 @@ impl Sandbox {
             Err(Refusal::Parameter(message)) => return Err(message),
             Err(Refusal::Business(code, des)) => return Ok(Answer::fail(sign_type, code, &des)),
         };
+        if self
+            .config
+            .notify_only
+            .as_ref()
+            .is_some_and(|only| only.as_str() != checked.notify_url)
+        {
+            return Err(FOREIGN_NOTIFY_URL.into());
+        }
+        // Only the parameters unifiedorder knows are kept (for re-entries), within a budget:
+        // what a stranger pads a request with never stays in memory.
         let params: Fields = fields
             .iter()
-            .filter(|(k, _)| !matches!(k.as_str(), "nonce_str" | "sign"))
+            .filter(|(k, _)| KNOWN_PARAMETERS.contains(&k.as_str()))
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
+        if params.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>() > PARAMETER_BUDGET {
+            return Err(TOO_LONG.into());
+        }
 
         if let Some(existing) = book.get(&checked.out_trade_no) {
             // A re-entry must repeat every parameter.
@@ -284,6 +297,37 @@ const MAX_TOTAL_FEE: i64 = 10_000_000_000;
 // has not opened (its shape — 19 characters, `>`, 9 characters — is what
 // jwcqc/WechatPayDemo#5 shows mis-decoded).
 const NO_PERMISSION: &str = "商户号该产品权限未开通，请前往商户平台>产品中心检查后重试";
+/// The sandbox's own refusals (no WeChat text exists for them).
+const FOREIGN_NOTIFY_URL: &str =
+    "notify_url参数格式错误: the built-in sandbox notifies only its own shop";
+const TOO_LONG: &str = "订单参数过长: the sandbox keeps at most 8 KiB of an order's parameters";
+
+/// The unifiedorder parameters an order keeps (all but `nonce_str` and `sign`).
+const KNOWN_PARAMETERS: [&str; 21] = [
+    "appid",
+    "mch_id",
+    "device_info",
+    "sign_type",
+    "body",
+    "detail",
+    "attach",
+    "out_trade_no",
+    "fee_type",
+    "total_fee",
+    "spbill_create_ip",
+    "time_start",
+    "time_expire",
+    "goods_tag",
+    "notify_url",
+    "trade_type",
+    "product_id",
+    "limit_pay",
+    "openid",
+    "receipt",
+    "scene_info",
+];
+/// Most bytes of parameters one order keeps.
+const PARAMETER_BUDGET: usize = 8 * 1024;
 
 /// A missing required field: a parameter error.
 fn lack(name: &str) -> Refusal {

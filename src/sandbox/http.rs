@@ -16,7 +16,8 @@ use super::Sandbox;
 use crate::domain::Fen;
 use crate::wxpay::{nonce_str, sign, xml, Endpoint, ErrCode, TradeState};
 
-pub fn routes(cfg: &mut web::ServiceConfig) {
+/// WeChat's paths and the shopper's phone; with `controls`, the test controls too.
+pub fn routes(cfg: &mut web::ServiceConfig, controls: bool) {
     cfg.app_data(web::PayloadConfig::new(1 << 20))
         .service(
             web::resource("/pay/{api}")
@@ -26,18 +27,20 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/", web::get().to(index))
         .route("/scan", web::get().to(scan))
         .route("/scan/cancel", web::get().to(cancel))
-        .route("/sandbox/pay", web::post().to(pay))
-        .route("/sandbox/faults", web::get().to(get_faults))
-        .route("/sandbox/faults", web::put().to(put_faults))
-        .route("/sandbox/clock", web::post().to(advance_clock))
-        .route("/sandbox/stats", web::get().to(stats))
-        .route("/sandbox/refund", web::post().to(refund))
-        .route("/sandbox/payments", web::get().to(payments))
-        .route(
-            "/sandbox/orders/{out_trade_no}/trade_state",
-            web::post().to(set_trade_state),
-        )
-        .route("/sandbox/orders/{out_trade_no}", web::get().to(order_view));
+        .route("/sandbox/pay", web::post().to(pay));
+    if controls {
+        cfg.route("/sandbox/faults", web::get().to(get_faults))
+            .route("/sandbox/faults", web::put().to(put_faults))
+            .route("/sandbox/clock", web::post().to(advance_clock))
+            .route("/sandbox/stats", web::get().to(stats))
+            .route("/sandbox/refund", web::post().to(refund))
+            .route("/sandbox/payments", web::get().to(payments))
+            .route(
+                "/sandbox/orders/{out_trade_no}/trade_state",
+                web::post().to(set_trade_state),
+            )
+            .route("/sandbox/orders/{out_trade_no}", web::get().to(order_view));
+    }
 }
 
 fn xml_response(body: String) -> HttpResponse {

@@ -59,6 +59,12 @@ pub struct SandboxConfig {
     pub max_orders: usize,
     /// How long one notify delivery may take before it counts as failed.
     pub notify_timeout: Duration,
+    /// Whether the test controls are served (`/sandbox/faults`, `/sandbox/clock`,
+    /// `/sandbox/stats`, `/sandbox/orders/…`, `/sandbox/payments`, `/sandbox/refund`).
+    pub controls: bool,
+    /// The one notify URL orders may give (the built-in sandbox's shop): a sandbox must not be
+    /// a relay for signed POSTs to anywhere. `None`: any (the standalone sandbox, a dev tool).
+    pub notify_only: Option<url::Url>,
 }
 
 impl SandboxConfig {
@@ -70,6 +76,8 @@ impl SandboxConfig {
             faults: Faults::default(),
             max_orders: 100_000,
             notify_timeout: Duration::from_secs(5),
+            controls: false,
+            notify_only: None,
         }
     }
 }
@@ -155,13 +163,17 @@ impl SandboxServer {
         let addr = listener.local_addr()?;
         let sandbox = web::Data::new(Sandbox::new(config, rt)?);
         let data = sandbox.clone();
+        let controls = sandbox.config.controls;
         // Signals are left to the owner, which stops the sandbox through its handle.
-        let server =
-            HttpServer::new(move || App::new().app_data(data.clone()).configure(http::routes))
-                .workers(2)
-                .disable_signals()
-                .listen(listener)?
-                .run();
+        let server = HttpServer::new(move || {
+            App::new()
+                .app_data(data.clone())
+                .configure(|cfg| http::routes(cfg, controls))
+        })
+        .workers(2)
+        .disable_signals()
+        .listen(listener)?
+        .run();
         Ok(SandboxServer {
             addr,
             server,

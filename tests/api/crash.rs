@@ -65,6 +65,7 @@ pub(crate) async fn start_shop_with(database_url: &str, port: u16, env: &[(&str,
     command
         .env("LISTEN_ADDR", format!("127.0.0.1:{port}"))
         .env("SANDBOX_LISTEN_ADDR", "127.0.0.1:0")
+        .env("SANDBOX_CONTROLS", "1")
         .env("DATABASE_URL", database_url)
         .env("RUST_LOG", "warn")
         .stdout(append_to(&log))

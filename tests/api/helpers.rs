@@ -101,6 +101,7 @@ impl TestSandbox {
         let mut config = SandboxConfig::new(demo_merchant());
         config.time_scale = 0.001;
         config.notify_timeout = Duration::from_secs(2);
+        config.controls = true;
         adjust(&mut config);
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let server = SandboxServer::start(listener, config, &AppRuntime::current()).unwrap();
@@ -334,6 +335,7 @@ impl TestApp {
         // The app's own job stays out of the way: tests drive reconciliation themselves.
         let mut vars = vec![
             ("SANDBOX_TIME_SCALE", "0.001"),
+            ("SANDBOX_CONTROLS", "1"),
             ("RECONCILE_INTERVAL_SECS", "3600"),
             ("DATABASE_URL", database_url.as_str()),
         ];

@@ -106,3 +106,152 @@ async fn a_form_posted_from_another_site_is_refused_and_reserves_nothing() {
     }
     assert_eq!(app.stock(1).await, before - 3);
 }
+
+#[test]
+fn sandbox_mode_on_a_public_address_refuses_to_start_without_the_opt_in() {
+    use std::process::Command;
+    let dir = tempfile::TempDir::new().unwrap();
+    let port = crate::crash::free_port();
+    let shop = |public: bool, wait: bool| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_wxpay-checkout"));
+        command
+            .env("LISTEN_ADDR", format!("0.0.0.0:{port}"))
+            .env("SANDBOX_LISTEN_ADDR", "127.0.0.1:0")
+            .env(
+                "DATABASE_URL",
+                format!("sqlite://{}/open.db", dir.path().display()),
+            )
+            .env("RUST_LOG", "warn");
+        if public {
+            command.env("SANDBOX_PUBLIC", "1");
+        }
+        if wait {
+            command.output().unwrap()
+        } else {
+            let mut child = command
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .unwrap();
+            // Up and answering, then stopped.
+            let healthy = (0..200).any(|_| {
+                std::thread::sleep(Duration::from_millis(25));
+                std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+            });
+            let _ = child.kill();
+            let output = child.wait_with_output().unwrap();
+            assert!(healthy, "with SANDBOX_PUBLIC=1 it starts");
+            output
+        }
+    };
+    let refused = shop(false, true);
+    assert_eq!(refused.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        stderr.contains("LISTEN_ADDR") && stderr.contains("SANDBOX_PUBLIC=1"),
+        "{stderr}"
+    );
+    let demo = shop(true, false);
+    let log = String::from_utf8_lossy(&demo.stdout);
+    assert!(log.contains("sandbox mode"), "a warning says so: {log}");
+    // The sandbox alone, likewise.
+    let alone = Command::new(env!("CARGO_BIN_EXE_wxpay-checkout"))
+        .arg("sandbox")
+        .env("SANDBOX_LISTEN_ADDR", "0.0.0.0:0")
+        .output()
+        .unwrap();
+    assert_eq!(alone.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&alone.stderr).contains("SANDBOX_LISTEN_ADDR"));
+}
+
+#[tokio::test]
+async fn the_builtin_sandbox_is_no_relay_and_keeps_orders_small() {
+    use wxpay_checkout::config::{SANDBOX_APPID, SANDBOX_KEY, SANDBOX_MCH_ID};
+    let app = TestApp::spawn().await;
+    let order = |no: &str, notify_url: String, detail: String| {
+        let fields: Vec<(&str, String)> = vec![
+            ("appid", SANDBOX_APPID.into()),
+            ("mch_id", SANDBOX_MCH_ID.into()),
+            ("nonce_str", wxpay_checkout::wxpay::nonce_str()),
+            ("body", "x".into()),
+            ("detail", detail),
+            ("out_trade_no", no.into()),
+            ("total_fee", "1".into()),
+            ("spbill_create_ip", "127.0.0.1".into()),
+            ("notify_url", notify_url),
+            ("trade_type", "NATIVE".into()),
+            ("product_id", "1".into()),
+        ];
+        let pairs: Vec<(&str, &str)> = fields
+            .iter()
+            .filter(|(_, v)| !v.is_empty())
+            .map(|(k, v)| (*k, v.as_str()))
+            .collect();
+        crate::helpers::hand_signed(&pairs, SANDBOX_KEY, false)
+    };
+    let call = |body: String| async {
+        let answer = app
+            .http
+            .post(app.sandbox_url("pay/unifiedorder"))
+            .body(body)
+            .send()
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap();
+        wxpay_checkout::wxpay::xml::decode(&answer).unwrap()
+    };
+    let own = app.url("/weixin/pay/notify/url");
+    // Signed POSTs to anywhere else: refused.
+    let foreign = call(order(
+        "relay-1",
+        "http://203.0.113.9/hook".into(),
+        String::new(),
+    ))
+    .await;
+    assert_eq!(foreign["return_code"], "FAIL", "{foreign:?}");
+    // Padding: refused, not kept.
+    let padded = call(order("pad-1", own.clone(), "A".repeat(16 * 1024))).await;
+    assert_eq!(padded["return_code"], "FAIL", "{padded:?}");
+    let fine = call(order("fine-1", own, String::new())).await;
+    assert_eq!(fine["result_code"], "SUCCESS", "{fine:?}");
+}
+
+#[tokio::test]
+async fn the_sandboxs_test_controls_are_off_unless_enabled() {
+    use wxpay_checkout::rt::AppRuntime;
+    use wxpay_checkout::sandbox::{SandboxConfig, SandboxServer};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let config = SandboxConfig::new(crate::helpers::demo_merchant());
+    let server = SandboxServer::start(listener, config, &AppRuntime::current()).unwrap();
+    let base = server.base_url();
+    let handle = server.handle();
+    tokio::spawn(server.run());
+    let http = reqwest::Client::new();
+    for path in [
+        "sandbox/stats",
+        "sandbox/faults",
+        "sandbox/orders/x",
+        "sandbox/payments",
+    ] {
+        let status = http
+            .get(base.join(path).unwrap())
+            .send()
+            .await
+            .unwrap()
+            .status();
+        assert_eq!(status, 404, "{path}");
+    }
+    let status = http
+        .post(base.join("sandbox/clock").unwrap())
+        .json(&serde_json::json!({ "advance_secs": 3600 }))
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(status, 404);
+    // WeChat's paths and the shopper's phone are still there.
+    assert_eq!(http.get(base.clone()).send().await.unwrap().status(), 200);
+    handle.stop().await;
+}

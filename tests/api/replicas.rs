@@ -28,6 +28,7 @@ async fn two_replicas_never_apply_a_transition_twice() {
             .arg("sandbox")
             .env("SANDBOX_LISTEN_ADDR", format!("127.0.0.1:{sandbox_port}"))
             .env("SANDBOX_TIME_SCALE", "0.001")
+            .env("SANDBOX_CONTROLS", "1")
             .env("RUST_LOG", "error")
             .stdout(Stdio::null())
             .stderr(Stdio::null())

@@ -225,6 +225,7 @@ async fn logs_are_json_lines_that_carry_the_order_number_and_never_the_api_key()
     sandbox
         .arg("sandbox")
         .env("SANDBOX_LISTEN_ADDR", format!("127.0.0.1:{sandbox_port}"))
+        .env("SANDBOX_CONTROLS", "1")
         .env("RUST_LOG", "debug")
         .env("LOG_FORMAT", "json")
         .stdout(std::fs::File::create(dir.path().join("sandbox.log")).unwrap())
