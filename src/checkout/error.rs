@@ -55,6 +55,27 @@ impl NotifyRefusal {
     }
 }
 
+/// Longest text taken from a request that goes into a log line.
+pub const LOGGABLE_CHARS: usize = 120;
+
+/// Text from a request, made safe to log: control characters escaped (no forged lines, no
+/// terminal escapes) and cut to [`LOGGABLE_CHARS`].
+pub fn loggable(text: &str) -> String {
+    let mut out = String::new();
+    for (i, c) in text.chars().enumerate() {
+        if i == LOGGABLE_CHARS {
+            out.push('…');
+            break;
+        }
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum CheckoutError {
     /// No such order or product (anything that is not an order number included).
@@ -126,7 +147,7 @@ impl CheckoutError {
     pub(super) fn notify(refusal: NotifyRefusal, detail: impl std::fmt::Display) -> Self {
         CheckoutError::NotifyRefused {
             refusal,
-            detail: detail.to_string(),
+            detail: loggable(&detail.to_string()),
         }
     }
 

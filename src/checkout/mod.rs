@@ -29,7 +29,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use url::Url;
 
-pub use self::error::{CheckoutError, Missing, NotifyRefusal};
+pub use self::error::{loggable, CheckoutError, Missing, NotifyRefusal};
 pub use self::flight::Flights;
 pub use self::notify::NotifyReceipt;
 pub use self::prepay::{NativeCode, PayStep, Prepared};

@@ -13,6 +13,42 @@ use crate::wxpay::notify::{self, NotifyError};
 use crate::wxpay::types::ResultCode;
 use crate::wxpay::SignType;
 
+/// Refused notifies logged per second at most; the rest are counted only (`notify_total`).
+const REFUSAL_LOGS_PER_SECOND: u32 = 10;
+
+static REFUSAL_LOGS: LogBudget = LogBudget::new(REFUSAL_LOGS_PER_SECOND);
+
+/// At most `per_second` log lines a second, across threads.
+struct LogBudget {
+    per_second: u32,
+    /// The current second (Unix) and the lines logged in it, packed: second << 32 | count.
+    state: std::sync::atomic::AtomicU64,
+}
+
+impl LogBudget {
+    const fn new(per_second: u32) -> Self {
+        LogBudget {
+            per_second,
+            state: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
+
+    fn allow(&self) -> bool {
+        use std::sync::atomic::Ordering;
+        let second = chrono::Utc::now().timestamp() as u64 & 0xffff_ffff;
+        let mut allowed = false;
+        let _ = self
+            .state
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |state| {
+                let (at, count) = (state >> 32, state & 0xffff_ffff);
+                let count = if at == second { count } else { 0 };
+                allowed = count < u64::from(self.per_second);
+                Some(second << 32 | (count + 1).min(u64::from(u32::MAX)))
+            });
+        allowed
+    }
+}
+
 /// A notify recorded durably: answer WeChat SUCCESS.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct NotifyReceipt {
@@ -29,7 +65,11 @@ impl Checkout {
             Ok(receipt) if receipt.new => "accepted",
             Ok(_) => "duplicate",
             Err(CheckoutError::NotifyRefused { refusal, detail }) => {
-                tracing::warn!(reason = refusal.reason(), %detail, "payment notify refused");
+                // Refusals are what a flood of forgeries produces: logged within a budget,
+                // always counted.
+                if REFUSAL_LOGS.allow() {
+                    tracing::warn!(reason = refusal.reason(), %detail, "payment notify refused");
+                }
                 refusal.reason()
             }
             Err(e) => {

@@ -7,7 +7,7 @@ use chrono::Utc;
 
 use super::shop::render;
 use super::{no_store, AppState, WebError};
-use crate::checkout::{trade_state, Order, PayStep};
+use crate::checkout::{loggable, trade_state, Order, PayStep};
 use crate::domain::OrderStatus;
 use crate::wxpay::TradeState;
 
@@ -46,7 +46,7 @@ fn result_location(order: &Order) -> String {
     }
 }
 
-#[tracing::instrument(name = "pay_page", skip_all, fields(out_trade_no = %no.as_str()))]
+#[tracing::instrument(name = "pay_page", skip_all, fields(out_trade_no = %loggable(&no)))]
 pub async fn pay_page(
     state: web::Data<AppState>,
     no: web::Path<String>,
@@ -108,7 +108,7 @@ struct FailedPage {
     sandbox: bool,
 }
 
-#[tracing::instrument(name = "success_page", skip_all, fields(out_trade_no = %no.as_str()))]
+#[tracing::instrument(name = "success_page", skip_all, fields(out_trade_no = %loggable(&no)))]
 pub async fn success_page(
     state: web::Data<AppState>,
     no: web::Path<String>,
@@ -136,7 +136,7 @@ fn beijing_display(t: chrono::DateTime<Utc>) -> String {
         .to_string()
 }
 
-#[tracing::instrument(name = "failed_page", skip_all, fields(out_trade_no = %no.as_str()))]
+#[tracing::instrument(name = "failed_page", skip_all, fields(out_trade_no = %loggable(&no)))]
 pub async fn failed_page(
     state: web::Data<AppState>,
     no: web::Path<String>,

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use super::error::json_failure;
 use super::AppState;
-use crate::checkout::{trade_state, NativeCode};
+use crate::checkout::{loggable, trade_state, NativeCode};
 
 pub const OK: i32 = 20000;
 pub const ERROR: i32 = 20001;
@@ -45,7 +45,7 @@ struct NativeData {
 
 /// `GET /weixin/pay/create/native`: the order's code_url (placing the unifiedorder the first
 /// time).
-#[tracing::instrument(skip_all, fields(out_trade_no = query.out_trade_no.as_deref().unwrap_or_default()))]
+#[tracing::instrument(skip_all, fields(out_trade_no = %loggable(query.out_trade_no.as_deref().unwrap_or_default())))]
 pub async fn create_native(
     state: web::Data<AppState>,
     query: web::Query<CreateNativeQuery>,
@@ -87,7 +87,7 @@ pub struct StatusData {
 
 /// `GET /weixin/pay/status/query`: the order's payment status (see
 /// [`Checkout::status`](crate::checkout::Checkout::status)).
-#[tracing::instrument(skip_all, fields(out_trade_no = query.out_trade_no.as_deref().unwrap_or_default()))]
+#[tracing::instrument(skip_all, fields(out_trade_no = %loggable(query.out_trade_no.as_deref().unwrap_or_default())))]
 pub async fn status_query(
     state: web::Data<AppState>,
     query: web::Query<StatusQuery>,

@@ -255,3 +255,62 @@ async fn the_sandboxs_test_controls_are_off_unless_enabled() {
     assert_eq!(http.get(base.clone()).send().await.unwrap().status(), 200);
     handle.stop().await;
 }
+
+#[tokio::test]
+async fn log_lines_from_hostile_input_are_bounded_escaped_and_rate_limited() {
+    use crate::crash::{free_port, start_shop_with};
+    let dir = tempfile::TempDir::new().unwrap();
+    let database_url = crate::helpers::database_url(&dir).await;
+    let port = free_port();
+    let shop = start_shop_with(&database_url, port, &[("RUST_LOG", "info")]).await;
+    let http = reqwest::Client::new();
+    let base = format!("http://127.0.0.1:{port}");
+    let notify = format!("{base}/weixin/pay/notify/url");
+    let escape = "\u{1b}[31mFORGED\n2026-01-01T00:00:00Z  INFO order paid";
+    let hostile = [
+        format!("<{}>x</{0}>", "R".repeat(30_000)),
+        format!("<R{escape}>x</R{escape}>"),
+        format!("<xml><a>&x{escape};</a></xml>"),
+        format!(
+            "<xml><return_code>SUCCESS</return_code><out_trade_no>{escape}</out_trade_no></xml>"
+        ),
+        format!("<xml>{escape}</xml>"),
+    ];
+    for body in &hostile {
+        http.post(&notify).body(body.clone()).send().await.unwrap();
+    }
+    // A flood of forgeries.
+    let flood = (0..300).map(|_| http.post(&notify).body("<xml><a>1</a></xml>").send());
+    futures_util::future::join_all(flood).await;
+    http.get(format!("{base}/pay/%1B%5B31mX%0Aforged"))
+        .send()
+        .await
+        .unwrap();
+    http.get(format!(
+        "{base}/weixin/pay/status/query?out_trade_no=%1B%5B2J{}",
+        "Q".repeat(4000)
+    ))
+    .send()
+    .await
+    .unwrap();
+    let log = std::fs::read(shop.1.as_ref().unwrap().path()).unwrap();
+    assert!(!log.contains(&0x1b), "a raw escape reached the log");
+    let log = String::from_utf8_lossy(&log);
+    for line in log.lines() {
+        assert!(
+            line.len() < 2_000,
+            "a {}-byte log line: {}",
+            line.len(),
+            &line[..300]
+        );
+        assert!(
+            !line.starts_with("2026-01-01T00:00:00Z"),
+            "a forged line: {line}"
+        );
+    }
+    let refused = log.matches("payment notify refused").count();
+    assert!(
+        (1..=60).contains(&refused),
+        "{refused} refusal lines for 303 refusals"
+    );
+}
