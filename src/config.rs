@@ -57,6 +57,8 @@ pub struct Settings {
     /// `RECONCILE_MAX_ATTEMPTS`; unset, an unpaid order is closed once its time is up (the
     /// shopper gets the whole `ORDER_TTL_SECS`).
     pub reconcile_max_attempts: Option<u32>,
+    /// `REQUEST_BODY_TIMEOUT_SECS`: how long a request body may take to arrive.
+    pub request_body_timeout: Duration,
     pub log_format: LogFormat,
 }
 
@@ -225,6 +227,14 @@ impl Settings {
         let public = flag(&get, "SANDBOX_PUBLIC")?;
         let controls = flag(&get, "SANDBOX_CONTROLS")?;
 
+        let body_timeout_secs: u64 = parse_or(&get, "REQUEST_BODY_TIMEOUT_SECS", "10")?;
+        if !(1..=120).contains(&body_timeout_secs) {
+            return Err(error(
+                "REQUEST_BODY_TIMEOUT_SECS",
+                "must be between 1 and 120 seconds",
+            ));
+        }
+
         let log_format = match get("LOG_FORMAT").as_deref() {
             None | Some("text") => LogFormat::Text,
             Some("json") => LogFormat::Json,
@@ -252,6 +262,7 @@ impl Settings {
             order_ttl: Duration::from_secs(order_ttl_secs),
             reconcile_interval: Duration::from_secs(reconcile_interval_secs),
             reconcile_max_attempts,
+            request_body_timeout: Duration::from_secs(body_timeout_secs),
             log_format,
         })
     }

@@ -138,13 +138,22 @@ impl Application {
             &settings.public_base_url(addr),
         ));
         crate::telemetry::metrics();
+        let body_timeout = settings.request_body_timeout;
+        let workers = std::thread::available_parallelism().map_or(2, usize::from);
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(state.clone())
                 .wrap(crate::web::security_headers())
                 .wrap_fn(crate::web::ops::count_request)
+                .wrap_fn(move |req, service| {
+                    use actix_web::dev::Service;
+                    service.call(crate::web::limits::with_body_deadline(req, body_timeout))
+                })
                 .configure(routes)
         })
+        .workers(workers)
+        .max_connections(crate::web::limits::max_connections_per_worker(workers))
+        .client_request_timeout(std::time::Duration::from_secs(5))
         .listen(listener)?
         .run();
         Ok(Application {

@@ -6,6 +6,7 @@
 
 mod assets;
 mod error;
+pub mod limits;
 pub mod notify;
 pub mod ops;
 mod pay;

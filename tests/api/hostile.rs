@@ -314,3 +314,42 @@ async fn log_lines_from_hostile_input_are_bounded_escaped_and_rate_limited() {
         "{refused} refusal lines for 303 refusals"
     );
 }
+
+#[tokio::test]
+async fn stalled_bodies_are_cut_off_and_the_shop_keeps_answering() {
+    let app = TestApp::spawn_with(&[("REQUEST_BODY_TIMEOUT_SECS", "1")]).await;
+    let before = app.stock(1).await;
+    // 200 clients announce a 16 KiB form and send one byte of it.
+    let mut stalled = Vec::new();
+    for _ in 0..200 {
+        let mut socket = tokio::net::TcpStream::connect(app.addr).await.unwrap();
+        socket
+            .write_all(
+                b"POST /orders HTTP/1.1\r\nHost: shop\r\n\
+                  Content-Type: application/x-www-form-urlencoded\r\n\
+                  Content-Length: 16384\r\n\r\ns",
+            )
+            .await
+            .unwrap();
+        stalled.push(socket);
+    }
+    // Meanwhile the shop answers everyone else.
+    assert_eq!(app.get("/healthz").await.status(), 200);
+    assert_eq!(app.get("/").await.status(), 200);
+    // Each stalled client is answered and its connection closed, past the deadline.
+    let started = tokio::time::Instant::now();
+    let cut = stalled.into_iter().map(|mut socket| async move {
+        let mut answer = Vec::new();
+        tokio::time::timeout(Duration::from_secs(10), socket.read_to_end(&mut answer))
+            .await
+            .is_ok()
+    });
+    let closed = futures_util::future::join_all(cut).await;
+    assert!(
+        closed.iter().all(|c| *c),
+        "every stalled connection is closed"
+    );
+    assert!(started.elapsed() < Duration::from_secs(10));
+    assert_eq!(app.stock(1).await, before, "nothing reserved");
+    assert_eq!(app.get("/healthz").await.status(), 200);
+}
