@@ -70,6 +70,9 @@ impl Shop {
             .env("WEIXIN_API_BASE", &self.sandbox)
             .env("RECONCILE_INTERVAL_SECS", "1")
             .env("RECONCILE_MAX_ATTEMPTS", "3")
+            // Every chaos shopper is 127.0.0.1.
+            .env("PENDING_ORDERS_PER_CLIENT", "0")
+            .env("ORDER_RATE_PER_MINUTE", "0")
             .env("RUST_LOG", "error")
             .stdout(Stdio::null())
             .stderr(Stdio::null())

@@ -109,6 +109,8 @@ async fn main() -> anyhow::Result<()> {
         order_ttl: Duration::from_secs(600),
         reconcile_interval: interval,
         reconcile_max_attempts: Some(10),
+        pending_per_client: 0,
+        order_rate_per_minute: 0,
     };
     let shutdown = tokio_util::sync::CancellationToken::new();
     let (checkout, _background) = Checkout::start(store, wechat, terms, &rt, &shutdown);

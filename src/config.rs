@@ -59,6 +59,12 @@ pub struct Settings {
     pub reconcile_max_attempts: Option<u32>,
     /// `REQUEST_BODY_TIMEOUT_SECS`: how long a request body may take to arrive.
     pub request_body_timeout: Duration,
+    /// `PENDING_ORDERS_PER_CLIENT` (0: per-client limits off) and `ORDER_RATE_PER_MINUTE`
+    /// (0: no rate limit).
+    pub pending_per_client: u32,
+    pub order_rate_per_minute: u32,
+    /// `TRUSTED_PROXIES`: the proxies whose `X-Forwarded-For` names the client.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
     pub log_format: LogFormat,
 }
 
@@ -235,6 +241,26 @@ impl Settings {
             ));
         }
 
+        let pending_per_client: u32 = parse_or(&get, "PENDING_ORDERS_PER_CLIENT", "3")?;
+        let order_rate_per_minute: u32 = parse_or(&get, "ORDER_RATE_PER_MINUTE", "10")?;
+        let trusted_proxies = get("TRUSTED_PROXIES")
+            .unwrap_or_default()
+            .split(',')
+            .map(str::trim)
+            .filter(|entry| !entry.is_empty())
+            .map(|entry| {
+                entry
+                    .parse::<ipnet::IpNet>()
+                    .or_else(|_| entry.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                    .map_err(|_| {
+                        error(
+                            "TRUSTED_PROXIES",
+                            format!("{:?} is not an address or CIDR", super_loggable(entry)),
+                        )
+                    })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+
         let log_format = match get("LOG_FORMAT").as_deref() {
             None | Some("text") => LogFormat::Text,
             Some("json") => LogFormat::Json,
@@ -263,9 +289,17 @@ impl Settings {
             reconcile_interval: Duration::from_secs(reconcile_interval_secs),
             reconcile_max_attempts,
             request_body_timeout: Duration::from_secs(body_timeout_secs),
+            pending_per_client,
+            order_rate_per_minute,
+            trusted_proxies,
             log_format,
         })
     }
+}
+
+/// A value shown in an error, cut short.
+fn super_loggable(text: &str) -> String {
+    text.chars().take(64).collect()
 }
 
 /// A yes/no variable: `1`/`true`/`yes` or `0`/`false`/`no`; unset is no.

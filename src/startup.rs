@@ -116,6 +116,8 @@ impl Application {
             order_ttl: settings.order_ttl,
             reconcile_interval: settings.reconcile_interval,
             reconcile_max_attempts: settings.reconcile_max_attempts,
+            pending_per_client: settings.pending_per_client,
+            order_rate_per_minute: settings.order_rate_per_minute,
         };
         if let Some(after) = terms
             .unpaid_close_after()
@@ -136,6 +138,7 @@ impl Application {
             checkout,
             sandbox_base,
             &settings.public_base_url(addr),
+            settings.trusted_proxies.clone(),
         ));
         crate::telemetry::metrics();
         let body_timeout = settings.request_body_timeout;

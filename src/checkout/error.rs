@@ -91,9 +91,13 @@ pub enum CheckoutError {
     /// ever used.
     #[error("total_fee does not match the order's amount")]
     AmountMismatch,
-    /// Not enough stock; nothing was reserved.
-    #[error("not enough stock: {available} left")]
-    OutOfStock { available: i64 },
+    /// Not enough stock; nothing was reserved. (How much is left is not said: that would
+    /// tell a hoarder exactly what to take.)
+    #[error("not enough stock")]
+    OutOfStock,
+    /// The client has placed, or holds unpaid, as many orders as it may; nothing reserved.
+    #[error("too many orders from one client")]
+    TooMany,
     /// The order can no longer be paid (it is paid, closed or failed).
     #[error("the order is {0}")]
     NotPayable(TradeState),

@@ -17,6 +17,7 @@
 mod confirm;
 mod error;
 pub mod flight;
+pub mod limits;
 pub mod notify;
 mod prepay;
 pub mod reconcile;
@@ -31,12 +32,13 @@ use url::Url;
 
 pub use self::error::{loggable, CheckoutError, Missing, NotifyRefusal};
 pub use self::flight::Flights;
+pub use self::limits::{RateLimiter, Shopper};
 pub use self::notify::NotifyReceipt;
 pub use self::prepay::{NativeCode, PayStep, Prepared};
 use crate::domain::{OrderStatus, OutTradeNo};
 use crate::payments::Payments;
 use crate::rt::AppRuntime;
-use crate::store::{CreateOrderError, OrderDesk, Store, StoreError};
+use crate::store::{ClientLimits, CreateOrderError, OrderDesk, OrderRequest, Store, StoreError};
 pub use crate::store::{NewItem, Order, OrderItem, Product};
 use crate::wxpay::types::OrderQueryResponse;
 use crate::wxpay::{Client, TradeState};
@@ -47,6 +49,12 @@ pub const MAX_NUM: i64 = 99;
 pub const QUERY_EVERY: Duration = Duration::from_secs(5);
 /// WeChat refuses to close an order younger than this.
 pub const MIN_CLOSE_AGE: chrono::Duration = chrono::Duration::minutes(5);
+/// How long an order whose pay page is never opened holds its stock (with per-client limits
+/// on): long enough for the redirect to the pay page, short enough that reserving without
+/// paying hoards nothing. Its first prepay gives it the whole `ORDER_TTL_SECS`.
+pub const UNPREPAID_HOLD: chrono::Duration = chrono::Duration::minutes(2);
+/// `create/native` calls one client may make a minute (with per-client limits on).
+pub const NATIVE_CALLS_PER_MINUTE: u32 = 60;
 
 /// The merchant's terms of sale: fixed facts of this shop's checkout.
 #[derive(Debug, Clone)]
@@ -62,6 +70,18 @@ pub struct Terms {
     /// Unpaid queries after which it closes an order (`RECONCILE_MAX_ATTEMPTS`); `None`: only
     /// once its time is up.
     pub reconcile_max_attempts: Option<u32>,
+    /// Unpaid orders one client may hold (`PENDING_ORDERS_PER_CLIENT`); 0: no per-client
+    /// limits at all (no cap, no short hold, no same-cart reuse, no create/native limit).
+    pub pending_per_client: u32,
+    /// Orders one client may place a minute (`ORDER_RATE_PER_MINUTE`); 0: no limit.
+    pub order_rate_per_minute: u32,
+}
+
+impl Terms {
+    /// Whether per-client limits apply.
+    pub fn limits_clients(&self) -> bool {
+        self.pending_per_client > 0
+    }
 }
 
 impl Terms {
@@ -95,6 +115,10 @@ struct Inner {
     /// The status path's order queries: one per order every [`QUERY_EVERY`], shared by the
     /// polls that ask together. `None` when WeChat could not be asked.
     queries: Flights<Option<OrderQueryResponse>>,
+    /// Orders placed per client a minute.
+    order_rate: RateLimiter,
+    /// `create/native` calls per client a minute.
+    native_rate: RateLimiter,
 }
 
 /// The checkout's background tasks: the order desk and the payments consumer.
@@ -148,9 +172,15 @@ impl Checkout {
                 desk,
                 wechat,
                 payments,
-                terms,
                 prepays: Flights::new(Duration::ZERO),
                 queries: Flights::new(QUERY_EVERY),
+                order_rate: RateLimiter::new(terms.order_rate_per_minute),
+                native_rate: RateLimiter::new(if terms.limits_clients() {
+                    NATIVE_CALLS_PER_MINUTE
+                } else {
+                    0
+                }),
+                terms,
             }),
         }
     }
@@ -173,24 +203,49 @@ impl Checkout {
     }
 
     /// Places an order for `items` and reserves their stock; nothing is reserved on error. The
-    /// amount comes from the catalogue, never from the caller.
-    pub async fn place_order(&self, items: Vec<NewItem>) -> Result<Order, CheckoutError> {
+    /// amount comes from the catalogue, never from the caller. Under per-client limits a
+    /// client may place `ORDER_RATE_PER_MINUTE` orders a minute and hold
+    /// `PENDING_ORDERS_PER_CLIENT` unpaid ones; the same cart bought again while its order is
+    /// still payable gives that order back instead of reserving twice.
+    pub async fn place_order(
+        &self,
+        items: Vec<NewItem>,
+        shopper: &Shopper,
+    ) -> Result<Order, CheckoutError> {
         if items.iter().any(|i| !(1..=MAX_NUM).contains(&i.num)) {
             return Err(CheckoutError::BadQuantity);
         }
-        let order = self
-            .inner
-            .desk
-            .create(items, self.inner.terms.order_ttl)
-            .await
-            .map_err(|e| match e {
-                CreateOrderError::UnknownProduct(_) => CheckoutError::NotFound(Missing::Product),
-                CreateOrderError::NotEnoughStock { available, .. } => {
-                    CheckoutError::OutOfStock { available }
-                }
-                CreateOrderError::Empty | CreateOrderError::TooLarge => CheckoutError::Unplaceable,
-                CreateOrderError::Store(e) => e.into(),
-            })?;
+        let terms = &self.inner.terms;
+        if !self.inner.order_rate.allow(shopper, Utc::now().timestamp()) {
+            return Err(CheckoutError::TooMany);
+        }
+        let request = OrderRequest {
+            items,
+            ttl: terms.order_ttl,
+            client: terms.limits_clients().then(|| ClientLimits {
+                key: shopper.key().to_owned(),
+                max_pending: i64::from(terms.pending_per_client),
+                unprepaid_hold: UNPREPAID_HOLD.to_std().expect("a positive duration"),
+            }),
+        };
+        let order = match self.inner.desk.create(request).await {
+            Ok(order) => order,
+            Err(CreateOrderError::AlreadyPending(no)) => return self.load(&no).await,
+            Err(e) => {
+                return Err(match e {
+                    CreateOrderError::UnknownProduct(_) => {
+                        CheckoutError::NotFound(Missing::Product)
+                    }
+                    CreateOrderError::NotEnoughStock { .. } => CheckoutError::OutOfStock,
+                    CreateOrderError::Empty | CreateOrderError::TooLarge => {
+                        CheckoutError::Unplaceable
+                    }
+                    CreateOrderError::TooManyPending => CheckoutError::TooMany,
+                    CreateOrderError::AlreadyPending(_) => unreachable!("handled above"),
+                    CreateOrderError::Store(e) => e.into(),
+                })
+            }
+        };
         tracing::info!(out_trade_no = %order.out_trade_no, total_fee = order.total_fee.0, "order placed");
         Ok(order)
     }

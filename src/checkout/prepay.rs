@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 
-use super::{trade_state, Checkout, CheckoutError, OrderItem};
+use super::{trade_state, Checkout, CheckoutError, OrderItem, Shopper, UNPREPAID_HOLD};
 use crate::domain::{Fen, OrderStatus, OutTradeNo};
 use crate::store::{Order, PaymentSource, Prepay};
 use crate::wxpay::time::format_beijing;
@@ -91,7 +91,15 @@ impl Checkout {
         &self,
         no: &str,
         claimed_total_fee: Option<&str>,
+        shopper: &Shopper,
     ) -> Result<NativeCode, CheckoutError> {
+        if !self
+            .inner
+            .native_rate
+            .allow(shopper, Utc::now().timestamp())
+        {
+            return Err(CheckoutError::TooMany);
+        }
         let order = self.order(no).await?;
         if let Some(claimed) = claimed_total_fee {
             if claimed.trim().parse::<i64>().ok() != Some(order.total_fee.0) {
@@ -113,7 +121,7 @@ impl Checkout {
     /// Makes sure a pending order has a valid prepay, calling unifiedorder the first time only.
     #[tracing::instrument(skip_all, fields(out_trade_no = %order.out_trade_no))]
     pub async fn prepare(&self, order: Order) -> Result<Prepared, CheckoutError> {
-        let order = match known_without_wechat(order, Utc::now()) {
+        let order = match known_without_wechat(order, Utc::now(), self.unprepaid_hold()) {
             Standing::Known(known) => return Ok(known),
             Standing::AskWechat(order) => order,
         };
@@ -127,14 +135,20 @@ impl Checkout {
             .await
     }
 
+    /// How long an order without a prepay holds its stock, when per-client limits apply.
+    pub(super) fn unprepaid_hold(&self) -> Option<chrono::Duration> {
+        self.terms().limits_clients().then_some(UNPREPAID_HOLD)
+    }
+
     /// The one unifiedorder of a flight.
     async fn fetch_prepay(&self, no: OutTradeNo) -> Result<Prepared, CheckoutError> {
         // A flight that finished a moment ago may have stored the prepay: read again.
         let now = Utc::now();
-        let mut order = match known_without_wechat(self.load(&no).await?, now) {
-            Standing::Known(known) => return Ok(known),
-            Standing::AskWechat(order) => order,
-        };
+        let mut order =
+            match known_without_wechat(self.load(&no).await?, now, self.unprepaid_hold()) {
+                Standing::Known(known) => return Ok(known),
+                Standing::AskWechat(order) => order,
+            };
         if order.prepay.is_none() && order.expires_at < now + MIN_TIME_TO_PAY {
             let until = whole_second(now + MIN_TIME_TO_PAY);
             if self.store().extend_expiry(&no, until).await? {
@@ -203,11 +217,17 @@ impl Checkout {
 /// prepay still good; otherwise the order back. A stored prepay that lives as long as its order
 /// is reused until the order's own expiry, so the order's last moments make no new
 /// unifiedorder.
-fn known_without_wechat(order: Order, now: DateTime<Utc>) -> Standing {
+fn known_without_wechat(
+    order: Order,
+    now: DateTime<Utc>,
+    unprepaid_hold: Option<chrono::Duration>,
+) -> Standing {
     if order.status != OrderStatus::Pending {
         return Standing::Known(Prepared::Settled(order));
     }
-    if order.expires_at <= now {
+    let held_too_long =
+        order.prepay.is_none() && unprepaid_hold.is_some_and(|hold| order.created_at + hold <= now);
+    if order.expires_at <= now || held_too_long {
         return Standing::Known(Prepared::Over(order));
     }
     let reusable = order.prepay.as_ref().is_some_and(|p| {

@@ -185,7 +185,10 @@ impl Reconciler {
     pub async fn run_once(&self, now: DateTime<Utc>) -> Result<RunReport, StoreError> {
         let store = self.checkout.store();
         let mut report = RunReport {
-            expired_without_prepay: store.expire_unprepaid(now, BATCH).await?.len(),
+            expired_without_prepay: store
+                .expire_unprepaid(now, self.checkout.unprepaid_hold(), BATCH)
+                .await?
+                .len(),
             ..RunReport::default()
         };
         let next = now + chrono::Duration::from_std(self.interval).unwrap_or(chrono::Duration::MAX);

@@ -6,13 +6,11 @@
 //! server: it then writes what is queued and ends; a caller that comes later writes its order
 //! itself.
 
-use std::time::Duration;
-
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use super::{CreateOrderError, NewItem, Order, Store};
+use super::{CreateOrderError, Order, OrderRequest, Store};
 use crate::rt::AppRuntime;
 
 /// Orders waiting to be written; callers beyond it wait for room.
@@ -21,8 +19,7 @@ const QUEUE: usize = 1024;
 const MAX_BATCH: usize = 128;
 
 struct Request {
-    items: Vec<NewItem>,
-    ttl: Duration,
+    order: OrderRequest,
     reply: oneshot::Sender<Result<Order, CreateOrderError>>,
 }
 
@@ -46,16 +43,11 @@ impl OrderDesk {
         (OrderDesk { store, requests }, task)
     }
 
-    /// Creates an order and reserves its stock; see [`Store::create_order`].
-    pub async fn create(
-        &self,
-        items: Vec<NewItem>,
-        ttl: Duration,
-    ) -> Result<Order, CreateOrderError> {
+    /// Creates an order and reserves its stock; see [`Store::place_order`].
+    pub async fn create(&self, order: OrderRequest) -> Result<Order, CreateOrderError> {
         let (reply, answer) = oneshot::channel();
         let request = Request {
-            items: items.clone(),
-            ttl,
+            order: order.clone(),
             reply,
         };
         if self.requests.send(request).await.is_ok() {
@@ -64,9 +56,7 @@ impl OrderDesk {
             }
         }
         // The writer is gone (shutting down): write it directly.
-        self.store
-            .create_order(&items, ttl, chrono::Utc::now())
-            .await
+        self.store.place_order(&order, chrono::Utc::now()).await
     }
 }
 
@@ -99,8 +89,7 @@ async fn write_batch(store: &Store, first: Request, queue: &mut mpsc::Receiver<R
         }
     }
     let now = chrono::Utc::now();
-    let requests: Vec<(&[NewItem], Duration)> =
-        batch.iter().map(|r| (r.items.as_slice(), r.ttl)).collect();
+    let requests: Vec<&OrderRequest> = batch.iter().map(|r| &r.order).collect();
     match store.create_orders(&requests, now).await {
         Ok(results) => {
             for (request, result) in batch.into_iter().zip(results) {
@@ -111,7 +100,7 @@ async fn write_batch(store: &Store, first: Request, queue: &mut mpsc::Receiver<R
         Err(e) => {
             tracing::warn!(error = %e, orders = batch.len(), "order batch failed; one by one");
             for request in batch {
-                let result = store.create_order(&request.items, request.ttl, now).await;
+                let result = store.place_order(&request.order, now).await;
                 let _ = request.reply.send(result);
             }
         }

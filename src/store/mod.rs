@@ -33,8 +33,8 @@ mod sqlite;
 mod types;
 pub use desk::OrderDesk;
 pub use types::{
-    Applied, CreateOrderError, NewItem, NewProduct, Order, OrderItem, Outcome, PaymentEvent,
-    PaymentResult, PaymentSource, Prepay, Product, Recorded, CNY,
+    Applied, ClientLimits, CreateOrderError, NewItem, NewProduct, Order, OrderItem, OrderRequest,
+    Outcome, PaymentEvent, PaymentResult, PaymentSource, Prepay, Product, Recorded, CNY,
 };
 
 /// How long a connection waits for SQLite's write lock before giving up.
@@ -195,15 +195,31 @@ impl Store {
         ttl: Duration,
         now: chrono::DateTime<chrono::Utc>,
     ) -> Result<Order, CreateOrderError> {
-        dispatch!(self.create_order(items, ttl, now))
+        let request = OrderRequest {
+            items: items.to_vec(),
+            ttl,
+            client: None,
+        };
+        self.place_order(&request, now).await
+    }
+
+    /// Creates an order as [`Store::create_order`] does, under the request's per-client limits:
+    /// a client holding `max_pending` unpaid orders is refused, and one whose same cart is
+    /// still payable is given that order instead.
+    pub async fn place_order(
+        &self,
+        request: &OrderRequest,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Order, CreateOrderError> {
+        dispatch!(self.create_order(request, now))
     }
 
     /// Creates several orders in one transaction (group commit), each in its own savepoint:
-    /// an order refused for its stock or items changes nothing and does not affect the others.
-    /// A database failure fails the batch.
+    /// an order refused for its stock, items or limits changes nothing and does not affect the
+    /// others. A database failure fails the batch.
     pub async fn create_orders(
         &self,
-        requests: &[(&[NewItem], Duration)],
+        requests: &[&OrderRequest],
         now: chrono::DateTime<chrono::Utc>,
     ) -> Result<Vec<Result<Order, CreateOrderError>>, StoreError> {
         dispatch!(self.create_orders(requests, now))
@@ -274,24 +290,27 @@ impl Store {
         dispatch!(self.advance_watch(no, step, next))
     }
 
-    /// Closes pending orders that never got a prepay and whose time is up, restoring their
-    /// stock, each in its own transaction. Returns the orders closed.
+    /// Closes pending orders that never got a prepay and whose time is up — or that were
+    /// placed `hold` ago, when a hold is given — restoring their stock, each in its own
+    /// transaction. Returns the orders closed.
     pub async fn expire_unprepaid(
         &self,
         now: chrono::DateTime<chrono::Utc>,
+        hold: Option<chrono::Duration>,
         limit: i64,
     ) -> Result<Vec<OutTradeNo>, StoreError> {
-        dispatch!(self.expire_unprepaid(now, limit))
+        dispatch!(self.expire_unprepaid(now, hold, limit))
     }
 
-    /// Closes a pending order that still has no prepay and whose time is up, restoring its
-    /// stock; false (and nothing changed) otherwise.
+    /// Closes a pending order that still has no prepay and whose time (or `hold`) is up,
+    /// restoring its stock; false (and nothing changed) otherwise.
     pub async fn close_unprepaid(
         &self,
         no: &OutTradeNo,
         now: chrono::DateTime<chrono::Utc>,
+        hold: Option<chrono::Duration>,
     ) -> Result<bool, StoreError> {
-        dispatch!(self.close_unprepaid(no, now))
+        dispatch!(self.close_unprepaid(no, now, hold))
     }
 
     /// Closes a pending order and restores its stock, in one transaction; the watch for late

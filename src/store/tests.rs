@@ -481,11 +481,14 @@ async fn order_batch_case(store: Store) {
         item(999, 1),
         item(tea.id, 1),
     );
+    let request = |items: [NewItem; 1]| OrderRequest {
+        items: items.to_vec(),
+        ttl,
+        client: None,
+    };
+    let (a, b, c, d) = (request(a), request(b), request(c), request(d));
     let results = store
-        .create_orders(
-            &[(&a[..], ttl), (&b[..], ttl), (&c[..], ttl), (&d[..], ttl)],
-            chrono::Utc::now(),
-        )
+        .create_orders(&[&a, &b, &c, &d], chrono::Utc::now())
         .await
         .unwrap();
     assert!(results[0].is_ok());
@@ -544,10 +547,14 @@ async fn expiry_race_case(store: Store) {
         .await
         .unwrap());
     assert!(!store
-        .close_unprepaid(&first.out_trade_no, late)
+        .close_unprepaid(&first.out_trade_no, late, None)
         .await
         .unwrap());
-    assert!(store.expire_unprepaid(late, 100).await.unwrap().is_empty());
+    assert!(store
+        .expire_unprepaid(late, None, 100)
+        .await
+        .unwrap()
+        .is_empty());
     let first = store.order(&first.out_trade_no).await.unwrap().unwrap();
     assert_eq!(first.status, OrderStatus::Pending);
 
@@ -555,7 +562,7 @@ async fn expiry_race_case(store: Store) {
     // and watched at once.
     let second = store.create_order(&item, ttl, created).await.unwrap();
     assert_eq!(
-        store.expire_unprepaid(late, 100).await.unwrap(),
+        store.expire_unprepaid(late, None, 100).await.unwrap(),
         std::slice::from_ref(&second.out_trade_no)
     );
     assert!(!store

@@ -13,6 +13,27 @@ pub struct NewItem {
     pub num: i64,
 }
 
+/// A new order as the checkout asks for it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OrderRequest {
+    pub items: Vec<NewItem>,
+    /// Time to pay (`time_expire` from creation).
+    pub ttl: std::time::Duration,
+    /// Who places it, when per-client limits apply.
+    pub client: Option<ClientLimits>,
+}
+
+/// The per-client limits an order is placed under.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientLimits {
+    /// The client (an IP address, or an IPv6 /64).
+    pub key: String,
+    /// Unpaid orders the client may hold at once.
+    pub max_pending: i64,
+    /// How long an order whose pay page was never opened holds its stock.
+    pub unprepaid_hold: std::time::Duration,
+}
+
 /// Why an order could not be created. Nothing was reserved.
 #[derive(Debug, thiserror::Error)]
 pub enum CreateOrderError {
@@ -24,6 +45,12 @@ pub enum CreateOrderError {
     Empty,
     #[error("the amount is too large")]
     TooLarge,
+    /// The client holds as many unpaid orders as it may.
+    #[error("too many unpaid orders")]
+    TooManyPending,
+    /// The client already has this cart unpaid: that order, not a second reservation.
+    #[error("this cart is already pending as {0}")]
+    AlreadyPending(OutTradeNo),
     #[error(transparent)]
     Store(#[from] StoreError),
 }

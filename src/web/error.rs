@@ -66,10 +66,17 @@ fn explain(e: &CheckoutError) -> (StatusCode, &'static str, String) {
             "This order cannot be placed.".into(),
         ),
         E::AmountMismatch => (StatusCode::BAD_REQUEST, BAD_REQUEST, e.to_string()),
-        E::OutOfStock { available } => (
+        E::OutOfStock => (
             StatusCode::CONFLICT,
             CONFLICT,
-            format!("库存不足，仅剩 {available} 件 Not enough stock: {available} left."),
+            "库存不足 Not enough stock for this order.".into(),
+        ),
+        E::TooMany => (
+            StatusCode::TOO_MANY_REQUESTS,
+            "请求过多 Too many orders",
+            "You have placed or left unpaid as many orders as one shopper may. Please pay or \
+             wait for an unpaid order to expire, then try again."
+                .into(),
         ),
         E::NotPayable(_) => (StatusCode::CONFLICT, CONFLICT, e.to_string()),
         E::WechatBusy { .. } | E::NotSettled { .. } => (
@@ -135,12 +142,19 @@ impl ResponseError for WebError {
             retry_url: retry_url.as_deref(),
             sandbox: false,
         };
-        match page.render() {
+        let mut response = match page.render() {
             Ok(body) => HttpResponse::build(status)
                 .content_type("text/html; charset=utf-8")
                 .body(body),
             Err(_) => HttpResponse::build(status).finish(),
+        };
+        if status == StatusCode::TOO_MANY_REQUESTS {
+            response.headers_mut().insert(
+                actix_web::http::header::RETRY_AFTER,
+                actix_web::http::header::HeaderValue::from_static("60"),
+            );
         }
+        response
     }
 }
 

@@ -19,7 +19,7 @@ use actix_web::middleware::DefaultHeaders;
 use actix_web::{web, HttpResponse};
 use url::Url;
 
-use crate::checkout::Checkout;
+use crate::checkout::{Checkout, Shopper};
 pub use error::WebError;
 
 /// Everything handlers need, shared by every worker.
@@ -30,16 +30,54 @@ pub struct AppState {
     pub sandbox_base: Option<Url>,
     /// The shop's own origin (`PUBLIC_BASE_URL`'s): forms are taken only from its pages.
     pub origin: String,
+    /// Proxies whose `X-Forwarded-For` names the client (`TRUSTED_PROXIES`).
+    pub trusted_proxies: Vec<ipnet::IpNet>,
 }
 
 impl AppState {
-    pub fn new(checkout: Checkout, sandbox_base: Option<Url>, public_base_url: &Url) -> Self {
+    pub fn new(
+        checkout: Checkout,
+        sandbox_base: Option<Url>,
+        public_base_url: &Url,
+        trusted_proxies: Vec<ipnet::IpNet>,
+    ) -> Self {
         AppState {
             checkout,
             qr: qr::QrCache::default(),
             sandbox_base,
             origin: public_base_url.origin().ascii_serialization(),
+            trusted_proxies,
         }
+    }
+
+    /// Who is asking: the peer's address, or — when the peer is a trusted proxy — the last
+    /// address in `X-Forwarded-For` that is not one of the trusted proxies (entries before it
+    /// are the client's own say, and anyone can write them).
+    fn shopper(&self, req: &actix_web::HttpRequest) -> Shopper {
+        let peer = req
+            .peer_addr()
+            .map_or(std::net::Ipv4Addr::UNSPECIFIED.into(), |a| a.ip());
+        let trusted = |ip: &std::net::IpAddr| self.trusted_proxies.iter().any(|n| n.contains(ip));
+        let mut client = peer;
+        if trusted(&peer) {
+            let forwarded = req
+                .headers()
+                .get_all("x-forwarded-for")
+                .filter_map(|v| v.to_str().ok())
+                .flat_map(|v| v.split(','))
+                .map(str::trim)
+                .collect::<Vec<_>>();
+            for hop in forwarded.iter().rev() {
+                let Ok(ip) = hop.parse::<std::net::IpAddr>() else {
+                    break;
+                };
+                client = ip;
+                if !trusted(&ip) {
+                    break;
+                }
+            }
+        }
+        Shopper::from_ip(client)
     }
 
     /// Whether a state-changing form comes from the shop's own pages: the browser's

@@ -48,12 +48,13 @@ struct NativeData {
 #[tracing::instrument(skip_all, fields(out_trade_no = %loggable(query.out_trade_no.as_deref().unwrap_or_default())))]
 pub async fn create_native(
     state: web::Data<AppState>,
+    req: actix_web::HttpRequest,
     query: web::Query<CreateNativeQuery>,
 ) -> HttpResponse {
     let no = query.out_trade_no.as_deref().unwrap_or_default();
     match state
         .checkout
-        .native_code(no, query.total_fee.as_deref())
+        .native_code(no, query.total_fee.as_deref(), &state.shopper(&req))
         .await
     {
         Ok(NativeCode {

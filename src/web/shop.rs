@@ -73,7 +73,7 @@ pub async fn place_order(
     let num = number(&form.num).unwrap_or(0);
     let order = state
         .checkout
-        .place_order(vec![NewItem { product_id, num }])
+        .place_order(vec![NewItem { product_id, num }], &state.shopper(&req))
         .await?;
     Ok(HttpResponse::SeeOther()
         .insert_header((LOCATION, format!("/pay/{}", order.out_trade_no)))

@@ -66,6 +66,8 @@ pub(crate) async fn start_shop_with(database_url: &str, port: u16, env: &[(&str,
         .env("LISTEN_ADDR", format!("127.0.0.1:{port}"))
         .env("SANDBOX_LISTEN_ADDR", "127.0.0.1:0")
         .env("SANDBOX_CONTROLS", "1")
+        .env("PENDING_ORDERS_PER_CLIENT", "0")
+        .env("ORDER_RATE_PER_MINUTE", "0")
         .env("DATABASE_URL", database_url)
         .env("RUST_LOG", "warn")
         .stdout(append_to(&log))

@@ -336,6 +336,9 @@ impl TestApp {
         let mut vars = vec![
             ("SANDBOX_TIME_SCALE", "0.001"),
             ("SANDBOX_CONTROLS", "1"),
+            // Every test shopper is 127.0.0.1: per-client limits only where a test asks.
+            ("PENDING_ORDERS_PER_CLIENT", "0"),
+            ("ORDER_RATE_PER_MINUTE", "0"),
             ("RECONCILE_INTERVAL_SECS", "3600"),
             ("DATABASE_URL", database_url.as_str()),
         ];
@@ -510,6 +513,16 @@ impl TestApp {
 
     /// The same job calling WeChat as `merchant` (a misconfigured one, say).
     pub async fn reconciler_as(&self, merchant: Merchant, max_attempts: Option<u32>) -> Reconciler {
+        let terms = test_terms(JOB_INTERVAL.to_std().unwrap(), max_attempts);
+        self.reconciler_on(merchant, terms).await
+    }
+
+    /// The same job under `terms`.
+    pub async fn reconciler_on(
+        &self,
+        merchant: Merchant,
+        terms: wxpay_checkout::checkout::Terms,
+    ) -> Reconciler {
         let rt = AppRuntime::current();
         let store = wxpay_checkout::store::Store::connect(&self.database_url, &rt)
             .await
@@ -523,7 +536,6 @@ impl TestApp {
             &rt,
         )
         .unwrap();
-        let terms = test_terms(JOB_INTERVAL.to_std().unwrap(), max_attempts);
         let shutdown = tokio_util::sync::CancellationToken::new();
         let (checkout, _background) =
             wxpay_checkout::checkout::Checkout::start(store, wechat, terms, &rt, &shutdown);
@@ -619,5 +631,7 @@ pub fn test_terms(
         order_ttl: Duration::from_secs(600),
         reconcile_interval,
         reconcile_max_attempts,
+        pending_per_client: 0,
+        order_rate_per_minute: 0,
     }
 }

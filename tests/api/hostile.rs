@@ -353,3 +353,158 @@ async fn stalled_bodies_are_cut_off_and_the_shop_keeps_answering() {
     assert_eq!(app.stock(1).await, before, "nothing reserved");
     assert_eq!(app.get("/healthz").await.status(), 200);
 }
+
+/// A shop with per-client limits on, behind a proxy on loopback (so tests can speak as many
+/// clients through `X-Forwarded-For`).
+async fn limited_shop() -> TestApp {
+    TestApp::spawn_with(&[
+        ("PENDING_ORDERS_PER_CLIENT", "3"),
+        ("ORDER_RATE_PER_MINUTE", "10"),
+        ("TRUSTED_PROXIES", "127.0.0.1/32"),
+    ])
+    .await
+}
+
+/// POST /orders as the client at `ip`; the status and where it sends the shopper.
+async fn buy_as(app: &TestApp, ip: &str, sku: i64, num: i64) -> (u16, Option<String>) {
+    let response = app
+        .http
+        .post(app.url("/orders"))
+        .header("x-forwarded-for", ip)
+        .form(&[("sku_id", sku.to_string()), ("num", num.to_string())])
+        .send()
+        .await
+        .unwrap();
+    let location = response
+        .headers()
+        .get("location")
+        .map(|l| l.to_str().unwrap().to_owned());
+    (response.status().as_u16(), location)
+}
+
+#[tokio::test]
+async fn a_hoarder_stops_at_the_caps_and_a_real_shopper_still_buys() {
+    let app = limited_shop().await;
+    let start = app.stock(1).await; // 50 of the demo's first tea
+                                    // Three unpaid orders of 10; the fourth and later are refused, reserving nothing.
+    let hoarder = "203.0.113.66";
+    for num in 1..=3 {
+        assert_eq!(buy_as(&app, hoarder, 1, num * 2).await.0, 303);
+    }
+    for num in [20, 30, 40] {
+        let (status, _) = buy_as(&app, hoarder, 1, num).await;
+        assert_eq!(status, 429);
+    }
+    assert_eq!(app.stock(1).await, start - 12);
+    // The refusal tells nothing of what is left; the page says wait and pay.
+    let refused = app
+        .http
+        .post(app.url("/orders"))
+        .header("x-forwarded-for", hoarder)
+        .form(&[("sku_id", "1"), ("num", "5")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 429);
+    assert!(refused.headers().contains_key("retry-after"));
+    // Another client buys as usual.
+    let (status, location) = buy_as(&app, "198.51.100.7", 1, 1).await;
+    assert_eq!(status, 303);
+    assert!(location.unwrap().starts_with("/pay/"));
+    // A shopper who buys the same again is sent back to the order waiting for it.
+    let (_, first) = buy_as(&app, "198.51.100.8", 2, 1).await;
+    let (_, again) = buy_as(&app, "198.51.100.8", 2, 1).await;
+    assert_eq!(first, again);
+    // The stock message tells no count.
+    let (status, _) = buy_as(&app, "198.51.100.10", 6, 99).await;
+    assert_eq!(status, 409);
+}
+
+#[tokio::test]
+async fn orders_are_rate_limited_per_client() {
+    let app = TestApp::spawn_with(&[
+        ("PENDING_ORDERS_PER_CLIENT", "100"),
+        ("ORDER_RATE_PER_MINUTE", "10"),
+        ("TRUSTED_PROXIES", "127.0.0.1"),
+    ])
+    .await;
+    // 25 distinct orders from one client: ten a minute (a minute's turn during the run at most
+    // lets ten more through).
+    let mut refused = 0;
+    for i in 0..25 {
+        let (status, _) = buy_as(&app, "198.51.100.9", i % 6 + 1, i / 6 + 1).await;
+        refused += usize::from(status == 429);
+    }
+    assert!((5..=15).contains(&refused), "{refused} refused");
+    // Another client is not slowed by it.
+    assert_eq!(buy_as(&app, "198.51.100.10", 1, 1).await.0, 303);
+}
+
+#[tokio::test]
+async fn x_forwarded_for_is_believed_only_from_trusted_proxies() {
+    // No trusted proxy: whatever a client writes in X-Forwarded-For, it is 127.0.0.1.
+    let app = TestApp::spawn_with(&[("PENDING_ORDERS_PER_CLIENT", "2")]).await;
+    let statuses = [
+        buy_as(&app, "203.0.113.1", 1, 1).await.0,
+        buy_as(&app, "203.0.113.2", 1, 2).await.0,
+        buy_as(&app, "203.0.113.3", 1, 3).await.0,
+    ];
+    assert_eq!(statuses, [303, 303, 429]);
+}
+
+#[tokio::test]
+async fn an_order_whose_pay_page_is_never_opened_releases_its_stock_in_minutes() {
+    let app = limited_shop().await;
+    let start = app.stock(1).await;
+    let (_, location) = buy_as(&app, "203.0.113.70", 1, 9).await;
+    let no = location.unwrap().trim_start_matches("/pay/").to_owned();
+    assert_eq!(app.stock(1).await, start - 9);
+    let mut terms = crate::helpers::test_terms(Duration::from_secs(10), None);
+    terms.pending_per_client = 3;
+    let job = app
+        .reconciler_on(crate::helpers::demo_merchant(), terms)
+        .await;
+    let created = app.created_at(&no).await;
+    let report = job
+        .run_once(created + chrono::Duration::seconds(90))
+        .await
+        .unwrap();
+    assert_eq!(report.expired_without_prepay, 0);
+    let report = job
+        .run_once(created + chrono::Duration::seconds(121))
+        .await
+        .unwrap();
+    assert_eq!(report.expired_without_prepay, 1, "{report:?}");
+    assert_eq!(app.stock(1).await, start);
+    // An order whose page was opened keeps the whole TTL.
+    let (_, location) = buy_as(&app, "203.0.113.71", 1, 1).await;
+    let kept = location.unwrap().trim_start_matches("/pay/").to_owned();
+    app.open_pay_page(&kept).await;
+    let report = job
+        .run_once(app.created_at(&kept).await + chrono::Duration::minutes(3))
+        .await
+        .unwrap();
+    assert_eq!(report.expired_without_prepay, 0);
+    assert_eq!(app.order_row(&kept).await.0, "pending");
+}
+
+#[tokio::test]
+async fn abusing_create_native_makes_one_unifiedorder_and_then_429() {
+    let app = limited_shop().await;
+    let (_, location) = buy_as(&app, "203.0.113.80", 1, 1).await;
+    let no = location.unwrap().trim_start_matches("/pay/").to_owned();
+    let calls = (0..100).map(|_| {
+        app.http
+            .get(app.url(&format!("/weixin/pay/create/native?out_trade_no={no}")))
+            .header("x-forwarded-for", "203.0.113.80")
+            .send()
+    });
+    let statuses: Vec<u16> = futures_util::future::join_all(calls)
+        .await
+        .into_iter()
+        .map(|r| r.unwrap().status().as_u16())
+        .collect();
+    assert_eq!(statuses.iter().filter(|s| **s == 200).count(), 60);
+    assert_eq!(statuses.iter().filter(|s| **s == 429).count(), 40);
+    assert_eq!(app.sandbox_stats().await["unifiedorder"], 1);
+}

@@ -176,6 +176,7 @@ async fn health_is_503_when_the_database_does_not_answer() {
         checkout,
         None,
         &"http://127.0.0.1:9/".parse().unwrap(),
+        Vec::new(),
     ));
     let app = test::init_service(App::new().app_data(state).configure(routes)).await;
     let ok = test::call_service(&app, test::TestRequest::get().uri("/healthz").to_request()).await;

@@ -4,6 +4,12 @@
 
 use super::*;
 
+/// Orders placed at or before this (Unix seconds) have held their stock for `hold`; none
+/// without a hold.
+fn held_since(now: DateTime<Utc>, hold: Option<chrono::Duration>) -> i64 {
+    hold.map_or(i64::MIN, |hold| (now - hold).timestamp())
+}
+
 impl Db {
     /// The database's clock: every replica decides expiries by the same time.
     pub async fn now(&self) -> Result<DateTime<Utc>, StoreError> {
@@ -93,49 +99,56 @@ impl Db {
         Ok(done.rows_affected() == 1)
     }
 
-    /// Closes pending orders that never got a prepay and whose time is up, restoring their
-    /// stock, each in its own transaction. The close re-checks that there is still no prepay,
-    /// so a pay page that got one a moment ago keeps its order. Returns the orders closed.
+    /// Closes pending orders that never got a prepay and whose time is up — or that were
+    /// placed `hold` ago or more, when a hold is given — restoring their stock, each in its own
+    /// transaction. The close re-checks that there is still no prepay, so a pay page that got
+    /// one a moment ago keeps its order. Returns the orders closed.
     pub async fn expire_unprepaid(
         &self,
         now: DateTime<Utc>,
+        hold: Option<chrono::Duration>,
         limit: i64,
     ) -> Result<Vec<OutTradeNo>, StoreError> {
         let due: Vec<String> = sqlx::query_scalar(
             "SELECT out_trade_no FROM orders
-             WHERE status = 'pending' AND code_url IS NULL AND expires_at <= $1
-             ORDER BY created_at LIMIT $2",
+             WHERE status = 'pending' AND code_url IS NULL
+               AND (expires_at <= $1 OR created_at <= $2)
+             ORDER BY created_at LIMIT $3",
         )
         .bind(now.timestamp())
+        .bind(held_since(now, hold))
         .bind(limit)
         .fetch_all(&self.reader)
         .await?;
         let mut closed = Vec::new();
         for no in due {
             let no = stored_no(&no, "orders.out_trade_no")?;
-            if self.close_unprepaid(&no, now).await? {
+            if self.close_unprepaid(&no, now, hold).await? {
                 closed.push(no);
             }
         }
         Ok(closed)
     }
 
-    /// Closes a pending order that has no prepay and whose time is up, restoring its stock;
-    /// false (and nothing changed) otherwise.
+    /// Closes a pending order that has no prepay and whose time (or `hold`) is up, restoring
+    /// its stock; false (and nothing changed) otherwise.
     pub async fn close_unprepaid(
         &self,
         no: &OutTradeNo,
         now: DateTime<Utc>,
+        hold: Option<chrono::Duration>,
     ) -> Result<bool, StoreError> {
+        let held_since = held_since(now, hold);
         let now = now.timestamp();
         let mut tx = self.writer.begin().await?;
         let closed = sqlx::query(
             "UPDATE orders SET status = 'closed', is_deleted = 1, closed_at = $1, updated_at = $1
              WHERE out_trade_no = $2 AND status = 'pending' AND code_url IS NULL
-               AND expires_at <= $1",
+               AND (expires_at <= $1 OR created_at <= $3)",
         )
         .bind(now)
         .bind(no.as_str())
+        .bind(held_since)
         .execute(&mut *tx)
         .await?;
         let done = closed.rows_affected() == 1;

@@ -8,12 +8,11 @@ impl Db {
     /// line is reserved and the order exists, or nothing changed. Payment is due within `ttl`.
     pub async fn create_order(
         &self,
-        items: &[NewItem],
-        ttl: std::time::Duration,
+        request: &OrderRequest,
         now: DateTime<Utc>,
     ) -> Result<Order, CreateOrderError> {
         let mut tx = self.writer.begin().await?;
-        let order = create_in(&mut tx, items, ttl, now).await?;
+        let order = create_in(&mut tx, request, now).await?;
         tx.commit().await?;
         Ok(order)
     }
@@ -23,15 +22,15 @@ impl Db {
     /// nothing and does not affect the others. A database failure fails the whole batch.
     pub async fn create_orders(
         &self,
-        requests: &[(&[NewItem], std::time::Duration)],
+        requests: &[&OrderRequest],
         now: DateTime<Utc>,
     ) -> Result<Vec<Result<Order, CreateOrderError>>, StoreError> {
         use sqlx::Acquire;
         let mut tx = self.writer.begin().await?;
         let mut results = Vec::with_capacity(requests.len());
-        for (items, ttl) in requests {
+        for request in requests {
             let mut savepoint = (&mut tx).begin().await?;
-            match create_in(&mut savepoint, items, *ttl, now).await {
+            match create_in(&mut savepoint, request, now).await {
                 Ok(order) => {
                     savepoint.commit().await?;
                     results.push(Ok(order));
@@ -149,18 +148,61 @@ impl Db {
     }
 }
 
+/// What an order holds, as a key: `product:num` per line, in product order.
+fn cart_key(items: &[NewItem]) -> String {
+    let mut lines: Vec<(i64, i64)> = items.iter().map(|i| (i.product_id, i.num)).collect();
+    lines.sort_unstable();
+    lines
+        .iter()
+        .map(|(product, num)| format!("{product}:{num}"))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
 /// Creates one order and reserves its stock inside `tx`.
 async fn create_in(
     tx: &mut Tx<'_>,
-    items: &[NewItem],
-    ttl: std::time::Duration,
+    request: &OrderRequest,
     now: DateTime<Utc>,
 ) -> Result<Order, CreateOrderError> {
+    let items = request.items.as_slice();
     if items.is_empty() || items.iter().any(|i| i.num <= 0) {
         return Err(CreateOrderError::Empty);
     }
     let created = now.timestamp();
-    let expires = created + ttl.as_secs() as i64;
+    let expires = created + request.ttl.as_secs() as i64;
+    let cart = cart_key(items);
+    if let Some(client) = &request.client {
+        // The same cart, still payable: send the shopper back to it rather than reserve twice.
+        let hold = client.unprepaid_hold.as_secs() as i64;
+        let existing: Option<String> = sqlx::query_scalar(
+            "SELECT out_trade_no FROM orders
+             WHERE client = $1 AND status = 'pending' AND cart = $2 AND expires_at > $3
+               AND (code_url IS NOT NULL OR created_at > $4)
+             ORDER BY created_at DESC LIMIT 1",
+        )
+        .bind(&client.key)
+        .bind(&cart)
+        .bind(created)
+        .bind(created - hold)
+        .fetch_optional(&mut **tx)
+        .await?;
+        if let Some(no) = existing {
+            return Err(CreateOrderError::AlreadyPending(stored_no(
+                &no,
+                "orders.out_trade_no",
+            )?));
+        }
+        let pending: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM orders WHERE client = $1 AND status = 'pending'",
+        )
+        .bind(&client.key)
+        .fetch_one(&mut **tx)
+        .await?;
+        if pending >= client.max_pending {
+            return Err(CreateOrderError::TooManyPending);
+        }
+    }
     let mut lines = Vec::with_capacity(items.len());
     let mut total = Fen(0);
     for item in items {
@@ -206,8 +248,8 @@ async fn create_in(
     let product_id = items[0].product_id.to_string();
     sqlx::query(
         "INSERT INTO orders (out_trade_no, total_fee, status, body, product_id, expires_at,
-                             created_at, updated_at)
-         VALUES ($1, $2, 'pending', $3, $4, $5, $6, $6)",
+                             created_at, updated_at, client, cart)
+         VALUES ($1, $2, 'pending', $3, $4, $5, $6, $6, $7, $8)",
     )
     .bind(no.as_str())
     .bind(total.0)
@@ -215,6 +257,8 @@ async fn create_in(
     .bind(&product_id)
     .bind(expires)
     .bind(created)
+    .bind(request.client.as_ref().map(|c| c.key.as_str()))
+    .bind(&cart)
     .execute(&mut **tx)
     .await?;
     for (item, name, price) in &lines {
