@@ -66,6 +66,7 @@ impl Shop {
     async fn start(&self) -> Proc {
         let child = Command::new(&self.binary)
             .env("LISTEN_ADDR", format!("127.0.0.1:{}", self.port))
+            .env("OPS_LISTEN_ADDR", "127.0.0.1:0")
             .env("DATABASE_URL", &self.database_url)
             .env("WEIXIN_API_BASE", &self.sandbox)
             .env("RECONCILE_INTERVAL_SECS", "1")
@@ -78,7 +79,7 @@ impl Shop {
             .stderr(Stdio::null())
             .spawn()
             .expect("the shop starts");
-        wait_healthy(&format!("http://127.0.0.1:{}/healthz", self.port)).await;
+        wait_healthy(&format!("http://127.0.0.1:{}/", self.port)).await;
         Proc(child)
     }
 }

@@ -38,6 +38,8 @@ pub enum LogFormat {
 pub struct Settings {
     pub mode: Mode,
     pub listen_addr: SocketAddr,
+    /// `OPS_LISTEN_ADDR`: `/healthz` and `/metrics`.
+    pub ops_listen_addr: SocketAddr,
     pub database_url: String,
     /// `PUBLIC_BASE_URL` when set; see [`Settings::public_base_url`].
     pub public_base_url: Option<Url>,
@@ -145,6 +147,7 @@ impl Settings {
         let listen_addr: SocketAddr = parse_or(&get, "LISTEN_ADDR", "127.0.0.1:8080")?;
         let sandbox_listen_addr: SocketAddr =
             parse_or(&get, "SANDBOX_LISTEN_ADDR", "127.0.0.1:8090")?;
+        let ops_listen_addr: SocketAddr = parse_or(&get, "OPS_LISTEN_ADDR", "127.0.0.1:9090")?;
 
         let database_url =
             get("DATABASE_URL").unwrap_or_else(|| "sqlite://data/checkout.db".into());
@@ -270,6 +273,7 @@ impl Settings {
         Ok(Settings {
             mode,
             listen_addr,
+            ops_listen_addr,
             database_url,
             public_base_url,
             merchant,

@@ -9,8 +9,8 @@
 //! inline SVG QR code, its success and failure pages); the seed front end's JSON routes
 //! (`/weixin/pay/create/native`, `/weixin/pay/status/query`, in its `Result` shape with code
 //! `20000`); WeChat's notify route (`/weixin/pay/notify/url`, answered in WeChat's XML once the
-//! payment is durably recorded); `/healthz` and `/metrics`; and the sandbox's WeChat Pay v2
-//! paths. The README describes each.
+//! payment is durably recorded); `/healthz` and `/metrics` on the operations address
+//! (`OPS_LISTEN_ADDR`); and the sandbox's WeChat Pay v2 paths. The README describes each.
 //!
 //! # Layout
 //!

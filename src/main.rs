@@ -11,7 +11,7 @@ const USAGE: &str = "usage: wxpay-checkout [serve | sandbox | healthcheck]
 
   serve        the shop and checkout (the default); in sandbox mode also the built-in sandbox
   sandbox      the WeChat Pay v2 sandbox alone, on SANDBOX_LISTEN_ADDR
-  healthcheck  asks the shop on LISTEN_ADDR for /healthz; exit 0 when healthy (for containers)
+  healthcheck  asks the shop on OPS_LISTEN_ADDR for /healthz; exit 0 when healthy (containers)
 
 Configuration comes from the environment; see README.md.";
 
@@ -93,10 +93,10 @@ async fn sandbox(settings: Settings) -> anyhow::Result<()> {
 }
 
 async fn healthcheck(settings: &Settings) -> ExitCode {
-    // The shop's own address, not PUBLIC_BASE_URL: the check runs beside the server.
+    // The shop's own operations address: the check runs beside the server.
     let url = format!(
         "http://{}/healthz",
-        wxpay_checkout::config::reachable(settings.listen_addr)
+        wxpay_checkout::config::reachable(settings.ops_listen_addr)
     );
     let client = reqwest::Client::builder()
         .timeout(std::time::Duration::from_secs(3))

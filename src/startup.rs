@@ -27,6 +27,8 @@ use crate::wxpay::{Client, ClientConfig};
 /// The shop, bound and ready to run.
 pub struct Application {
     addr: SocketAddr,
+    ops_addr: SocketAddr,
+    ops: actix_web::dev::Server,
     api_base: Url,
     server: actix_web::dev::Server,
     sandbox: Option<SandboxServer>,
@@ -141,6 +143,7 @@ impl Application {
             settings.trusted_proxies.clone(),
         ));
         crate::telemetry::metrics();
+        let state_for_ops = state.clone();
         let body_timeout = settings.request_body_timeout;
         let workers = std::thread::available_parallelism().map_or(2, usize::from);
         let server = HttpServer::new(move || {
@@ -159,8 +162,24 @@ impl Application {
         .client_request_timeout(std::time::Duration::from_secs(5))
         .listen(listener)?
         .run();
+        let ops_listener = TcpListener::bind(settings.ops_listen_addr)
+            .with_context(|| format!("binding OPS_LISTEN_ADDR {}", settings.ops_listen_addr))?;
+        let ops_addr = ops_listener.local_addr()?;
+        let ops_state = state_for_ops;
+        let ops = HttpServer::new(move || {
+            App::new()
+                .app_data(ops_state.clone())
+                .configure(crate::web::ops_routes)
+        })
+        .workers(1)
+        // The shop's server handles the signals and stops this one after it.
+        .disable_signals()
+        .listen(ops_listener)?
+        .run();
         Ok(Application {
             addr,
+            ops_addr,
+            ops,
             api_base,
             server,
             sandbox,
@@ -175,6 +194,11 @@ impl Application {
         self.addr
     }
 
+    /// Where `/healthz` and `/metrics` are served.
+    pub fn ops_addr(&self) -> SocketAddr {
+        self.ops_addr
+    }
+
     /// The WeChat Pay base URL in use: the built-in sandbox's, in sandbox mode.
     pub fn api_base(&self) -> &Url {
         &self.api_base
@@ -187,7 +211,11 @@ impl Application {
         let sandbox_handle: Option<SandboxHandle> =
             self.sandbox.as_ref().map(SandboxServer::handle);
         let sandbox_task = self.sandbox.map(|sandbox| tokio::spawn(sandbox.run()));
+        let ops_handle = self.ops.handle();
+        let ops_task = tokio::spawn(self.ops);
         let served = self.server.await;
+        ops_handle.stop(true).await;
+        ops_task.await??;
         self.shutdown.cancel();
         // A reconciliation run in progress finishes while the built-in sandbox still answers.
         self.reconciler.await?;

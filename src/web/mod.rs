@@ -155,7 +155,12 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         "/weixin/pay/create/native",
         web::get().to(seed::create_native),
     )
-    .route("/static/{file}", web::get().to(assets::serve))
-    .route("/healthz", web::get().to(ops::healthz))
-    .route("/metrics", web::get().to(ops::metrics));
+    .route("/static/{file}", web::get().to(assets::serve));
+}
+
+/// The operations routes, served on `OPS_LISTEN_ADDR` — not on the public shop port, where they
+/// would show order volumes and count an attacker's rejected forgeries to anyone.
+pub fn ops_routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/healthz", web::get().to(ops::healthz))
+        .route("/metrics", web::get().to(ops::metrics));
 }

@@ -284,7 +284,7 @@ async fn a_state_this_version_does_not_know_is_raised_once_and_the_order_still_e
         order_state(&app, &no).await,
         ("pending".into(), 0, Some("ACCEPT".into()))
     );
-    let metrics = app.get("/metrics").await.text().await.unwrap();
+    let metrics = app.ops_get("/metrics").await.text().await.unwrap();
     assert_eq!(unknown(&metrics).as_deref(), Some("1"), "raised once");
     // Due: closed at WeChat, then here; its stock comes back.
     let report = job.run_once(created + Span::minutes(6)).await.unwrap();

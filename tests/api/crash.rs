@@ -64,6 +64,7 @@ pub(crate) async fn start_shop_with(database_url: &str, port: u16, env: &[(&str,
     let mut command = Command::new(env!("CARGO_BIN_EXE_wxpay-checkout"));
     command
         .env("LISTEN_ADDR", format!("127.0.0.1:{port}"))
+        .env("OPS_LISTEN_ADDR", "127.0.0.1:0")
         .env("SANDBOX_LISTEN_ADDR", "127.0.0.1:0")
         .env("SANDBOX_CONTROLS", "1")
         .env("PENDING_ORDERS_PER_CLIENT", "0")
@@ -76,7 +77,8 @@ pub(crate) async fn start_shop_with(database_url: &str, port: u16, env: &[(&str,
         command.env(name, value);
     }
     let shop = Shop(command.spawn().unwrap(), Some(log));
-    let health = format!("http://127.0.0.1:{port}/healthz");
+    // Ready when the shop answers its catalogue (health is on the operations port).
+    let health = format!("http://127.0.0.1:{port}/");
     let until = tokio::time::Instant::now() + Duration::from_secs(20);
     loop {
         if let Ok(r) = reqwest::get(&health).await {

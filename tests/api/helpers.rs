@@ -51,6 +51,7 @@ pub fn settings(dir: &TempDir, overrides: &[(&str, &str)]) -> Settings {
     let mut vars: HashMap<String, String> = HashMap::from([
         ("LISTEN_ADDR".into(), "127.0.0.1:0".into()),
         ("SANDBOX_LISTEN_ADDR".into(), "127.0.0.1:0".into()),
+        ("OPS_LISTEN_ADDR".into(), "127.0.0.1:0".into()),
         (
             "DATABASE_URL".into(),
             format!("sqlite://{}/checkout.db", dir.path().display()),
@@ -316,6 +317,8 @@ use wxpay_checkout::startup::Application;
 /// schedule in milliseconds), plus a raw connection to its database for assertions.
 pub struct TestApp {
     pub addr: std::net::SocketAddr,
+    /// Where `/healthz` and `/metrics` are served.
+    pub ops: std::net::SocketAddr,
     pub sandbox: Url,
     /// Follows no redirects, so tests see the 303s.
     pub http: reqwest::Client,
@@ -345,11 +348,13 @@ impl TestApp {
         vars.extend_from_slice(overrides);
         let app = Application::build(&settings(&dir, &vars)).await.unwrap();
         let addr = app.addr();
+        let ops = app.ops_addr();
         let sandbox = app.api_base().clone();
         tokio::spawn(app.run());
         let db = raw_pool(&database_url).await;
         TestApp {
             addr,
+            ops,
             sandbox,
             http: no_redirects(),
             db,
@@ -360,6 +365,15 @@ impl TestApp {
 
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{}", self.addr, path)
+    }
+
+    /// GET an operations path (`/healthz`, `/metrics`).
+    pub async fn ops_get(&self, path: &str) -> reqwest::Response {
+        self.http
+            .get(format!("http://{}{}", self.ops, path))
+            .send()
+            .await
+            .unwrap()
     }
 
     pub fn sandbox_url(&self, path: &str) -> Url {

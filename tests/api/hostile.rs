@@ -24,7 +24,7 @@ async fn odd_methods_never_become_metric_labels() {
         let request = format!("{method} / HTTP/1.1\r\nHost: shop\r\nConnection: close\r\n\r\n");
         raw(app.addr, request.as_bytes()).await;
     }
-    let metrics = app.get("/metrics").await.text().await.unwrap();
+    let metrics = app.ops_get("/metrics").await.text().await.unwrap();
     assert!(
         !metrics.contains("MMMM"),
         "a client's method became a label"
@@ -116,6 +116,7 @@ fn sandbox_mode_on_a_public_address_refuses_to_start_without_the_opt_in() {
         let mut command = Command::new(env!("CARGO_BIN_EXE_wxpay-checkout"));
         command
             .env("LISTEN_ADDR", format!("0.0.0.0:{port}"))
+            .env("OPS_LISTEN_ADDR", "127.0.0.1:0")
             .env("SANDBOX_LISTEN_ADDR", "127.0.0.1:0")
             .env(
                 "DATABASE_URL",
@@ -334,7 +335,7 @@ async fn stalled_bodies_are_cut_off_and_the_shop_keeps_answering() {
         stalled.push(socket);
     }
     // Meanwhile the shop answers everyone else.
-    assert_eq!(app.get("/healthz").await.status(), 200);
+    assert_eq!(app.ops_get("/healthz").await.status(), 200);
     assert_eq!(app.get("/").await.status(), 200);
     // Each stalled client is answered and its connection closed, past the deadline.
     let started = tokio::time::Instant::now();
@@ -351,7 +352,7 @@ async fn stalled_bodies_are_cut_off_and_the_shop_keeps_answering() {
     );
     assert!(started.elapsed() < Duration::from_secs(10));
     assert_eq!(app.stock(1).await, before, "nothing reserved");
-    assert_eq!(app.get("/healthz").await.status(), 200);
+    assert_eq!(app.ops_get("/healthz").await.status(), 200);
 }
 
 /// A shop with per-client limits on, behind a proxy on loopback (so tests can speak as many

@@ -170,7 +170,7 @@ async fn forged_or_broken_notifies_are_refused_and_change_nothing() {
         .await
         .unwrap();
     assert_eq!(events, 0);
-    assert_eq!(app.get("/healthz").await.status(), 200);
+    assert_eq!(app.ops_get("/healthz").await.status(), 200);
     // The genuine one still works.
     assert_eq!(
         send_notify(&app, signed(&good, false)).await.1["return_code"],

@@ -11,13 +11,16 @@ use crate::helpers::settings;
 async fn the_server_starts_on_a_free_port_and_reports_health() {
     let dir = TempDir::new().unwrap();
     let app = Application::build(&settings(&dir, &[])).await.unwrap();
-    let addr = app.addr();
+    let (addr, ops) = (app.addr(), app.ops_addr());
     tokio::spawn(app.run());
-    let response = reqwest::get(format!("http://{addr}/healthz"))
-        .await
-        .unwrap();
+    let response = reqwest::get(format!("http://{ops}/healthz")).await.unwrap();
     assert_eq!(response.status(), 200);
     assert!(dir.path().join("checkout.db").exists());
+    // Operations are not on the public shop port.
+    for path in ["/healthz", "/metrics"] {
+        let response = reqwest::get(format!("http://{addr}{path}")).await.unwrap();
+        assert_eq!(response.status(), 404, "{path}");
+    }
 }
 
 #[test]
@@ -127,7 +130,7 @@ async fn metrics_count_requests_notifies_transitions_and_wechat_calls() {
         app.wait_for_status(&no, "paid", std::time::Duration::from_secs(5))
             .await
     );
-    let metrics = app.get("/metrics").await.text().await.unwrap();
+    let metrics = app.ops_get("/metrics").await.text().await.unwrap();
     for expected in [
         "http_requests_total{route=\"/orders\",method=\"POST\",status=\"303\"}",
         "http_requests_total{route=\"/pay/{out_trade_no}\",method=\"GET\",status=\"200\"}",
@@ -152,7 +155,7 @@ async fn health_is_503_when_the_database_does_not_answer() {
     use wxpay_checkout::checkout::Checkout;
     use wxpay_checkout::rt::AppRuntime;
     use wxpay_checkout::store::Store;
-    use wxpay_checkout::web::{routes, AppState};
+    use wxpay_checkout::web::{ops_routes, AppState};
     use wxpay_checkout::wxpay::{Client, ClientConfig, SignType};
 
     let dir = TempDir::new().unwrap();
@@ -178,7 +181,7 @@ async fn health_is_503_when_the_database_does_not_answer() {
         &"http://127.0.0.1:9/".parse().unwrap(),
         Vec::new(),
     ));
-    let app = test::init_service(App::new().app_data(state).configure(routes)).await;
+    let app = test::init_service(App::new().app_data(state).configure(ops_routes)).await;
     let ok = test::call_service(&app, test::TestRequest::get().uri("/healthz").to_request()).await;
     assert_eq!(ok.status(), 200);
     store.close().await;
@@ -194,13 +197,13 @@ async fn the_healthcheck_command_reports_the_shops_health() {
         tokio::task::spawn_blocking(move || {
             Command::new(env!("CARGO_BIN_EXE_wxpay-checkout"))
                 .arg("healthcheck")
-                .env("LISTEN_ADDR", addr)
+                .env("OPS_LISTEN_ADDR", addr)
                 .output()
                 .unwrap()
                 .status
         })
     };
-    assert!(check(app.addr.to_string()).await.unwrap().success());
+    assert!(check(app.ops.to_string()).await.unwrap().success());
     let nothing = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -239,6 +242,7 @@ async fn logs_are_json_lines_that_carry_the_order_number_and_never_the_api_key()
     let port = free_port();
     let mut shop = Command::new(env!("CARGO_BIN_EXE_wxpay-checkout"));
     shop.env("LISTEN_ADDR", format!("127.0.0.1:{port}"))
+        .env("OPS_LISTEN_ADDR", "127.0.0.1:0")
         .env(
             "DATABASE_URL",
             format!("sqlite://{}/shop.db", dir.path().display()),
@@ -254,7 +258,7 @@ async fn logs_are_json_lines_that_carry_the_order_number_and_never_the_api_key()
     let mut shop = Shop(shop.spawn().unwrap(), None);
     let base = format!("http://127.0.0.1:{port}");
     let until = tokio::time::Instant::now() + Duration::from_secs(20);
-    while reqwest::get(format!("{base}/healthz")).await.is_err()
+    while reqwest::get(format!("{base}/")).await.is_err()
         || reqwest::get(&sandbox_url).await.is_err()
     {
         assert!(
