@@ -30,7 +30,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use url::Url;
 
-pub use self::error::{loggable, CheckoutError, Missing, NotifyRefusal};
+pub use self::error::{loggable, CheckoutError, Missing, NotifyRefusal, LOGGABLE_CHARS};
 pub use self::flight::Flights;
 pub use self::limits::{RateLimiter, Shopper};
 pub use self::notify::NotifyReceipt;
