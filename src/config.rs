@@ -37,6 +37,8 @@ pub enum LogFormat {
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub mode: Mode,
+    /// `SHOP_NAME`: on every page and first in WeChat's `body`.
+    pub shop_name: String,
     pub listen_addr: SocketAddr,
     /// `OPS_LISTEN_ADDR`: `/healthz` and `/metrics`.
     pub ops_listen_addr: SocketAddr,
@@ -166,6 +168,23 @@ impl Settings {
             .transpose()?;
 
         let (mode, merchant) = merchant(&get)?;
+        let shop_name = match (get("SHOP_NAME"), mode) {
+            (Some(name), _) => name.trim().to_owned(),
+            (None, Mode::Sandbox) => "茶舍 Tea House".to_owned(),
+            (None, Mode::Live) => {
+                return Err(error(
+                    "SHOP_NAME",
+                    "required with merchant credentials: the name shoppers see on every page \
+                     and in WeChat Pay",
+                ))
+            }
+        };
+        if shop_name.chars().count() > 40 || shop_name.chars().any(char::is_control) {
+            return Err(error(
+                "SHOP_NAME",
+                "at most 40 characters, no control characters",
+            ));
+        }
 
         let notify_url = get("WEIXIN_NOTIFYURL")
             .map(|text| http_url("WEIXIN_NOTIFYURL", &text))
@@ -272,6 +291,7 @@ impl Settings {
 
         Ok(Settings {
             mode,
+            shop_name,
             listen_addr,
             ops_listen_addr,
             database_url,
@@ -484,17 +504,37 @@ mod tests {
     }
 
     #[test]
+    fn a_live_shop_must_be_named_and_a_sandbox_shop_has_the_demo_name() {
+        let err = settings(&[
+            ("WEIXIN_APPID", "wx1"),
+            ("WEIXIN_PARTNER", "1"),
+            ("WEIXIN_PARTNERKEY", KEY),
+        ])
+        .unwrap_err();
+        assert_eq!(err.var, "SHOP_NAME");
+        assert_eq!(settings(&[]).unwrap().shop_name, "茶舍 Tea House");
+        assert_eq!(
+            settings(&[("SHOP_NAME", &"名".repeat(41))])
+                .unwrap_err()
+                .var,
+            "SHOP_NAME"
+        );
+    }
+
+    #[test]
     fn merchant_credentials_select_live_mode_and_wechats_host() {
         let s = settings(&[
             ("WEIXIN_APPID", "wx8888888888888888"),
             ("WEIXIN_PARTNER", "1900000109"),
             ("WEIXIN_PARTNERKEY", KEY),
+            ("SHOP_NAME", "龙井茶庄"),
             ("PUBLIC_BASE_URL", "https://shop.example.com/checkout"),
             ("LISTEN_ADDR", "0.0.0.0:8080"),
             ("WEIXIN_SIGN_TYPE", "HMAC-SHA256"),
         ])
         .unwrap();
         assert_eq!(s.mode, Mode::Live);
+        assert_eq!(s.shop_name, "龙井茶庄");
         assert!(!s.builtin_sandbox);
         assert_eq!(s.api_base.as_str(), "https://api.mch.weixin.qq.com/");
         assert_eq!(
@@ -577,6 +617,7 @@ mod tests {
             ("WEIXIN_APPID", "wx1"),
             ("WEIXIN_PARTNER", "1"),
             ("WEIXIN_PARTNERKEY", KEY),
+            ("SHOP_NAME", "龙井茶庄"),
         ])
         .unwrap();
         let shown = format!("{s:?}");

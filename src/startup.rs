@@ -79,9 +79,12 @@ impl Application {
         let store = Store::connect(&settings.database_url, &rt)
             .await
             .context("opening the database (DATABASE_URL)")?;
-        let seeded = store.seed_demo_catalogue().await?;
-        if seeded > 0 {
-            tracing::info!(products = seeded, "demo catalogue created");
+        // The demo teas are the sandbox's; a live shop sells only its own catalogue.
+        if settings.mode == crate::config::Mode::Sandbox {
+            let seeded = store.seed_demo_catalogue().await?;
+            if seeded > 0 {
+                tracing::info!(products = seeded, "demo catalogue created");
+            }
         }
         let listener = TcpListener::bind(settings.listen_addr)
             .with_context(|| format!("binding LISTEN_ADDR {}", settings.listen_addr))?;
@@ -113,6 +116,7 @@ impl Application {
 
         let shutdown = CancellationToken::new();
         let terms = Terms {
+            shop_name: settings.shop_name.clone(),
             notify_url: settings.notify_url(addr),
             spbill_create_ip: settings.spbill_create_ip(),
             order_ttl: settings.order_ttl,
@@ -150,6 +154,7 @@ impl Application {
             App::new()
                 .app_data(state.clone())
                 .wrap(crate::web::security_headers())
+                .wrap_fn(crate::web::error::render_error_pages)
                 .wrap_fn(crate::web::ops::count_request)
                 .wrap_fn(move |req, service| {
                     use actix_web::dev::Service;

@@ -59,6 +59,8 @@ pub const NATIVE_CALLS_PER_MINUTE: u32 = 60;
 /// The merchant's terms of sale: fixed facts of this shop's checkout.
 #[derive(Debug, Clone)]
 pub struct Terms {
+    /// The shop's name (`SHOP_NAME`): on every page, and first in WeChat's `body`.
+    pub shop_name: String,
     pub notify_url: Url,
     /// `spbill_create_ip`: for Native payments, the IP of the machine calling WeChat Pay. It is
     /// part of a unifiedorder's parameters, so it must not change between re-entries.
@@ -221,6 +223,7 @@ impl Checkout {
         }
         let request = OrderRequest {
             items,
+            shop_name: terms.shop_name.clone(),
             ttl: terms.order_ttl,
             client: terms.limits_clients().then(|| ClientLimits {
                 key: shopper.key().to_owned(),

@@ -197,6 +197,7 @@ impl Store {
     ) -> Result<Order, CreateOrderError> {
         let request = OrderRequest {
             items: items.to_vec(),
+            shop_name: String::new(),
             ttl,
             client: None,
         };

@@ -483,6 +483,7 @@ async fn order_batch_case(store: Store) {
     );
     let request = |items: [NewItem; 1]| OrderRequest {
         items: items.to_vec(),
+        shop_name: String::new(),
         ttl,
         client: None,
     };

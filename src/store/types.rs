@@ -17,6 +17,8 @@ pub struct NewItem {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OrderRequest {
     pub items: Vec<NewItem>,
+    /// The shop's name, first in WeChat's `body` (`SHOP_NAME-goods`, as WeChat asks).
+    pub shop_name: String,
     /// Time to pay (`time_expire` from creation).
     pub ttl: std::time::Duration,
     /// Who places it, when per-client limits apply.
@@ -121,14 +123,20 @@ pub(crate) fn time(secs: i64) -> DateTime<Utc> {
         .unwrap_or(DateTime::<Utc>::MIN_UTC)
 }
 
-/// The unifiedorder body: "name xN" per line, cut to WeChat's 128 bytes — never inside a
-/// character — and marked with '…' where cut.
-pub(crate) fn order_body(lines: &[(String, i64)]) -> String {
-    let full = lines
+/// The unifiedorder body as WeChat asks for it, `shop-goods`: the shop's name, then "name xN"
+/// per line, cut to WeChat's 128 bytes — never inside a character — and marked with '…' where
+/// cut.
+pub(crate) fn order_body(shop_name: &str, lines: &[(String, i64)]) -> String {
+    let goods = lines
         .iter()
         .map(|(name, num)| format!("{name} x{num}"))
         .collect::<Vec<_>>()
         .join(", ");
+    let full = if shop_name.is_empty() {
+        goods
+    } else {
+        format!("{shop_name}-{goods}")
+    };
     if full.len() <= MAX_BODY_BYTES {
         return full;
     }
@@ -266,13 +274,13 @@ mod tests {
 
     #[test]
     fn body_lists_goods_and_fits_wechats_limit() {
-        assert_eq!(order_body(&[("龙井茶".into(), 2)]), "龙井茶 x2");
+        assert_eq!(order_body("", &[("龙井茶".into(), 2)]), "龙井茶 x2");
         assert_eq!(
-            order_body(&[("a".into(), 1), ("b".into(), 3)]),
-            "a x1, b x3"
+            order_body("茶舍", &[("a".into(), 1), ("b".into(), 3)]),
+            "茶舍-a x1, b x3"
         );
         // Bytes, not characters: 60 Chinese characters are 180 bytes.
-        let long = order_body(&[("长".repeat(60), 1)]);
+        let long = order_body("", &[("长".repeat(60), 1)]);
         assert!(long.len() <= MAX_BODY_BYTES, "{} bytes", long.len());
         assert!(
             long.len() > MAX_BODY_BYTES - 4,
@@ -281,7 +289,7 @@ mod tests {
         assert!(long.ends_with('…'));
         assert!(long.starts_with(&"长".repeat(41)));
         for name in ["a".repeat(200), "é".repeat(100), "長a".repeat(50)] {
-            let body = order_body(&[(name, 1)]);
+            let body = order_body("茶舍 Tea House", &[(name, 1)]);
             assert!(body.len() <= MAX_BODY_BYTES && body.ends_with('…'));
         }
     }

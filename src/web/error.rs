@@ -8,6 +8,7 @@ use actix_web::{HttpResponse, ResponseError};
 use askama::Template;
 
 use super::seed::ResultBody;
+use super::Chrome;
 use crate::checkout::{CheckoutError, MAX_NUM};
 use crate::wxpay::notify::fail_answer;
 
@@ -35,7 +36,60 @@ struct ErrorPage<'a> {
     headline: &'a str,
     detail: &'a str,
     retry_url: Option<&'a str>,
-    sandbox: bool,
+    chrome: Chrome,
+}
+
+/// An error page's content, kept with the response so that [`render_error_pages`] can draw it
+/// in the shop's own chrome (an error knows nothing of the shop it happened in).
+#[derive(Debug, Clone)]
+struct ErrorView {
+    status: StatusCode,
+    headline: &'static str,
+    detail: String,
+    retry_url: Option<String>,
+}
+
+impl ErrorView {
+    fn render(&self, chrome: Chrome) -> Option<String> {
+        ErrorPage {
+            status: self.status.as_u16(),
+            headline: self.headline,
+            detail: &self.detail,
+            retry_url: self.retry_url.as_deref(),
+            chrome,
+        }
+        .render()
+        .ok()
+    }
+}
+
+/// Draws error pages in the shop's chrome (its name on every page).
+pub fn render_error_pages<S>(
+    req: actix_web::dev::ServiceRequest,
+    service: &S,
+) -> impl std::future::Future<Output = Result<actix_web::dev::ServiceResponse, actix_web::Error>>
+where
+    S: actix_web::dev::Service<
+        actix_web::dev::ServiceRequest,
+        Response = actix_web::dev::ServiceResponse,
+        Error = actix_web::Error,
+    >,
+{
+    let chrome = req
+        .app_data::<actix_web::web::Data<super::AppState>>()
+        .map(|state| state.chrome());
+    let response = service.call(req);
+    async move {
+        let response = response.await?;
+        let view = response.response().extensions().get::<ErrorView>().cloned();
+        let (Some(view), Some(chrome)) = (view, chrome) else {
+            return Ok(response);
+        };
+        let Some(page) = view.render(chrome) else {
+            return Ok(response);
+        };
+        Ok(response.map_body(|_, _| actix_web::body::BoxBody::new(page)))
+    }
 }
 
 const NOT_FOUND: &str = "找不到 Not found";
@@ -135,19 +189,24 @@ impl ResponseError for WebError {
             WebError::Checkout(e) => e.retry().map(|no| format!("/pay/{no}")),
             _ => None,
         };
-        let page = ErrorPage {
-            status: status.as_u16(),
+        let view = ErrorView {
+            status,
             headline,
-            detail: &detail,
-            retry_url: retry_url.as_deref(),
+            detail,
+            retry_url,
+        };
+        // Drawn in a neutral chrome here; `render_error_pages` redraws it in the shop's.
+        let neutral = Chrome {
+            shop_name: String::new(),
             sandbox: false,
         };
-        let mut response = match page.render() {
-            Ok(body) => HttpResponse::build(status)
+        let mut response = match view.render(neutral) {
+            Some(body) => HttpResponse::build(status)
                 .content_type("text/html; charset=utf-8")
                 .body(body),
-            Err(_) => HttpResponse::build(status).finish(),
+            None => HttpResponse::build(status).finish(),
         };
+        response.extensions_mut().insert(view);
         if status == StatusCode::TOO_MANY_REQUESTS {
             response.headers_mut().insert(
                 actix_web::http::header::RETRY_AFTER,

@@ -5,7 +5,7 @@
 //! service; nothing here touches the store or the payments channel.
 
 mod assets;
-mod error;
+pub mod error;
 pub mod limits;
 pub mod notify;
 pub mod ops;
@@ -21,6 +21,14 @@ use url::Url;
 
 use crate::checkout::{Checkout, Shopper};
 pub use error::WebError;
+
+/// What every page shows around its content: the shop's name (`SHOP_NAME`) and, in sandbox
+/// mode, a banner.
+#[derive(Debug, Clone)]
+pub struct Chrome {
+    pub shop_name: String,
+    pub sandbox: bool,
+}
 
 /// Everything handlers need, shared by every worker.
 pub struct AppState {
@@ -100,6 +108,14 @@ impl AppState {
     /// Whether pages carry the sandbox's banner and links.
     fn sandbox(&self) -> bool {
         self.sandbox_base.is_some()
+    }
+
+    /// What every page shows around its content.
+    fn chrome(&self) -> Chrome {
+        Chrome {
+            shop_name: self.checkout.terms().shop_name.clone(),
+            sandbox: self.sandbox(),
+        }
     }
 }
 

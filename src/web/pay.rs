@@ -6,7 +6,7 @@ use askama::Template;
 use chrono::Utc;
 
 use super::shop::render;
-use super::{no_store, AppState, WebError};
+use super::{no_store, AppState, Chrome, WebError};
 use crate::checkout::{loggable, trade_state, Order, PayStep};
 use crate::domain::OrderStatus;
 use crate::wxpay::TradeState;
@@ -23,7 +23,7 @@ struct PayPage {
     sandbox_scan_url: Option<String>,
     /// The last attempt failed (PAYERROR): the shopper may scan again.
     payment_failed: bool,
-    sandbox: bool,
+    chrome: Chrome,
 }
 
 struct ItemView {
@@ -82,7 +82,7 @@ pub async fn pay_page(
             .collect(),
         sandbox_scan_url,
         payment_failed: trade_state(&order) == TradeState::PayError,
-        sandbox: state.sandbox(),
+        chrome: state.chrome(),
     };
     Ok(no_store(render(&page)?))
 }
@@ -94,7 +94,7 @@ struct SuccessPage {
     amount: String,
     transaction_id: Option<String>,
     pay_time: Option<String>,
-    sandbox: bool,
+    chrome: Chrome,
 }
 
 #[derive(Template)]
@@ -105,7 +105,7 @@ struct FailedPage {
     detail: &'static str,
     /// The payment that will be refunded, when one arrived too late.
     refund_of: Option<String>,
-    sandbox: bool,
+    chrome: Chrome,
 }
 
 #[tracing::instrument(name = "success_page", skip_all, fields(out_trade_no = %loggable(&no)))]
@@ -124,7 +124,7 @@ pub async fn success_page(
         pay_time: order
             .pay_time
             .map(|t| format!("{} (UTC+8)", beijing_display(t))),
-        sandbox: state.sandbox(),
+        chrome: state.chrome(),
     })
     .map(no_store)
 }
@@ -163,7 +163,7 @@ pub async fn failed_page(
         headline,
         detail,
         refund_of,
-        sandbox: state.sandbox(),
+        chrome: state.chrome(),
     })
     .map(no_store)
 }

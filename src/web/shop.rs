@@ -5,7 +5,7 @@ use actix_web::{web, HttpResponse};
 use askama::Template;
 use serde::Deserialize;
 
-use super::{AppState, WebError};
+use super::{AppState, Chrome, WebError};
 use crate::checkout::{CheckoutError, Missing, NewItem, MAX_NUM};
 
 struct ProductView {
@@ -20,7 +20,7 @@ struct ProductView {
 #[template(path = "shop.html")]
 struct ShopPage {
     products: Vec<ProductView>,
-    sandbox: bool,
+    chrome: Chrome,
 }
 
 pub async fn catalogue(state: web::Data<AppState>) -> Result<HttpResponse, WebError> {
@@ -39,7 +39,7 @@ pub async fn catalogue(state: web::Data<AppState>) -> Result<HttpResponse, WebEr
         .collect();
     render(&ShopPage {
         products,
-        sandbox: state.sandbox(),
+        chrome: state.chrome(),
     })
 }
 

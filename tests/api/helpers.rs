@@ -640,6 +640,7 @@ pub fn test_terms(
     reconcile_max_attempts: Option<u32>,
 ) -> wxpay_checkout::checkout::Terms {
     wxpay_checkout::checkout::Terms {
+        shop_name: "茶舍 Tea House".into(),
         notify_url: "http://127.0.0.1:9/weixin/pay/notify/url".parse().unwrap(),
         spbill_create_ip: "127.0.0.1".into(),
         order_ttl: Duration::from_secs(600),

@@ -222,6 +222,7 @@ async fn logs_are_json_lines_that_carry_the_order_number_and_never_the_api_key()
         ("WEIXIN_APPID", "wx1234567890abcdef"),
         ("WEIXIN_PARTNER", "1234567890"),
         ("WEIXIN_PARTNERKEY", key),
+        ("SHOP_NAME", "龙井茶庄"),
     ];
     let dir = TempDir::new().unwrap();
     let sandbox_port = free_port();
@@ -267,6 +268,17 @@ async fn logs_are_json_lines_that_carry_the_order_number_and_never_the_api_key()
         );
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
+    // A live shop sells only its own catalogue: one product, added by hand.
+    let db = sqlx::SqlitePool::connect(&format!("sqlite://{}/shop.db", dir.path().display()))
+        .await
+        .unwrap();
+    sqlx::query(
+        "INSERT INTO products (id, name, price_fen, stock, created_at, updated_at)
+         VALUES (1, '龙井 250g', 12800, 5, 0, 0)",
+    )
+    .execute(&db)
+    .await
+    .unwrap();
     let http = crate::helpers::no_redirects();
     let location = crate::helpers::place_order_at(&http, &base, "1").await;
     let no = location.trim_start_matches("/pay/").to_owned();

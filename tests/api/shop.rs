@@ -391,3 +391,62 @@ async fn visits_in_an_orders_last_seconds_make_no_new_unifiedorder() {
     );
     assert_eq!(app.sandbox_stats().await["unifiedorder"], 1);
 }
+
+#[tokio::test]
+async fn the_shops_name_is_on_every_page_and_first_in_wechats_body() {
+    let app = TestApp::spawn_with(&[("SHOP_NAME", "龙井茶庄")]).await;
+    let no = app.place_order(1, 1).await;
+    for path in [
+        "/".to_string(),
+        format!("/pay/{no}"),
+        // An error page too.
+        "/pay/no-such-order".to_string(),
+    ] {
+        let page = app.get(&path).await.text().await.unwrap();
+        assert!(
+            page.contains("<a href=\"/\" class=\"brand\">龙井茶庄</a>"),
+            "{path}: {page}"
+        );
+    }
+    let body: String = sqlx::query_scalar("SELECT body FROM orders WHERE out_trade_no = $1")
+        .bind(&no)
+        .fetch_one(&app.db)
+        .await
+        .unwrap();
+    assert_eq!(body, "龙井茶庄-西湖龙井茶 250g x1");
+}
+
+#[tokio::test]
+async fn a_live_shop_starts_with_no_demo_products() {
+    let dir = tempfile::TempDir::new().unwrap();
+    let url = crate::helpers::database_url(&dir).await;
+    let settings = crate::helpers::settings(
+        &dir,
+        &[
+            ("DATABASE_URL", url.as_str()),
+            ("WEIXIN_APPID", "wx1234567890abcdef"),
+            ("WEIXIN_PARTNER", "1234567890"),
+            ("WEIXIN_PARTNERKEY", "Zx9Qw8Er7Ty6Ui5Op4As3Df2Gh1Jk0Lm"),
+            ("WEIXIN_API_BASE", "http://127.0.0.1:9/"),
+            ("SHOP_NAME", "龙井茶庄"),
+        ],
+    );
+    let app = wxpay_checkout::startup::Application::build(&settings)
+        .await
+        .unwrap();
+    let addr = app.addr();
+    tokio::spawn(app.run());
+    let db = crate::helpers::raw_pool(&url).await;
+    let products: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM products")
+        .fetch_one(&db)
+        .await
+        .unwrap();
+    assert_eq!(products, 0);
+    let page = reqwest::get(format!("http://{addr}/"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(!page.contains("西湖龙井茶"));
+}

@@ -240,6 +240,7 @@ async fn create_in(
     }
     let no = OutTradeNo::generate(now);
     let body = order_body(
+        &request.shop_name,
         &lines
             .iter()
             .map(|(item, name, _)| (name.clone(), item.num))
