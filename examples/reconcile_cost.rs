@@ -112,6 +112,7 @@ async fn main() -> anyhow::Result<()> {
         reconcile_max_attempts: Some(10),
         pending_per_client: 0,
         order_rate_per_minute: 0,
+        checkout_fields: Vec::new(),
     };
     let shutdown = tokio_util::sync::CancellationToken::new();
     let (checkout, _background) = Checkout::start(store, wechat, terms, &rt, &shutdown);

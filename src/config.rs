@@ -9,6 +9,7 @@ use std::time::Duration;
 use secrecy::SecretString;
 use url::Url;
 
+use crate::domain::ContactField;
 use crate::sandbox::Faults;
 use crate::wxpay::{Merchant, SignType};
 
@@ -69,6 +70,10 @@ pub struct Settings {
     pub order_rate_per_minute: u32,
     /// `TRUSTED_PROXIES`: the proxies whose `X-Forwarded-For` names the client.
     pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// `CATALOGUE_FILE`: a catalogue imported (upserted by sku) at start-up.
+    pub catalogue_file: Option<std::path::PathBuf>,
+    /// `CHECKOUT_FIELDS`: the contact the checkout asks for, in form order (empty: none).
+    pub checkout_fields: Vec<ContactField>,
     pub log_format: LogFormat,
 }
 
@@ -283,6 +288,23 @@ impl Settings {
             })
             .collect::<Result<Vec<_>, _>>()?;
 
+        let catalogue_file = get("CATALOGUE_FILE").map(std::path::PathBuf::from);
+        if let Some(file) = &catalogue_file {
+            let extension = file
+                .extension()
+                .and_then(|e| e.to_str())
+                .unwrap_or_default();
+            if !["toml", "csv"].contains(&extension.to_ascii_lowercase().as_str()) {
+                return Err(error("CATALOGUE_FILE", "must name a .toml or .csv file"));
+            }
+        }
+        // Set but empty means no contact at all (digital goods), unlike the other variables.
+        let checkout_fields = checkout_fields(
+            lookup("CHECKOUT_FIELDS")
+                .as_deref()
+                .unwrap_or("name,phone,address"),
+        )?;
+
         let log_format = match get("LOG_FORMAT").as_deref() {
             None | Some("text") => LogFormat::Text,
             Some("json") => LogFormat::Json,
@@ -316,9 +338,41 @@ impl Settings {
             pending_per_client,
             order_rate_per_minute,
             trusted_proxies,
+            catalogue_file,
+            checkout_fields,
             log_format,
         })
     }
+}
+
+/// `CHECKOUT_FIELDS`: a comma-separated list of contact fields, each at most once; empty or
+/// `none` for none.
+fn checkout_fields(text: &str) -> Result<Vec<ContactField>, ConfigError> {
+    let mut fields = Vec::new();
+    for name in text.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+        if name.eq_ignore_ascii_case("none") && text.trim().eq_ignore_ascii_case("none") {
+            break;
+        }
+        let field = ContactField::parse(&name.to_ascii_lowercase()).ok_or_else(|| {
+            error(
+                "CHECKOUT_FIELDS",
+                format!(
+                    "{:?} is not one of name, phone, address, email, note",
+                    super_loggable(name)
+                ),
+            )
+        })?;
+        if fields.contains(&field) {
+            return Err(error(
+                "CHECKOUT_FIELDS",
+                format!("{} is listed twice", field.as_str()),
+            ));
+        }
+        fields.push(field);
+    }
+    // Forms show the fields in one order, whatever order they were listed in.
+    fields.sort_by_key(|f| ContactField::ALL.iter().position(|a| a == f));
+    Ok(fields)
 }
 
 /// A value shown in an error, cut short.
@@ -493,6 +547,33 @@ mod tests {
         assert_eq!(s.merchant.appid, SANDBOX_APPID);
         assert!(s.builtin_sandbox);
         assert_eq!(s.sandbox.time_scale, 1.0);
+    }
+
+    #[test]
+    fn checkout_fields_default_to_a_shipping_address_and_may_be_none() {
+        use ContactField::*;
+        assert_eq!(
+            settings(&[]).unwrap().checkout_fields,
+            vec![Name, Phone, Address]
+        );
+        assert_eq!(
+            settings(&[("CHECKOUT_FIELDS", "note, EMAIL")])
+                .unwrap()
+                .checkout_fields,
+            vec![Email, Note]
+        );
+        for none in ["", "none"] {
+            assert!(settings(&[("CHECKOUT_FIELDS", none)])
+                .unwrap()
+                .checkout_fields
+                .is_empty());
+        }
+        for bad in ["name,adress", "name,name", "none,name"] {
+            let err = settings(&[("CHECKOUT_FIELDS", bad)]).unwrap_err();
+            assert_eq!(err.var, "CHECKOUT_FIELDS", "{bad}");
+        }
+        let err = settings(&[("CATALOGUE_FILE", "goods.xlsx")]).unwrap_err();
+        assert_eq!(err.var, "CATALOGUE_FILE");
     }
 
     #[test]

@@ -75,6 +75,43 @@ impl fmt::Display for OutTradeNo {
     }
 }
 
+/// A field of the buyer's contact the checkout can ask for (`CHECKOUT_FIELDS`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ContactField {
+    Name,
+    Phone,
+    Address,
+    Email,
+    /// A note to the merchant: always optional.
+    Note,
+}
+
+impl ContactField {
+    /// Every field, in the order a form shows them.
+    pub const ALL: [ContactField; 5] = [
+        ContactField::Name,
+        ContactField::Phone,
+        ContactField::Address,
+        ContactField::Email,
+        ContactField::Note,
+    ];
+
+    /// Its name in `CHECKOUT_FIELDS` and in forms.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ContactField::Name => "name",
+            ContactField::Phone => "phone",
+            ContactField::Address => "address",
+            ContactField::Email => "email",
+            ContactField::Note => "note",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<ContactField> {
+        ContactField::ALL.into_iter().find(|f| f.as_str() == text)
+    }
+}
+
 /// Where an order stands. `Pending` is the only state with a way out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum OrderStatus {

@@ -42,6 +42,7 @@
 //! `store` uses `domain`, `rt` and `wxpay`'s `SignType`; `sandbox` uses `wxpay`, `rt` and
 //! `domain`'s money formatting; `wxpay` uses `rt` only; `domain` and `rt` use nothing of ours.
 
+pub mod catalogue;
 pub mod checkout;
 pub mod config;
 pub mod domain;
@@ -69,7 +70,8 @@ mod layers {
         ("checkout", &["payments", "store", "wxpay", "domain", "rt"]),
         ("web", &["checkout", "wxpay", "domain", "telemetry"]),
         ("telemetry", &["config"]),
-        ("config", &["sandbox", "wxpay"]),
+        ("config", &["sandbox", "wxpay", "domain"]),
+        ("catalogue", &["store", "domain"]),
     ];
 
     fn rust_files(dir: &Path, out: &mut Vec<std::path::PathBuf>) {

@@ -69,7 +69,8 @@ fn bind_sandbox(
 }
 
 impl Application {
-    /// Connects the store (running migrations, seeding the demo catalogue into an empty one),
+    /// Connects the store (running migrations, importing `CATALOGUE_FILE`, seeding the demo
+    /// catalogue into an empty one in sandbox mode),
     /// starts the built-in sandbox in sandbox mode, the payments consumer, and binds the shop's
     /// listener. Port 0 binds a free port; [`Application::addr`] and
     /// [`Application::api_base`] report what was bound.
@@ -79,9 +80,25 @@ impl Application {
         let store = Store::connect(&settings.database_url, &rt)
             .await
             .context("opening the database (DATABASE_URL)")?;
-        // The demo teas are the sandbox's; a live shop sells only its own catalogue.
+        if let Some(file) = &settings.catalogue_file {
+            let entries = crate::catalogue::read_file(file)
+                .with_context(|| format!("CATALOGUE_FILE {}", file.display()))?;
+            let report = store
+                .import_catalogue(&entries, false)
+                .await
+                .with_context(|| format!("importing CATALOGUE_FILE {}", file.display()))?;
+            tracing::info!(
+                file = %file.display(),
+                added = report.added,
+                updated = report.updated,
+                unchanged = report.unchanged,
+                "catalogue imported"
+            );
+        }
+        // The demo teas are the sandbox's, and only for an empty shop; a live shop sells only
+        // its own catalogue.
         if settings.mode == crate::config::Mode::Sandbox {
-            let seeded = store.seed_demo_catalogue().await?;
+            let seeded = store.seed_catalogue(&crate::catalogue::demo()).await?;
             if seeded > 0 {
                 tracing::info!(products = seeded, "demo catalogue created");
             }
@@ -124,6 +141,7 @@ impl Application {
             reconcile_max_attempts: settings.reconcile_max_attempts,
             pending_per_client: settings.pending_per_client,
             order_rate_per_minute: settings.order_rate_per_minute,
+            checkout_fields: settings.checkout_fields.clone(),
         };
         if let Some(after) = terms
             .unpaid_close_after()

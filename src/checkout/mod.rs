@@ -14,7 +14,9 @@
 //! protocol's, and marking an order paid the payments consumer's (every payment learned of goes
 //! through [`Payments::confirm`]).
 
+pub mod cart;
 mod confirm;
+pub mod contact;
 mod error;
 pub mod flight;
 pub mod limits;
@@ -30,16 +32,19 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use url::Url;
 
+pub use self::cart::{Cart, CartError, PricedCart, PricedLine};
+pub use self::contact::{ContactForm, Problem};
 pub use self::error::{loggable, CheckoutError, Missing, NotifyRefusal, LOGGABLE_CHARS};
 pub use self::flight::Flights;
 pub use self::limits::{RateLimiter, Shopper};
 pub use self::notify::NotifyReceipt;
 pub use self::prepay::{NativeCode, PayStep, Prepared};
+use crate::domain::ContactField;
 use crate::domain::{OrderStatus, OutTradeNo};
 use crate::payments::Payments;
 use crate::rt::AppRuntime;
 use crate::store::{ClientLimits, CreateOrderError, OrderDesk, OrderRequest, Store, StoreError};
-pub use crate::store::{NewItem, Order, OrderItem, Product};
+pub use crate::store::{Contact, NewItem, Order, OrderItem, Product, Shipment};
 use crate::wxpay::types::OrderQueryResponse;
 use crate::wxpay::{Client, TradeState};
 
@@ -77,6 +82,8 @@ pub struct Terms {
     pub pending_per_client: u32,
     /// Orders one client may place a minute (`ORDER_RATE_PER_MINUTE`); 0: no limit.
     pub order_rate_per_minute: u32,
+    /// The contact the checkout asks for (`CHECKOUT_FIELDS`), in form order.
+    pub checkout_fields: Vec<ContactField>,
 }
 
 impl Terms {
@@ -199,9 +206,30 @@ impl Checkout {
         &self.inner.wechat
     }
 
-    /// The catalogue, in id order.
+    /// The products on sale, in id order.
     pub async fn catalogue(&self) -> Result<Vec<Product>, CheckoutError> {
         Ok(self.store().products().await?)
+    }
+
+    /// A product on sale.
+    pub async fn product(&self, id: i64) -> Result<Product, CheckoutError> {
+        match self.store().product(id).await? {
+            Some(product) if product.active => Ok(product),
+            _ => Err(CheckoutError::NotFound(Missing::Product)),
+        }
+    }
+
+    /// A cart priced from the catalogue; lines whose product is no longer sold are dropped.
+    pub async fn price_cart(&self, cart: &Cart) -> Result<PricedCart, CheckoutError> {
+        let ids: Vec<i64> = cart.lines().iter().map(|l| l.product_id).collect();
+        let products = self.store().products_by_id(&ids).await?;
+        Ok(cart::price(cart, &products))
+    }
+
+    /// Checks a filled-in contact form against `CHECKOUT_FIELDS`: the contact to order with,
+    /// or every field's problem.
+    pub fn check_contact(&self, form: &ContactForm) -> Result<Contact, Vec<Problem>> {
+        contact::check(&self.inner.terms.checkout_fields, form)
     }
 
     /// Places an order for `items` and reserves their stock; nothing is reserved on error. The
@@ -212,6 +240,7 @@ impl Checkout {
     pub async fn place_order(
         &self,
         items: Vec<NewItem>,
+        contact: Contact,
         shopper: &Shopper,
     ) -> Result<Order, CheckoutError> {
         if items.iter().any(|i| !(1..=MAX_NUM).contains(&i.num)) {
@@ -230,6 +259,7 @@ impl Checkout {
                 max_pending: i64::from(terms.pending_per_client),
                 unprepaid_hold: UNPREPAID_HOLD.to_std().expect("a positive duration"),
             }),
+            contact,
         };
         let order = match self.inner.desk.create(request).await {
             Ok(order) => order,
@@ -265,6 +295,28 @@ impl Checkout {
             .order(no)
             .await?
             .ok_or(CheckoutError::NotFound(Missing::Order))
+    }
+
+    /// The shopper's receipt of an order: found only with the order's own token (anything
+    /// else is simply not found, as a missing order is).
+    pub async fn receipt(&self, no: &str, token: &str) -> Result<Receipt, CheckoutError> {
+        let order = self.order(no).await?;
+        if !receipt_token_matches(&order, token) {
+            return Err(CheckoutError::NotFound(Missing::Order));
+        }
+        let items = self.items(&order).await?;
+        let contact = self
+            .store()
+            .order_contact(&order.out_trade_no)
+            .await?
+            .unwrap_or_default();
+        let refund_of = self.late_payment(&order).await?;
+        Ok(Receipt {
+            order,
+            items,
+            contact,
+            refund_of,
+        })
     }
 
     /// The transaction of money WeChat took for an order that could not take it (`refund_due`):
@@ -337,6 +389,26 @@ impl Checkout {
     pub fn payments_waiting(&self) -> usize {
         self.inner.payments.depth()
     }
+}
+
+/// An order as its buyer sees it on the receipt.
+#[derive(Debug, Clone)]
+pub struct Receipt {
+    pub order: Order,
+    pub items: Arc<Vec<OrderItem>>,
+    pub contact: Contact,
+    /// The transaction to be refunded, when money arrived for a closed order.
+    pub refund_of: Option<String>,
+}
+
+/// Whether `token` is the order's receipt token (compared in constant time: a guesser learns
+/// nothing from how long a refusal takes).
+pub fn receipt_token_matches(order: &Order, token: &str) -> bool {
+    use subtle::ConstantTimeEq;
+    order
+        .receipt_token
+        .as_deref()
+        .is_some_and(|own| bool::from(own.as_bytes().ct_eq(token.as_bytes())))
 }
 
 /// The order's state in WeChat's words: an open order whose last attempt failed is

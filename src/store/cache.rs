@@ -134,6 +134,8 @@ mod tests {
             watch_step: 0,
             cash_fee: None,
             coupon_fee: None,
+            receipt_token: None,
+            shipment: None,
         }
     }
 

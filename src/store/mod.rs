@@ -33,8 +33,9 @@ mod sqlite;
 mod types;
 pub use desk::OrderDesk;
 pub use types::{
-    Applied, ClientLimits, CreateOrderError, NewItem, NewProduct, Order, OrderItem, OrderRequest,
-    Outcome, PaymentEvent, PaymentResult, PaymentSource, Prepay, Product, Recorded, CNY,
+    Applied, CatalogueEntry, ClientLimits, Contact, CreateOrderError, ImportReport, NewItem,
+    NewProduct, Order, OrderItem, OrderRequest, Outcome, PaymentEvent, PaymentResult,
+    PaymentSource, Prepay, Product, Recorded, Shipment, CNY,
 };
 
 /// How long a connection waits for SQLite's write lock before giving up.
@@ -166,10 +167,41 @@ impl Store {
         dispatch!(self.close())
     }
 
-    /// Fills an empty catalogue with the demo products; does nothing when products exist.
-    /// Returns how many were added.
-    pub async fn seed_demo_catalogue(&self) -> Result<usize, StoreError> {
-        dispatch!(self.seed_demo_catalogue())
+    /// Fills an empty catalogue with `entries`, once in the database's life (sandbox mode's
+    /// demo catalogue): does nothing when products exist or it was done before. Returns how
+    /// many were added.
+    pub async fn seed_catalogue(&self, entries: &[CatalogueEntry]) -> Result<usize, StoreError> {
+        dispatch!(self.seed_catalogue(entries))
+    }
+
+    /// Upserts `entries` by sku in one transaction — all or, on error, none. A new product
+    /// gets the entry's stock; an existing one keeps its own unless `restock`.
+    pub async fn import_catalogue(
+        &self,
+        entries: &[CatalogueEntry],
+        restock: bool,
+    ) -> Result<ImportReport, StoreError> {
+        dispatch!(self.import_catalogue(entries, restock))
+    }
+
+    /// The products on sale among `ids`, in id order.
+    pub async fn products_by_id(&self, ids: &[i64]) -> Result<Vec<Product>, StoreError> {
+        dispatch!(self.products_by_id(ids))
+    }
+
+    /// The buyer's contact given with an order, if any.
+    pub async fn order_contact(&self, no: &OutTradeNo) -> Result<Option<Contact>, StoreError> {
+        dispatch!(self.order_contact(no))
+    }
+
+    /// Marks a paid order shipped. False when it is not paid or was shipped before.
+    pub async fn ship_order(
+        &self,
+        no: &OutTradeNo,
+        carrier: &str,
+        tracking_no: &str,
+    ) -> Result<bool, StoreError> {
+        dispatch!(self.ship_order(no, carrier, tracking_no))
     }
 
     /// Adds a product; returns it with its id.
@@ -177,12 +209,12 @@ impl Store {
         dispatch!(self.insert_product(new))
     }
 
-    /// The catalogue, in id order.
+    /// The products on sale, in id order.
     pub async fn products(&self) -> Result<Vec<Product>, StoreError> {
         dispatch!(self.products())
     }
 
-    /// One product, if it exists.
+    /// One product, on sale or not, if it exists.
     pub async fn product(&self, id: i64) -> Result<Option<Product>, StoreError> {
         dispatch!(self.product(id))
     }
@@ -200,6 +232,7 @@ impl Store {
             shop_name: String::new(),
             ttl,
             client: None,
+            contact: Contact::default(),
         };
         self.place_order(&request, now).await
     }

@@ -125,6 +125,163 @@ async fn connect_creates_the_file_in_wal_mode_and_reconnects() {
 }
 
 #[tokio::test]
+async fn a_catalogue_import_upserts_by_sku_all_or_nothing() {
+    let (_dir, store) = fresh().await;
+    import_case(store).await;
+    if let Some(store) = fresh_postgres().await {
+        import_case(store).await;
+    }
+}
+
+async fn import_case(store: Store) {
+    let entry = |sku: &str, name: &str, price: i64, stock: Option<i64>| CatalogueEntry {
+        sku: sku.into(),
+        name: name.into(),
+        price: Fen(price),
+        stock,
+        description: String::new(),
+        active: true,
+    };
+    let first = [entry("A", "a", 100, Some(5)), entry("B", "b", 200, None)];
+    let report = store.import_catalogue(&first, false).await.unwrap();
+    assert_eq!((report.added, report.updated, report.unchanged), (2, 0, 0));
+    let products = store.products().await.unwrap();
+    assert_eq!(
+        products
+            .iter()
+            .map(|p| (p.sku.as_str(), p.stock))
+            .collect::<Vec<_>>(),
+        [("A", 5), ("B", 0)]
+    );
+    // A renamed, repriced and restocked A; B untouched; C new: stock stays without a restock.
+    let mut a = entry("A", "a2", 150, Some(50));
+    a.description = "new".into();
+    let second = [
+        a.clone(),
+        entry("B", "b", 200, None),
+        entry("C", "c", 1, Some(3)),
+    ];
+    let report = store.import_catalogue(&second, false).await.unwrap();
+    assert_eq!((report.added, report.updated, report.unchanged), (1, 1, 1));
+    let a_now = store.product(products[0].id).await.unwrap().unwrap();
+    assert_eq!(
+        (
+            a_now.name.as_str(),
+            a_now.price,
+            a_now.stock,
+            a_now.description.as_str()
+        ),
+        ("a2", Fen(150), 5, "new")
+    );
+    let report = store.import_catalogue(&[a.clone()], true).await.unwrap();
+    assert_eq!(report.updated, 1);
+    assert_eq!(store.product(a_now.id).await.unwrap().unwrap().stock, 50);
+    // One bad entry (the database's own check refuses a zero price) and nothing changes.
+    let bad = [
+        entry("A", "renamed", 100, None),
+        entry("D", "d", 0, Some(1)),
+    ];
+    assert!(store.import_catalogue(&bad, true).await.is_err());
+    let after = store.products().await.unwrap();
+    assert_eq!(after.len(), 3);
+    assert_eq!(after[0].name, "a2");
+    // Deactivated: gone from the shop, still a product (its orders are served).
+    let mut hidden = entry("B", "b", 200, None);
+    hidden.active = false;
+    store.import_catalogue(&[hidden], false).await.unwrap();
+    let on_sale = store.products().await.unwrap();
+    assert_eq!(
+        on_sale.iter().map(|p| p.sku.as_str()).collect::<Vec<_>>(),
+        ["A", "C"]
+    );
+    let b = store.product(products[1].id).await.unwrap().unwrap();
+    assert!(!b.active);
+    assert!(store
+        .products_by_id(&[b.id, a_now.id])
+        .await
+        .unwrap()
+        .iter()
+        .all(|p| p.id == a_now.id));
+    let err = store
+        .create_order(
+            &[NewItem {
+                product_id: b.id,
+                num: 1,
+            }],
+            Duration::from_secs(600),
+            chrono::Utc::now(),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, CreateOrderError::UnknownProduct(_)),
+        "{err:?}"
+    );
+    // The demo seed goes only into an empty catalogue.
+    assert_eq!(store.seed_catalogue(&first).await.unwrap(), 0);
+}
+
+#[tokio::test]
+async fn an_order_keeps_its_contact_and_receipt_token() {
+    let (_dir, store) = fresh().await;
+    contact_case(store).await;
+    if let Some(store) = fresh_postgres().await {
+        contact_case(store).await;
+    }
+}
+
+async fn contact_case(store: Store) {
+    let tea = store
+        .insert_product(&NewProduct {
+            sku: "T",
+            name: "tea",
+            price: Fen(100),
+            stock: 10,
+        })
+        .await
+        .unwrap();
+    let contact = Contact {
+        name: Some("王小明".into()),
+        phone: Some("13800138000".into()),
+        address: Some("杭州市西湖区龙井路 1 号".into()),
+        email: None,
+        note: None,
+    };
+    let request = OrderRequest {
+        items: vec![NewItem {
+            product_id: tea.id,
+            num: 1,
+        }],
+        shop_name: "茶舍".into(),
+        ttl: Duration::from_secs(600),
+        client: None,
+        contact: contact.clone(),
+    };
+    let order = store
+        .place_order(&request, chrono::Utc::now())
+        .await
+        .unwrap();
+    let token = order.receipt_token.clone().unwrap();
+    assert_eq!(token.len(), 32);
+    let stored = store.order(&order.out_trade_no).await.unwrap().unwrap();
+    assert_eq!(stored.receipt_token.as_deref(), Some(token.as_str()));
+    assert_eq!(
+        store.order_contact(&order.out_trade_no).await.unwrap(),
+        Some(contact)
+    );
+    let other = store
+        .place_order(&request, chrono::Utc::now())
+        .await
+        .unwrap();
+    assert_ne!(other.receipt_token, order.receipt_token);
+    // Shipped only once paid.
+    assert!(!store
+        .ship_order(&order.out_trade_no, "顺丰", "SF123")
+        .await
+        .unwrap());
+}
+
+#[tokio::test]
 async fn products_round_trip_and_constraints_hold() {
     let (_dir, store) = fresh().await;
     products_case(store).await;
@@ -136,6 +293,7 @@ async fn products_round_trip_and_constraints_hold() {
 async fn products_case(store: Store) {
     let tea = store
         .insert_product(&NewProduct {
+            sku: "S1",
             name: "龙井茶",
             price: Fen(1250),
             stock: 5,
@@ -147,21 +305,25 @@ async fn products_case(store: Store) {
     assert_eq!(store.product(999).await.unwrap(), None);
     for bad in [
         NewProduct {
+            sku: "S2",
             name: "free",
             price: Fen(0),
             stock: 1,
         },
         NewProduct {
+            sku: "S3",
             name: "debt",
             price: Fen(-1),
             stock: 1,
         },
         NewProduct {
+            sku: "S4",
             name: "oversold",
             price: Fen(1),
             stock: -1,
         },
         NewProduct {
+            sku: "S5",
             name: "",
             price: Fen(1),
             stock: 1,
@@ -288,6 +450,7 @@ mod payments {
     async fn batch_case(store: Store) {
         let product = store
             .insert_product(&NewProduct {
+                sku: "S6",
                 name: "tea",
                 price: Fen(100),
                 stock: 20,
@@ -467,6 +630,7 @@ async fn order_batch_case(store: Store) {
     use crate::store::{CreateOrderError, NewItem};
     let tea = store
         .insert_product(&NewProduct {
+            sku: "S7",
             name: "tea",
             price: Fen(100),
             stock: 3,
@@ -486,6 +650,7 @@ async fn order_batch_case(store: Store) {
         shop_name: String::new(),
         ttl,
         client: None,
+        contact: Default::default(),
     };
     let (a, b, c, d) = (request(a), request(b), request(c), request(d));
     let results = store
@@ -521,6 +686,7 @@ async fn an_expiry_and_a_prepay_at_the_same_moment_never_lose_a_payable_order() 
 async fn expiry_race_case(store: Store) {
     let product = store
         .insert_product(&NewProduct {
+            sku: "S8",
             name: "tea",
             price: Fen(100),
             stock: 10,

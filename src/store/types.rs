@@ -23,6 +23,38 @@ pub struct OrderRequest {
     pub ttl: std::time::Duration,
     /// Who places it, when per-client limits apply.
     pub client: Option<ClientLimits>,
+    /// The buyer's contact, as checked by the checkout (empty when it asks for none).
+    pub contact: Contact,
+}
+
+/// The buyer's contact as given at checkout: the fields the shop asks for (`CHECKOUT_FIELDS`),
+/// already checked and normalised; the others `None`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+pub struct Contact {
+    pub name: Option<String>,
+    /// A mainland mobile number, 11 digits.
+    pub phone: Option<String>,
+    pub address: Option<String>,
+    pub email: Option<String>,
+    pub note: Option<String>,
+}
+
+impl Contact {
+    /// Whether no field is given.
+    pub fn is_empty(&self) -> bool {
+        self.fields().iter().all(|(_, value)| value.is_none())
+    }
+
+    /// Each field by name, in display order.
+    pub fn fields(&self) -> [(&'static str, Option<&str>); 5] {
+        [
+            ("name", self.name.as_deref()),
+            ("phone", self.phone.as_deref()),
+            ("address", self.address.as_deref()),
+            ("email", self.email.as_deref()),
+            ("note", self.note.as_deref()),
+        ]
+    }
 }
 
 /// The per-client limits an order is placed under.
@@ -103,6 +135,18 @@ pub struct Order {
     /// their sum).
     pub cash_fee: Option<Fen>,
     pub coupon_fee: Option<Fen>,
+    /// The token of the shopper's receipt link (`None` for orders from before receipts).
+    pub receipt_token: Option<String>,
+    /// The goods' shipment, once the merchant has sent them.
+    pub shipment: Option<Shipment>,
+}
+
+/// How an order's goods were sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Shipment {
+    pub at: DateTime<Utc>,
+    pub carrier: String,
+    pub tracking_no: String,
 }
 
 /// A line of an order, as sold.
@@ -153,18 +197,46 @@ pub(crate) fn order_body(shop_name: &str, lines: &[(String, i64)]) -> String {
 /// A product of the catalogue.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Product {
+    /// What shoppers' forms name it by (`sku_id`).
     pub id: i64,
+    /// The merchant's code for it; catalogue imports upsert by it.
+    pub sku: String,
     pub name: String,
+    pub description: String,
     pub price: Fen,
     pub stock: i64,
+    /// On sale: shown in the shop and orderable. Inactive products' orders are still served.
+    pub active: bool,
 }
 
 /// A product to add to the catalogue.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewProduct<'a> {
+    pub sku: &'a str,
     pub name: &'a str,
     pub price: Fen,
     pub stock: i64,
+}
+
+/// A product as a catalogue file gives it, upserted by `sku`. Its values are checked (see the
+/// `catalogue` module); the database's constraints check them again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CatalogueEntry {
+    pub sku: String,
+    pub name: String,
+    pub price: Fen,
+    /// Applied to a new product (0 when absent), and to an existing one only on a restock.
+    pub stock: Option<i64>,
+    pub description: String,
+    pub active: bool,
+}
+
+/// What a catalogue import did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ImportReport {
+    pub added: usize,
+    pub updated: usize,
+    pub unchanged: usize,
 }
 
 /// Where a payment was learned of.

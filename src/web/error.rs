@@ -9,6 +9,7 @@ use askama::Template;
 
 use super::seed::ResultBody;
 use super::Chrome;
+use crate::checkout::cart::MAX_LINES;
 use crate::checkout::{CheckoutError, MAX_NUM};
 use crate::wxpay::notify::fail_answer;
 
@@ -22,6 +23,15 @@ pub enum WebError {
     /// A form posted from another site's page.
     #[error("a form from another origin")]
     CrossOrigin,
+    /// The cart holds as many products as it may.
+    #[error("the cart is full")]
+    CartFull,
+    /// The cart's order could not be reserved: a line is short of stock or no longer sold.
+    #[error("the cart cannot be reserved")]
+    CartShort,
+    /// A cookie that could not be set.
+    #[error("a cookie could not be encoded")]
+    Cookie,
     /// WeChat's code_url does not fit in a QR code (theirs are about 40 characters).
     #[error("a code_url too long for a QR code")]
     Undrawable,
@@ -77,7 +87,7 @@ where
 {
     let chrome = req
         .app_data::<actix_web::web::Data<super::AppState>>()
-        .map(|state| state.chrome());
+        .map(|state| state.chrome(&req));
     let response = service.call(req);
     async move {
         let response = response.await?;
@@ -167,12 +177,29 @@ impl WebError {
                 "不接受的请求 Not accepted",
                 "Orders are placed from the shop's own pages.".into(),
             ),
+            WebError::CartFull => (
+                StatusCode::BAD_REQUEST,
+                BAD_REQUEST,
+                format!(
+                    "购物车最多 {MAX_LINES} 种商品 A cart holds {MAX_LINES} different products at most."
+                ),
+            ),
+            WebError::CartShort => (
+                StatusCode::CONFLICT,
+                CONFLICT,
+                "购物车中有商品库存不足或已下架，请调整后再结算。Some of your cart is no longer \
+                 available in that quantity; please change it and check out again. Nothing \
+                 was reserved."
+                    .into(),
+            ),
             WebError::Undrawable => (
                 StatusCode::BAD_GATEWAY,
                 REFUSED,
                 "The payment could not be started. Please contact the shop.".into(),
             ),
-            WebError::Template(_) => (StatusCode::INTERNAL_SERVER_ERROR, BROKEN, TRY_AGAIN.into()),
+            WebError::Template(_) | WebError::Cookie => {
+                (StatusCode::INTERNAL_SERVER_ERROR, BROKEN, TRY_AGAIN.into())
+            }
         }
     }
 }
@@ -187,6 +214,7 @@ impl ResponseError for WebError {
         log(status, self);
         let retry_url = match self {
             WebError::Checkout(e) => e.retry().map(|no| format!("/pay/{no}")),
+            WebError::CartShort => Some("/cart".to_owned()),
             _ => None,
         };
         let view = ErrorView {
@@ -199,6 +227,7 @@ impl ResponseError for WebError {
         let neutral = Chrome {
             shop_name: String::new(),
             sandbox: false,
+            cart_items: 0,
         };
         let mut response = match view.render(neutral) {
             Some(body) => HttpResponse::build(status)

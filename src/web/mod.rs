@@ -5,29 +5,60 @@
 //! service; nothing here touches the store or the payments channel.
 
 mod assets;
+mod cart;
 pub mod error;
 pub mod limits;
 pub mod notify;
 pub mod ops;
 mod pay;
 mod qr;
+mod receipt;
 mod seed;
 mod shop;
 
+use actix_web::cookie::{Cookie, SameSite};
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::middleware::DefaultHeaders;
-use actix_web::{web, HttpResponse};
+use actix_web::{web, HttpMessage, HttpResponse};
 use url::Url;
 
-use crate::checkout::{Checkout, Shopper};
+use crate::checkout::{Cart, Checkout, Order, Shopper};
 pub use error::WebError;
 
-/// What every page shows around its content: the shop's name (`SHOP_NAME`) and, in sandbox
-/// mode, a banner.
+/// What every page shows around its content: the shop's name (`SHOP_NAME`), the link to the
+/// cart with how many items it holds, and, in sandbox mode, a banner.
 #[derive(Debug, Clone)]
 pub struct Chrome {
     pub shop_name: String,
     pub sandbox: bool,
+    pub cart_items: i64,
+}
+
+/// The cookie that holds the shopper's cart.
+const CART_COOKIE: &str = "cart";
+/// How long an untouched cart is kept.
+const CART_DAYS: i64 = 30;
+/// The cookie, scoped to one order's pay pages, that lets the browser which placed the order
+/// see its receipt link on the success page (anyone may know an order number; only the buyer's
+/// browser holds this).
+const RECEIPT_COOKIE: &str = "receipt";
+
+/// A cookie's value, as the request carries it.
+fn cookie_value(req: &impl HttpMessage, name: &str) -> Option<String> {
+    req.headers()
+        .get_all(header::COOKIE)
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(n, _)| *n == name)
+        .map(|(_, value)| value.trim_matches('"').to_owned())
+}
+
+/// The cart a request carries (empty without one).
+fn cart_of(req: &impl HttpMessage) -> Cart {
+    cookie_value(req, CART_COOKIE)
+        .map(|v| Cart::decode(&v))
+        .unwrap_or_default()
 }
 
 /// Everything handlers need, shared by every worker.
@@ -40,6 +71,8 @@ pub struct AppState {
     pub origin: String,
     /// Proxies whose `X-Forwarded-For` names the client (`TRUSTED_PROXIES`).
     pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// Cookies are `Secure` when shoppers reach the shop over https.
+    pub secure_cookies: bool,
 }
 
 impl AppState {
@@ -55,7 +88,41 @@ impl AppState {
             sandbox_base,
             origin: public_base_url.origin().ascii_serialization(),
             trusted_proxies,
+            secure_cookies: public_base_url.scheme() == "https",
         }
+    }
+
+    /// A cookie of the shop's: never readable by scripts, sent on the shop's own navigation.
+    fn cookie(&self, name: &'static str, value: String, path: String) -> Cookie<'static> {
+        Cookie::build(name, value)
+            .path(path)
+            .http_only(true)
+            .secure(self.secure_cookies)
+            .same_site(SameSite::Lax)
+            .finish()
+    }
+
+    /// The cookie holding `cart` (one that removes it when the cart is empty).
+    fn cart_cookie(&self, cart: &Cart) -> Cookie<'static> {
+        let mut cookie = self.cookie(CART_COOKIE, cart.encode(), "/".into());
+        if cart.is_empty() {
+            cookie.make_removal();
+        } else {
+            cookie.set_max_age(actix_web::cookie::time::Duration::days(CART_DAYS));
+        }
+        cookie
+    }
+
+    /// The cookie that shows the order's receipt link on its success page, to this browser.
+    fn receipt_cookie(&self, order: &Order) -> Option<Cookie<'static>> {
+        let token = order.receipt_token.clone()?;
+        let mut cookie = self.cookie(
+            RECEIPT_COOKIE,
+            token,
+            format!("/pay/{}", order.out_trade_no),
+        );
+        cookie.set_max_age(actix_web::cookie::time::Duration::days(7));
+        Some(cookie)
     }
 
     /// Who is asking: the peer's address, or — when the peer is a trusted proxy — the last
@@ -110,11 +177,12 @@ impl AppState {
         self.sandbox_base.is_some()
     }
 
-    /// What every page shows around its content.
-    fn chrome(&self) -> Chrome {
+    /// What every page shows around its content, for the shopper who asked.
+    fn chrome(&self, req: &impl HttpMessage) -> Chrome {
         Chrome {
             shop_name: self.checkout.terms().shop_name.clone(),
             sandbox: self.sandbox(),
+            cart_items: cart_of(req).lines().iter().map(|l| l.num).sum(),
         }
     }
 }
@@ -158,6 +226,15 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     )
     .route("/", web::get().to(shop::catalogue))
     .route("/orders", web::post().to(shop::place_order))
+    .route(
+        "/orders/{out_trade_no}",
+        web::get().to(receipt::receipt_page),
+    )
+    .route("/cart", web::get().to(cart::cart_page))
+    .route("/cart", web::post().to(cart::add))
+    .route("/cart/update", web::post().to(cart::update))
+    .route("/checkout", web::get().to(cart::checkout_page))
+    .route("/checkout", web::post().to(cart::checkout))
     .route("/pay/{out_trade_no}", web::get().to(pay::pay_page))
     .route(
         "/pay/{out_trade_no}/success",

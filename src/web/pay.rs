@@ -1,13 +1,13 @@
 //! The pay page (QR code, countdown, polling) and the result pages.
 
 use actix_web::http::header::LOCATION;
-use actix_web::{web, HttpResponse};
+use actix_web::{web, HttpRequest, HttpResponse};
 use askama::Template;
 use chrono::Utc;
 
 use super::shop::render;
 use super::{no_store, AppState, Chrome, WebError};
-use crate::checkout::{loggable, trade_state, Order, PayStep};
+use crate::checkout::{loggable, receipt_token_matches, trade_state, Order, PayStep};
 use crate::domain::OrderStatus;
 use crate::wxpay::TradeState;
 
@@ -49,6 +49,7 @@ fn result_location(order: &Order) -> String {
 #[tracing::instrument(name = "pay_page", skip_all, fields(out_trade_no = %loggable(&no)))]
 pub async fn pay_page(
     state: web::Data<AppState>,
+    req: HttpRequest,
     no: web::Path<String>,
 ) -> Result<HttpResponse, WebError> {
     let (order, code_url, items, deadline) = match state.checkout.pay(&no).await? {
@@ -82,7 +83,7 @@ pub async fn pay_page(
             .collect(),
         sandbox_scan_url,
         payment_failed: trade_state(&order) == TradeState::PayError,
-        chrome: state.chrome(),
+        chrome: state.chrome(&req),
     };
     Ok(no_store(render(&page)?))
 }
@@ -94,6 +95,8 @@ struct SuccessPage {
     amount: String,
     transaction_id: Option<String>,
     pay_time: Option<String>,
+    /// The receipt's link, for the browser that placed the order.
+    receipt_url: Option<String>,
     chrome: Chrome,
 }
 
@@ -111,34 +114,40 @@ struct FailedPage {
 #[tracing::instrument(name = "success_page", skip_all, fields(out_trade_no = %loggable(&no)))]
 pub async fn success_page(
     state: web::Data<AppState>,
+    req: HttpRequest,
     no: web::Path<String>,
 ) -> Result<HttpResponse, WebError> {
     let order = state.checkout.order(&no).await?;
     if order.status != OrderStatus::Paid {
         return Ok(see_other(format!("/pay/{}", order.out_trade_no)));
     }
+    // Shown only to the browser holding the order's receipt cookie: anyone may know an order
+    // number, but the receipt carries the buyer's contact.
+    let receipt_url = super::cookie_value(&req, super::RECEIPT_COOKIE)
+        .filter(|token| receipt_token_matches(&order, token))
+        .map(|token| format!("/orders/{}?t={token}", order.out_trade_no));
     render(&SuccessPage {
+        receipt_url,
         out_trade_no: order.out_trade_no.to_string(),
         amount: order.total_fee.to_string(),
         transaction_id: order.transaction_id,
-        pay_time: order
-            .pay_time
-            .map(|t| format!("{} (UTC+8)", beijing_display(t))),
-        chrome: state.chrome(),
+        pay_time: order.pay_time.map(beijing_display),
+        chrome: state.chrome(&req),
     })
     .map(no_store)
 }
 
-fn beijing_display(t: chrono::DateTime<Utc>) -> String {
+pub(super) fn beijing_display(t: chrono::DateTime<Utc>) -> String {
     let beijing = chrono::FixedOffset::east_opt(8 * 3600).expect("valid offset");
     t.with_timezone(&beijing)
-        .format("%Y-%m-%d %H:%M:%S")
+        .format("%Y-%m-%d %H:%M:%S (UTC+8)")
         .to_string()
 }
 
 #[tracing::instrument(name = "failed_page", skip_all, fields(out_trade_no = %loggable(&no)))]
 pub async fn failed_page(
     state: web::Data<AppState>,
+    req: HttpRequest,
     no: web::Path<String>,
 ) -> Result<HttpResponse, WebError> {
     let order = state.checkout.order(&no).await?;
@@ -163,7 +172,7 @@ pub async fn failed_page(
         headline,
         detail,
         refund_of,
-        chrome: state.chrome(),
+        chrome: state.chrome(&req),
     })
     .map(no_store)
 }

@@ -1,16 +1,16 @@
-//! The catalogue and order placement.
+//! The catalogue and the direct buy.
 
-use actix_web::http::header::LOCATION;
-use actix_web::{web, HttpResponse};
-use askama::Template;
-use serde::Deserialize;
-
+use super::cart::{checkout_form_url, BuyForm};
 use super::{AppState, Chrome, WebError};
-use crate::checkout::{CheckoutError, Missing, NewItem, MAX_NUM};
+use crate::checkout::{CheckoutError, Contact, Missing, NewItem, MAX_NUM};
+use actix_web::http::header::LOCATION;
+use actix_web::{web, HttpRequest, HttpResponse};
+use askama::Template;
 
 struct ProductView {
     id: i64,
     name: String,
+    description: String,
     price: String,
     stock: i64,
     max_num: i64,
@@ -23,7 +23,10 @@ struct ShopPage {
     chrome: Chrome,
 }
 
-pub async fn catalogue(state: web::Data<AppState>) -> Result<HttpResponse, WebError> {
+pub async fn catalogue(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+) -> Result<HttpResponse, WebError> {
     let products = state
         .checkout
         .catalogue()
@@ -32,6 +35,7 @@ pub async fn catalogue(state: web::Data<AppState>) -> Result<HttpResponse, WebEr
         .map(|p| ProductView {
             id: p.id,
             name: p.name,
+            description: p.description,
             price: p.price.to_string(),
             stock: p.stock,
             max_num: p.stock.clamp(1, MAX_NUM),
@@ -39,7 +43,7 @@ pub async fn catalogue(state: web::Data<AppState>) -> Result<HttpResponse, WebEr
         .collect();
     render(&ShopPage {
         products,
-        chrome: state.chrome(),
+        chrome: state.chrome(&req),
     })
 }
 
@@ -50,32 +54,72 @@ pub fn render(page: &impl Template) -> Result<HttpResponse, WebError> {
         .body(page.render()?))
 }
 
-/// The buy form. Both fields arrive as text so that a malformed value gets a clear page rather
-/// than the framework's generic error. No amount is ever read from the browser.
-#[derive(Debug, Deserialize)]
-pub struct OrderForm {
-    sku_id: Option<String>,
-    num: Option<String>,
+/// A product and quantity as a form gave them: a product that is not a number is not found;
+/// a quantity that is not one is a quantity the checkout refuses.
+pub fn item_of(sku_id: Option<&str>, num: Option<&str>) -> Result<NewItem, CheckoutError> {
+    let number = |field: Option<&str>| field.and_then(|s| s.trim().parse::<i64>().ok());
+    let product_id = number(sku_id).ok_or(CheckoutError::NotFound(Missing::Product))?;
+    let num = number(num).unwrap_or(0);
+    Ok(NewItem { product_id, num })
 }
 
-/// Creates the order, reserving stock, and sends the shopper to its pay page.
+/// The direct buy: one product, straight to its pay page. A bare buy form, when the shop asks
+/// for a contact, goes to the contact form first; a contact with problems gets that form back
+/// with them.
 pub async fn place_order(
     state: web::Data<AppState>,
-    req: actix_web::HttpRequest,
-    form: web::Form<OrderForm>,
+    req: HttpRequest,
+    form: web::Form<BuyForm>,
 ) -> Result<HttpResponse, WebError> {
     if !state.same_origin(&req) {
         return Err(WebError::CrossOrigin);
     }
-    let number = |field: &Option<String>| field.as_deref().and_then(|s| s.trim().parse().ok());
-    let product_id = number(&form.sku_id).ok_or(CheckoutError::NotFound(Missing::Product))?;
-    // Not a number: a quantity the checkout refuses.
-    let num = number(&form.num).unwrap_or(0);
+    let form = form.into_inner();
+    let item = item_of(form.sku_id.as_deref(), form.num.as_deref())?;
+    let fields = &state.checkout.terms().checkout_fields;
+    let contact = if fields.is_empty() {
+        Contact::default()
+    } else if form.contact().is_absent(fields) {
+        return Ok(see_other(checkout_form_url(&item)));
+    } else {
+        match state.checkout.check_contact(&form.contact()) {
+            Ok(contact) => contact,
+            Err(problems) => {
+                return super::cart::form_again(&state, &req, Some(item), &form, problems).await
+            }
+        }
+    };
+    place(&state, &req, vec![item], contact, false).await
+}
+
+/// Places the order and sends the shopper to its pay page, with the cookie that shows this
+/// browser the receipt link once paid; `from_cart` empties the cart.
+pub async fn place(
+    state: &AppState,
+    req: &HttpRequest,
+    items: Vec<NewItem>,
+    contact: Contact,
+    from_cart: bool,
+) -> Result<HttpResponse, WebError> {
     let order = state
         .checkout
-        .place_order(vec![NewItem { product_id, num }], &state.shopper(&req))
+        .place_order(items, contact, &state.shopper(req))
         .await?;
-    Ok(HttpResponse::SeeOther()
-        .insert_header((LOCATION, format!("/pay/{}", order.out_trade_no)))
-        .finish())
+    let mut response = see_other(format!("/pay/{}", order.out_trade_no));
+    if let Some(cookie) = state.receipt_cookie(&order) {
+        response.add_cookie(&cookie).map_err(|_| WebError::Cookie)?;
+    }
+    if from_cart {
+        response
+            .add_cookie(&state.cart_cookie(&Default::default()))
+            .map_err(|_| WebError::Cookie)?;
+    }
+    Ok(response)
+}
+
+/// A 303 to `to`.
+pub fn see_other(to: String) -> HttpResponse {
+    HttpResponse::SeeOther()
+        .insert_header((LOCATION, to))
+        .finish()
 }

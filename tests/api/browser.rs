@@ -1,5 +1,6 @@
-//! The pay page in a real browser (headless Chromium through chromedriver): buy in the shop, see
-//! the QR code, pay through the sandbox, and the page's own script moves to the success page.
+//! The shop in a real browser (headless Chromium through chromedriver): two products into the
+//! cart, the contact form (its problems shown, what was typed kept), the QR code, paying through
+//! the sandbox, the page's own script moving to the success page, and the receipt it links to.
 //! Under CI the test fails when the browser is missing; elsewhere it says so and passes over.
 
 use std::net::TcpListener;
@@ -37,7 +38,7 @@ fn browser_available() -> bool {
 }
 
 #[tokio::test]
-async fn a_shopper_buys_pays_and_the_page_moves_to_success() {
+async fn a_shopper_buys_two_products_through_the_cart_pays_and_reaches_the_receipt() {
     if !browser_available() {
         return;
     }
@@ -84,12 +85,107 @@ async fn a_shopper_buys_pays_and_the_page_moves_to_success() {
         .expect("a chromium session");
 
     let app = TestApp::spawn().await;
-    browser.goto(&app.url("/")).await.unwrap();
-    let buy = browser
-        .find(Locator::Css("form.buy button[type=submit]"))
+    let target = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target");
+    std::fs::create_dir_all(&target).unwrap();
+    let screenshot = |name: &'static str| {
+        let browser = browser.clone();
+        let path = target.join(name);
+        async move { std::fs::write(path, browser.screenshot().await.unwrap()).unwrap() }
+    };
+
+    // Two of the first tea and one of the third product into the cart, from the catalogue.
+    for (product, num) in [(0, "2"), (2, "1")] {
+        browser.goto(&app.url("/")).await.unwrap();
+        let card = browser
+            .find_all(Locator::Css("li.product"))
+            .await
+            .unwrap()
+            .remove(product);
+        let quantity = card.find(Locator::Css("input[name=num]")).await.unwrap();
+        quantity.clear().await.unwrap();
+        quantity.send_keys(num).await.unwrap();
+        card.find(Locator::Css("button.add"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        browser
+            .wait()
+            .at_most(Duration::from_secs(10))
+            .for_url(&app.url("/cart").parse().unwrap())
+            .await
+            .expect("adding goes to the cart");
+    }
+    let lines = browser.find_all(Locator::Css("tr.line")).await.unwrap();
+    assert_eq!(lines.len(), 2);
+    let total = browser
+        .find(Locator::Id("cart-total"))
+        .await
+        .unwrap()
+        .text()
         .await
         .unwrap();
-    buy.click().await.unwrap();
+    assert_eq!(total, "¥295.00", "2 × ¥128.00 + ¥39.00");
+    screenshot("browser-cart.png").await;
+
+    // The contact form: sent empty, it comes back with what to fix; then filled in.
+    browser
+        .find(Locator::Id("check-out"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let place = browser
+        .wait()
+        .at_most(Duration::from_secs(10))
+        .for_element(Locator::Id("place-order"))
+        .await
+        .expect("the contact form");
+    browser
+        .find(Locator::Id("f-name"))
+        .await
+        .unwrap()
+        .send_keys("王小明")
+        .await
+        .unwrap();
+    place.click().await.unwrap();
+    browser
+        .wait()
+        .at_most(Duration::from_secs(10))
+        .for_element(Locator::Id("form-problems"))
+        .await
+        .expect("the form's problems");
+    let kept = browser
+        .find(Locator::Id("f-name"))
+        .await
+        .unwrap()
+        .prop("value")
+        .await
+        .unwrap();
+    assert_eq!(kept.as_deref(), Some("王小明"), "what was typed is kept");
+    assert!(browser.find(Locator::Id("p-phone")).await.is_ok());
+    screenshot("browser-checkout-problems.png").await;
+    for (field, value) in [
+        ("f-phone", "138 0013 8000"),
+        ("f-address", "浙江省杭州市西湖区龙井路 1 号"),
+    ] {
+        browser
+            .find(Locator::Id(field))
+            .await
+            .unwrap()
+            .send_keys(value)
+            .await
+            .unwrap();
+    }
+    browser
+        .find(Locator::Id("place-order"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
     // The pay page with its inline QR code.
     let qr = browser
         .wait()
@@ -105,13 +201,7 @@ async fn a_shopper_buys_pays_and_the_page_moves_to_success() {
         .text()
         .await
         .unwrap();
-    let target = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target");
-    std::fs::create_dir_all(&target).unwrap();
-    std::fs::write(
-        target.join("browser-pay-page.png"),
-        browser.screenshot().await.unwrap(),
-    )
-    .unwrap();
+    screenshot("browser-pay-page.png").await;
 
     // The shopper pays on the phone (the sandbox).
     let code_url = app.sandbox_order(&no).await["code_url"]
@@ -145,10 +235,33 @@ async fn a_shopper_buys_pays_and_the_page_moves_to_success() {
         .await
         .unwrap();
     assert!(heading.contains("支付成功"), "{heading}");
-    std::fs::write(
-        target.join("browser-success.png"),
-        browser.screenshot().await.unwrap(),
-    )
-    .unwrap();
+    screenshot("browser-success.png").await;
+
+    // The receipt, linked from the success page: both items, the contact, paid.
+    browser
+        .find(Locator::Id("receipt-link"))
+        .await
+        .expect("the success page links to the receipt")
+        .click()
+        .await
+        .unwrap();
+    let status = browser
+        .wait()
+        .at_most(Duration::from_secs(10))
+        .for_element(Locator::Id("receipt-status"))
+        .await
+        .expect("the receipt");
+    assert!(status.text().await.unwrap().contains("Paid"));
+    let receipt = browser.source().await.unwrap();
+    for expected in [
+        "西湖龙井茶 250g",
+        "景德镇青花瓷茶杯",
+        "¥295.00",
+        "王小明",
+        "13800138000",
+    ] {
+        assert!(receipt.contains(expected), "the receipt shows {expected}");
+    }
+    screenshot("browser-receipt.png").await;
     browser.close().await.unwrap();
 }

@@ -380,11 +380,12 @@ impl TestApp {
         self.sandbox.join(path).unwrap()
     }
 
-    /// Places an order through the buy form; the response as it came (a 303 when it worked).
+    /// Places an order through the buy form, with a buyer's contact; the response as it came
+    /// (a 303 when it worked).
     pub async fn buy(&self, sku_id: &str, num: &str) -> reqwest::Response {
         self.http
             .post(self.url("/orders"))
-            .form(&[("sku_id", sku_id), ("num", num)])
+            .form(&buy_form(sku_id, num))
             .send()
             .await
             .unwrap()
@@ -567,6 +568,20 @@ impl TestApp {
     }
 }
 
+/// A buyer's contact that passes the default `CHECKOUT_FIELDS` (name, phone, address).
+pub const CONTACT: [(&str, &str); 3] = [
+    ("name", "王小明"),
+    ("phone", "+86 138 0013 8000"),
+    ("address", "浙江省杭州市西湖区龙井路 1 号"),
+];
+
+/// The direct buy's form: a product, a quantity and [`CONTACT`].
+pub fn buy_form(sku_id: &str, num: &str) -> Vec<(&'static str, String)> {
+    let mut form = vec![("sku_id", sku_id.to_owned()), ("num", num.to_owned())];
+    form.extend(CONTACT.iter().map(|(k, v)| (*k, (*v).to_owned())));
+    form
+}
+
 /// An HTTP client that follows no redirects, so tests see the 303s.
 pub fn no_redirects() -> reqwest::Client {
     reqwest::Client::builder()
@@ -580,7 +595,7 @@ pub fn no_redirects() -> reqwest::Client {
 pub async fn place_order_at(http: &reqwest::Client, base: &str, sku: &str) -> String {
     let placed = http
         .post(format!("{base}/orders"))
-        .form(&[("sku_id", sku), ("num", "1")])
+        .form(&buy_form(sku, "1"))
         .send()
         .await
         .unwrap();
@@ -648,5 +663,6 @@ pub fn test_terms(
         reconcile_max_attempts,
         pending_per_client: 0,
         order_rate_per_minute: 0,
+        checkout_fields: Vec::new(),
     }
 }

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::helpers::TestApp;
+use crate::helpers::{buy_form, TestApp};
 
 /// Sends raw bytes on a fresh connection and returns what comes back (bounded wait).
 async fn raw(addr: std::net::SocketAddr, request: &[u8]) -> Vec<u8> {
@@ -78,10 +78,7 @@ async fn a_form_posted_from_another_site_is_refused_and_reserves_nothing() {
     let app = TestApp::spawn().await;
     let before = app.stock(1).await;
     let post = |headers: Vec<(&'static str, String)>| {
-        let mut request = app
-            .http
-            .post(app.url("/orders"))
-            .form(&[("sku_id", "1"), ("num", "1")]);
+        let mut request = app.http.post(app.url("/orders")).form(&buy_form("1", "1"));
         for (name, value) in headers {
             request = request.header(name, value);
         }
@@ -372,7 +369,7 @@ async fn buy_as(app: &TestApp, ip: &str, sku: i64, num: i64) -> (u16, Option<Str
         .http
         .post(app.url("/orders"))
         .header("x-forwarded-for", ip)
-        .form(&[("sku_id", sku.to_string()), ("num", num.to_string())])
+        .form(&buy_form(&sku.to_string(), &num.to_string()))
         .send()
         .await
         .unwrap();
@@ -402,7 +399,7 @@ async fn a_hoarder_stops_at_the_caps_and_a_real_shopper_still_buys() {
         .http
         .post(app.url("/orders"))
         .header("x-forwarded-for", hoarder)
-        .form(&[("sku_id", "1"), ("num", "5")])
+        .form(&buy_form("1", "5"))
         .send()
         .await
         .unwrap();

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::helpers::TestApp;
+use crate::helpers::{buy_form, TestApp};
 
 /// Rasterises the page's inline SVG and decodes the QR code in it.
 fn decode_qr(page: &str) -> String {
@@ -183,7 +183,7 @@ async fn two_hundred_buyers_of_fifty_units_make_exactly_fifty_orders() {
         let url = app.url("/orders");
         tasks.push(tokio::spawn(async move {
             http.post(url)
-                .form(&[("sku_id", "1"), ("num", "1")])
+                .form(&buy_form("1", "1"))
                 .send()
                 .await
                 .unwrap()

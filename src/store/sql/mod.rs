@@ -34,7 +34,7 @@ pub struct Db {
 const ORDER_COLUMNS: &str = "out_trade_no, total_fee, status, body, product_id, expires_at, \
      prepay_id, code_url, code_url_expires_at, sign_type, transaction_id, pay_time, \
      created_at, updated_at, closed_at, reconcile_attempts, is_deleted, refund_due, wechat_state, \
-     watch_step, cash_fee, coupon_fee";
+     watch_step, cash_fee, coupon_fee, receipt_token, shipped_at, carrier, tracking_no";
 
 fn order_from_row(row: &DbRow) -> Result<Order, StoreError> {
     let corrupt = |what: &str| StoreError::Corrupt(format!("orders.{what}"));
@@ -74,16 +74,20 @@ fn order_from_row(row: &DbRow) -> Result<Order, StoreError> {
         watch_step: row.try_get("watch_step")?,
         cash_fee: row.try_get::<Option<i64>, _>("cash_fee")?.map(Fen),
         coupon_fee: row.try_get::<Option<i64>, _>("coupon_fee")?.map(Fen),
+        receipt_token: row.try_get("receipt_token")?,
+        shipment: match (
+            row.try_get::<Option<i64>, _>("shipped_at")?,
+            row.try_get::<Option<String>, _>("carrier")?,
+            row.try_get::<Option<String>, _>("tracking_no")?,
+        ) {
+            (Some(at), Some(carrier), Some(tracking_no)) => Some(Shipment {
+                at: time(at),
+                carrier,
+                tracking_no,
+            }),
+            _ => None,
+        },
     })
-}
-
-fn product_from_row((id, name, price, stock): (i64, String, i64, i64)) -> Product {
-    Product {
-        id,
-        name,
-        price: Fen(price),
-        stock,
-    }
 }
 
 /// A stored order number, read back: one that does not parse means the row is corrupt.

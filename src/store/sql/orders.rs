@@ -3,6 +3,14 @@
 
 use super::*;
 
+type ContactRow = (
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+);
+
 impl Db {
     /// Creates an order for `items`, reserving their stock, in one transaction: either every
     /// line is reserved and the order exists, or nothing changed. Payment is due within `ttl`.
@@ -97,6 +105,46 @@ impl Db {
             .collect())
     }
 
+    /// The buyer's contact given with an order, if any.
+    pub async fn order_contact(&self, no: &OutTradeNo) -> Result<Option<Contact>, StoreError> {
+        let row: Option<ContactRow> = sqlx::query_as(
+            "SELECT name, phone, address, email, note FROM order_contacts
+             WHERE out_trade_no = $1",
+        )
+        .bind(no.as_str())
+        .fetch_optional(&self.reader)
+        .await?;
+        Ok(row.map(|(name, phone, address, email, note)| Contact {
+            name,
+            phone,
+            address,
+            email,
+            note,
+        }))
+    }
+
+    /// Marks a paid order shipped. False when it is not paid or was shipped before.
+    pub async fn ship_order(
+        &self,
+        no: &OutTradeNo,
+        carrier: &str,
+        tracking_no: &str,
+    ) -> Result<bool, StoreError> {
+        let now = now_secs();
+        let done = sqlx::query(
+            "UPDATE orders SET shipped_at = $1, carrier = $2, tracking_no = $3, updated_at = $1
+             WHERE out_trade_no = $4 AND status = 'paid' AND shipped_at IS NULL",
+        )
+        .bind(now)
+        .bind(carrier)
+        .bind(tracking_no)
+        .bind(no.as_str())
+        .execute(&self.writer)
+        .await?;
+        self.cache.invalidate(no.as_str());
+        Ok(done.rows_affected() == 1)
+    }
+
     /// Moves a pending order's payment deadline to `until`, while it has no prepay (a prepay's
     /// `time_expire` never changes). False when nothing changed.
     pub async fn extend_expiry(
@@ -148,15 +196,34 @@ impl Db {
     }
 }
 
-/// What an order holds, as a key: `product:num` per line, in product order.
-fn cart_key(items: &[NewItem]) -> String {
+/// What an order holds and for whom, as a key: `product:num` per line, in product order, then
+/// a digest of the contact when there is one — the same cart for another address is another
+/// order.
+fn cart_key(items: &[NewItem], contact: &Contact) -> String {
+    use sha2::Digest;
     let mut lines: Vec<(i64, i64)> = items.iter().map(|i| (i.product_id, i.num)).collect();
     lines.sort_unstable();
-    lines
+    let mut key = lines
         .iter()
         .map(|(product, num)| format!("{product}:{num}"))
         .collect::<Vec<_>>()
-        .join(",")
+        .join(",");
+    if !contact.is_empty() {
+        let mut digest = sha2::Sha256::new();
+        for (_, value) in contact.fields() {
+            digest.update(value.unwrap_or_default());
+            digest.update([0x1f]);
+        }
+        key.push('#');
+        key.push_str(&hex::encode(&digest.finalize()[..8]));
+    }
+    key
+}
+
+/// A new receipt token: 128 random bits, as 32 hex digits.
+fn receipt_token() -> String {
+    use rand::Rng;
+    hex::encode(rand::rng().random::<[u8; 16]>())
 }
 
 /// Creates one order and reserves its stock inside `tx`.
@@ -171,7 +238,7 @@ async fn create_in(
     }
     let created = now.timestamp();
     let expires = created + request.ttl.as_secs() as i64;
-    let cart = cart_key(items);
+    let cart = cart_key(items, &request.contact);
     if let Some(client) = &request.client {
         // The same cart, still payable: send the shopper back to it rather than reserve twice.
         let hold = client.unprepaid_hold.as_secs() as i64;
@@ -209,7 +276,7 @@ async fn create_in(
         // Reserve only if enough is left; the condition and the decrement are one statement.
         let reserved = sqlx::query(
             "UPDATE products SET stock = stock - $1, updated_at = $2
-             WHERE id = $3 AND stock >= $1 RETURNING name, price_fen",
+             WHERE id = $3 AND stock >= $1 AND active = 1 RETURNING name, price_fen",
         )
         .bind(item.num)
         .bind(created)
@@ -218,7 +285,7 @@ async fn create_in(
         .await?;
         let Some(row) = reserved else {
             let available: Option<i64> =
-                sqlx::query_scalar("SELECT stock FROM products WHERE id = $1")
+                sqlx::query_scalar("SELECT stock FROM products WHERE id = $1 AND active = 1")
                     .bind(item.product_id)
                     .fetch_optional(&mut **tx)
                     .await?;
@@ -238,6 +305,10 @@ async fn create_in(
             .ok_or(CreateOrderError::TooLarge)?;
         lines.push((item, name, price));
     }
+    // WeChat's total_fee is a 32-bit integer of fen.
+    if total.0 > i64::from(i32::MAX) {
+        return Err(CreateOrderError::TooLarge);
+    }
     let no = OutTradeNo::generate(now);
     let body = order_body(
         &request.shop_name,
@@ -247,10 +318,11 @@ async fn create_in(
             .collect::<Vec<_>>(),
     );
     let product_id = items[0].product_id.to_string();
+    let token = receipt_token();
     sqlx::query(
         "INSERT INTO orders (out_trade_no, total_fee, status, body, product_id, expires_at,
-                             created_at, updated_at, client, cart)
-         VALUES ($1, $2, 'pending', $3, $4, $5, $6, $6, $7, $8)",
+                             created_at, updated_at, client, cart, receipt_token)
+         VALUES ($1, $2, 'pending', $3, $4, $5, $6, $6, $7, $8, $9)",
     )
     .bind(no.as_str())
     .bind(total.0)
@@ -260,8 +332,24 @@ async fn create_in(
     .bind(created)
     .bind(request.client.as_ref().map(|c| c.key.as_str()))
     .bind(&cart)
+    .bind(&token)
     .execute(&mut **tx)
     .await?;
+    if !request.contact.is_empty() {
+        let c = &request.contact;
+        sqlx::query(
+            "INSERT INTO order_contacts (out_trade_no, name, phone, address, email, note)
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(no.as_str())
+        .bind(&c.name)
+        .bind(&c.phone)
+        .bind(&c.address)
+        .bind(&c.email)
+        .bind(&c.note)
+        .execute(&mut **tx)
+        .await?;
+    }
     for (item, name, price) in &lines {
         sqlx::query(
             "INSERT INTO order_items (out_trade_no, product_id, name, unit_price, num)
@@ -295,5 +383,7 @@ async fn create_in(
         watch_step: 0,
         cash_fee: None,
         coupon_fee: None,
+        receipt_token: Some(token),
+        shipment: None,
     })
 }
