@@ -1,17 +1,23 @@
 //! The `wxpay-checkout` binary: parses the command and hands over to the library.
 
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use wxpay_checkout::config::Settings;
 use wxpay_checkout::rt::AppRuntime;
 use wxpay_checkout::startup::{self, Application};
+use wxpay_checkout::store::Store;
 use wxpay_checkout::telemetry;
 
-const USAGE: &str = "usage: wxpay-checkout [serve | sandbox | healthcheck]
+const USAGE: &str =
+    "usage: wxpay-checkout [serve | sandbox | healthcheck | catalogue import FILE [--stock]]
 
   serve        the shop and checkout (the default); in sandbox mode also the built-in sandbox
   sandbox      the WeChat Pay v2 sandbox alone, on SANDBOX_LISTEN_ADDR
   healthcheck  asks the shop on OPS_LISTEN_ADDR for /healthz; exit 0 when healthy (containers)
+  catalogue import FILE [--stock]
+               upserts the products of a TOML or CSV file (by sku) into DATABASE_URL, all or
+               none; stock is set for new products, and for existing ones with --stock
 
 Configuration comes from the environment; see README.md.";
 
@@ -19,20 +25,43 @@ enum Command {
     Serve,
     Sandbox,
     Healthcheck,
+    ImportCatalogue { file: PathBuf, restock: bool },
+}
+
+/// The command the arguments name.
+fn command(args: &[String]) -> Result<Option<Command>, String> {
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    Ok(Some(match args.as_slice() {
+        [] | ["serve"] => Command::Serve,
+        ["sandbox"] => Command::Sandbox,
+        ["healthcheck"] => Command::Healthcheck,
+        ["catalogue", "import", rest @ ..] => {
+            let restock = rest.contains(&"--stock");
+            let files: Vec<&&str> = rest.iter().filter(|a| **a != "--stock").collect();
+            match files.as_slice() {
+                [file] if !file.starts_with("--") => Command::ImportCatalogue {
+                    file: PathBuf::from(file),
+                    restock,
+                },
+                _ => return Err("catalogue import takes one FILE and optionally --stock".into()),
+            }
+        }
+        ["-h" | "--help" | "help"] => return Ok(None),
+        other => return Err(format!("unknown command {:?}", other.join(" "))),
+    }))
 }
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let command = match std::env::args().nth(1).as_deref() {
-        None | Some("serve") => Command::Serve,
-        Some("sandbox") => Command::Sandbox,
-        Some("healthcheck") => Command::Healthcheck,
-        Some("-h" | "--help" | "help") => {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let command = match command(&args) {
+        Ok(Some(command)) => command,
+        Ok(None) => {
             println!("{USAGE}");
             return ExitCode::SUCCESS;
         }
-        Some(other) => {
-            eprintln!("unknown command {other:?}\n{USAGE}");
+        Err(e) => {
+            eprintln!("{e}\n{USAGE}");
             return ExitCode::from(2);
         }
     };
@@ -43,8 +72,12 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    if let Command::Healthcheck = command {
-        return healthcheck(&settings).await;
+    match command {
+        Command::Healthcheck => return healthcheck(&settings).await,
+        Command::ImportCatalogue { file, restock } => {
+            return import_catalogue(&settings, &file, restock).await
+        }
+        Command::Serve | Command::Sandbox => {}
     }
     if let Err(e) = settings.check_exposure(matches!(command, Command::Serve)) {
         eprintln!("{e}");
@@ -54,7 +87,7 @@ async fn main() -> ExitCode {
     let result = match command {
         Command::Serve => serve(settings).await,
         Command::Sandbox => sandbox(settings).await,
-        Command::Healthcheck => unreachable!("handled above"),
+        Command::Healthcheck | Command::ImportCatalogue { .. } => unreachable!("handled above"),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -90,6 +123,45 @@ async fn sandbox(settings: Settings) -> anyhow::Result<()> {
     handle.stop().await;
     run.await??;
     Ok(())
+}
+
+/// `catalogue import`: the file's products into the database, all or none; a bad line is
+/// named and nothing changes.
+async fn import_catalogue(settings: &Settings, file: &Path, restock: bool) -> ExitCode {
+    let entries = match wxpay_checkout::catalogue::read_file(file) {
+        Ok(entries) => entries,
+        Err(e) => {
+            eprintln!("{}: {e}; nothing was imported", file.display());
+            return ExitCode::FAILURE;
+        }
+    };
+    let store = match Store::connect(&settings.database_url, &AppRuntime::current()).await {
+        Ok(store) => store,
+        Err(e) => {
+            eprintln!("opening the database (DATABASE_URL): {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = store.import_catalogue(&entries, restock).await;
+    store.close().await;
+    match result {
+        Ok(report) => {
+            println!(
+                "{}: {} products — {} added, {} updated, {} unchanged{}",
+                file.display(),
+                entries.len(),
+                report.added,
+                report.updated,
+                report.unchanged,
+                if restock { " (stock set)" } else { "" }
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{}: {e}; nothing was imported", file.display());
+            ExitCode::FAILURE
+        }
+    }
 }
 
 async fn healthcheck(settings: &Settings) -> ExitCode {

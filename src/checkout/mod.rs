@@ -300,7 +300,14 @@ impl Checkout {
     /// The shopper's receipt of an order: found only with the order's own token (anything
     /// else is simply not found, as a missing order is).
     pub async fn receipt(&self, no: &str, token: &str) -> Result<Receipt, CheckoutError> {
-        let order = self.order(no).await?;
+        // Read past the cache: a receipt is rare, and its shipment may have been recorded by
+        // another replica.
+        let no = OutTradeNo::parse(no).map_err(|_| CheckoutError::NotFound(Missing::Order))?;
+        let order = self
+            .store()
+            .order_now(&no)
+            .await?
+            .ok_or(CheckoutError::NotFound(Missing::Order))?;
         if !receipt_token_matches(&order, token) {
             return Err(CheckoutError::NotFound(Missing::Order));
         }

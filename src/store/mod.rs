@@ -264,6 +264,11 @@ impl Store {
         dispatch!(self.order(no))
     }
 
+    /// One order as the database has it now, past the cache.
+    pub async fn order_now(&self, no: &OutTradeNo) -> Result<Option<Order>, StoreError> {
+        dispatch!(self.order_now(no))
+    }
+
     /// An order's lines (they never change, so they are cached with the order).
     pub async fn order_items(&self, no: &OutTradeNo) -> Result<Arc<Vec<OrderItem>>, StoreError> {
         dispatch!(self.order_items(no))

@@ -334,7 +334,10 @@ impl TestApp {
 
     pub async fn spawn_with(overrides: &[(&str, &str)]) -> TestApp {
         let dir = TempDir::new().unwrap();
-        let database_url = database_url(&dir).await;
+        let database_url = match overrides.iter().find(|(name, _)| *name == "DATABASE_URL") {
+            Some((_, url)) => url.to_string(),
+            None => database_url(&dir).await,
+        };
         // The app's own job stays out of the way: tests drive reconciliation themselves.
         let mut vars = vec![
             ("SANDBOX_TIME_SCALE", "0.001"),
@@ -386,6 +389,16 @@ impl TestApp {
         self.http
             .post(self.url("/orders"))
             .form(&buy_form(sku_id, num))
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// POSTs a bare buy form (a product and a quantity, no contact).
+    pub async fn buy_bare(&self, sku_id: &str, num: &str) -> reqwest::Response {
+        self.http
+            .post(self.url("/orders"))
+            .form(&[("sku_id", sku_id), ("num", num)])
             .send()
             .await
             .unwrap()

@@ -1,6 +1,8 @@
 //! One integration-test binary: the real server, real HTTP, real SQLite files.
 
 mod browser;
+mod cart;
+mod catalogue;
 mod client;
 mod closing;
 mod crash;

@@ -73,6 +73,18 @@ impl Db {
         Ok(order)
     }
 
+    /// One order as the database has it now, past the cache (a finished order still changes
+    /// when shipped; another process may have shipped it).
+    pub async fn order_now(&self, no: &OutTradeNo) -> Result<Option<Order>, StoreError> {
+        let row = sqlx::query(&format!(
+            "SELECT {ORDER_COLUMNS} FROM orders WHERE out_trade_no = $1"
+        ))
+        .bind(no.as_str())
+        .fetch_optional(&self.reader)
+        .await?;
+        row.as_ref().map(order_from_row).transpose()
+    }
+
     /// An order's lines (they never change, so they are cached with the order).
     pub async fn order_items(
         &self,
