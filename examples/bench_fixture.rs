@@ -45,8 +45,10 @@ async fn load(url: &str, out: &str, orders: usize) -> anyhow::Result<()> {
     let now = chrono::Utc::now().timestamp();
     let mut tx = conn.begin().await?;
     sqlx::query(
-        "INSERT INTO products (id, name, price_fen, stock, created_at, updated_at)
-         VALUES (1, '压测商品 Benchmark tea', 100, 1000000000, $1, $1)",
+        "INSERT INTO products (id, sku, name, price_fen, stock, created_at, updated_at)
+         VALUES (1, 'BENCH-1', '压测商品 Benchmark tea', 100, 1000000000, $1, $1),
+                (2, 'BENCH-2', '压测茶杯 Benchmark cup', 250, 1000000000, $1, $1),
+                (3, 'BENCH-3', '压测茶盘 Benchmark tray', 990, 1000000000, $1, $1)",
     )
     .bind(now)
     .execute(&mut *tx)

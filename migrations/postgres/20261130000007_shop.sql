@@ -9,6 +9,7 @@ ALTER TABLE products ADD COLUMN description TEXT NOT NULL DEFAULT ''
 ALTER TABLE products ADD COLUMN active BIGINT NOT NULL DEFAULT 1 CHECK (active IN (0, 1));
 UPDATE products SET sku = 'P' || id::text WHERE sku IS NULL;
 CREATE UNIQUE INDEX products_by_sku ON products (sku);
+ALTER TABLE products ALTER COLUMN sku SET NOT NULL;
 
 -- The receipt's unguessable token (NULL for orders placed before receipts existed), and the
 -- shipment once the merchant sends the goods.

@@ -9,6 +9,11 @@ ALTER TABLE products ADD COLUMN description TEXT NOT NULL DEFAULT ''
 ALTER TABLE products ADD COLUMN active INTEGER NOT NULL DEFAULT 1 CHECK (active IN (0, 1));
 UPDATE products SET sku = 'P' || id WHERE sku IS NULL;
 CREATE UNIQUE INDEX products_by_sku ON products (sku);
+-- Every product has one (SQLite cannot add NOT NULL to an existing column; PostgreSQL does).
+CREATE TRIGGER products_sku_required_on_insert BEFORE INSERT ON products
+    WHEN NEW.sku IS NULL BEGIN SELECT RAISE(ABORT, 'products.sku is required'); END;
+CREATE TRIGGER products_sku_required_on_update BEFORE UPDATE OF sku ON products
+    WHEN NEW.sku IS NULL BEGIN SELECT RAISE(ABORT, 'products.sku is required'); END;
 
 -- The receipt's unguessable token (NULL for orders placed before receipts existed), and the
 -- shipment once the merchant sends the goods.

@@ -222,6 +222,32 @@ async fn import_case(store: Store) {
 }
 
 #[tokio::test]
+async fn a_product_without_a_sku_is_refused() {
+    let (_dir, store) = fresh().await;
+    let refused = sqlx::query(
+        "INSERT INTO products (name, price_fen, stock, created_at, updated_at)
+         VALUES ('x', 1, 1, 0, 0)",
+    )
+    .execute(pools(&store).0)
+    .await;
+    assert!(refused.is_err());
+    let tea = store
+        .insert_product(&NewProduct {
+            sku: "T",
+            name: "tea",
+            price: Fen(1),
+            stock: 1,
+        })
+        .await
+        .unwrap();
+    let refused = sqlx::query("UPDATE products SET sku = NULL WHERE id = $1")
+        .bind(tea.id)
+        .execute(pools(&store).0)
+        .await;
+    assert!(refused.is_err());
+}
+
+#[tokio::test]
 async fn an_order_keeps_its_contact_and_receipt_token() {
     let (_dir, store) = fresh().await;
     contact_case(store).await;
@@ -368,7 +394,7 @@ async fn readers_are_read_only_and_read_during_a_write() {
         .await
         .is_err());
     let mut tx = pools(&store).0.begin().await.unwrap();
-    sqlx::query("INSERT INTO products (name, price_fen, stock, created_at, updated_at) VALUES ('x', 1, 1, 0, 0)")
+    sqlx::query("INSERT INTO products (sku, name, price_fen, stock, created_at, updated_at) VALUES ('X', 'x', 1, 1, 0, 0)")
         .execute(&mut *tx)
         .await
         .unwrap();

@@ -106,8 +106,8 @@ async fn a_long_chinese_name_gives_a_body_wechat_accepts() {
     let app = TestApp::spawn().await;
     let name = "特级明前西湖龙井绿茶礼盒装".repeat(5); // 65 characters, 195 bytes
     let id: i64 = sqlx::query_scalar(
-        "INSERT INTO products (name, price_fen, stock, created_at, updated_at)
-         VALUES ($1, 100, 5, 0, 0) RETURNING id",
+        "INSERT INTO products (sku, name, price_fen, stock, created_at, updated_at)
+         VALUES ('LONG', $1, 100, 5, 0, 0) RETURNING id",
     )
     .bind(&name)
     .fetch_one(&app.db)

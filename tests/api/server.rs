@@ -273,8 +273,8 @@ async fn logs_are_json_lines_that_carry_the_order_number_and_never_the_api_key()
         .await
         .unwrap();
     sqlx::query(
-        "INSERT INTO products (id, name, price_fen, stock, created_at, updated_at)
-         VALUES (1, '龙井 250g', 12800, 5, 0, 0)",
+        "INSERT INTO products (id, sku, name, price_fen, stock, created_at, updated_at)
+         VALUES (1, 'LJ', '龙井 250g', 12800, 5, 0, 0)",
     )
     .execute(&db)
     .await
