@@ -4,9 +4,11 @@
 //!
 //! What shoppers, WeChat Pay and merchants meet, and which this crate keeps: the commands
 //! `serve` (the default; with no merchant credentials it also starts the built-in sandbox and
-//! pays through it over real HTTP), `sandbox` and `healthcheck`; the configuration variables
-//! ([`config`], tabled in the README); the shop's pages (`/`, `POST /orders`, `/pay/{no}` with an
-//! inline SVG QR code, its success and failure pages); the seed front end's JSON routes
+//! pays through it over real HTTP), `sandbox`, `healthcheck` and `catalogue import FILE
+//! [--stock]`; the configuration variables ([`config`], tabled in the README); the catalogue file
+//! formats ([`catalogue`]); the shop's pages (`/`, the cart `/cart`, the contact form
+//! `/checkout`, the direct buy `POST /orders`, `/pay/{no}` with an inline SVG QR code, its success
+//! and failure pages, the receipt `/orders/{no}?t=…`); the seed front end's JSON routes
 //! (`/weixin/pay/create/native`, `/weixin/pay/status/query`, in its `Result` shape with code
 //! `20000`); WeChat's notify route (`/weixin/pay/notify/url`, answered in WeChat's XML once the
 //! payment is durably recorded); `/healthz` and `/metrics` on the operations address
@@ -15,11 +17,15 @@
 //! # Layout
 //!
 //! - [`checkout`]: the checkout service — every payment flow a front end needs (catalogue,
-//!   placing an order, the pay flow with its single-flight prepay, the payment status, the
-//!   notify) and the reconciliation job (an order is over only when WeChat says so; finished
-//!   orders are watched for late money), with one error type, [`checkout::CheckoutError`].
-//! - [`web`]: HTTP routes — shop, pay page, seed JSON API, notify, operations. Thin: each
-//!   handler calls one checkout flow and translates its answer; errors render in `web/error.rs`.
+//!   the cart and the contact form's rules, placing an order, the pay flow with its single-flight
+//!   prepay, the payment status, the notify, the receipt) and the reconciliation job (an order is
+//!   over only when WeChat says so; finished orders are watched for late money), with one error
+//!   type, [`checkout::CheckoutError`].
+//! - [`web`]: HTTP routes — shop, cart and checkout form (the cart lives in a cookie), pay page,
+//!   receipt, seed JSON API, notify, operations. Thin: each handler calls one checkout flow and
+//!   translates its answer; errors render in `web/error.rs`.
+//! - [`catalogue`]: the merchant's catalogue files (TOML, CSV) read and checked line by line into
+//!   entries the store upserts by sku; the demo catalogue.
 //! - [`payments`]: the order side of a payment — the durable inbox recorder, the channel and the
 //!   consumer that applies payments to orders (the only place an order becomes paid).
 //! - [`store`]: all SQL — pools, migrations (`migrations/`), typed queries (`store/sql/`, one
@@ -39,8 +45,9 @@
 //! Dependencies point one way (a test below checks every `crate::` path against this list):
 //! `web` uses `checkout`, `wxpay` (wire formats), `domain` and `telemetry`; `checkout` uses
 //! `payments`, `store`, `wxpay`, `domain` and `rt`; `payments` uses `store` and `domain`;
-//! `store` uses `domain`, `rt` and `wxpay`'s `SignType`; `sandbox` uses `wxpay`, `rt` and
-//! `domain`'s money formatting; `wxpay` uses `rt` only; `domain` and `rt` use nothing of ours.
+//! `store` uses `domain`, `rt` and `wxpay`'s `SignType`; `catalogue` uses `store` (its entry
+//! type) and `domain`; `sandbox` uses `wxpay`, `rt` and `domain`'s money formatting; `wxpay` uses
+//! `rt` only; `domain` and `rt` use nothing of ours.
 
 pub mod catalogue;
 pub mod checkout;

@@ -3,7 +3,9 @@
 //! into HTTP; the reconciliation job runs on it. Each flow returns a [`CheckoutError`] that says
 //! what the caller should be told.
 //!
-//! Flows: the catalogue; placing an order (stock reserved, group-committed); the pay flow (the
+//! Flows: the catalogue; pricing a cart ([`cart`]) and checking the buyer's contact
+//! ([`contact`]); placing an order (stock reserved, group-committed); the receipt, behind its
+//! token; the pay flow (the
 //! order's prepay, made once — concurrent first visits share one unifiedorder — and reused
 //! until the order's own expiry; a payment WeChat reports on the way is confirmed); the order's
 //! payment status (the shop's own record first, WeChat asked at most once every

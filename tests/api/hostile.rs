@@ -102,6 +102,23 @@ async fn a_form_posted_from_another_site_is_refused_and_reserves_nothing() {
         assert_eq!(post(fine).await.unwrap().status(), 303);
     }
     assert_eq!(app.stock(1).await, before - 3);
+    // The cart's and the checkout's forms alike: a foreign page cannot fill a shopper's cart
+    // or place its order.
+    let cart = "cart=1:1";
+    for path in ["/cart", "/cart/update", "/checkout"] {
+        let refused = app
+            .http
+            .post(app.url(path))
+            .header("sec-fetch-site", "cross-site")
+            .header("cookie", cart)
+            .form(&buy_form("1", "2"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(refused.status(), 403, "{path}");
+        assert!(!refused.headers().contains_key("set-cookie"), "{path}");
+    }
+    assert_eq!(app.stock(1).await, before - 3);
 }
 
 #[test]

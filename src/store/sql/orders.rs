@@ -60,13 +60,7 @@ impl Db {
             return Ok(Some(order));
         }
         let read_at = std::time::Instant::now();
-        let row = sqlx::query(&format!(
-            "SELECT {ORDER_COLUMNS} FROM orders WHERE out_trade_no = $1"
-        ))
-        .bind(no.as_str())
-        .fetch_optional(&self.reader)
-        .await?;
-        let order = row.as_ref().map(order_from_row).transpose()?;
+        let order = self.order_now(no).await?;
         if let Some(order) = &order {
             self.cache.put_order(order, read_at);
         }
