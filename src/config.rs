@@ -74,6 +74,9 @@ pub struct Settings {
     pub catalogue_file: Option<std::path::PathBuf>,
     /// `CHECKOUT_FIELDS`: the contact the checkout asks for, in form order (empty: none).
     pub checkout_fields: Vec<ContactField>,
+    /// `ADMIN_PASSWORD_HASH`: the console's password as an argon2 PHC string; unset, one is
+    /// generated on the first start.
+    pub admin_password_hash: Option<String>,
     pub log_format: LogFormat,
 }
 
@@ -305,6 +308,17 @@ impl Settings {
                 .unwrap_or("name,phone,address"),
         )?;
 
+        let admin_password_hash = get("ADMIN_PASSWORD_HASH").map(|v| v.trim().to_owned());
+        if let Some(phc) = &admin_password_hash {
+            if !phc.starts_with("$argon2") || phc.len() > 200 {
+                return Err(error(
+                    "ADMIN_PASSWORD_HASH",
+                    "must be an argon2 PHC string ($argon2id$…); make one with \
+                     `wxpay-checkout admin hash-password`",
+                ));
+            }
+        }
+
         let log_format = match get("LOG_FORMAT").as_deref() {
             None | Some("text") => LogFormat::Text,
             Some("json") => LogFormat::Json,
@@ -340,6 +354,7 @@ impl Settings {
             trusted_proxies,
             catalogue_file,
             checkout_fields,
+            admin_password_hash,
             log_format,
         })
     }

@@ -52,6 +52,7 @@
 pub mod catalogue;
 pub mod checkout;
 pub mod config;
+pub mod console;
 pub mod domain;
 pub mod payments;
 pub mod rt;
@@ -75,7 +76,11 @@ mod layers {
         ("store", &["domain", "rt", "wxpay"]),
         ("payments", &["store", "domain"]),
         ("checkout", &["payments", "store", "wxpay", "domain", "rt"]),
-        ("web", &["checkout", "wxpay", "domain", "telemetry"]),
+        (
+            "web",
+            &["checkout", "console", "wxpay", "domain", "telemetry"],
+        ),
+        ("console", &["store", "domain", "catalogue"]),
         ("telemetry", &["config"]),
         ("config", &["sandbox", "wxpay", "domain"]),
         ("catalogue", &["store", "domain"]),

@@ -158,8 +158,13 @@ impl Application {
         let (checkout, background) = Checkout::start(store.clone(), wechat, terms, &rt, &shutdown);
         let reconciler = rt.spawn(Reconciler::new(checkout.clone()).run(shutdown.child_token()));
         let sandbox_base = sandbox.as_ref().map(SandboxServer::base_url);
+        let console =
+            crate::console::Console::start(store.clone(), settings.admin_password_hash.as_deref())
+                .await
+                .context("the merchant console (ADMIN_PASSWORD_HASH)")?;
         let state = web::Data::new(AppState::new(
             checkout,
+            console,
             sandbox_base,
             &settings.public_base_url(addr),
             settings.trusted_proxies.clone(),

@@ -23,14 +23,18 @@ use std::time::Duration;
 use sqlx::postgres::PgPoolOptions;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 
-use crate::domain::OutTradeNo;
+use crate::domain::{Fen, OutTradeNo};
 use crate::rt::AppRuntime;
 
 mod cache;
+mod console_types;
 mod desk;
 mod postgres;
 mod sqlite;
 mod types;
+pub use console_types::{
+    AdminSession, DaySales, ListStatus, OrderEvent, OrderFilter, OrderSummary,
+};
 pub use desk::OrderDesk;
 pub use types::{
     Applied, CatalogueEntry, ClientLimits, Contact, CreateOrderError, ImportReport, NewItem,
@@ -194,14 +198,130 @@ impl Store {
         dispatch!(self.order_contact(no))
     }
 
-    /// Marks a paid order shipped. False when it is not paid or was shipped before.
+    /// Marks a paid order shipped, recording `actor` on its timeline. False when it is not paid
+    /// or was shipped before.
     pub async fn ship_order(
         &self,
         no: &OutTradeNo,
         carrier: &str,
         tracking_no: &str,
+        actor: &str,
     ) -> Result<bool, StoreError> {
-        dispatch!(self.ship_order(no, carrier, tracking_no))
+        dispatch!(self.ship_order_by(no, carrier, tracking_no, actor))
+    }
+
+    /// The console's generated password (an argon2 PHC string), if one was made.
+    pub async fn admin_password(&self) -> Result<Option<String>, StoreError> {
+        dispatch!(self.admin_password())
+    }
+
+    /// Stores the console's generated password unless one exists; true when this one was.
+    pub async fn set_admin_password(&self, phc: &str) -> Result<bool, StoreError> {
+        dispatch!(self.set_admin_password(phc))
+    }
+
+    /// Starts a console session (and forgets ended ones).
+    pub async fn create_admin_session(
+        &self,
+        token_hash: &str,
+        csrf: &str,
+        expires_at: chrono::DateTime<chrono::Utc>,
+    ) -> Result<(), StoreError> {
+        dispatch!(self.create_admin_session(token_hash, csrf, expires_at))
+    }
+
+    /// The console session with this token hash, while it lasts.
+    pub async fn admin_session(
+        &self,
+        token_hash: &str,
+    ) -> Result<Option<AdminSession>, StoreError> {
+        dispatch!(self.admin_session(token_hash))
+    }
+
+    /// Ends a console session.
+    pub async fn delete_admin_session(&self, token_hash: &str) -> Result<(), StoreError> {
+        dispatch!(self.delete_admin_session(token_hash))
+    }
+
+    /// Failed logins from `client` since `since`.
+    pub async fn login_failures(
+        &self,
+        client: &str,
+        since: chrono::DateTime<chrono::Utc>,
+    ) -> Result<i64, StoreError> {
+        dispatch!(self.login_failures(client, since))
+    }
+
+    /// Records a failed login (forgetting those before `forget_before`).
+    pub async fn record_login_failure(
+        &self,
+        client: &str,
+        forget_before: chrono::DateTime<chrono::Utc>,
+    ) -> Result<(), StoreError> {
+        dispatch!(self.record_login_failure(client, forget_before))
+    }
+
+    /// Forgets a client's failed logins.
+    pub async fn clear_login_failures(&self, client: &str) -> Result<(), StoreError> {
+        dispatch!(self.clear_login_failures(client))
+    }
+
+    /// Up to `limit` orders matching `filter`, newest first.
+    pub async fn list_orders(
+        &self,
+        filter: &OrderFilter,
+        limit: i64,
+    ) -> Result<Vec<OrderSummary>, StoreError> {
+        dispatch!(self.list_orders(filter, limit))
+    }
+
+    /// How the database would run [`Store::list_orders`]: a line per step.
+    pub async fn explain_list_orders(
+        &self,
+        filter: &OrderFilter,
+        limit: i64,
+    ) -> Result<Vec<String>, StoreError> {
+        dispatch!(self.explain_list_orders(filter, limit))
+    }
+
+    /// An order's recorded events (prepays, the merchant's actions), oldest first.
+    pub async fn order_events(&self, no: &OutTradeNo) -> Result<Vec<OrderEvent>, StoreError> {
+        dispatch!(self.order_events(no))
+    }
+
+    /// An order's payment events as timeline entries, oldest first.
+    pub async fn payment_timeline(&self, no: &OutTradeNo) -> Result<Vec<OrderEvent>, StoreError> {
+        dispatch!(self.payment_timeline(no))
+    }
+
+    /// Every product, on sale or not.
+    pub async fn all_products(&self) -> Result<Vec<Product>, StoreError> {
+        dispatch!(self.all_products())
+    }
+
+    /// Sets a product's price, stock and whether it is on sale; false for an unknown sku.
+    pub async fn update_product(
+        &self,
+        sku: &str,
+        price: Fen,
+        stock: i64,
+        active: bool,
+    ) -> Result<bool, StoreError> {
+        dispatch!(self.update_product(sku, price, stock, active))
+    }
+
+    /// Paid orders and revenue per Beijing day in `first_day..=last_day` (days that had any).
+    pub async fn daily_sales(
+        &self,
+        first_day: i64,
+        last_day: i64,
+    ) -> Result<Vec<DaySales>, StoreError> {
+        dispatch!(self.daily_sales(first_day, last_day))
+    }
+
+    /// Orders waiting for payment, and orders owing money back.
+    pub async fn attention_counts(&self) -> Result<(i64, i64), StoreError> {
+        dispatch!(self.attention_counts())
     }
 
     /// Adds a product; returns it with its id.

@@ -15,6 +15,8 @@ const SKIP_LOCKED: &str = "FOR UPDATE SKIP LOCKED";
 
 /// The database's clock, in Unix seconds.
 const NOW_SQL: &str = "SELECT CAST(EXTRACT(EPOCH FROM now()) AS BIGINT)";
+/// What asks the database how it would run a statement (its last column describes each step).
+const EXPLAIN: &str = "EXPLAIN ";
 
 #[path = "sql/mod.rs"]
 #[expect(

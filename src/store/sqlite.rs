@@ -15,6 +15,8 @@ const SKIP_LOCKED: &str = "";
 
 /// The database's clock, in Unix seconds.
 const NOW_SQL: &str = "SELECT CAST(strftime('%s', 'now') AS INTEGER)";
+/// What asks the database how it would run a statement (its last column describes each step).
+const EXPLAIN: &str = "EXPLAIN QUERY PLAN ";
 
 #[path = "sql/mod.rs"]
 #[expect(

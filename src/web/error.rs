@@ -18,6 +18,8 @@ use crate::wxpay::notify::fail_answer;
 pub enum WebError {
     #[error(transparent)]
     Checkout(#[from] CheckoutError),
+    #[error(transparent)]
+    Console(#[from] crate::console::ConsoleError),
     #[error("no such file")]
     NoSuchFile,
     /// A form posted from another site's page.
@@ -177,6 +179,25 @@ impl WebError {
                 "不接受的请求 Not accepted",
                 "Orders are placed from the shop's own pages.".into(),
             ),
+            WebError::Console(e) => {
+                use crate::console::ConsoleError as C;
+                match e {
+                    C::NoSuchOrder => (StatusCode::NOT_FOUND, NOT_FOUND, "No such order.".into()),
+                    C::NoSuchProduct => {
+                        (StatusCode::NOT_FOUND, NOT_FOUND, "No such product.".into())
+                    }
+                    C::Invalid(problem) => (StatusCode::BAD_REQUEST, BAD_REQUEST, problem.clone()),
+                    C::Conflict(problem) => (StatusCode::CONFLICT, CONFLICT, (*problem).into()),
+                    C::WrongPassword | C::LockedOut(_) => (
+                        StatusCode::UNAUTHORIZED,
+                        "请登录 Sign in",
+                        "Please sign in again.".into(),
+                    ),
+                    C::BadConfiguredHash | C::Hashing(_) | C::Store(_) => {
+                        (StatusCode::INTERNAL_SERVER_ERROR, BROKEN, TRY_AGAIN.into())
+                    }
+                }
+            }
             WebError::CartFull => (
                 StatusCode::BAD_REQUEST,
                 BAD_REQUEST,

@@ -4,6 +4,7 @@
 //! page, as the seed front end's JSON, or as WeChat's notify answer. The rules live in the
 //! service; nothing here touches the store or the payments channel.
 
+pub mod admin;
 mod assets;
 mod cart;
 pub mod error;
@@ -64,6 +65,8 @@ fn cart_of(req: &impl HttpMessage) -> Cart {
 /// Everything handlers need, shared by every worker.
 pub struct AppState {
     pub checkout: Checkout,
+    /// The merchant console.
+    pub console: crate::console::Console,
     pub qr: qr::QrCache,
     /// In sandbox mode, the sandbox's base URL, for the pay page's link to its scan page.
     pub sandbox_base: Option<Url>,
@@ -78,12 +81,14 @@ pub struct AppState {
 impl AppState {
     pub fn new(
         checkout: Checkout,
+        console: crate::console::Console,
         sandbox_base: Option<Url>,
         public_base_url: &Url,
         trusted_proxies: Vec<ipnet::IpNet>,
     ) -> Self {
         AppState {
             checkout,
+            console,
             qr: qr::QrCache::default(),
             sandbox_base,
             origin: public_base_url.origin().ascii_serialization(),
@@ -248,7 +253,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         "/weixin/pay/create/native",
         web::get().to(seed::create_native),
     )
-    .route("/static/{file}", web::get().to(assets::serve));
+    .route("/static/{file}", web::get().to(assets::serve))
+    .configure(admin::routes);
 }
 
 /// The operations routes, served on `OPS_LISTEN_ADDR` — not on the public shop port, where they

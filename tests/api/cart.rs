@@ -359,7 +359,7 @@ async fn the_receipt_opens_with_its_token_and_only_the_buyer_sees_the_link() {
     .unwrap();
     let no_parsed = wxpay_checkout::domain::OutTradeNo::parse(&no).unwrap();
     assert!(store
-        .ship_order(&no_parsed, "顺丰速运", "SF1234567890")
+        .ship_order(&no_parsed, "顺丰速运", "SF1234567890", "merchant")
         .await
         .unwrap());
     let shipped = app

@@ -347,6 +347,7 @@ impl TestApp {
             ("ORDER_RATE_PER_MINUTE", "0"),
             ("RECONCILE_INTERVAL_SECS", "3600"),
             ("DATABASE_URL", database_url.as_str()),
+            ("ADMIN_PASSWORD_HASH", admin_password_hash()),
         ];
         vars.extend_from_slice(overrides);
         let app = Application::build(&settings(&dir, &vars)).await.unwrap();
@@ -579,6 +580,15 @@ impl TestApp {
             .unwrap();
         chrono::DateTime::from_timestamp(secs, 0).unwrap()
     }
+}
+
+/// The merchant console's password in every `TestApp`.
+pub const ADMIN_PASSWORD: &str = "correct horse battery staple";
+
+/// [`ADMIN_PASSWORD`]'s argon2 hash, made once per test run.
+pub fn admin_password_hash() -> &'static str {
+    static HASH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    HASH.get_or_init(|| wxpay_checkout::console::hash_password(ADMIN_PASSWORD).unwrap())
 }
 
 /// A buyer's contact that passes the default `CHECKOUT_FIELDS` (name, phone, address).

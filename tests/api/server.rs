@@ -175,8 +175,15 @@ async fn health_is_503_when_the_database_does_not_answer() {
     let terms = crate::helpers::test_terms(std::time::Duration::from_secs(30), None);
     let shutdown = tokio_util::sync::CancellationToken::new();
     let (checkout, _background) = Checkout::start(store.clone(), wechat, terms, &rt, &shutdown);
+    let console = wxpay_checkout::console::Console::start(
+        store.clone(),
+        Some(crate::helpers::admin_password_hash()),
+    )
+    .await
+    .unwrap();
     let state = web::Data::new(AppState::new(
         checkout,
+        console,
         None,
         &"http://127.0.0.1:9/".parse().unwrap(),
         Vec::new(),

@@ -118,7 +118,7 @@ impl Db {
     }
 }
 
-fn product_from_row(row: &DbRow) -> Result<Product, StoreError> {
+pub(super) fn product_from_row(row: &DbRow) -> Result<Product, StoreError> {
     Ok(Product {
         id: row.try_get("id")?,
         sku: row.try_get("sku")?,

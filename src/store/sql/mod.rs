@@ -3,11 +3,13 @@
 //! (the sqlx database), `DbRow` and commit-relaxing statements. Queries use SQL both databases
 //! accept, with `$N` placeholders in ascending first use.
 //!
-//! By responsibility: [`catalogue`] (products), [`orders`] (creating and reading orders, the
+//! By responsibility: [`catalogue`] (products), [`console`] (the merchant console's sessions,
+//! lists, timeline and figures), [`orders`] (creating and reading orders, the
 //! prepay), [`jobs`] (what the reconciliation job claims, expires and closes), [`inbox`]
 //! (recording payments and applying them to orders).
 
 mod catalogue;
+mod console;
 mod inbox;
 mod jobs;
 mod orders;
@@ -15,7 +17,7 @@ mod orders;
 use chrono::{DateTime, Utc};
 use sqlx::Row;
 
-use super::{DbRow, Kind, NOW_SQL, RELAX_AFTER, RELAX_BEFORE, RELAX_IN_TX, SKIP_LOCKED};
+use super::{DbRow, Kind, EXPLAIN, NOW_SQL, RELAX_AFTER, RELAX_BEFORE, RELAX_IN_TX, SKIP_LOCKED};
 use crate::domain::{Fen, OrderStatus, OutTradeNo};
 use crate::store::types::*;
 use crate::store::{now_secs, StoreError};

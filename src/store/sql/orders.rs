@@ -129,28 +129,6 @@ impl Db {
         }))
     }
 
-    /// Marks a paid order shipped. False when it is not paid or was shipped before.
-    pub async fn ship_order(
-        &self,
-        no: &OutTradeNo,
-        carrier: &str,
-        tracking_no: &str,
-    ) -> Result<bool, StoreError> {
-        let now = now_secs();
-        let done = sqlx::query(
-            "UPDATE orders SET shipped_at = $1, carrier = $2, tracking_no = $3, updated_at = $1
-             WHERE out_trade_no = $4 AND status = 'paid' AND shipped_at IS NULL",
-        )
-        .bind(now)
-        .bind(carrier)
-        .bind(tracking_no)
-        .bind(no.as_str())
-        .execute(&self.writer)
-        .await?;
-        self.cache.invalidate(no.as_str());
-        Ok(done.rows_affected() == 1)
-    }
-
     /// Moves a pending order's payment deadline to `until`, while it has no prepay (a prepay's
     /// `time_expire` never changes). False when nothing changed.
     pub async fn extend_expiry(
@@ -180,6 +158,7 @@ impl Db {
         no: &OutTradeNo,
         prepay: &Prepay,
     ) -> Result<bool, StoreError> {
+        let mut tx = self.writer.begin().await?;
         let status: Option<String> = sqlx::query_scalar(
             "UPDATE orders SET prepay_id = $1, code_url = $2, code_url_expires_at = $3,
                                sign_type = $4, updated_at = $5,
@@ -195,8 +174,20 @@ impl Db {
         .bind(prepay.sign_type.as_str())
         .bind(now_secs())
         .bind(no.as_str())
-        .fetch_optional(&self.writer)
+        .fetch_optional(&mut *tx)
         .await?;
+        if status.is_some() {
+            super::console::add_event(
+                &mut tx,
+                no.as_str(),
+                now_secs(),
+                "prepay",
+                "wechat",
+                &prepay.prepay_id,
+            )
+            .await?;
+        }
+        tx.commit().await?;
         self.cache.invalidate(no.as_str());
         Ok(status.as_deref() == Some("pending"))
     }

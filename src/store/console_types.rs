@@ -1,0 +1,112 @@
+//! The store's vocabulary for the merchant console: sessions, the order list and its filter, an
+//! order's timeline, the dashboard's days.
+
+use chrono::{DateTime, Utc};
+
+use crate::domain::{Fen, OrderStatus, OutTradeNo};
+
+/// A signed-in console session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdminSession {
+    /// The token every form of the session carries.
+    pub csrf: String,
+    pub expires_at: DateTime<Utc>,
+}
+
+/// Where an order stands as the merchant sorts them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ListStatus {
+    /// Waiting for payment.
+    Pending,
+    /// Paid, not shipped yet.
+    Paid,
+    Shipped,
+    /// Closed unpaid.
+    Closed,
+    /// Money arrived that has to go back.
+    RefundDue,
+}
+
+impl ListStatus {
+    pub const ALL: [ListStatus; 5] = [
+        ListStatus::Pending,
+        ListStatus::Paid,
+        ListStatus::Shipped,
+        ListStatus::Closed,
+        ListStatus::RefundDue,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ListStatus::Pending => "pending",
+            ListStatus::Paid => "paid",
+            ListStatus::Shipped => "shipped",
+            ListStatus::Closed => "closed",
+            ListStatus::RefundDue => "refund_due",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<ListStatus> {
+        ListStatus::ALL.into_iter().find(|s| s.as_str() == text)
+    }
+
+    /// An order's, from its columns.
+    pub fn of(status: OrderStatus, refund_due: bool, shipped: bool) -> ListStatus {
+        match status {
+            _ if refund_due => ListStatus::RefundDue,
+            OrderStatus::Pending => ListStatus::Pending,
+            OrderStatus::Paid if shipped => ListStatus::Shipped,
+            OrderStatus::Paid => ListStatus::Paid,
+            OrderStatus::Closed => ListStatus::Closed,
+        }
+    }
+}
+
+/// Which orders a list shows: all of them narrowed by each field that is set. Newest first.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OrderFilter {
+    pub status: Option<ListStatus>,
+    /// An order number, a transaction id, a buyer's name or (normalised) phone: exact matches.
+    pub search: Option<String>,
+    /// Placed at or after this time.
+    pub from: Option<DateTime<Utc>>,
+    /// Placed before this time.
+    pub to: Option<DateTime<Utc>>,
+    /// Only orders after this one in the list's order (keyset pagination): its creation time
+    /// and number.
+    pub after: Option<(DateTime<Utc>, OutTradeNo)>,
+}
+
+/// An order as the console's list shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OrderSummary {
+    pub out_trade_no: OutTradeNo,
+    pub created_at: DateTime<Utc>,
+    pub status: ListStatus,
+    pub total_fee: Fen,
+    pub transaction_id: Option<String>,
+    pub pay_time: Option<DateTime<Utc>>,
+    pub name: Option<String>,
+    pub phone: Option<String>,
+    pub body: String,
+}
+
+/// Something that happened to an order, for its timeline.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OrderEvent {
+    pub at: DateTime<Utc>,
+    /// `created`, `prepay`, `notify`, `query`, `reconcile`, `paid`, `closed`, `shipped`, …
+    pub kind: String,
+    /// Who: `shopper`, `wechat`, `shop`, `merchant`.
+    pub actor: String,
+    pub detail: String,
+}
+
+/// One Beijing day's sales.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DaySales {
+    /// Days since 1970-01-01, Beijing time.
+    pub day: i64,
+    pub paid_orders: i64,
+    pub revenue: Fen,
+}
