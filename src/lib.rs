@@ -4,11 +4,12 @@
 //!
 //! What shoppers, WeChat Pay and merchants meet, and which this crate keeps: the commands
 //! `serve` (the default; with no merchant credentials it also starts the built-in sandbox and
-//! pays through it over real HTTP), `sandbox`, `healthcheck` and `catalogue import FILE
-//! [--stock]`; the configuration variables ([`config`], tabled in the README); the catalogue file
+//! pays through it over real HTTP), `sandbox`, `healthcheck`, `catalogue import FILE
+//! [--stock]`, `orders [--status S] [--since DATE] [--format table|csv|json]` and `admin
+//! hash-password`; the configuration variables ([`config`], tabled in the README); the catalogue file
 //! formats ([`catalogue`]); the shop's pages (`/`, the cart `/cart`, the contact form
 //! `/checkout`, the direct buy `POST /orders`, `/pay/{no}` with an inline SVG QR code, its success
-//! and failure pages, the receipt `/orders/{no}?t=…`); the seed front end's JSON routes
+//! and failure pages, the receipt `/orders/{no}?t=…`); the merchant console under `/admin`; the seed front end's JSON routes
 //! (`/weixin/pay/create/native`, `/weixin/pay/status/query`, in its `Result` shape with code
 //! `20000`); WeChat's notify route (`/weixin/pay/notify/url`, answered in WeChat's XML once the
 //! payment is durably recorded); `/healthz` and `/metrics` on the operations address
@@ -37,6 +38,9 @@
 //!   zero-configuration default and the backbone of the end-to-end tests.
 //! - [`domain`]: money in fen, order numbers, order states and their transitions — no I/O.
 //! - [`config`]: settings from the environment; secrets wrapped.
+//! - [`console`]: the merchant console's flows — sign-in (argon2, sessions, CSRF tokens, the
+//!   lock-out), the order list and an order's timeline, shipping, products, the dashboard.
+//! - [`cli`]: the merchant's command line (`orders`, `catalogue import`, `admin hash-password`).
 //! - [`startup`]: builds the application from settings, runs it, shuts it down in order.
 //! - [`telemetry`]: tracing set-up and the metrics recorder.
 //! - [`rt`]: keeps shared sockets and tasks on the application runtime, out of the web workers'
@@ -51,6 +55,7 @@
 
 pub mod catalogue;
 pub mod checkout;
+pub mod cli;
 pub mod config;
 pub mod console;
 pub mod domain;

@@ -1,16 +1,15 @@
 //! The `wxpay-checkout` binary: parses the command and hands over to the library.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
+use wxpay_checkout::cli;
 use wxpay_checkout::config::Settings;
 use wxpay_checkout::rt::AppRuntime;
 use wxpay_checkout::startup::{self, Application};
-use wxpay_checkout::store::Store;
 use wxpay_checkout::telemetry;
 
-const USAGE: &str =
-    "usage: wxpay-checkout [serve | sandbox | healthcheck | catalogue import FILE [--stock]]
+const USAGE: &str = "usage: wxpay-checkout [COMMAND]
 
   serve        the shop and checkout (the default); in sandbox mode also the built-in sandbox
   sandbox      the WeChat Pay v2 sandbox alone, on SANDBOX_LISTEN_ADDR
@@ -18,6 +17,11 @@ const USAGE: &str =
   catalogue import FILE [--stock]
                upserts the products of a TOML or CSV file (by sku) into DATABASE_URL, all or
                none; stock is set for new products, and for existing ones with --stock
+  orders [--status S] [--since DATE] [--format table|csv|json]
+               the orders, newest first (S: pending, paid, shipped, closed, refund_due;
+               DATE: a Beijing date like 2026-11-30)
+  admin hash-password
+               reads a password (no echo) and prints the ADMIN_PASSWORD_HASH for it
 
 Configuration comes from the environment; see README.md.";
 
@@ -26,6 +30,8 @@ enum Command {
     Sandbox,
     Healthcheck,
     ImportCatalogue { file: PathBuf, restock: bool },
+    Orders(cli::OrdersArgs),
+    HashPassword,
 }
 
 /// The command the arguments name.
@@ -46,6 +52,8 @@ fn command(args: &[String]) -> Result<Option<Command>, String> {
                 _ => return Err("catalogue import takes one FILE and optionally --stock".into()),
             }
         }
+        ["orders", rest @ ..] => Command::Orders(cli::OrdersArgs::parse(rest)?),
+        ["admin", "hash-password"] => Command::HashPassword,
         ["-h" | "--help" | "help"] => return Ok(None),
         other => return Err(format!("unknown command {:?}", other.join(" "))),
     }))
@@ -65,6 +73,9 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if let Command::HashPassword = command {
+        return cli::hash_password();
+    }
     let settings = match Settings::from_env() {
         Ok(settings) => settings,
         Err(e) => {
@@ -75,9 +86,11 @@ async fn main() -> ExitCode {
     match command {
         Command::Healthcheck => return healthcheck(&settings).await,
         Command::ImportCatalogue { file, restock } => {
-            return import_catalogue(&settings, &file, restock).await
+            return cli::import_catalogue(&settings, &file, restock).await
         }
+        Command::Orders(args) => return cli::orders(&settings, &args).await,
         Command::Serve | Command::Sandbox => {}
+        Command::HashPassword => unreachable!("handled above"),
     }
     if let Err(e) = settings.check_exposure(matches!(command, Command::Serve)) {
         eprintln!("{e}");
@@ -87,7 +100,10 @@ async fn main() -> ExitCode {
     let result = match command {
         Command::Serve => serve(settings).await,
         Command::Sandbox => sandbox(settings).await,
-        Command::Healthcheck | Command::ImportCatalogue { .. } => unreachable!("handled above"),
+        Command::Healthcheck
+        | Command::ImportCatalogue { .. }
+        | Command::Orders(_)
+        | Command::HashPassword => unreachable!("handled above"),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -123,45 +139,6 @@ async fn sandbox(settings: Settings) -> anyhow::Result<()> {
     handle.stop().await;
     run.await??;
     Ok(())
-}
-
-/// `catalogue import`: the file's products into the database, all or none; a bad line is
-/// named and nothing changes.
-async fn import_catalogue(settings: &Settings, file: &Path, restock: bool) -> ExitCode {
-    let entries = match wxpay_checkout::catalogue::read_file(file) {
-        Ok(entries) => entries,
-        Err(e) => {
-            eprintln!("{}: {e}; nothing was imported", file.display());
-            return ExitCode::FAILURE;
-        }
-    };
-    let store = match Store::connect(&settings.database_url, &AppRuntime::current()).await {
-        Ok(store) => store,
-        Err(e) => {
-            eprintln!("opening the database (DATABASE_URL): {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let result = store.import_catalogue(&entries, restock).await;
-    store.close().await;
-    match result {
-        Ok(report) => {
-            println!(
-                "{}: {} products — {} added, {} updated, {} unchanged{}",
-                file.display(),
-                entries.len(),
-                report.added,
-                report.updated,
-                report.unchanged,
-                if restock { " (stock set)" } else { "" }
-            );
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            eprintln!("{}: {e}; nothing was imported", file.display());
-            ExitCode::FAILURE
-        }
-    }
 }
 
 async fn healthcheck(settings: &Settings) -> ExitCode {

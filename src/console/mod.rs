@@ -201,25 +201,12 @@ impl Console {
         Ok(self.store().list_orders(filter, PAGE_SIZE).await?)
     }
 
-    /// Every order matching `filter` (for exports), newest first, a page at a time.
+    /// Every order matching `filter` (for exports), newest first.
     pub async fn all_orders(
         &self,
         filter: &OrderFilter,
     ) -> Result<Vec<OrderSummary>, ConsoleError> {
-        const BATCH: i64 = 1000;
-        let mut all = Vec::new();
-        let mut filter = filter.clone();
-        loop {
-            let page = self.store().list_orders(&filter, BATCH).await?;
-            let done = (page.len() as i64) < BATCH;
-            if let Some(last) = page.last() {
-                filter.after = Some((last.created_at, last.out_trade_no.clone()));
-            }
-            all.extend(page);
-            if done {
-                return Ok(all);
-            }
-        }
+        all_orders(self.store(), filter).await
     }
 
     /// An order, its items, its buyer and its whole timeline.
@@ -361,6 +348,82 @@ impl Console {
             refund_due,
         })
     }
+}
+
+/// Every order in `store` matching `filter`, newest first, read a keyset page at a time (the
+/// command line's `orders` and the console's CSV export).
+pub async fn all_orders(
+    store: &Store,
+    filter: &OrderFilter,
+) -> Result<Vec<OrderSummary>, ConsoleError> {
+    const BATCH: i64 = 1000;
+    let mut all = Vec::new();
+    let mut filter = filter.clone();
+    loop {
+        let page = store.list_orders(&filter, BATCH).await?;
+        let done = (page.len() as i64) < BATCH;
+        if let Some(last) = page.last() {
+            filter.after = Some((last.created_at, last.out_trade_no.clone()));
+        }
+        all.extend(page);
+        if done {
+            return Ok(all);
+        }
+    }
+}
+
+/// A time as the merchant reads it: Beijing time, to the second.
+pub fn beijing_display(t: DateTime<Utc>) -> String {
+    let beijing = chrono::FixedOffset::east_opt(8 * 3600).expect("a valid offset");
+    t.with_timezone(&beijing)
+        .format("%Y-%m-%d %H:%M:%S")
+        .to_string()
+}
+
+/// The columns of an order export.
+pub const EXPORT_COLUMNS: [&str; 9] = [
+    "out_trade_no",
+    "placed_at",
+    "status",
+    "amount_yuan",
+    "transaction_id",
+    "paid_at",
+    "name",
+    "phone",
+    "goods",
+];
+
+/// An order's values in [`EXPORT_COLUMNS`]: times in Beijing time, the amount in yuan.
+pub fn export_row(o: &OrderSummary) -> [String; 9] {
+    [
+        o.out_trade_no.to_string(),
+        beijing_display(o.created_at),
+        o.status.as_str().to_owned(),
+        o.total_fee.yuan(),
+        o.transaction_id.clone().unwrap_or_default(),
+        o.pay_time.map(beijing_display).unwrap_or_default(),
+        o.name.clone().unwrap_or_default(),
+        o.phone.clone().unwrap_or_default(),
+        o.body.clone(),
+    ]
+}
+
+/// Orders as CSV: a header, a row each; with `bom`, a UTF-8 byte-order mark first (Excel reads
+/// Chinese right only with one).
+pub fn orders_csv(orders: &[OrderSummary], bom: bool) -> Result<Vec<u8>, csv::Error> {
+    let start = if bom {
+        "\u{feff}".as_bytes().to_vec()
+    } else {
+        Vec::new()
+    };
+    let mut writer = csv::Writer::from_writer(start);
+    writer.write_record(EXPORT_COLUMNS)?;
+    for o in orders {
+        writer.write_record(export_row(o))?;
+    }
+    writer
+        .into_inner()
+        .map_err(|e| csv::Error::from(std::io::Error::other(e.to_string())))
 }
 
 /// Days since 1970-01-01 in Beijing time.

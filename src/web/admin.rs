@@ -447,38 +447,7 @@ pub async fn orders_csv(
     let mut filter = query.filter()?;
     filter.after = None;
     let orders = state.console.all_orders(&filter).await?;
-    let mut writer = csv::Writer::from_writer(Vec::from("\u{feff}".as_bytes()));
-    let csv_error = |e: csv::Error| WebError::Console(ConsoleError::Invalid(e.to_string()));
-    writer
-        .write_record([
-            "out_trade_no",
-            "placed_at",
-            "status",
-            "amount_yuan",
-            "transaction_id",
-            "paid_at",
-            "name",
-            "phone",
-            "goods",
-        ])
-        .map_err(csv_error)?;
-    for o in &orders {
-        writer
-            .write_record([
-                o.out_trade_no.as_str(),
-                &beijing_display(o.created_at),
-                o.status.as_str(),
-                &o.total_fee.yuan(),
-                o.transaction_id.as_deref().unwrap_or_default(),
-                &o.pay_time.map(beijing_display).unwrap_or_default(),
-                o.name.as_deref().unwrap_or_default(),
-                o.phone.as_deref().unwrap_or_default(),
-                &o.body,
-            ])
-            .map_err(csv_error)?;
-    }
-    let body = writer
-        .into_inner()
+    let body = crate::console::orders_csv(&orders, true)
         .map_err(|e| WebError::Console(ConsoleError::Invalid(e.to_string())))?;
     Ok(no_store(
         HttpResponse::Ok()

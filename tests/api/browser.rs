@@ -1,6 +1,8 @@
 //! The shop in a real browser (headless Chromium through chromedriver): two products into the
 //! cart, the contact form (its problems shown, what was typed kept), the QR code, paying through
-//! the sandbox, the page's own script moving to the success page, and the receipt it links to.
+//! the sandbox, the page's own script moving to the success page, and the receipt it links to;
+//! then the merchant signs in to the console, finds the order by the buyer's phone, ships it,
+//! and the receipt shows the shipment.
 //! Under CI the test fails when the browser is missing; elsewhere it says so and passes over.
 
 use std::net::TcpListener;
@@ -263,5 +265,104 @@ async fn a_shopper_buys_two_products_through_the_cart_pays_and_reaches_the_recei
         assert!(receipt.contains(expected), "the receipt shows {expected}");
     }
     screenshot("browser-receipt.png").await;
+    let receipt_url = browser.current_url().await.unwrap();
+
+    // The merchant signs in, finds the order just paid, ships it; the receipt shows it.
+    browser.goto(&app.url("/admin")).await.unwrap();
+    let password = browser
+        .wait()
+        .at_most(Duration::from_secs(10))
+        .for_element(Locator::Id("password"))
+        .await
+        .expect("the console sends a stranger to its sign-in page");
+    password
+        .send_keys(crate::helpers::ADMIN_PASSWORD)
+        .await
+        .unwrap();
+    browser
+        .find(Locator::Id("sign-in"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    browser
+        .wait()
+        .at_most(Duration::from_secs(10))
+        .for_element(Locator::Id("today-orders"))
+        .await
+        .expect("the dashboard");
+    assert_eq!(
+        browser
+            .find(Locator::Id("today-orders"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap(),
+        "1"
+    );
+    screenshot("browser-console-dashboard.png").await;
+    browser.goto(&app.url("/admin/orders")).await.unwrap();
+    let search = browser
+        .wait()
+        .at_most(Duration::from_secs(10))
+        .for_element(Locator::Css("input[name=q]"))
+        .await
+        .unwrap();
+    search.send_keys("138 0013 8000").await.unwrap();
+    browser
+        .find(Locator::Css("form.filters button[type=submit]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    browser
+        .wait()
+        .at_most(Duration::from_secs(10))
+        .for_element(Locator::LinkText(&no))
+        .await
+        .expect("the search finds the order by the buyer's phone")
+        .click()
+        .await
+        .unwrap();
+    let carrier = browser
+        .wait()
+        .at_most(Duration::from_secs(10))
+        .for_element(Locator::Css("#ship-form input[name=carrier]"))
+        .await
+        .expect("a paid order can be shipped");
+    carrier.send_keys("顺丰速运").await.unwrap();
+    browser
+        .find(Locator::Css("#ship-form input[name=tracking_no]"))
+        .await
+        .unwrap()
+        .send_keys("SF1234567890")
+        .await
+        .unwrap();
+    browser
+        .find(Locator::Id("ship"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let status = browser
+        .wait()
+        .at_most(Duration::from_secs(10))
+        .for_element(Locator::Id("tracking-no"))
+        .await
+        .expect("the order page shows the shipment");
+    assert_eq!(status.text().await.unwrap(), "SF1234567890");
+    screenshot("browser-console-order.png").await;
+    browser.goto(receipt_url.as_str()).await.unwrap();
+    let shipped = browser
+        .wait()
+        .at_most(Duration::from_secs(10))
+        .for_element(Locator::Id("carrier"))
+        .await
+        .expect("the receipt shows the shipment");
+    assert_eq!(shipped.text().await.unwrap(), "顺丰速运");
     browser.close().await.unwrap();
 }

@@ -4,6 +4,7 @@ mod admin;
 mod browser;
 mod cart;
 mod catalogue;
+mod cli;
 mod client;
 mod closing;
 mod crash;

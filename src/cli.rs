@@ -1,0 +1,286 @@
+//! The merchant's command line, for `docker exec CONTAINER wxpay-checkout …` in an image with no
+//! shell: importing the catalogue, listing orders, making a console password hash. Each command
+//! works on the configured database (`DATABASE_URL`) directly, beside a running shop.
+
+use std::io::Write;
+use std::path::Path;
+use std::process::ExitCode;
+
+use chrono::NaiveDate;
+
+use crate::config::Settings;
+use crate::console::{all_orders, export_row, orders_csv, ListStatus, OrderFilter, EXPORT_COLUMNS};
+use crate::rt::AppRuntime;
+use crate::store::Store;
+
+/// How `orders` prints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Table,
+    Csv,
+    Json,
+}
+
+/// The arguments of `orders`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OrdersArgs {
+    pub status: Option<ListStatus>,
+    /// Orders placed on or after this Beijing date.
+    pub since: Option<NaiveDate>,
+    pub format: Format,
+}
+
+impl OrdersArgs {
+    /// `[--status S] [--since DATE] [--format table|csv|json]`.
+    pub fn parse(args: &[&str]) -> Result<OrdersArgs, String> {
+        let mut parsed = OrdersArgs {
+            status: None,
+            since: None,
+            format: Format::Table,
+        };
+        let mut args = args.iter();
+        while let Some(flag) = args.next() {
+            let value = args.next().ok_or_else(|| format!("{flag} needs a value"))?;
+            match *flag {
+                "--status" => {
+                    parsed.status = Some(ListStatus::parse(value).ok_or_else(|| {
+                        format!(
+                            "--status is one of {}",
+                            ListStatus::ALL.map(ListStatus::as_str).join(", ")
+                        )
+                    })?)
+                }
+                "--since" => {
+                    parsed.since = Some(
+                        NaiveDate::parse_from_str(value, "%Y-%m-%d")
+                            .map_err(|_| "--since is a date like 2026-11-30".to_owned())?,
+                    )
+                }
+                "--format" => {
+                    parsed.format = match *value {
+                        "table" => Format::Table,
+                        "csv" => Format::Csv,
+                        "json" => Format::Json,
+                        _ => return Err("--format is table, csv or json".into()),
+                    }
+                }
+                other => return Err(format!("unknown option {other:?}")),
+            }
+        }
+        Ok(parsed)
+    }
+}
+
+async fn open_store(settings: &Settings) -> Result<Store, ExitCode> {
+    Store::connect(&settings.database_url, &AppRuntime::current())
+        .await
+        .map_err(|e| {
+            eprintln!("opening the database (DATABASE_URL): {e}");
+            ExitCode::FAILURE
+        })
+}
+
+/// `catalogue import FILE [--stock]`: the file's products into the database, all or none; a
+/// bad line is named and nothing changes.
+pub async fn import_catalogue(settings: &Settings, file: &Path, restock: bool) -> ExitCode {
+    let entries = match crate::catalogue::read_file(file) {
+        Ok(entries) => entries,
+        Err(e) => {
+            eprintln!("{}: {e}; nothing was imported", file.display());
+            return ExitCode::FAILURE;
+        }
+    };
+    let store = match open_store(settings).await {
+        Ok(store) => store,
+        Err(code) => return code,
+    };
+    let result = store.import_catalogue(&entries, restock).await;
+    store.close().await;
+    match result {
+        Ok(report) => {
+            println!(
+                "{}: {} products — {} added, {} updated, {} unchanged{}",
+                file.display(),
+                entries.len(),
+                report.added,
+                report.updated,
+                report.unchanged,
+                if restock { " (stock set)" } else { "" }
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{}: {e}; nothing was imported", file.display());
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `orders`: the orders matching the arguments, newest first, to standard output.
+pub async fn orders(settings: &Settings, args: &OrdersArgs) -> ExitCode {
+    let store = match open_store(settings).await {
+        Ok(store) => store,
+        Err(code) => return code,
+    };
+    let filter = OrderFilter {
+        status: args.status,
+        from: args
+            .since
+            .and_then(|d| d.and_hms_opt(0, 0, 0))
+            .map(|t| t.and_utc() - chrono::Duration::hours(8)),
+        ..Default::default()
+    };
+    let listed = all_orders(&store, &filter).await;
+    store.close().await;
+    let orders = match listed {
+        Ok(orders) => orders,
+        Err(e) => {
+            eprintln!("reading the orders: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let out = match args.format {
+        Format::Csv => match orders_csv(&orders, false) {
+            Ok(bytes) => bytes,
+            Err(e) => {
+                eprintln!("{e}");
+                return ExitCode::FAILURE;
+            }
+        },
+        Format::Json => {
+            let rows: Vec<serde_json::Value> = orders
+                .iter()
+                .map(|o| {
+                    serde_json::json!({
+                        "out_trade_no": o.out_trade_no.as_str(),
+                        "created_at": o.created_at.to_rfc3339(),
+                        "status": o.status.as_str(),
+                        "total_fee": o.total_fee.0,
+                        "transaction_id": o.transaction_id,
+                        "pay_time": o.pay_time.map(|t| t.to_rfc3339()),
+                        "name": o.name,
+                        "phone": o.phone,
+                        "goods": o.body,
+                    })
+                })
+                .collect();
+            let mut text = serde_json::to_string_pretty(&rows).unwrap_or_default();
+            text.push('\n');
+            text.into_bytes()
+        }
+        Format::Table => table(&orders).into_bytes(),
+    };
+    let mut stdout = std::io::stdout().lock();
+    if stdout
+        .write_all(&out)
+        .and_then(|()| stdout.flush())
+        .is_err()
+    {
+        return ExitCode::FAILURE;
+    }
+    ExitCode::SUCCESS
+}
+
+/// Orders as an aligned table (goods cut to fit a terminal), with a count and total.
+fn table(orders: &[crate::console::OrderSummary]) -> String {
+    let shown = [0, 1, 2, 3, 6, 7, 8];
+    let rows: Vec<Vec<String>> = orders
+        .iter()
+        .map(|o| {
+            let row = export_row(o);
+            shown
+                .iter()
+                .map(|&i| {
+                    let cell = &row[i];
+                    if i == 8 && cell.chars().count() > 30 {
+                        format!("{}…", cell.chars().take(29).collect::<String>())
+                    } else {
+                        cell.clone()
+                    }
+                })
+                .collect()
+        })
+        .collect();
+    let headers: Vec<String> = shown
+        .iter()
+        .map(|&i| EXPORT_COLUMNS[i].to_owned())
+        .collect();
+    // Chinese characters take two columns of a terminal.
+    let width = |s: &str| {
+        s.chars()
+            .map(|c| if c.is_ascii() { 1 } else { 2 })
+            .sum::<usize>()
+    };
+    let widths: Vec<usize> = (0..headers.len())
+        .map(|c| {
+            rows.iter()
+                .map(|r| width(&r[c]))
+                .chain([width(&headers[c])])
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let line = |cells: &[String]| {
+        let mut out = cells
+            .iter()
+            .zip(&widths)
+            .map(|(cell, w)| format!("{cell}{}", " ".repeat(w - width(cell))))
+            .collect::<Vec<_>>()
+            .join("  ");
+        out.truncate(out.trim_end().len());
+        out.push('\n');
+        out
+    };
+    let mut text = line(&headers);
+    for row in &rows {
+        text.push_str(&line(row));
+    }
+    let total: i64 = orders.iter().map(|o| o.total_fee.0).sum();
+    text.push_str(&format!(
+        "{} orders, {}\n",
+        orders.len(),
+        crate::domain::Fen(total)
+    ));
+    text
+}
+
+/// `admin hash-password`: reads a password (without echo on a terminal; twice there, to catch
+/// a typo) and prints its argon2 PHC string for `ADMIN_PASSWORD_HASH`.
+pub fn hash_password() -> ExitCode {
+    use std::io::IsTerminal;
+    let terminal = std::io::stdin().is_terminal();
+    let read = |prompt: &str| -> std::io::Result<String> {
+        if terminal {
+            rpassword::prompt_password(prompt)
+        } else {
+            let mut line = String::new();
+            std::io::stdin().read_line(&mut line)?;
+            Ok(line.trim_end_matches(['\r', '\n']).to_owned())
+        }
+    };
+    let password = match read("Console password: ") {
+        Ok(password) => password,
+        Err(e) => {
+            eprintln!("reading the password: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if password.chars().count() < 10 {
+        eprintln!("a console password needs at least 10 characters");
+        return ExitCode::FAILURE;
+    }
+    if terminal && read("Again: ").ok().as_deref() != Some(password.as_str()) {
+        eprintln!("the two passwords differ");
+        return ExitCode::FAILURE;
+    }
+    match crate::console::hash_password(&password) {
+        Ok(phc) => {
+            println!("{phc}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::FAILURE
+        }
+    }
+}
