@@ -453,3 +453,40 @@ async fn shipping_shows_on_the_receipt_and_the_timeline_and_the_csv_adds_up() {
             .unwrap();
     assert_eq!((count, fen), (orders, total));
 }
+
+#[tokio::test]
+async fn without_a_configured_hash_a_password_is_made_logged_once_and_kept() {
+    use crate::crash::{free_port, start_shop_with};
+    let dir = tempfile::TempDir::new().unwrap();
+    let database_url = crate::helpers::database_url(&dir).await;
+    let port = free_port();
+    let log_of = |shop: &crate::crash::Shop| {
+        std::fs::read_to_string(shop.1.as_ref().unwrap().path()).unwrap()
+    };
+    let sign_in_with = |password: String| async move {
+        crate::helpers::no_redirects()
+            .post(format!("http://127.0.0.1:{port}/admin/login"))
+            .form(&[("password", password)])
+            .send()
+            .await
+            .unwrap()
+            .status()
+    };
+    let mut shop = start_shop_with(&database_url, port, &[]).await;
+    let log = log_of(&shop);
+    let marker = "password=";
+    let at = log
+        .find(marker)
+        .expect("the generated password is in the log")
+        + marker.len();
+    let password: String = log[at..].chars().take(20).collect();
+    assert!(log.contains("merchant console password generated"), "{log}");
+    assert_eq!(sign_in_with(password.clone()).await, 303);
+    assert_eq!(sign_in_with("wrong".into()).await, 401);
+    shop.kill();
+
+    // Restarted: the same password, and not printed again.
+    let shop = start_shop_with(&database_url, port, &[]).await;
+    assert!(!log_of(&shop).contains("password"), "printed once only");
+    assert_eq!(sign_in_with(password).await, 303);
+}
