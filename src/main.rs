@@ -116,11 +116,13 @@ async fn main() -> ExitCode {
 
 async fn serve(settings: Settings) -> anyhow::Result<()> {
     let app = Application::build(&settings).await?;
+    let shop = settings.public_base_url(app.addr());
     tracing::info!(
-        addr = %app.addr(),
+        shop = %shop,
+        console = %shop.join("admin").map_or_else(|_| String::new(), |u| u.to_string()),
         mode = ?settings.mode,
         api_base = %app.api_base(),
-        "wxpay-checkout listening"
+        "wxpay-checkout listening: open the shop, or the merchant console"
     );
     app.run().await
 }

@@ -4,14 +4,7 @@
 use crate::helpers::{buy_form, TestApp, ADMIN_PASSWORD};
 use wxpay_checkout::web::admin::ROUTES;
 
-/// A browser with a cookie jar that follows no redirects.
-fn browser() -> reqwest::Client {
-    reqwest::Client::builder()
-        .cookie_store(true)
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap()
-}
+use crate::helpers::cookie_browser as browser;
 
 async fn login_as(
     app: &TestApp,
@@ -356,11 +349,7 @@ async fn filters_and_search_find_the_right_orders_and_pages_do_not_repeat() {
 #[tokio::test]
 async fn shipping_shows_on_the_receipt_and_the_timeline_and_the_csv_adds_up() {
     let app = TestApp::spawn().await;
-    let shopper = reqwest::Client::builder()
-        .cookie_store(true)
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
+    let shopper = browser();
     let placed = shopper
         .post(app.url("/orders"))
         .form(&buy_form("1", "2"))

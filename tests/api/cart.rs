@@ -4,14 +4,7 @@
 
 use crate::helpers::{buy_form, TestApp, CONTACT};
 
-/// A shopper's browser: keeps cookies, follows no redirects (the tests look at each 303).
-fn browser() -> reqwest::Client {
-    reqwest::Client::builder()
-        .cookie_store(true)
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap()
-}
+use crate::helpers::cookie_browser as browser;
 
 async fn post(
     app: &TestApp,

@@ -605,6 +605,16 @@ pub fn buy_form(sku_id: &str, num: &str) -> Vec<(&'static str, String)> {
     form
 }
 
+/// A browser's HTTP client: keeps cookies (the cart, the receipt's, the console's session) and
+/// follows no redirects, so tests see each 303.
+pub fn cookie_browser() -> reqwest::Client {
+    reqwest::Client::builder()
+        .cookie_store(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
 /// An HTTP client that follows no redirects, so tests see the 303s.
 pub fn no_redirects() -> reqwest::Client {
     reqwest::Client::builder()
