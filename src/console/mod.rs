@@ -478,11 +478,6 @@ fn verify_password(password: &str, phc: &str) -> bool {
         .unwrap_or(false)
 }
 
-/// What a list's status filter may be: the store's, by name.
-pub fn list_status(text: &str) -> Option<ListStatus> {
-    ListStatus::parse(text)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

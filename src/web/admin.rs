@@ -20,8 +20,7 @@ use super::shop::{render, see_other};
 use super::{cookie_value, no_store, AppState, WebError};
 use crate::checkout::contact::mobile_number;
 use crate::console::{
-    list_status, ConsoleError, Dashboard, ListStatus, OrderDetail, OrderFilter, OrderSummary,
-    SESSION_HOURS,
+    ConsoleError, Dashboard, ListStatus, OrderDetail, OrderFilter, OrderSummary, SESSION_HOURS,
 };
 use crate::domain::{Fen, OutTradeNo};
 
@@ -315,7 +314,7 @@ impl ListQuery {
         }
         let bad = |what: &str| WebError::Console(ConsoleError::Invalid(what.to_owned()));
         let status = text(&self.status)
-            .map(|s| list_status(s).ok_or_else(|| bad("unknown status")))
+            .map(|s| ListStatus::parse(s).ok_or_else(|| bad("unknown status")))
             .transpose()?;
         let search = text(&self.q).map(|q| mobile_number(q).unwrap_or_else(|| q.to_owned()));
         let from = text(&self.from)
