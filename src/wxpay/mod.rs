@@ -1,11 +1,13 @@
 //! WeChat Pay v2 (XML API) as the Native checkout speaks it: signatures, the XML codec, typed
-//! messages, the client, the payment notify and Beijing time. It has no web-framework or
+//! messages, the client, the payment notify, refunds (request, query, the encrypted refund
+//! notify) and Beijing time. It has no web-framework or
 //! database types, and of this crate it uses only [`crate::rt`] (the client's connections live
 //! on the application runtime), so it could be published on its own with that one file; the
 //! built-in sandbox is the server side of the same module.
 
 pub mod client;
 pub mod notify;
+pub mod refund;
 pub mod sign;
 pub mod time;
 pub mod types;
@@ -19,7 +21,7 @@ use secrecy::SecretString;
 
 pub use client::{Client, ClientConfig, Endpoint, RetryPolicy, WxError};
 pub use sign::{SignType, VerifyError};
-pub use types::{ErrCode, TradeState};
+pub use types::{ErrCode, RefundStatus, TradeState};
 
 /// How long a prepay (`prepay_id` and `code_url`) stays valid after unifiedorder.
 pub const PREPAY_VALIDITY: chrono::Duration = chrono::Duration::hours(2);

@@ -76,6 +76,24 @@ wire_enum! {
         PostDataEmpty = "POST_DATA_EMPTY",
         NotUtf8 = "NOT_UTF8",
         BankError = "BANKERROR",
+        // The refund's and the refund query's.
+        Error = "ERROR",
+        UserAccountAbnormal = "USER_ACCOUNT_ABNORMAL",
+        FrequencyLimited = "FREQUENCY_LIMITED",
+        RefundNotExist = "REFUNDNOTEXIST",
+        CertError = "CERT_ERROR",
+    }
+}
+
+wire_enum! {
+    /// Where a refund stands (`refund_status` of a refund query or notify).
+    RefundStatus {
+        Success = "SUCCESS",
+        Processing = "PROCESSING",
+        // Closed without refunding.
+        RefundClose = "REFUNDCLOSE",
+        // Failed into an abnormal account: the merchant resolves it in the merchant platform.
+        Change = "CHANGE",
     }
 }
 
@@ -88,23 +106,23 @@ pub enum FieldError {
     Malformed(&'static str),
 }
 
-fn required(fields: &Fields, name: &'static str) -> Result<String, FieldError> {
+pub(super) fn required(fields: &Fields, name: &'static str) -> Result<String, FieldError> {
     match fields.get(name) {
         Some(v) if !v.is_empty() => Ok(v.clone()),
         _ => Err(FieldError::Missing(name)),
     }
 }
 
-fn optional(fields: &Fields, name: &str) -> Option<String> {
+pub(super) fn optional(fields: &Fields, name: &str) -> Option<String> {
     fields.get(name).filter(|v| !v.is_empty()).cloned()
 }
 
-fn fen(fields: &Fields, name: &'static str) -> Result<i64, FieldError> {
+pub(super) fn fen(fields: &Fields, name: &'static str) -> Result<i64, FieldError> {
     let text = required(fields, name)?;
     parse_fen(&text).ok_or(FieldError::Malformed(name))
 }
 
-fn optional_fen(fields: &Fields, name: &'static str) -> Result<Option<i64>, FieldError> {
+pub(super) fn optional_fen(fields: &Fields, name: &'static str) -> Result<Option<i64>, FieldError> {
     optional(fields, name)
         .map(|text| parse_fen(&text).ok_or(FieldError::Malformed(name)))
         .transpose()

@@ -16,6 +16,9 @@ use super::Fields;
 /// Upper bounds for a decoded document.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
+    /// The root element's name: `xml` for every message but the refund notify's encrypted
+    /// content, which is a `root`.
+    pub root: &'static str,
     /// The whole document, in bytes. Real notifies are under 4 KiB.
     pub max_bytes: usize,
     /// Fields under `<xml>`; a notify with several coupons has about 40.
@@ -27,6 +30,7 @@ pub struct Limits {
 impl Limits {
     /// 64 KiB, 128 fields, 64-byte names: well above anything WeChat sends.
     pub const DEFAULT: Limits = Limits {
+        root: "xml",
         max_bytes: 64 * 1024,
         max_fields: 128,
         max_name_len: 64,
@@ -60,7 +64,7 @@ pub enum XmlError {
     EntityReference(String),
     #[error("invalid character reference &{0};")]
     BadCharReference(String),
-    #[error("root element must be <xml>, found <{0}>")]
+    #[error("unexpected root element <{0}>")]
     WrongRoot(String),
     #[error("attributes are not allowed")]
     Attributes,
@@ -187,7 +191,7 @@ pub fn decode_with(input: &[u8], limits: Limits) -> Result<Fields, XmlError> {
             Event::Start(start) => {
                 let name = element_name(&start)?;
                 state = match state {
-                    State::BeforeRoot if name.as_ref() == b"xml" => State::InRoot,
+                    State::BeforeRoot if name.as_ref() == limits.root.as_bytes() => State::InRoot,
                     State::BeforeRoot => {
                         return Err(XmlError::WrongRoot(
                             String::from_utf8_lossy(name.as_ref()).into_owned(),
@@ -204,7 +208,9 @@ pub fn decode_with(input: &[u8], limits: Limits) -> Result<Fields, XmlError> {
             Event::Empty(start) => {
                 let name = element_name(&start)?;
                 match state {
-                    State::BeforeRoot if name.as_ref() == b"xml" => state = State::AfterRoot,
+                    State::BeforeRoot if name.as_ref() == limits.root.as_bytes() => {
+                        state = State::AfterRoot
+                    }
                     State::BeforeRoot => {
                         return Err(XmlError::WrongRoot(
                             String::from_utf8_lossy(name.as_ref()).into_owned(),

@@ -286,7 +286,7 @@ async fn fail_answers_map_to_their_level() {
         Script::ReturnFail("签名错误"),
         Script::Business("ORDERPAID"),
         Script::Business("ORDERNOTEXIST"),
-        Script::Business("FREQUENCY_LIMITED"),
+        Script::Business("A_CODE_FROM_THE_FUTURE"),
     ])
     .await;
     let client = wechat.client(SignType::Md5);
@@ -302,7 +302,7 @@ async fn fail_answers_map_to_their_level() {
     let err = client.order_query("o-1").await.unwrap_err();
     assert_eq!(
         err.err_code(),
-        Some(&ErrCode::Other("FREQUENCY_LIMITED".into()))
+        Some(&ErrCode::Other("A_CODE_FROM_THE_FUTURE".into()))
     );
     assert_eq!(wechat.requests().len(), 4);
 }
