@@ -3,6 +3,7 @@
 
 use chrono::{DateTime, Utc};
 
+use super::StoreError;
 use crate::domain::{Fen, OrderStatus, OutTradeNo};
 
 /// A signed-in console session.
@@ -109,4 +110,86 @@ pub struct DaySales {
     pub day: i64,
     pub paid_orders: i64,
     pub revenue: Fen,
+}
+
+/// A refund as recorded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refund {
+    pub out_refund_no: String,
+    pub out_trade_no: OutTradeNo,
+    pub refund_fee: Fen,
+    pub reason: String,
+    pub restock: bool,
+    pub state: RefundState,
+    pub refund_id: Option<String>,
+    pub requested_by: String,
+    pub created_at: DateTime<Utc>,
+    pub settled_at: Option<DateTime<Utc>>,
+}
+
+/// Where a recorded refund stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RefundState {
+    /// Recorded; WeChat not yet known to have it (asked again with the same number).
+    Requested,
+    /// Accepted by WeChat, not settled yet.
+    Processing,
+    Succeeded,
+    /// Closed by WeChat without paying back: its amount may be refunded again.
+    Closed,
+    /// WeChat could not pay it back to the shopper's account (`CHANGE`): the merchant settles it
+    /// in the merchant platform; its amount stays held.
+    Change,
+}
+
+impl RefundState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RefundState::Requested => "requested",
+            RefundState::Processing => "processing",
+            RefundState::Succeeded => "succeeded",
+            RefundState::Closed => "closed",
+            RefundState::Change => "change",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<RefundState> {
+        [
+            RefundState::Requested,
+            RefundState::Processing,
+            RefundState::Succeeded,
+            RefundState::Closed,
+            RefundState::Change,
+        ]
+        .into_iter()
+        .find(|s| s.as_str() == text)
+    }
+
+    /// Whether it is over.
+    pub fn settled(self) -> bool {
+        matches!(
+            self,
+            RefundState::Succeeded | RefundState::Closed | RefundState::Change
+        )
+    }
+}
+
+/// Why a refund was not recorded. Nothing changed.
+#[derive(Debug, thiserror::Error)]
+pub enum RefundRefused {
+    #[error("no such order")]
+    NoSuchOrder,
+    #[error("the order is not paid")]
+    NotPaid,
+    /// More than what is left to refund.
+    #[error("at most {remaining} is left to refund")]
+    ExceedsPaid { remaining: Fen },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl From<sqlx::Error> for RefundRefused {
+    fn from(e: sqlx::Error) -> Self {
+        RefundRefused::Store(e.into())
+    }
 }

@@ -33,7 +33,8 @@ mod postgres;
 mod sqlite;
 mod types;
 pub use console_types::{
-    AdminSession, DaySales, ListStatus, OrderEvent, OrderFilter, OrderSummary,
+    AdminSession, DaySales, ListStatus, OrderEvent, OrderFilter, OrderSummary, Refund,
+    RefundRefused, RefundState,
 };
 pub use desk::OrderDesk;
 pub use types::{
@@ -208,6 +209,35 @@ impl Store {
         actor: &str,
     ) -> Result<bool, StoreError> {
         dispatch!(self.ship_order_by(no, carrier, tracking_no, actor))
+    }
+
+    /// Records a refund of `fee` for a paid order, reserved against what was paid in the same
+    /// transaction (concurrent requests never exceed it); WeChat is asked afterwards with the
+    /// returned `out_refund_no`.
+    pub async fn request_refund(
+        &self,
+        no: &OutTradeNo,
+        fee: Fen,
+        reason: &str,
+        restock: bool,
+        requested_by: &str,
+    ) -> Result<Refund, RefundRefused> {
+        dispatch!(self.request_refund(no, fee, reason, restock, requested_by))
+    }
+
+    /// An order's refunds, oldest first.
+    pub async fn refunds_of(&self, no: &OutTradeNo) -> Result<Vec<Refund>, StoreError> {
+        dispatch!(self.refunds_of(no))
+    }
+
+    /// Moves an unsettled refund to `state`, once; a closed one gives its amount back.
+    pub async fn settle_refund(
+        &self,
+        out_refund_no: &str,
+        state: RefundState,
+        refund_id: Option<&str>,
+    ) -> Result<bool, StoreError> {
+        dispatch!(self.settle_refund(out_refund_no, state, refund_id))
     }
 
     /// The console's generated password (an argon2 PHC string), if one was made.

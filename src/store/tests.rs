@@ -933,3 +933,138 @@ async fn the_order_list_is_served_by_indexes() {
         );
     }
 }
+
+#[tokio::test]
+async fn refunds_never_exceed_what_was_paid_even_when_requests_race() {
+    let (_dir, store) = fresh().await;
+    refunds_case(store).await;
+    if let Some(store) = fresh_postgres().await {
+        refunds_case(store).await;
+    }
+}
+
+async fn refunds_case(store: Store) {
+    let tea = store
+        .insert_product(&NewProduct {
+            sku: "T",
+            name: "tea",
+            price: Fen(1_000),
+            stock: 10,
+        })
+        .await
+        .unwrap();
+    let order = store
+        .create_order(
+            &[NewItem {
+                product_id: tea.id,
+                num: 3,
+            }],
+            Duration::from_secs(600),
+            chrono::Utc::now(),
+        )
+        .await
+        .unwrap();
+    let no = order.out_trade_no.clone();
+    // Not paid yet: nothing to refund.
+    assert!(matches!(
+        store
+            .request_refund(&no, Fen(100), "", false, "merchant")
+            .await,
+        Err(RefundRefused::NotPaid)
+    ));
+    let event = PaymentEvent {
+        out_trade_no: no.clone(),
+        result: PaymentResult::Paid {
+            transaction_id: "4200000000000000000000000001".into(),
+            pay_time: chrono::Utc::now(),
+        },
+        total_fee: Fen(3_000),
+        fee_type: "CNY".into(),
+        cash_fee: None,
+        coupon_fee: None,
+        source: PaymentSource::Notify,
+    };
+    let recorded = store.record_payment_event(&event).await.unwrap();
+    store.apply_payment_event(recorded.id).await.unwrap();
+
+    // Twenty requests of ¥7.00 at once for a ¥30.00 payment: four fit, none more.
+    let tasks: Vec<_> = (0..20)
+        .map(|i| {
+            let store = store.clone();
+            let no = no.clone();
+            tokio::spawn(async move {
+                store
+                    .request_refund(&no, Fen(700), "race", false, &format!("m{i}"))
+                    .await
+            })
+        })
+        .collect();
+    let mut made = Vec::new();
+    for task in tasks {
+        match task.await.unwrap() {
+            Ok(refund) => made.push(refund),
+            Err(RefundRefused::ExceedsPaid { remaining }) => assert!(remaining.0 < 700),
+            Err(other) => panic!("{other}"),
+        }
+    }
+    assert_eq!(made.len(), 4);
+    let numbers: std::collections::HashSet<_> = made.iter().map(|r| &r.out_refund_no).collect();
+    assert_eq!(numbers.len(), 4, "each refund its own number");
+    let left = match store.request_refund(&no, Fen(201), "", false, "m").await {
+        Err(RefundRefused::ExceedsPaid { remaining }) => remaining,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(left, Fen(200));
+    let last = store
+        .request_refund(&no, Fen(200), "rest", true, "m")
+        .await
+        .unwrap();
+    assert!(last.restock);
+    assert_eq!(store.refunds_of(&no).await.unwrap().len(), 5);
+
+    // Settled once; a closed refund gives its amount back, and only once.
+    let first = &made[0].out_refund_no;
+    assert!(store
+        .settle_refund(first, RefundState::Processing, Some("W1"))
+        .await
+        .unwrap());
+    assert!(store
+        .settle_refund(first, RefundState::Closed, None)
+        .await
+        .unwrap());
+    assert!(!store
+        .settle_refund(first, RefundState::Closed, None)
+        .await
+        .unwrap());
+    assert!(!store
+        .settle_refund(first, RefundState::Succeeded, None)
+        .await
+        .unwrap());
+    let again = store
+        .request_refund(&no, Fen(700), "again", false, "m")
+        .await
+        .unwrap();
+    assert!(store
+        .settle_refund(&again.out_refund_no, RefundState::Succeeded, Some("W2"))
+        .await
+        .unwrap());
+    let refunds = store.refunds_of(&no).await.unwrap();
+    let closed = refunds.iter().find(|r| &r.out_refund_no == first).unwrap();
+    assert_eq!(
+        (closed.state, closed.refund_id.as_deref()),
+        (RefundState::Closed, Some("W1"))
+    );
+    assert!(closed.settled_at.is_some());
+    assert!(matches!(
+        store.request_refund(&no, Fen(1), "", false, "m").await,
+        Err(RefundRefused::ExceedsPaid { remaining: Fen(0) })
+    ));
+    let events = store.order_events(&no).await.unwrap();
+    assert_eq!(
+        events
+            .iter()
+            .filter(|e| e.kind == "refund_requested")
+            .count(),
+        6
+    );
+}

@@ -653,18 +653,22 @@ async fn delivery_keeps_retrying_while_the_shop_is_down() {
     let client = client(&sandbox, demo_merchant(), SignType::Md5);
     let prepay = client.unified_order(&order("down-1", &url)).await.unwrap();
     sandbox.pay(&prepay.code_url, "success").await;
-    // Wait until at least two deliveries failed, then bring the shop up on that port.
-    let mut attempts = 0;
-    for _ in 0..200 {
-        attempts = sandbox.json("sandbox/orders/down-1").await["notify_attempts"]
+    // Wait (with a deadline a loaded CI machine meets) until at least two deliveries failed,
+    // then bring the shop up on that port.
+    let until = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let attempts = sandbox.json("sandbox/orders/down-1").await["notify_attempts"]
             .as_u64()
             .unwrap();
         if attempts >= 2 {
             break;
         }
+        assert!(
+            tokio::time::Instant::now() < until,
+            "{attempts} deliveries in 20 s"
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    assert!(attempts >= 2);
     let receiver = NotifyReceiver::start_on(TcpListener::bind(("127.0.0.1", port)).unwrap(), 0);
     assert!(wait_until(Duration::from_secs(10), || receiver.count() >= 1).await);
     let order = sandbox.json("sandbox/orders/down-1").await;

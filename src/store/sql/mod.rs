@@ -6,13 +6,15 @@
 //! By responsibility: [`catalogue`] (products), [`console`] (the merchant console's sessions,
 //! lists, timeline and figures), [`orders`] (creating and reading orders, the
 //! prepay), [`jobs`] (what the reconciliation job claims, expires and closes), [`inbox`]
-//! (recording payments and applying them to orders).
+//! (recording payments and applying them to orders), [`refunds`] (recording refunds against
+//! what was paid, settling them).
 
 mod catalogue;
 mod console;
 mod inbox;
 mod jobs;
 mod orders;
+mod refunds;
 
 use chrono::{DateTime, Utc};
 use sqlx::Row;
