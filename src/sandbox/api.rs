@@ -104,6 +104,7 @@ impl Sandbox {
             Endpoint::UnifiedOrder => self.unified_order(request),
             Endpoint::OrderQuery => self.order_query(request),
             Endpoint::CloseOrder => self.close_order(request),
+            Endpoint::RefundQuery => self.refund_query(request),
         }
     }
 
@@ -200,6 +201,7 @@ impl Sandbox {
             created_at: now,
             notify_attempts: 0,
             notify_acknowledged: false,
+            refunds: Vec::new(),
         };
         let answer = Answer::success(sign_type, prepay_fields(&order));
         book.insert(order);
@@ -226,6 +228,42 @@ impl Sandbox {
             ));
         };
         Ok(Answer::success(sign_type, query_fields(order)))
+    }
+
+    /// The order's refunds, in WeChat's indexed fields; `REFUNDNOTEXIST` when it has none.
+    fn refund_query(&self, request: &Authenticated) -> Result<Answer, String> {
+        let Authenticated { fields, sign_type } = request;
+        let sign_type = *sign_type;
+        let book = self.book();
+        let order = match (
+            non_empty(fields, "transaction_id"),
+            non_empty(fields, "out_trade_no"),
+        ) {
+            (Some(tid), _) => book.by_transaction_id(tid),
+            (None, Some(no)) => book.get(no),
+            (None, None) => return Err("缺少参数out_trade_no或transaction_id".into()),
+        };
+        let Some(order) = order else {
+            return Ok(Answer::fail(
+                sign_type,
+                ErrCode::OrderNotExist,
+                "订单不存在",
+            ));
+        };
+        if order.refunds.is_empty() {
+            return Ok(Answer::fail(
+                sign_type,
+                ErrCode::RefundNotExist,
+                "退款订单查询失败",
+            ));
+        }
+        let answer = crate::wxpay::refund::RefundQueryResponse {
+            out_trade_no: order.out_trade_no.clone(),
+            transaction_id: order.payment.as_ref().map(|p| p.transaction_id.clone()),
+            total_fee: order.total_fee,
+            refunds: order.refunds.clone(),
+        };
+        Ok(Answer::success(sign_type, answer.to_fields()))
     }
 
     fn close_order(&self, request: &Authenticated) -> Result<Answer, String> {

@@ -70,6 +70,7 @@ async fn call(
         "unifiedorder" => (Endpoint::UnifiedOrder, &sandbox.counters.unifiedorder),
         "orderquery" => (Endpoint::OrderQuery, &sandbox.counters.orderquery),
         "closeorder" => (Endpoint::CloseOrder, &sandbox.counters.closeorder),
+        "refundquery" => (Endpoint::RefundQuery, &sandbox.counters.refundquery),
         _ => return HttpResponse::NotFound().finish(),
     };
     counter.fetch_add(1, Ordering::Relaxed);
@@ -136,7 +137,7 @@ async fn index(sandbox: web::Data<Sandbox>) -> HttpResponse {
         .content_type(ContentType::plaintext())
         .body(format!(
             "wxpay-checkout WeChat Pay v2 sandbox\n\
-         APIs: POST /pay/unifiedorder, /pay/orderquery, /pay/closeorder\n\
+         APIs: POST /pay/unifiedorder, /pay/orderquery, /pay/closeorder, /pay/refundquery\n\
          Shopper: GET /scan?code_url=..., POST /sandbox/pay (code_url, outcome=success|fail)\n\
          Merchant: appid={} mch_id={}\n",
             merchant.appid, merchant.mch_id
@@ -394,6 +395,7 @@ async fn stats(sandbox: web::Data<Sandbox>) -> HttpResponse {
         "unifiedorder": c.unifiedorder.load(Ordering::Relaxed),
         "orderquery": c.orderquery.load(Ordering::Relaxed),
         "closeorder": c.closeorder.load(Ordering::Relaxed),
+        "refundquery": c.refundquery.load(Ordering::Relaxed),
         "notify_attempts": c.notify_attempts.load(Ordering::Relaxed),
         "orders": sandbox.book().len(),
     }))
@@ -411,6 +413,25 @@ async fn refund(sandbox: web::Data<Sandbox>, body: web::Json<RefundRequest>) -> 
     match book.get_mut(&body.out_trade_no) {
         Some(order) if order.state == TradeState::Success => {
             order.state = TradeState::Refund;
+            // Refunded in full from the merchant platform: the refund query lists it.
+            let n = order.refunds.len() + 1;
+            let tid = order
+                .payment
+                .as_ref()
+                .map_or_else(String::new, |p| p.transaction_id.clone());
+            order.refunds.push(crate::wxpay::refund::RefundEntry {
+                out_refund_no: format!("MP{}{n:02}", order.out_trade_no),
+                refund_id: format!("5000{}{n:02}", tid.chars().skip(4).collect::<String>()),
+                refund_fee: order.total_fee,
+                status: crate::wxpay::RefundStatus::Success,
+                // As WeChat writes it here: `yyyy-MM-dd HH:mm:ss`, Beijing time.
+                success_time: Some(
+                    chrono::Utc::now()
+                        .with_timezone(&chrono::FixedOffset::east_opt(8 * 3600).expect("valid"))
+                        .format("%Y-%m-%d %H:%M:%S")
+                        .to_string(),
+                ),
+            });
             HttpResponse::Ok().json(serde_json::json!({ "trade_state": "REFUND" }))
         }
         Some(order) => HttpResponse::Conflict().json(serde_json::json!({

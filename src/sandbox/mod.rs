@@ -88,6 +88,7 @@ struct Counters {
     unifiedorder: AtomicU64,
     orderquery: AtomicU64,
     closeorder: AtomicU64,
+    refundquery: AtomicU64,
     notify_attempts: AtomicU64,
 }
 

@@ -33,6 +33,8 @@ pub struct Trade {
     /// SUCCESS.
     pub notify_attempts: u32,
     pub notify_acknowledged: bool,
+    /// Refunds of the order, in the order they were made.
+    pub refunds: Vec<crate::wxpay::refund::RefundEntry>,
 }
 
 /// A completed payment.
@@ -202,6 +204,7 @@ mod tests {
             created_at: now,
             notify_attempts: 0,
             notify_acknowledged: false,
+            refunds: Vec::new(),
         }
     }
 

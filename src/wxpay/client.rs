@@ -34,6 +34,7 @@ pub enum Endpoint {
     UnifiedOrder,
     OrderQuery,
     CloseOrder,
+    RefundQuery,
 }
 
 impl Endpoint {
@@ -42,6 +43,7 @@ impl Endpoint {
             Endpoint::UnifiedOrder => "pay/unifiedorder",
             Endpoint::OrderQuery => "pay/orderquery",
             Endpoint::CloseOrder => "pay/closeorder",
+            Endpoint::RefundQuery => "pay/refundquery",
         }
     }
 
@@ -50,6 +52,7 @@ impl Endpoint {
             Endpoint::UnifiedOrder => "unifiedorder",
             Endpoint::OrderQuery => "orderquery",
             Endpoint::CloseOrder => "closeorder",
+            Endpoint::RefundQuery => "refundquery",
         }
     }
 }
@@ -282,6 +285,22 @@ impl Client {
         let fields = self.call_idempotent(endpoint, out_trade_no).await?;
         let response =
             OrderQueryResponse::from_fields(&fields).map_err(|e| invalid(endpoint, e.into()))?;
+        if response.out_trade_no != out_trade_no {
+            return Err(invalid(endpoint, ResponseProblem::Mismatch("out_trade_no")));
+        }
+        Ok(response)
+    }
+
+    /// The order's refunds (`/pay/refundquery`, no client certificate needed). An order without
+    /// refunds comes back as [`WxError::Business`] with `REFUNDNOTEXIST`.
+    pub async fn refund_query(
+        &self,
+        out_trade_no: &str,
+    ) -> Result<super::refund::RefundQueryResponse, WxError> {
+        let endpoint = Endpoint::RefundQuery;
+        let fields = self.call_idempotent(endpoint, out_trade_no).await?;
+        let response = super::refund::RefundQueryResponse::from_fields(&fields)
+            .map_err(|e| invalid(endpoint, e.into()))?;
         if response.out_trade_no != out_trade_no {
             return Err(invalid(endpoint, ResponseProblem::Mismatch("out_trade_no")));
         }

@@ -400,14 +400,7 @@ async fn shipping_shows_on_the_receipt_and_the_timeline_and_the_csv_adds_up() {
     assert!(page.contains("merchant (console, 127.0.0.1)"), "{page}");
     assert!(page.contains("王小明") && page.contains("13800138000"));
 
-    let success = shopper
-        .get(app.url(&format!("/pay/{no}/success")))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let success = crate::helpers::success_page(&app, &shopper, &no).await;
     let at = success.find("/orders/").unwrap();
     let link = success[at..].split('"').next().unwrap().to_owned();
     let receipt = app.get(&link).await.text().await.unwrap();

@@ -291,3 +291,63 @@ async fn a_state_this_version_does_not_know_is_raised_once_and_the_order_still_e
     assert_eq!(report.closed, 1, "{report:?}");
     assert_eq!(app.stock(6).await, before);
 }
+
+#[tokio::test]
+async fn a_refund_made_in_the_merchant_platform_shows_in_the_refund_query() {
+    use wxpay_checkout::wxpay::{Client, ClientConfig, ErrCode, RefundStatus, SignType};
+    let app = TestApp::spawn().await;
+    let (no, code_url) = prepaid_order(&app, 2).await;
+    app.pay_in_sandbox_as(&code_url, "success").await;
+    let (unrefunded, _) = prepaid_order(&app, 1).await;
+    let wechat = Client::new(
+        ClientConfig::new(
+            app.sandbox.clone(),
+            crate::helpers::demo_merchant(),
+            SignType::Md5,
+        ),
+        &wxpay_checkout::rt::AppRuntime::current(),
+    )
+    .unwrap();
+    let none = wechat.refund_query(&no).await.unwrap_err();
+    assert_eq!(none.err_code(), Some(&ErrCode::RefundNotExist));
+    assert_eq!(
+        sandbox_post(
+            &app,
+            "sandbox/refund",
+            serde_json::json!({ "out_trade_no": no })
+        )
+        .await,
+        200
+    );
+    let answer = wechat.refund_query(&no).await.unwrap();
+    let total = app.sandbox_order(&no).await["total_fee"].as_i64().unwrap();
+    assert_eq!(answer.total_fee, total);
+    assert_eq!(answer.refunds.len(), 1);
+    let refund = &answer.refunds[0];
+    assert_eq!(
+        (refund.status.clone(), refund.refund_fee),
+        (RefundStatus::Success, total)
+    );
+    let when = refund.success_time.as_deref().unwrap();
+    assert!(
+        chrono::NaiveDateTime::parse_from_str(when, "%Y-%m-%d %H:%M:%S").is_ok(),
+        "{when}"
+    );
+    assert_eq!(
+        wechat
+            .refund_query(&unrefunded)
+            .await
+            .unwrap_err()
+            .err_code(),
+        Some(&ErrCode::RefundNotExist)
+    );
+    assert_eq!(
+        wechat
+            .refund_query("nosuchorder")
+            .await
+            .unwrap_err()
+            .err_code(),
+        Some(&ErrCode::OrderNotExist)
+    );
+    assert_eq!(app.sandbox_stats().await["refundquery"], 4);
+}

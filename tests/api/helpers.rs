@@ -615,6 +615,26 @@ pub fn cookie_browser() -> reqwest::Client {
         .unwrap()
 }
 
+/// The success page of a paid order as `http` (the buyer's browser) sees it, once the shop's own
+/// view has caught up with the database (its order cache is invalidated just after the commit
+/// a test may already see), within 10 s.
+pub async fn success_page(app: &TestApp, http: &reqwest::Client, no: &str) -> String {
+    let until = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let response = http
+            .get(app.url(&format!("/pay/{no}/success")))
+            .send()
+            .await
+            .unwrap();
+        let status = response.status();
+        if status == 200 {
+            return response.text().await.unwrap();
+        }
+        assert!(tokio::time::Instant::now() < until, "status {status}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// An HTTP client that follows no redirects, so tests see the 303s.
 pub fn no_redirects() -> reqwest::Client {
     reqwest::Client::builder()
