@@ -212,15 +212,7 @@ impl Sandbox {
         let Authenticated { fields, sign_type } = request;
         let sign_type = *sign_type;
         let book = self.book();
-        let order = match (
-            non_empty(fields, "transaction_id"),
-            non_empty(fields, "out_trade_no"),
-        ) {
-            (Some(tid), _) => book.by_transaction_id(tid),
-            (None, Some(no)) => book.get(no),
-            (None, None) => return Err("缺少参数out_trade_no或transaction_id".into()),
-        };
-        let Some(order) = order else {
+        let Some(order) = named_order(&book, fields)? else {
             return Ok(Answer::fail(
                 sign_type,
                 ErrCode::OrderNotExist,
@@ -235,15 +227,7 @@ impl Sandbox {
         let Authenticated { fields, sign_type } = request;
         let sign_type = *sign_type;
         let book = self.book();
-        let order = match (
-            non_empty(fields, "transaction_id"),
-            non_empty(fields, "out_trade_no"),
-        ) {
-            (Some(tid), _) => book.by_transaction_id(tid),
-            (None, Some(no)) => book.get(no),
-            (None, None) => return Err("缺少参数out_trade_no或transaction_id".into()),
-        };
-        let Some(order) = order else {
+        let Some(order) = named_order(&book, fields)? else {
             return Ok(Answer::fail(
                 sign_type,
                 ErrCode::OrderNotExist,
@@ -294,6 +278,19 @@ impl Sandbox {
                 Answer::success(sign_type, answer)
             }
         })
+    }
+}
+
+/// The order a query names, by `transaction_id` or else `out_trade_no` (one of them is
+/// required, as WeChat requires).
+fn named_order<'b>(book: &'b state::Book, fields: &Fields) -> Result<Option<&'b Trade>, String> {
+    match (
+        non_empty(fields, "transaction_id"),
+        non_empty(fields, "out_trade_no"),
+    ) {
+        (Some(tid), _) => Ok(book.by_transaction_id(tid)),
+        (None, Some(no)) => Ok(book.get(no)),
+        (None, None) => Err("缺少参数out_trade_no或transaction_id".into()),
     }
 }
 

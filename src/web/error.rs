@@ -87,14 +87,19 @@ where
         Error = actix_web::Error,
     >,
 {
-    let chrome = req
-        .app_data::<actix_web::web::Data<super::AppState>>()
-        .map(|state| state.chrome(&req));
     let response = service.call(req);
     async move {
         let response = response.await?;
         let view = response.response().extensions().get::<ErrorView>().cloned();
-        let (Some(view), Some(chrome)) = (view, chrome) else {
+        let Some(view) = view else {
+            return Ok(response);
+        };
+        // The chrome only for a response that is an error page: nothing for the others.
+        let request = response.request();
+        let Some(chrome) = request
+            .app_data::<actix_web::web::Data<super::AppState>>()
+            .map(|state| state.chrome(request))
+        else {
             return Ok(response);
         };
         let Some(page) = view.render(chrome) else {

@@ -137,11 +137,9 @@ pub async fn success_page(
     .map(no_store)
 }
 
+/// A time as shoppers and the merchant read it: Beijing time, marked as such.
 pub(super) fn beijing_display(t: chrono::DateTime<Utc>) -> String {
-    let beijing = chrono::FixedOffset::east_opt(8 * 3600).expect("valid offset");
-    t.with_timezone(&beijing)
-        .format("%Y-%m-%d %H:%M:%S (UTC+8)")
-        .to_string()
+    format!("{} (UTC+8)", crate::console::beijing_display(t))
 }
 
 #[tracing::instrument(name = "failed_page", skip_all, fields(out_trade_no = %loggable(&no)))]
