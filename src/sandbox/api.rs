@@ -49,6 +49,7 @@ pub mod msg {
     pub const APPID_NOT_EXIST: &str = "appid不存在";
     pub const APPID_MCHID_NOT_MATCH: &str = "商户号mch_id与appid不匹配";
     pub const SIGNERROR: &str = "签名错误，请检查后再试";
+    pub const REQUIRE_CERTIFICATE: &str = "证书错误，请使用商户API证书通过HTTPS访问";
 }
 
 /// A request that passed authentication.
@@ -105,6 +106,8 @@ impl Sandbox {
             Endpoint::OrderQuery => self.order_query(request),
             Endpoint::CloseOrder => self.close_order(request),
             Endpoint::RefundQuery => self.refund_query(request),
+            // Served only on /secapi/, over TLS with the client certificate.
+            Endpoint::Refund => Err(msg::REQUIRE_CERTIFICATE.into()),
         }
     }
 

@@ -23,6 +23,7 @@ mod delivery;
 pub mod faults;
 mod http;
 mod state;
+pub mod tls;
 
 use std::net::{SocketAddr, TcpListener};
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
@@ -38,6 +39,7 @@ use crate::rt::AppRuntime;
 use crate::wxpay::Merchant;
 pub use faults::Faults;
 pub use state::PREPAY_VALIDITY;
+pub use tls::SandboxCredentials;
 
 /// WeChat's notify retry schedule after a failed delivery (current documentation): 15 retries,
 /// 24 h 4 min in all.
@@ -150,36 +152,89 @@ impl Sandbox {
 /// A running sandbox.
 pub struct SandboxServer {
     addr: SocketAddr,
+    /// The TLS listener's address, when there is one.
+    tls_addr: Option<SocketAddr>,
+    credentials: Option<SandboxCredentials>,
     server: actix_web::dev::Server,
     sandbox: web::Data<Sandbox>,
 }
 
 impl SandboxServer {
-    /// Starts serving on `listener`; notify deliveries run on `rt`.
+    /// Starts serving plain HTTP on `listener`; notify deliveries run on `rt`.
     pub fn start(
         listener: TcpListener,
         config: SandboxConfig,
         rt: &AppRuntime,
     ) -> anyhow::Result<SandboxServer> {
+        Self::serve(listener, None, config, rt)
+    }
+
+    /// Starts serving plain HTTP on `listener` and, on `tls_listener`, TLS that requires the
+    /// merchant's client certificate (a CA and the certificates are made now: see
+    /// [`SandboxServer::credentials`]). `/secapi/` calls are answered only there.
+    pub fn start_with_tls(
+        listener: TcpListener,
+        tls_listener: TcpListener,
+        config: SandboxConfig,
+        rt: &AppRuntime,
+    ) -> anyhow::Result<SandboxServer> {
+        Self::serve(listener, Some(tls_listener), config, rt)
+    }
+
+    fn serve(
+        listener: TcpListener,
+        tls_listener: Option<TcpListener>,
+        config: SandboxConfig,
+        rt: &AppRuntime,
+    ) -> anyhow::Result<SandboxServer> {
         let addr = listener.local_addr()?;
+        let tls = match &tls_listener {
+            Some(l) => Some(tls::SandboxTls::generate(
+                &config.merchant.mch_id,
+                l.local_addr()?.ip(),
+            )?),
+            None => None,
+        };
+        let tls_addr = tls_listener
+            .as_ref()
+            .map(TcpListener::local_addr)
+            .transpose()?;
         let sandbox = web::Data::new(Sandbox::new(config, rt)?);
         let data = sandbox.clone();
         let controls = sandbox.config.controls;
         // Signals are left to the owner, which stops the sandbox through its handle.
-        let server = HttpServer::new(move || {
+        let mut server = HttpServer::new(move || {
             App::new()
                 .app_data(data.clone())
                 .configure(|cfg| http::routes(cfg, controls))
         })
         .workers(2)
         .disable_signals()
-        .listen(listener)?
-        .run();
+        .listen(listener)?;
+        let mut credentials = None;
+        if let (Some(tls_listener), Some(tls)) = (tls_listener, tls) {
+            server = server.listen_rustls_0_23(tls_listener, tls.server_config)?;
+            credentials = Some(tls.credentials);
+        }
         Ok(SandboxServer {
             addr,
-            server,
+            tls_addr,
+            credentials,
+            server: server.run(),
             sandbox,
         })
+    }
+
+    /// The TLS listener's base URL (`https://addr/`), where `/secapi/` is served.
+    pub fn tls_base_url(&self) -> Option<url::Url> {
+        self.tls_addr.map(|addr| {
+            url::Url::parse(&format!("https://{addr}/")).expect("a socket address forms a URL")
+        })
+    }
+
+    /// The sandbox CA and the merchant certificate it issued, with a TLS listener.
+    pub fn credentials(&self) -> Option<&SandboxCredentials> {
+        self.credentials.as_ref()
     }
 
     pub fn addr(&self) -> SocketAddr {

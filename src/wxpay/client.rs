@@ -20,6 +20,8 @@ use rand::Rng;
 use reqwest::header::CONTENT_TYPE;
 use url::Url;
 
+use super::cert::ClientCert;
+use super::refund::{RefundRequest, RefundResponse};
 use super::sign::{self, SignType, VerifyError};
 use super::types::{
     ErrCode, FieldError, OrderQueryResponse, UnifiedOrderRequest, UnifiedOrderResponse,
@@ -35,6 +37,8 @@ pub enum Endpoint {
     OrderQuery,
     CloseOrder,
     RefundQuery,
+    /// `/secapi/pay/refund`, over TLS with the merchant's client certificate.
+    Refund,
 }
 
 impl Endpoint {
@@ -44,6 +48,7 @@ impl Endpoint {
             Endpoint::OrderQuery => "pay/orderquery",
             Endpoint::CloseOrder => "pay/closeorder",
             Endpoint::RefundQuery => "pay/refundquery",
+            Endpoint::Refund => "secapi/pay/refund",
         }
     }
 
@@ -53,6 +58,7 @@ impl Endpoint {
             Endpoint::OrderQuery => "orderquery",
             Endpoint::CloseOrder => "closeorder",
             Endpoint::RefundQuery => "refundquery",
+            Endpoint::Refund => "refund",
         }
     }
 }
@@ -106,6 +112,19 @@ pub struct ClientConfig {
     /// The whole request, from connecting to the last byte of the answer.
     pub timeout: Duration,
     pub retry: RetryPolicy,
+    /// A CA trusted besides the public roots, PEM (`WEIXIN_CA_PEM`: a sandbox's own CA).
+    pub extra_root_pem: Option<String>,
+    /// Where and with which client certificate `/secapi/` calls (refunds) go; `None`: refunds
+    /// are refused with [`WxError::NoCertificate`].
+    pub secapi: Option<SecApi>,
+}
+
+/// The certificate-authenticated side of the API.
+#[derive(Debug, Clone)]
+pub struct SecApi {
+    /// WeChat's base URL (the same as the others'; a sandbox may serve it on its TLS listener).
+    pub base_url: Url,
+    pub cert: ClientCert,
 }
 
 impl ClientConfig {
@@ -118,6 +137,8 @@ impl ClientConfig {
             connect_timeout: Duration::from_secs(5),
             timeout: Duration::from_secs(10),
             retry: RetryPolicy::default(),
+            extra_root_pem: None,
+            secapi: None,
         }
     }
 }
@@ -164,6 +185,9 @@ pub enum WxError {
         endpoint: Endpoint,
         return_msg: String,
     },
+    /// A `/secapi/` call without a configured client certificate: it was not sent.
+    #[error("{endpoint}: no client certificate configured (WEIXIN_CERT_P12, or WEIXIN_CERT_PEM and WEIXIN_KEY_PEM)")]
+    NoCertificate { endpoint: Endpoint },
     /// `result_code=FAIL`: the business operation failed with `err_code`.
     #[error("{endpoint}: result_code=FAIL: {err_code} ({err_code_des})")]
     Business {
@@ -180,6 +204,7 @@ impl WxError {
             | WxError::HttpStatus { endpoint, .. }
             | WxError::InvalidResponse { endpoint, .. }
             | WxError::ReturnFail { endpoint, .. }
+            | WxError::NoCertificate { endpoint }
             | WxError::Business { endpoint, .. } => *endpoint,
         }
     }
@@ -202,8 +227,12 @@ impl WxError {
         match self {
             WxError::Transport { .. } => true,
             WxError::HttpStatus { status, .. } => *status >= 500,
-            WxError::Business { err_code, .. } => *err_code == ErrCode::SystemError,
-            WxError::InvalidResponse { .. } | WxError::ReturnFail { .. } => false,
+            WxError::Business { err_code, .. } => {
+                matches!(err_code, ErrCode::SystemError | ErrCode::FrequencyLimited)
+            }
+            WxError::InvalidResponse { .. }
+            | WxError::ReturnFail { .. }
+            | WxError::NoCertificate { .. } => false,
         }
     }
 
@@ -220,6 +249,8 @@ const MAX_ANSWER_BYTES: usize = 64 * 1024;
 #[derive(Clone)]
 pub struct Client {
     http: reqwest::Client,
+    /// Presents the client certificate, for `/secapi/` calls.
+    secapi_http: Option<reqwest::Client>,
     config: Arc<ClientConfig>,
     /// Where connections to WeChat are opened and driven: the application runtime, never a web
     /// worker's (see [`crate::rt`]).
@@ -237,14 +268,26 @@ impl fmt::Debug for Client {
 impl Client {
     /// A client whose connections are opened and driven on `rt` (see [`crate::rt`]).
     pub fn new(config: ClientConfig, rt: &AppRuntime) -> Result<Self, reqwest::Error> {
-        let http = reqwest::Client::builder()
-            .connect_timeout(config.connect_timeout)
-            .timeout(config.timeout)
-            .redirect(reqwest::redirect::Policy::none())
-            .user_agent(concat!("wxpay-checkout/", env!("CARGO_PKG_VERSION")))
-            .build()?;
+        let builder = || -> Result<reqwest::ClientBuilder, reqwest::Error> {
+            let mut builder = reqwest::Client::builder()
+                .connect_timeout(config.connect_timeout)
+                .timeout(config.timeout)
+                .redirect(reqwest::redirect::Policy::none())
+                .user_agent(concat!("wxpay-checkout/", env!("CARGO_PKG_VERSION")));
+            if let Some(pem) = &config.extra_root_pem {
+                builder =
+                    builder.add_root_certificate(reqwest::Certificate::from_pem(pem.as_bytes())?);
+            }
+            Ok(builder)
+        };
+        let http = builder()?.build()?;
+        let secapi_http = match &config.secapi {
+            Some(secapi) => Some(builder()?.identity(secapi.cert.identity()?).build()?),
+            None => None,
+        };
         Ok(Client {
             http,
+            secapi_http,
             config: Arc::new(config),
             rt: rt.clone(),
         })
@@ -307,6 +350,47 @@ impl Client {
         Ok(response)
     }
 
+    /// Whether refunds can be asked for: a client certificate is configured.
+    pub fn can_refund(&self) -> bool {
+        self.secapi_http.is_some()
+    }
+
+    /// Asks WeChat to refund (`/secapi/pay/refund`, with the client certificate). `Ok` means
+    /// *accepted*: the refund settles later (refund notify or query). The same `out_refund_no`
+    /// is the same refund at WeChat, so an unknown outcome (no answer, 5xx, `SYSTEMERROR`,
+    /// `FREQUENCY_LIMITED`) is retried here a bounded number of times with it, and the caller
+    /// retries later with it again; nothing can refund twice.
+    pub async fn refund(&self, request: &RefundRequest) -> Result<RefundResponse, WxError> {
+        let endpoint = Endpoint::Refund;
+        let (Some(http), Some(secapi)) = (&self.secapi_http, &self.config.secapi) else {
+            return Err(WxError::NoCertificate { endpoint });
+        };
+        let mut attempt = 1;
+        let fields = loop {
+            let body = self.signed_body(request.to_fields());
+            match self.send_to(http, &secapi.base_url, endpoint, body).await {
+                Err(e) if e.is_transient() && attempt < self.config.retry.max_attempts => {
+                    tracing::debug!(%endpoint, attempt, error = %e, "retrying");
+                    tokio::time::sleep(self.config.retry.delay_before(attempt)).await;
+                    attempt += 1;
+                }
+                other => break other?,
+            }
+        };
+        let response =
+            RefundResponse::from_fields(&fields).map_err(|e| invalid(endpoint, e.into()))?;
+        if response.out_trade_no != request.out_trade_no {
+            return Err(invalid(endpoint, ResponseProblem::Mismatch("out_trade_no")));
+        }
+        if response.out_refund_no != request.out_refund_no {
+            return Err(invalid(
+                endpoint,
+                ResponseProblem::Mismatch("out_refund_no"),
+            ));
+        }
+        Ok(response)
+    }
+
     /// Closes an unpaid order. `ORDERPAID`, `ORDERCLOSED` and `ORDERNOTEXIST` come back as
     /// [`WxError::Business`] for the caller to act on.
     pub async fn close_order(&self, out_trade_no: &str) -> Result<(), WxError> {
@@ -350,13 +434,22 @@ impl Client {
 
     /// One HTTP exchange, judged down to `result_code`.
     async fn send(&self, endpoint: Endpoint, body: String) -> Result<Fields, WxError> {
-        let url = self
-            .config
-            .base_url
+        self.send_to(&self.http, &self.config.base_url, endpoint, body)
+            .await
+    }
+
+    async fn send_to(
+        &self,
+        http: &reqwest::Client,
+        base_url: &Url,
+        endpoint: Endpoint,
+        body: String,
+    ) -> Result<Fields, WxError> {
+        let url = base_url
             .join(endpoint.path())
             .expect("a fixed relative path joins onto any base URL");
         let started = Instant::now();
-        let result = self.exchange(endpoint, url, body).await;
+        let result = self.exchange(http, endpoint, url, body).await;
         let elapsed = started.elapsed();
         metrics::histogram!("wechat_api_duration_seconds", "api" => endpoint.name())
             .record(elapsed.as_secs_f64());
@@ -366,6 +459,7 @@ impl Client {
                 WxError::HttpStatus { status, .. } => ("http", status.to_string()),
                 WxError::InvalidResponse { .. } => ("invalid_response", String::new()),
                 WxError::ReturnFail { .. } => ("return_code", String::new()),
+                WxError::NoCertificate { .. } => ("certificate", String::new()),
                 WxError::Business { err_code, .. } => ("result_code", err_code.to_string()),
             };
             metrics::counter!(
@@ -387,19 +481,24 @@ impl Client {
 
     async fn exchange(
         &self,
+        http: &reqwest::Client,
         endpoint: Endpoint,
         url: Url,
         body: String,
     ) -> Result<Fields, WxError> {
-        let answer = self.rt.run(self.fetch(endpoint, url, body)).await?;
+        let answer = self.rt.run(Self::fetch(http, endpoint, url, body)).await?;
         self.judge(endpoint, &answer)
     }
 
     /// POSTs `body` and reads the answer, bounded in size.
-    async fn fetch(&self, endpoint: Endpoint, url: Url, body: String) -> Result<Vec<u8>, WxError> {
+    async fn fetch(
+        http: &reqwest::Client,
+        endpoint: Endpoint,
+        url: Url,
+        body: String,
+    ) -> Result<Vec<u8>, WxError> {
         let transport = |source| WxError::Transport { endpoint, source };
-        let mut response = self
-            .http
+        let mut response = http
             .post(url)
             .header(CONTENT_TYPE, "text/xml; charset=utf-8")
             .body(body)

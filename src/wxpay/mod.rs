@@ -5,6 +5,7 @@
 //! on the application runtime), so it could be published on its own with that one file; the
 //! built-in sandbox is the server side of the same module.
 
+pub mod cert;
 pub mod client;
 pub mod notify;
 pub mod refund;
@@ -19,7 +20,7 @@ use std::fmt;
 use rand::distr::{Alphanumeric, SampleString};
 use secrecy::SecretString;
 
-pub use client::{Client, ClientConfig, Endpoint, RetryPolicy, WxError};
+pub use client::{Client, ClientConfig, Endpoint, RetryPolicy, SecApi, WxError};
 pub use sign::{SignType, VerifyError};
 pub use types::{ErrCode, RefundStatus, TradeState};
 
