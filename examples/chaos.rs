@@ -119,6 +119,7 @@ async fn main() -> anyhow::Result<()> {
         Command::new(&binary)
             .arg("sandbox")
             .env("SANDBOX_LISTEN_ADDR", format!("127.0.0.1:{sandbox_port}"))
+            .env("SANDBOX_TLS_LISTEN_ADDR", "127.0.0.1:0")
             .env("SANDBOX_TIME_SCALE", "0.001")
             .env("SANDBOX_CONTROLS", "1")
             .env(

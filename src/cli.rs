@@ -116,6 +116,84 @@ pub async fn import_catalogue(settings: &Settings, file: &Path, restock: bool) -
     }
 }
 
+/// `refund OUT_TRADE_NO [AMOUNT]`: refunds a paid order (AMOUNT in yuan; all that is left
+/// without it) through WeChat Pay, as the console does: recorded, then asked for; the running
+/// shop follows it until WeChat settles it. Needs the merchant's client certificate, so not in
+/// built-in sandbox mode (its certificate lives in the running shop: refund from the console).
+pub async fn refund(settings: &Settings, no: &str, amount: Option<&str>) -> ExitCode {
+    use crate::checkout::Checkout;
+    if settings.builtin_sandbox {
+        eprintln!(
+            "in sandbox mode the refund certificate belongs to the running shop's built-in \
+             sandbox: refund from the console (/admin/orders/{no})"
+        );
+        return ExitCode::FAILURE;
+    }
+    let amount = match amount.map(crate::catalogue::parse_price).transpose() {
+        Ok(amount) => amount,
+        Err(_) => {
+            eprintln!("AMOUNT is yuan with at most two decimals, e.g. 12.50; nothing was refunded");
+            return ExitCode::FAILURE;
+        }
+    };
+    let rt = AppRuntime::current();
+    let client = match crate::startup::client_config(settings, None)
+        .and_then(|config| Ok(crate::wxpay::Client::new(config, &rt)?))
+    {
+        Ok(client) => client,
+        Err(e) => {
+            eprintln!("{e:#}; nothing was refunded");
+            return ExitCode::FAILURE;
+        }
+    };
+    let store = match open_store(settings).await {
+        Ok(store) => store,
+        Err(code) => return code,
+    };
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let terms = crate::startup::terms(settings, settings.listen_addr);
+    let (checkout, background) = Checkout::start(store.clone(), client, terms, &rt, &shutdown);
+    let result = checkout
+        .refund(no, amount, "", false, "merchant (command line)")
+        .await;
+    shutdown.cancel();
+    let _ = background.stopped().await;
+    store.close().await;
+    match result {
+        Ok(refund) => {
+            let said = match refund.state {
+                crate::store::RefundState::Requested => {
+                    "recorded; WeChat's answer did not come, the shop asks again with the same number"
+                }
+                crate::store::RefundState::Processing => "accepted by WeChat, on its way",
+                crate::store::RefundState::Succeeded => "refunded",
+                crate::store::RefundState::Closed => "refused by WeChat",
+                crate::store::RefundState::Change => "failed into an abnormal account",
+            };
+            println!(
+                "{} {} {}: {said}{}",
+                refund.out_refund_no,
+                refund.refund_fee,
+                refund.state.as_str(),
+                refund
+                    .failure
+                    .as_deref()
+                    .map(|f| format!(" ({f})"))
+                    .unwrap_or_default()
+            );
+            if refund.state == crate::store::RefundState::Closed {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
+            }
+        }
+        Err(e) => {
+            eprintln!("{no}: {e}; nothing was refunded");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 /// `orders`: the orders matching the arguments, newest first, to standard output.
 pub async fn orders(settings: &Settings, args: &OrdersArgs) -> ExitCode {
     let store = match open_store(settings).await {

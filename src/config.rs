@@ -57,6 +57,21 @@ pub struct Settings {
     pub sandbox: SandboxSettings,
     pub sign_type: SignType,
     pub sandbox_listen_addr: SocketAddr,
+    /// `SANDBOX_TLS_LISTEN_ADDR`: the sandbox's TLS listener, which requires the merchant's
+    /// client certificate (`/secapi/`).
+    pub sandbox_tls_listen_addr: SocketAddr,
+    /// `WEIXIN_CERT_P12`, or `WEIXIN_CERT_PEM` + `WEIXIN_KEY_PEM`: the merchant's API client
+    /// certificate, needed for refunds. Ignored in built-in sandbox mode (the sandbox issues
+    /// its own).
+    pub cert_files: Option<CertFiles>,
+    /// `WEIXIN_CA_PEM`: a CA trusted for WeChat's servers besides the public roots — only for
+    /// a sandbox's own TLS listener.
+    pub ca_pem_file: Option<std::path::PathBuf>,
+    /// `WEIXIN_REFUND_NOTIFYURL` when set; see [`Settings::refund_notify_url`].
+    pub refund_notify_url: Option<Url>,
+    /// `AUTO_REFUND_LATE_PAYMENTS`: money WeChat took for an order that could not take it is
+    /// refunded in full automatically.
+    pub auto_refund_late_payments: bool,
     pub order_ttl: Duration,
     pub reconcile_interval: Duration,
     /// `RECONCILE_MAX_ATTEMPTS`; unset, an unpaid order is closed once its time is up (the
@@ -95,6 +110,21 @@ pub struct SandboxSettings {
     /// `SANDBOX_CONTROLS=1`: the sandbox's test controls (`/sandbox/faults`, `/sandbox/clock`,
     /// `/sandbox/stats`, `/sandbox/orders/…`, `/sandbox/payments`, `/sandbox/refund`) are served.
     pub controls: bool,
+    /// `SANDBOX_CERT_DIR`: where `wxpay-checkout sandbox` writes the merchant's
+    /// `apiclient_cert.p12` / `.pem`, `apiclient_key.pem` and its CA's `sandbox_ca.pem`.
+    pub cert_dir: Option<std::path::PathBuf>,
+}
+
+/// Where the merchant's API client certificate is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CertFiles {
+    /// `apiclient_cert.p12`, password the mch_id.
+    P12(std::path::PathBuf),
+    /// `apiclient_cert.pem` and `apiclient_key.pem`.
+    Pem {
+        cert: std::path::PathBuf,
+        key: std::path::PathBuf,
+    },
 }
 
 /// A variable with a bad value. Displays as one line naming the variable.
@@ -138,6 +168,51 @@ impl Settings {
         })
     }
 
+    /// The refund notify URL sent with each refund: `WEIXIN_REFUND_NOTIFYURL`, or the public
+    /// base URL and `/weixin/pay/refund/notify`.
+    pub fn refund_notify_url(&self, bound: SocketAddr) -> Url {
+        self.refund_notify_url.clone().unwrap_or_else(|| {
+            self.public_base_url(bound)
+                .join("weixin/pay/refund/notify")
+                .expect("a fixed relative path joins onto an http URL")
+        })
+    }
+
+    /// Reads the merchant's client certificate from its files, if configured. A file that
+    /// cannot be read or opened is an error naming its variable.
+    pub fn load_cert(&self) -> anyhow::Result<Option<crate::wxpay::cert::ClientCert>> {
+        use crate::wxpay::cert::{ClientCert, MAX_CERT_FILE};
+        use anyhow::Context;
+        let read = |var: &str, path: &std::path::Path| -> anyhow::Result<Vec<u8>> {
+            let meta = std::fs::metadata(path)
+                .with_context(|| format!("{var}: cannot read {}", path.display()))?;
+            anyhow::ensure!(
+                meta.len() <= MAX_CERT_FILE as u64,
+                "{var}: {} is larger than {MAX_CERT_FILE} bytes: not a certificate file",
+                path.display()
+            );
+            std::fs::read(path).with_context(|| format!("{var}: cannot read {}", path.display()))
+        };
+        Ok(Some(match &self.cert_files {
+            None => return Ok(None),
+            Some(CertFiles::P12(path)) => {
+                ClientCert::from_p12(&read("WEIXIN_CERT_P12", path)?, &self.merchant.mch_id)
+                    .with_context(|| format!("WEIXIN_CERT_P12 {}", path.display()))?
+            }
+            Some(CertFiles::Pem { cert, key }) => ClientCert::from_pem(
+                &read("WEIXIN_CERT_PEM", cert)?,
+                &read("WEIXIN_KEY_PEM", key)?,
+            )
+            .with_context(|| {
+                format!(
+                    "WEIXIN_CERT_PEM {} / WEIXIN_KEY_PEM {}",
+                    cert.display(),
+                    key.display()
+                )
+            })?,
+        }))
+    }
+
     /// `spbill_create_ip` for Native payments: the IP this server calls WeChat Pay from, as
     /// far as it knows it (the listen address; loopback when it listens on all interfaces).
     pub fn spbill_create_ip(&self) -> String {
@@ -158,6 +233,8 @@ impl Settings {
         let sandbox_listen_addr: SocketAddr =
             parse_or(&get, "SANDBOX_LISTEN_ADDR", "127.0.0.1:8090")?;
         let ops_listen_addr: SocketAddr = parse_or(&get, "OPS_LISTEN_ADDR", "127.0.0.1:9090")?;
+        let sandbox_tls_listen_addr: SocketAddr =
+            parse_or(&get, "SANDBOX_TLS_LISTEN_ADDR", "127.0.0.1:8091")?;
 
         let database_url =
             get("DATABASE_URL").unwrap_or_else(|| "sqlite://data/checkout.db".into());
@@ -206,6 +283,51 @@ impl Settings {
                 "WeChat Pay refuses a notify URL with a query string or fragment",
             ));
         }
+
+        let refund_notify_url = get("WEIXIN_REFUND_NOTIFYURL")
+            .map(|text| http_url("WEIXIN_REFUND_NOTIFYURL", &text))
+            .transpose()?;
+        if refund_notify_url
+            .as_ref()
+            .is_some_and(|url| url.query().is_some() || url.fragment().is_some())
+        {
+            return Err(error(
+                "WEIXIN_REFUND_NOTIFYURL",
+                "WeChat Pay refuses a notify URL with a query string or fragment",
+            ));
+        }
+        let path = |var: &str| get(var).map(std::path::PathBuf::from);
+        let cert_files =
+            match (
+                path("WEIXIN_CERT_P12"),
+                path("WEIXIN_CERT_PEM"),
+                path("WEIXIN_KEY_PEM"),
+            ) {
+                (None, None, None) => None,
+                (Some(p12), None, None) => Some(CertFiles::P12(p12)),
+                (None, Some(cert), Some(key)) => Some(CertFiles::Pem { cert, key }),
+                (Some(_), _, _) => return Err(error(
+                    "WEIXIN_CERT_P12",
+                    "set either WEIXIN_CERT_P12 or WEIXIN_CERT_PEM with WEIXIN_KEY_PEM, not both",
+                )),
+                (None, Some(_), None) => {
+                    return Err(error(
+                        "WEIXIN_KEY_PEM",
+                        "is unset, but WEIXIN_CERT_PEM is set (apiclient_key.pem goes with it)",
+                    ))
+                }
+                (None, None, Some(_)) => {
+                    return Err(error(
+                        "WEIXIN_CERT_PEM",
+                        "is unset, but WEIXIN_KEY_PEM is set (apiclient_cert.pem goes with it)",
+                    ))
+                }
+            };
+        let ca_pem_file = path("WEIXIN_CA_PEM");
+        let auto_refund_late_payments = match get("AUTO_REFUND_LATE_PAYMENTS") {
+            None => true,
+            Some(_) => flag(&get, "AUTO_REFUND_LATE_PAYMENTS")?,
+        };
 
         let builtin_sandbox = mode == Mode::Sandbox && get("WEIXIN_API_BASE").is_none();
         let api_base = match get("WEIXIN_API_BASE") {
@@ -342,9 +464,15 @@ impl Settings {
                 max_orders,
                 public,
                 controls,
+                cert_dir: path("SANDBOX_CERT_DIR"),
             },
             sign_type,
             sandbox_listen_addr,
+            sandbox_tls_listen_addr,
+            cert_files,
+            ca_pem_file,
+            refund_notify_url,
+            auto_refund_late_payments,
             order_ttl: Duration::from_secs(order_ttl_secs),
             reconcile_interval: Duration::from_secs(reconcile_interval_secs),
             reconcile_max_attempts,
@@ -405,6 +533,20 @@ fn flag(get: &impl Fn(&str) -> Option<String>, var: &'static str) -> Result<bool
 }
 
 impl Settings {
+    /// Refuses a live shop that would refund late payments automatically without the client
+    /// certificate refunds need (the sandbox has its own; the sandbox alone refunds nothing).
+    pub fn check_refunds(&self) -> Result<(), ConfigError> {
+        if self.mode == Mode::Live && self.auto_refund_late_payments && self.cert_files.is_none() {
+            return Err(error(
+                "AUTO_REFUND_LATE_PAYMENTS",
+                "late payments are refunded automatically, which needs the merchant's API client \
+                 certificate: set WEIXIN_CERT_P12 (or WEIXIN_CERT_PEM and WEIXIN_KEY_PEM), or \
+                 AUTO_REFUND_LATE_PAYMENTS=false to refund by hand",
+            ));
+        }
+        Ok(())
+    }
+
     /// Refuses what would expose a sandbox to the internet by accident: a shop in sandbox mode
     /// (anyone could mark its orders paid with the sandbox's published key) or a sandbox (an open
     /// relay for signed POSTs) on a non-loopback address, unless `SANDBOX_PUBLIC=1`.
@@ -421,7 +563,10 @@ impl Settings {
             ));
         }
         let runs_sandbox = !serving_shop || self.builtin_sandbox;
-        if runs_sandbox && !self.sandbox_listen_addr.ip().is_loopback() {
+        if runs_sandbox
+            && !(self.sandbox_listen_addr.ip().is_loopback()
+                && self.sandbox_tls_listen_addr.ip().is_loopback())
+        {
             return Err(error(
                 "SANDBOX_LISTEN_ADDR",
                 "the sandbox on a non-loopback address: set SANDBOX_PUBLIC=1 to mean it",
@@ -627,9 +772,19 @@ mod tests {
             ("PUBLIC_BASE_URL", "https://shop.example.com/checkout"),
             ("LISTEN_ADDR", "0.0.0.0:8080"),
             ("WEIXIN_SIGN_TYPE", "HMAC-SHA256"),
+            ("WEIXIN_CERT_P12", "/run/secrets/apiclient_cert.p12"),
         ])
         .unwrap();
         assert_eq!(s.mode, Mode::Live);
+        assert_eq!(
+            s.cert_files,
+            Some(CertFiles::P12("/run/secrets/apiclient_cert.p12".into()))
+        );
+        assert!(s.auto_refund_late_payments);
+        assert_eq!(
+            s.refund_notify_url(s.listen_addr).as_str(),
+            "https://shop.example.com/checkout/weixin/pay/refund/notify"
+        );
         assert_eq!(s.shop_name, "龙井茶庄");
         assert!(!s.builtin_sandbox);
         assert_eq!(s.api_base.as_str(), "https://api.mch.weixin.qq.com/");
@@ -714,9 +869,68 @@ mod tests {
             ("WEIXIN_PARTNER", "1"),
             ("WEIXIN_PARTNERKEY", KEY),
             ("SHOP_NAME", "龙井茶庄"),
+            ("AUTO_REFUND_LATE_PAYMENTS", "false"),
         ])
         .unwrap();
         let shown = format!("{s:?}");
         assert!(!shown.contains(KEY), "{shown}");
+    }
+
+    #[test]
+    fn refunds_need_the_certificate_in_pairs_and_live_late_refunds_need_it_at_all() {
+        let live = [
+            ("WEIXIN_APPID", "wx1"),
+            ("WEIXIN_PARTNER", "1"),
+            ("WEIXIN_PARTNERKEY", KEY),
+            ("SHOP_NAME", "龙井茶庄"),
+        ];
+        let err = settings(&live).unwrap().check_refunds().unwrap_err();
+        assert_eq!(err.var, "AUTO_REFUND_LATE_PAYMENTS");
+        assert!(err.problem.contains("WEIXIN_CERT_P12"), "{err}");
+        let with = |extra: &[(&'static str, &'static str)]| {
+            let mut vars = live.to_vec();
+            vars.extend_from_slice(extra);
+            settings(&vars)
+        };
+        let off = with(&[("AUTO_REFUND_LATE_PAYMENTS", "0")]).unwrap();
+        assert!(!off.auto_refund_late_payments);
+        off.check_refunds().unwrap();
+        assert_eq!(
+            with(&[("WEIXIN_CERT_PEM", "c.pem"), ("WEIXIN_KEY_PEM", "k.pem")])
+                .unwrap()
+                .cert_files,
+            Some(CertFiles::Pem {
+                cert: "c.pem".into(),
+                key: "k.pem".into()
+            })
+        );
+        for (extra, var) in [
+            (&[("WEIXIN_CERT_PEM", "c.pem")][..], "WEIXIN_KEY_PEM"),
+            (&[("WEIXIN_KEY_PEM", "k.pem")][..], "WEIXIN_CERT_PEM"),
+            (
+                &[("WEIXIN_CERT_P12", "a.p12"), ("WEIXIN_CERT_PEM", "c.pem")][..],
+                "WEIXIN_CERT_P12",
+            ),
+            (
+                &[
+                    ("WEIXIN_CERT_P12", "a.p12"),
+                    ("WEIXIN_REFUND_NOTIFYURL", "https://x/?a=1"),
+                ][..],
+                "WEIXIN_REFUND_NOTIFYURL",
+            ),
+            (
+                &[
+                    ("WEIXIN_CERT_P12", "a.p12"),
+                    ("AUTO_REFUND_LATE_PAYMENTS", "maybe"),
+                ][..],
+                "AUTO_REFUND_LATE_PAYMENTS",
+            ),
+        ] {
+            assert_eq!(with(extra).unwrap_err().var, var, "{extra:?}");
+        }
+        // Sandbox mode has its own certificate.
+        let sandbox = settings(&[]).unwrap();
+        assert!(sandbox.auto_refund_late_payments);
+        sandbox.check_refunds().unwrap();
     }
 }

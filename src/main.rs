@@ -18,8 +18,11 @@ const USAGE: &str = "usage: wxpay-checkout [COMMAND]
                upserts the products of a TOML or CSV file (by sku) into DATABASE_URL, all or
                none; stock is set for new products, and for existing ones with --stock
   orders [--status S] [--since DATE] [--format table|csv|json]
-               the orders, newest first (S: pending, paid, shipped, closed, refund_due;
+               the orders, newest first (S: pending, paid, shipped, refunded, closed, refund_due;
                DATE: a Beijing date like 2026-11-30)
+  refund OUT_TRADE_NO [AMOUNT]
+               refunds a paid order through WeChat Pay (AMOUNT in yuan; all that is left
+               without it); needs the client certificate (WEIXIN_CERT_P12 or _PEM)
   admin hash-password
                reads a password (no echo) and prints the ADMIN_PASSWORD_HASH for it
 
@@ -31,6 +34,7 @@ enum Command {
     Healthcheck,
     ImportCatalogue { file: PathBuf, restock: bool },
     Orders(cli::OrdersArgs),
+    Refund { no: String, amount: Option<String> },
     HashPassword,
 }
 
@@ -53,6 +57,15 @@ fn command(args: &[String]) -> Result<Option<Command>, String> {
             }
         }
         ["orders", rest @ ..] => Command::Orders(cli::OrdersArgs::parse(rest)?),
+        ["refund", no] => Command::Refund {
+            no: (*no).to_owned(),
+            amount: None,
+        },
+        ["refund", no, amount] => Command::Refund {
+            no: (*no).to_owned(),
+            amount: Some((*amount).to_owned()),
+        },
+        ["refund", ..] => return Err("refund takes OUT_TRADE_NO and optionally AMOUNT".into()),
         ["admin", "hash-password"] => Command::HashPassword,
         ["-h" | "--help" | "help"] => return Ok(None),
         other => return Err(format!("unknown command {:?}", other.join(" "))),
@@ -89,10 +102,20 @@ async fn main() -> ExitCode {
             return cli::import_catalogue(&settings, &file, restock).await
         }
         Command::Orders(args) => return cli::orders(&settings, &args).await,
+        Command::Refund { no, amount } => {
+            return cli::refund(&settings, &no, amount.as_deref()).await
+        }
         Command::Serve | Command::Sandbox => {}
         Command::HashPassword => unreachable!("handled above"),
     }
-    if let Err(e) = settings.check_exposure(matches!(command, Command::Serve)) {
+    let serving = matches!(command, Command::Serve);
+    if let Err(e) = settings.check_exposure(serving).and_then(|()| {
+        if serving {
+            settings.check_refunds()
+        } else {
+            Ok(())
+        }
+    }) {
         eprintln!("{e}");
         return ExitCode::from(2);
     }
@@ -103,6 +126,7 @@ async fn main() -> ExitCode {
         Command::Healthcheck
         | Command::ImportCatalogue { .. }
         | Command::Orders(_)
+        | Command::Refund { .. }
         | Command::HashPassword => unreachable!("handled above"),
     };
     match result {
@@ -129,8 +153,29 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
 
 async fn sandbox(settings: Settings) -> anyhow::Result<()> {
     let server = startup::start_sandbox(&settings, &AppRuntime::current())?;
+    let tls_base_url = server
+        .tls_base_url()
+        .map(|u| u.to_string())
+        .unwrap_or_default();
+    match (&settings.sandbox.cert_dir, server.credentials()) {
+        (Some(dir), Some(credentials)) => {
+            credentials.write_to(dir, &settings.merchant.mch_id)?;
+            tracing::info!(
+                dir = %dir.display(),
+                "merchant certificate written: WEIXIN_CERT_P12={}/apiclient_cert.p12 \
+                 WEIXIN_CA_PEM={}/sandbox_ca.pem WEIXIN_API_BASE={tls_base_url}",
+                dir.display(),
+                dir.display(),
+            );
+        }
+        _ => tracing::info!(
+            "set SANDBOX_CERT_DIR to have the merchant's client certificate written, for refunds \
+             over {tls_base_url}"
+        ),
+    }
     tracing::info!(
         base_url = %server.base_url(),
+        tls_base_url,
         appid = %settings.merchant.appid,
         mch_id = %settings.merchant.mch_id,
         "WeChat Pay sandbox listening"

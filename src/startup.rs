@@ -22,7 +22,7 @@ use crate::rt::AppRuntime;
 use crate::sandbox::{SandboxConfig, SandboxHandle, SandboxServer};
 use crate::store::Store;
 use crate::web::{routes, AppState};
-use crate::wxpay::{Client, ClientConfig};
+use crate::wxpay::{Client, ClientConfig, SecApi};
 
 /// The shop, bound and ready to run.
 pub struct Application {
@@ -48,8 +48,8 @@ pub fn sandbox_config(settings: &Settings) -> SandboxConfig {
     config
 }
 
-/// Binds the sandbox's listener (`SANDBOX_LISTEN_ADDR`) and starts it; its notify deliveries
-/// run on `rt`.
+/// Binds the sandbox's listeners (`SANDBOX_LISTEN_ADDR`, and `SANDBOX_TLS_LISTEN_ADDR` for
+/// `/secapi/`) and starts it; its notify deliveries run on `rt`.
 pub fn start_sandbox(settings: &Settings, rt: &AppRuntime) -> anyhow::Result<SandboxServer> {
     bind_sandbox(settings, sandbox_config(settings), rt)
 }
@@ -65,7 +65,72 @@ fn bind_sandbox(
             settings.sandbox_listen_addr
         )
     })?;
-    SandboxServer::start(listener, config, rt)
+    let tls_listener = TcpListener::bind(settings.sandbox_tls_listen_addr).with_context(|| {
+        format!(
+            "binding SANDBOX_TLS_LISTEN_ADDR {}",
+            settings.sandbox_tls_listen_addr
+        )
+    })?;
+    SandboxServer::start_with_tls(listener, tls_listener, config, rt)
+}
+
+/// The shop's terms of sale from the settings; `addr` is the shop's bound address (the default
+/// notify URLs name it).
+pub fn terms(settings: &Settings, addr: SocketAddr) -> Terms {
+    Terms {
+        shop_name: settings.shop_name.clone(),
+        notify_url: settings.notify_url(addr),
+        refund_notify_url: settings.refund_notify_url(addr),
+        auto_refund_late_payments: settings.auto_refund_late_payments,
+        spbill_create_ip: settings.spbill_create_ip(),
+        order_ttl: settings.order_ttl,
+        reconcile_interval: settings.reconcile_interval,
+        reconcile_max_attempts: settings.reconcile_max_attempts,
+        pending_per_client: settings.pending_per_client,
+        order_rate_per_minute: settings.order_rate_per_minute,
+        checkout_fields: settings.checkout_fields.clone(),
+    }
+}
+
+/// The WeChat Pay client's configuration: the built-in sandbox's addresses, CA and merchant
+/// certificate, or the configured base URL, `WEIXIN_CA_PEM` and client certificate files.
+pub fn client_config(
+    settings: &Settings,
+    sandbox: Option<&SandboxServer>,
+) -> anyhow::Result<ClientConfig> {
+    let base = sandbox.map_or_else(|| settings.api_base.clone(), SandboxServer::base_url);
+    let mut config = ClientConfig::new(base.clone(), settings.merchant.clone(), settings.sign_type);
+    match sandbox.and_then(|s| Some((s.tls_base_url()?, s.credentials()?))) {
+        Some((tls_base, credentials)) => {
+            config.extra_root_pem = Some(credentials.ca_pem.clone());
+            config.secapi = Some(SecApi {
+                base_url: tls_base,
+                cert: credentials.merchant.clone(),
+            });
+        }
+        None => {
+            if let Some(path) = &settings.ca_pem_file {
+                let pem = std::fs::read_to_string(path)
+                    .with_context(|| format!("WEIXIN_CA_PEM: cannot read {}", path.display()))?;
+                config.extra_root_pem = Some(pem);
+            }
+            if let Some(cert) = settings.load_cert()? {
+                if !cert.subject().contains(&settings.merchant.mch_id) {
+                    tracing::warn!(
+                        subject = cert.subject(),
+                        mch_id = %settings.merchant.mch_id,
+                        "the client certificate does not name WEIXIN_PARTNER: WeChat will refuse \
+                         refunds made with it"
+                    );
+                }
+                config.secapi = Some(SecApi {
+                    base_url: base,
+                    cert,
+                });
+            }
+        }
+    }
+    Ok(config)
 }
 
 impl Application {
@@ -76,6 +141,7 @@ impl Application {
     /// [`Application::api_base`] report what was bound.
     pub async fn build(settings: &Settings) -> anyhow::Result<Application> {
         // The one place the application runtime is captured; everything below gets it.
+        settings.check_refunds()?;
         let rt = AppRuntime::current();
         let store = Store::connect(&settings.database_url, &rt)
             .await
@@ -114,6 +180,7 @@ impl Application {
             // The built-in sandbox notifies only this shop.
             let mut config = sandbox_config(settings);
             config.notify_only = Some(settings.notify_url(addr));
+            config.refund_notify_only = Some(settings.refund_notify_url(addr));
             Some(bind_sandbox(settings, config, &rt)?)
         } else {
             None
@@ -121,28 +188,11 @@ impl Application {
         let api_base = sandbox
             .as_ref()
             .map_or_else(|| settings.api_base.clone(), SandboxServer::base_url);
-        let wechat = Client::new(
-            ClientConfig::new(
-                api_base.clone(),
-                settings.merchant.clone(),
-                settings.sign_type,
-            ),
-            &rt,
-        )
-        .context("building the WeChat Pay client")?;
+        let wechat = Client::new(client_config(settings, sandbox.as_ref())?, &rt)
+            .context("building the WeChat Pay client (WEIXIN_CA_PEM, the client certificate)")?;
 
         let shutdown = CancellationToken::new();
-        let terms = Terms {
-            shop_name: settings.shop_name.clone(),
-            notify_url: settings.notify_url(addr),
-            spbill_create_ip: settings.spbill_create_ip(),
-            order_ttl: settings.order_ttl,
-            reconcile_interval: settings.reconcile_interval,
-            reconcile_max_attempts: settings.reconcile_max_attempts,
-            pending_per_client: settings.pending_per_client,
-            order_rate_per_minute: settings.order_rate_per_minute,
-            checkout_fields: settings.checkout_fields.clone(),
-        };
+        let terms = terms(settings, addr);
         if let Some(after) = terms
             .unpaid_close_after()
             .filter(|a| *a < settings.order_ttl)

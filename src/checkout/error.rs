@@ -125,6 +125,9 @@ pub enum CheckoutError {
         refusal: NotifyRefusal,
         detail: String,
     },
+    /// A refund that cannot be made; nothing changed.
+    #[error("{0}")]
+    Refund(#[from] super::refunds::RefundProblem),
     #[error("store: {0}")]
     Store(#[source] Arc<StoreError>),
 }

@@ -25,6 +25,7 @@ pub mod limits;
 pub mod notify;
 mod prepay;
 pub mod reconcile;
+pub mod refunds;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -41,12 +42,15 @@ pub use self::flight::Flights;
 pub use self::limits::{RateLimiter, Shopper};
 pub use self::notify::NotifyReceipt;
 pub use self::prepay::{NativeCode, PayStep, Prepared};
+pub use self::refunds::{FollowReport, RefundProblem};
 use crate::domain::ContactField;
 use crate::domain::{OrderStatus, OutTradeNo};
 use crate::payments::Payments;
 use crate::rt::AppRuntime;
 use crate::store::{ClientLimits, CreateOrderError, OrderDesk, OrderRequest, Store, StoreError};
-pub use crate::store::{Contact, NewItem, Order, OrderItem, Product, Shipment};
+pub use crate::store::{
+    Contact, NewItem, Order, OrderItem, Product, Refund, RefundState, Shipment,
+};
 use crate::wxpay::types::OrderQueryResponse;
 use crate::wxpay::{Client, TradeState};
 
@@ -69,6 +73,11 @@ pub struct Terms {
     /// The shop's name (`SHOP_NAME`): on every page, and first in WeChat's `body`.
     pub shop_name: String,
     pub notify_url: Url,
+    /// Where WeChat sends refund notifies (`WEIXIN_REFUND_NOTIFYURL`).
+    pub refund_notify_url: Url,
+    /// Whether money WeChat took for an order that could not take it is refunded in full
+    /// automatically (`AUTO_REFUND_LATE_PAYMENTS`).
+    pub auto_refund_late_payments: bool,
     /// `spbill_create_ip`: for Native payments, the IP of the machine calling WeChat Pay. It is
     /// part of a unifiedorder's parameters, so it must not change between re-entries.
     pub spbill_create_ip: String,
@@ -161,6 +170,13 @@ impl Checkout {
         let (desk, desk_task) = OrderDesk::start(store.clone(), rt, shutdown.child_token());
         let consumer = rt.spawn(consumer.run(shutdown.child_token()));
         let checkout = Checkout::new(store, desk, wechat, payments, terms);
+        if checkout.terms().auto_refund_late_payments && checkout.wechat().can_refund() {
+            rt.spawn(
+                checkout
+                    .clone()
+                    .refund_late_payments(shutdown.child_token()),
+            );
+        }
         (
             checkout,
             Background {
@@ -319,22 +335,39 @@ impl Checkout {
             .order_contact(&order.out_trade_no)
             .await?
             .unwrap_or_default();
-        let refund_of = self.late_payment(&order).await?;
+        let refunds = self.refunds(&order).await?;
+        let refund_of = self
+            .late_payment(&order)
+            .await?
+            .map(|late| late.transaction_id);
         Ok(Receipt {
             order,
             items,
             contact,
             refund_of,
+            refunds,
         })
     }
 
-    /// The transaction of money WeChat took for an order that could not take it (`refund_due`):
-    /// what the shopper is told will come back.
-    pub async fn late_payment(&self, order: &Order) -> Result<Option<String>, CheckoutError> {
-        if !order.refund_due {
+    /// Money WeChat took for an order that could not take it: its transaction, and whether it
+    /// went back already — what the shopper is told.
+    pub async fn late_payment(&self, order: &Order) -> Result<Option<LatePayment>, CheckoutError> {
+        if order.status != OrderStatus::Closed && !order.refund_due {
             return Ok(None);
         }
-        Ok(self.store().late_payment(&order.out_trade_no).await?)
+        let Some(transaction_id) = self.store().late_payment(&order.out_trade_no).await? else {
+            return Ok(None);
+        };
+        let refunded = !order.refund_due
+            && self
+                .refunds(order)
+                .await?
+                .iter()
+                .any(|r| r.late && r.state == crate::store::RefundState::Succeeded);
+        Ok(Some(LatePayment {
+            transaction_id,
+            refunded,
+        }))
     }
 
     /// An order's lines, as sold.
@@ -389,6 +422,47 @@ impl Checkout {
         }
     }
 
+    /// Refunds each late payment the moment the consumer applies it (the follower's sweep
+    /// catches any missed here: a lagging listener, a crash), until `shutdown`.
+    async fn refund_late_payments(self, shutdown: CancellationToken) {
+        use crate::store::Outcome;
+        let mut applied = self.inner.payments.subscribe();
+        loop {
+            let notice = tokio::select! {
+                _ = shutdown.cancelled() => return,
+                notice = applied.recv() => notice,
+            };
+            match notice {
+                Ok(notice)
+                    if matches!(
+                        notice.outcome,
+                        Outcome::PaidAfterClose | Outcome::AmountMismatch
+                    ) =>
+                {
+                    if let Err(e) = self.auto_refund_late(&notice.out_trade_no).await {
+                        tracing::warn!(
+                            out_trade_no = %notice.out_trade_no,
+                            error = %e,
+                            "late payment's refund not made now; the follower retries"
+                        );
+                    }
+                }
+                Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+            }
+        }
+    }
+
+    /// Whether refunds can be made: the merchant's client certificate is configured.
+    pub fn can_refund(&self) -> bool {
+        self.wechat().can_refund()
+    }
+
+    /// An order's refunds, oldest first.
+    pub async fn refunds(&self, order: &Order) -> Result<Vec<crate::store::Refund>, CheckoutError> {
+        Ok(self.store().refunds_of(&order.out_trade_no).await?)
+    }
+
     /// Answers when the database does.
     pub async fn ping(&self) -> Result<(), StoreError> {
         self.store().ping().await
@@ -400,14 +474,24 @@ impl Checkout {
     }
 }
 
+/// Money taken for an order that could not take it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LatePayment {
+    pub transaction_id: String,
+    /// Its refund succeeded.
+    pub refunded: bool,
+}
+
 /// An order as its buyer sees it on the receipt.
 #[derive(Debug, Clone)]
 pub struct Receipt {
     pub order: Order,
     pub items: Arc<Vec<OrderItem>>,
     pub contact: Contact,
-    /// The transaction to be refunded, when money arrived for a closed order.
+    /// The late payment's transaction, when money arrived for a closed order.
     pub refund_of: Option<String>,
+    /// The order's refunds, oldest first.
+    pub refunds: Vec<crate::store::Refund>,
 }
 
 /// Whether `token` is the order's receipt token (compared in constant time: a guesser learns

@@ -31,6 +31,10 @@
 //! is settled here [`GIVE_UP_AFTER`] past its time (WeChat takes no money after `time_expire`),
 //! watched, and logged as an error.
 //!
+//! **Refunds in progress are followed** after each run ([`Checkout::follow_refunds`]): asked for
+//! again with the same `out_refund_no` while their outcome is unknown, queried until WeChat
+//! settles them; and late payments are refunded (see [`super::refunds`]).
+//!
 //! Orders that never got a prepay expire locally after their time, without asking WeChat.
 //! Transient WeChat errors count as no attempt, close nothing, and make the job back off.
 //! Every state change is a conditional update, so two instances over one database (or a notify
@@ -177,6 +181,13 @@ impl Reconciler {
                     }
                 }
                 Err(e) => tracing::error!(error = %e, "reconciliation run failed"),
+            }
+            match self.checkout.follow_refunds().await {
+                Ok(report) if report != super::FollowReport::default() => {
+                    tracing::info!(?report, "refunds followed")
+                }
+                Ok(_) => {}
+                Err(e) => tracing::error!(error = %e, "following refunds failed"),
             }
         }
     }

@@ -63,6 +63,16 @@ pub struct NewSession {
     pub expires_at: DateTime<Utc>,
 }
 
+/// An amount the merchant typed, in yuan (at most two decimals), as fen.
+pub fn parse_amount(text: &str) -> Result<Fen, ConsoleError> {
+    crate::catalogue::parse_price(text).map_err(|_| {
+        ConsoleError::Invalid(format!(
+            "amount {:?}: yuan with at most two decimals, e.g. 12.50",
+            text.chars().take(20).collect::<String>()
+        ))
+    })
+}
+
 /// An order with everything the merchant may need about it.
 #[derive(Debug, Clone)]
 pub struct OrderDetail {
@@ -71,6 +81,8 @@ pub struct OrderDetail {
     pub contact: Contact,
     /// Every event in time order.
     pub timeline: Vec<OrderEvent>,
+    /// Its refunds, oldest first.
+    pub refunds: Vec<crate::store::Refund>,
 }
 
 /// The dashboard: the last [`DASHBOARD_DAYS`] Beijing days, oldest first, and what needs
@@ -244,11 +256,13 @@ impl Console {
             });
         }
         timeline.sort_by_key(|e| e.at);
+        let refunds = self.store().refunds_of(&no).await?;
         Ok(OrderDetail {
             order,
             items,
             contact,
             timeline,
+            refunds,
         })
     }
 

@@ -67,6 +67,8 @@ pub struct SandboxConfig {
     /// The one notify URL orders may give (the built-in sandbox's shop): a sandbox must not be
     /// a relay for signed POSTs to anywhere. `None`: any (the standalone sandbox, a dev tool).
     pub notify_only: Option<url::Url>,
+    /// The one refund notify URL refunds may give (the built-in sandbox's shop); `None`: any.
+    pub refund_notify_only: Option<url::Url>,
 }
 
 impl SandboxConfig {
@@ -80,6 +82,7 @@ impl SandboxConfig {
             notify_timeout: Duration::from_secs(5),
             controls: false,
             notify_only: None,
+            refund_notify_only: None,
         }
     }
 }

@@ -130,6 +130,7 @@ mod tests {
             reconcile_attempts: 0,
             is_deleted: false,
             refund_due: false,
+            refunded_fee: Fen(0),
             wechat_state: None,
             watch_step: 0,
             cash_fee: None,

@@ -22,6 +22,8 @@ pub enum ListStatus {
     /// Paid, not shipped yet.
     Paid,
     Shipped,
+    /// Paid, and refunded in part or in full (requested, in progress or made).
+    Refunded,
     /// Closed unpaid.
     Closed,
     /// Money arrived that has to go back.
@@ -29,10 +31,11 @@ pub enum ListStatus {
 }
 
 impl ListStatus {
-    pub const ALL: [ListStatus; 5] = [
+    pub const ALL: [ListStatus; 6] = [
         ListStatus::Pending,
         ListStatus::Paid,
         ListStatus::Shipped,
+        ListStatus::Refunded,
         ListStatus::Closed,
         ListStatus::RefundDue,
     ];
@@ -42,6 +45,7 @@ impl ListStatus {
             ListStatus::Pending => "pending",
             ListStatus::Paid => "paid",
             ListStatus::Shipped => "shipped",
+            ListStatus::Refunded => "refunded",
             ListStatus::Closed => "closed",
             ListStatus::RefundDue => "refund_due",
         }
@@ -51,11 +55,12 @@ impl ListStatus {
         ListStatus::ALL.into_iter().find(|s| s.as_str() == text)
     }
 
-    /// An order's, from its columns.
-    pub fn of(status: OrderStatus, refund_due: bool, shipped: bool) -> ListStatus {
+    /// An order's, from its columns (`refunded`: its refunds hold some of the payment).
+    pub fn of(status: OrderStatus, refund_due: bool, shipped: bool, refunded: bool) -> ListStatus {
         match status {
             _ if refund_due => ListStatus::RefundDue,
             OrderStatus::Pending => ListStatus::Pending,
+            OrderStatus::Paid if refunded => ListStatus::Refunded,
             OrderStatus::Paid if shipped => ListStatus::Shipped,
             OrderStatus::Paid => ListStatus::Paid,
             OrderStatus::Closed => ListStatus::Closed,
@@ -125,6 +130,38 @@ pub struct Refund {
     pub requested_by: String,
     pub created_at: DateTime<Utc>,
     pub settled_at: Option<DateTime<Utc>>,
+    /// Refunds a late payment (money taken for an order that could not take it) in full.
+    pub late: bool,
+    /// The amount of the payment refunded, as WeChat is told (`total_fee`).
+    pub total_fee: Fen,
+    /// Why WeChat refused it, when it did (`err_code`: `err_code_des`).
+    pub failure: Option<String>,
+    /// Times the follower has taken it up.
+    pub attempts: i64,
+}
+
+/// What settling a refund changed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settled {
+    pub out_trade_no: OutTradeNo,
+    /// The order's goods went back on the shelf with it.
+    pub restocked: bool,
+    /// A late payment's refund closed without paying back: the money is due again.
+    pub due_again: bool,
+}
+
+/// The reason recorded for a late payment's refund.
+pub const LATE_REASON: &str = "late payment: the order had closed";
+
+/// A refund asked for, before it is recorded.
+#[derive(Debug, Clone, Copy)]
+pub struct RefundAsk<'a> {
+    pub fee: Fen,
+    pub reason: &'a str,
+    /// Put the order's goods back on the shelf once it succeeds.
+    pub restock: bool,
+    /// `merchant`, `cli`, `shop`: who asked.
+    pub requested_by: &'a str,
 }
 
 /// Where a recorded refund stands.

@@ -33,8 +33,8 @@ mod postgres;
 mod sqlite;
 mod types;
 pub use console_types::{
-    AdminSession, DaySales, ListStatus, OrderEvent, OrderFilter, OrderSummary, Refund,
-    RefundRefused, RefundState,
+    AdminSession, DaySales, ListStatus, OrderEvent, OrderFilter, OrderSummary, Refund, RefundAsk,
+    RefundRefused, RefundState, Settled, LATE_REASON,
 };
 pub use desk::OrderDesk;
 pub use types::{
@@ -211,18 +211,39 @@ impl Store {
         dispatch!(self.ship_order_by(no, carrier, tracking_no, actor))
     }
 
-    /// Records a refund of `fee` for a paid order, reserved against what was paid in the same
+    /// Records a refund for a paid order, reserved against what was paid in the same
     /// transaction (concurrent requests never exceed it); WeChat is asked afterwards with the
-    /// returned `out_refund_no`.
+    /// returned `out_refund_no`, and the follower takes it up at `follow_at` if unsettled.
     pub async fn request_refund(
         &self,
         no: &OutTradeNo,
-        fee: Fen,
-        reason: &str,
-        restock: bool,
-        requested_by: &str,
+        ask: &RefundAsk<'_>,
+        follow_at: i64,
     ) -> Result<Refund, RefundRefused> {
-        dispatch!(self.request_refund(no, fee, reason, restock, requested_by))
+        dispatch!(self.request_refund(no, ask, follow_at))
+    }
+
+    /// Records the refund of an order's late payment and clears its `refund_due`, once.
+    pub async fn request_late_refund(
+        &self,
+        no: &OutTradeNo,
+        requested_by: &str,
+        follow_at: i64,
+        first_only: bool,
+    ) -> Result<Option<Refund>, StoreError> {
+        dispatch!(self.request_late_refund(no, requested_by, follow_at, first_only))
+    }
+
+    /// Records, once, a refund WeChat made that the shop did not ask for.
+    pub async fn record_external_refund(
+        &self,
+        no: &OutTradeNo,
+        out_refund_no: &str,
+        fee: Fen,
+        state: RefundState,
+        refund_id: &str,
+    ) -> Result<bool, StoreError> {
+        dispatch!(self.record_external_refund(no, out_refund_no, fee, state, refund_id))
     }
 
     /// An order's refunds, oldest first.
@@ -230,14 +251,53 @@ impl Store {
         dispatch!(self.refunds_of(no))
     }
 
-    /// Moves an unsettled refund to `state`, once; a closed one gives its amount back.
+    /// One refund by its number.
+    pub async fn refund(&self, out_refund_no: &str) -> Result<Option<Refund>, StoreError> {
+        dispatch!(self.refund(out_refund_no))
+    }
+
+    /// Claims unsettled refunds due to be followed (see the SQL's doc).
+    pub async fn claim_refunds_to_follow(
+        &self,
+        now: i64,
+        lease_until: i64,
+        limit: i64,
+    ) -> Result<Vec<Refund>, StoreError> {
+        dispatch!(self.claim_refunds_to_follow(now, lease_until, limit))
+    }
+
+    /// When the follower next looks at an unsettled refund.
+    pub async fn follow_refund_at(
+        &self,
+        out_refund_no: &str,
+        follow_at: i64,
+    ) -> Result<(), StoreError> {
+        dispatch!(self.follow_refund_at(out_refund_no, follow_at))
+    }
+
+    /// WeChat accepted a refund: requested → processing, once.
+    pub async fn refund_accepted(
+        &self,
+        out_refund_no: &str,
+        refund_id: &str,
+    ) -> Result<bool, StoreError> {
+        dispatch!(self.refund_accepted(out_refund_no, refund_id))
+    }
+
+    /// Moves an unsettled refund to `state`, once (see the SQL's doc).
     pub async fn settle_refund(
         &self,
         out_refund_no: &str,
         state: RefundState,
         refund_id: Option<&str>,
-    ) -> Result<bool, StoreError> {
-        dispatch!(self.settle_refund(out_refund_no, state, refund_id))
+        failure: Option<&str>,
+    ) -> Result<Option<Settled>, StoreError> {
+        dispatch!(self.settle_refund(out_refund_no, state, refund_id, failure))
+    }
+
+    /// Orders with money due back and no refund recorded for it.
+    pub async fn refund_due_orders(&self, limit: i64) -> Result<Vec<OutTradeNo>, StoreError> {
+        dispatch!(self.refund_due_orders(limit))
     }
 
     /// The console's generated password (an argon2 PHC string), if one was made.

@@ -943,6 +943,15 @@ async fn refunds_never_exceed_what_was_paid_even_when_requests_race() {
     }
 }
 
+fn ask<'a>(fee: Fen, reason: &'a str, restock: bool, by: &'a str) -> RefundAsk<'a> {
+    RefundAsk {
+        fee,
+        reason,
+        restock,
+        requested_by: by,
+    }
+}
+
 async fn refunds_case(store: Store) {
     let tea = store
         .insert_product(&NewProduct {
@@ -968,7 +977,7 @@ async fn refunds_case(store: Store) {
     // Not paid yet: nothing to refund.
     assert!(matches!(
         store
-            .request_refund(&no, Fen(100), "", false, "merchant")
+            .request_refund(&no, &ask(Fen(100), "", false, "merchant"), 0)
             .await,
         Err(RefundRefused::NotPaid)
     ));
@@ -994,7 +1003,7 @@ async fn refunds_case(store: Store) {
             let no = no.clone();
             tokio::spawn(async move {
                 store
-                    .request_refund(&no, Fen(700), "race", false, &format!("m{i}"))
+                    .request_refund(&no, &ask(Fen(700), "race", false, &format!("m{i}")), 0)
                     .await
             })
         })
@@ -1010,13 +1019,16 @@ async fn refunds_case(store: Store) {
     assert_eq!(made.len(), 4);
     let numbers: std::collections::HashSet<_> = made.iter().map(|r| &r.out_refund_no).collect();
     assert_eq!(numbers.len(), 4, "each refund its own number");
-    let left = match store.request_refund(&no, Fen(201), "", false, "m").await {
+    let left = match store
+        .request_refund(&no, &ask(Fen(201), "", false, "m"), 0)
+        .await
+    {
         Err(RefundRefused::ExceedsPaid { remaining }) => remaining,
         other => panic!("{other:?}"),
     };
     assert_eq!(left, Fen(200));
     let last = store
-        .request_refund(&no, Fen(200), "rest", true, "m")
+        .request_refund(&no, &ask(Fen(200), "rest", true, "m"), 0)
         .await
         .unwrap();
     assert!(last.restock);
@@ -1024,30 +1036,53 @@ async fn refunds_case(store: Store) {
 
     // Settled once; a closed refund gives its amount back, and only once.
     let first = &made[0].out_refund_no;
+    assert!(store.refund_accepted(first, "W1").await.unwrap());
     assert!(store
-        .settle_refund(first, RefundState::Processing, Some("W1"))
+        .settle_refund(first, RefundState::Closed, None, None)
         .await
-        .unwrap());
+        .unwrap()
+        .is_some());
     assert!(store
-        .settle_refund(first, RefundState::Closed, None)
+        .settle_refund(first, RefundState::Closed, None, None)
         .await
-        .unwrap());
-    assert!(!store
-        .settle_refund(first, RefundState::Closed, None)
+        .unwrap()
+        .is_none());
+    assert!(store
+        .settle_refund(first, RefundState::Succeeded, None, None)
         .await
-        .unwrap());
-    assert!(!store
-        .settle_refund(first, RefundState::Succeeded, None)
-        .await
-        .unwrap());
+        .unwrap()
+        .is_none());
     let again = store
-        .request_refund(&no, Fen(700), "again", false, "m")
+        .request_refund(&no, &ask(Fen(700), "again", false, "m"), 0)
         .await
         .unwrap();
     assert!(store
-        .settle_refund(&again.out_refund_no, RefundState::Succeeded, Some("W2"))
+        .settle_refund(
+            &again.out_refund_no,
+            RefundState::Succeeded,
+            Some("W2"),
+            None
+        )
         .await
-        .unwrap());
+        .unwrap()
+        .is_some_and(|s| !s.restocked));
+    // The restocking refund puts the order's three back, once.
+    let stock_before = store.product(tea.id).await.unwrap().unwrap().stock;
+    let settled = store
+        .settle_refund(
+            &last.out_refund_no,
+            RefundState::Succeeded,
+            Some("W3"),
+            None,
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(settled.restocked);
+    assert_eq!(
+        store.product(tea.id).await.unwrap().unwrap().stock,
+        stock_before + 3
+    );
     let refunds = store.refunds_of(&no).await.unwrap();
     let closed = refunds.iter().find(|r| &r.out_refund_no == first).unwrap();
     assert_eq!(
@@ -1056,7 +1091,9 @@ async fn refunds_case(store: Store) {
     );
     assert!(closed.settled_at.is_some());
     assert!(matches!(
-        store.request_refund(&no, Fen(1), "", false, "m").await,
+        store
+            .request_refund(&no, &ask(Fen(1), "", false, "m"), 0)
+            .await,
         Err(RefundRefused::ExceedsPaid { remaining: Fen(0) })
     ));
     let events = store.order_events(&no).await.unwrap();

@@ -126,6 +126,8 @@ pub struct Order {
     pub is_deleted: bool,
     /// A payment arrived after the order was closed: it must be refunded.
     pub refund_due: bool,
+    /// What its refunds hold: requested, in progress or made (never more than `total_fee`).
+    pub refunded_fee: Fen,
     /// The last trade_state WeChat reported (`PAYERROR` after a failure notify too, or
     /// `ORDERNOTEXIST`), if any.
     pub wechat_state: Option<String>,

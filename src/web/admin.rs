@@ -35,6 +35,10 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/admin/orders.csv"),
     ("GET", "/admin/orders/20261130000000000000000000001"),
     ("POST", "/admin/orders/20261130000000000000000000001/ship"),
+    (
+        "POST",
+        "/admin/orders/20261130000000000000000000001/refunds",
+    ),
     ("GET", "/admin/products"),
     ("POST", "/admin/products/LJ-250"),
     ("POST", "/admin/logout"),
@@ -487,6 +491,24 @@ struct OrderPage {
     shipment: Option<(String, String, String)>,
     can_ship: bool,
     timeline: Vec<EventRow>,
+    refunds: Vec<RefundRow>,
+    /// What may still be refunded, in yuan (`None`: the order cannot be refunded now).
+    refundable: Option<String>,
+    /// Money taken for an order that could not take it, still to be sent back.
+    late_due: bool,
+    /// Refunds need the merchant's client certificate.
+    can_refund: bool,
+}
+
+struct RefundRow {
+    out_refund_no: String,
+    amount: String,
+    state: &'static str,
+    reason: String,
+    by: String,
+    at: String,
+    settled: Option<String>,
+    failure: Option<String>,
 }
 
 pub async fn order(
@@ -499,8 +521,15 @@ pub async fn order(
         items,
         contact,
         timeline,
+        refunds,
     } = state.console.order(&no).await?;
-    let status = ListStatus::of(order.status, order.refund_due, order.shipment.is_some());
+    let remaining = Fen(order.total_fee.0 - order.refunded_fee.0);
+    let status = ListStatus::of(
+        order.status,
+        order.refund_due,
+        order.shipment.is_some(),
+        order.refunded_fee.0 > 0,
+    );
     let page = OrderPage {
         chrome: chrome(&state, &session),
         out_trade_no: order.out_trade_no.to_string(),
@@ -540,7 +569,9 @@ pub async fn order(
                 beijing_display(s.at),
             )
         }),
-        can_ship: status == ListStatus::Paid,
+        // A partly refunded order may still be sent (a discount, one item missing).
+        can_ship: matches!(status, ListStatus::Paid | ListStatus::Refunded)
+            && order.shipment.is_none(),
         timeline: timeline
             .into_iter()
             .map(|e| EventRow {
@@ -550,8 +581,67 @@ pub async fn order(
                 detail: e.detail,
             })
             .collect(),
+        refunds: refunds
+            .into_iter()
+            .map(|r| RefundRow {
+                amount: r.refund_fee.to_string(),
+                state: r.state.as_str(),
+                reason: r.reason,
+                by: r.requested_by,
+                at: beijing_display(r.created_at),
+                settled: r.settled_at.map(beijing_display),
+                failure: r.failure,
+                out_refund_no: r.out_refund_no,
+            })
+            .collect(),
+        refundable: (order.status == crate::domain::OrderStatus::Paid && remaining.0 > 0)
+            .then(|| remaining.yuan()),
+        late_due: order.refund_due,
+        can_refund: state.checkout.can_refund(),
     };
     Ok(no_store(render(&page)?))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct RefundForm {
+    /// Yuan; empty: all that is left.
+    amount: Option<String>,
+    reason: Option<String>,
+    restock: Option<String>,
+    /// Refund the late payment (money taken for an order that could not take it) in full.
+    late: Option<String>,
+}
+
+/// A full or partial refund from the order's page: recorded, then asked of WeChat; the page
+/// shows where it stands.
+pub async fn refund(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    no: web::Path<String>,
+    form: web::Form<RefundForm>,
+) -> Result<HttpResponse, WebError> {
+    let actor = format!("merchant (console, {})", state.shopper(&req).key());
+    if form.late.is_some() {
+        state.checkout.refund_late_payment(&no, &actor).await?;
+    } else {
+        let amount = match form.amount.as_deref().map(str::trim) {
+            None | Some("") => None,
+            Some(text) => Some(crate::console::parse_amount(text)?),
+        };
+        state
+            .checkout
+            .refund(
+                &no,
+                amount,
+                form.reason.as_deref().unwrap_or_default(),
+                form.restock.is_some(),
+                &actor,
+            )
+            .await?;
+    }
+    Ok(HttpResponse::SeeOther()
+        .insert_header((LOCATION, format!("/admin/orders/{}", no.as_str())))
+        .finish())
 }
 
 #[derive(Debug, Deserialize)]
@@ -658,6 +748,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .route("/orders.csv", web::get().to(orders_csv))
             .route("/orders/{out_trade_no}", web::get().to(order))
             .route("/orders/{out_trade_no}/ship", web::post().to(ship))
+            .route("/orders/{out_trade_no}/refunds", web::post().to(refund))
             .route("/products", web::get().to(products))
             .route("/products/{sku}", web::post().to(update_product))
             .route("/logout", web::post().to(logout)),

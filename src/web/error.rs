@@ -161,6 +161,12 @@ fn explain(e: &CheckoutError) -> (StatusCode, &'static str, String) {
             "The payment could not be started. Please contact the shop.".into(),
         ),
         E::NotifyRefused { .. } => (StatusCode::BAD_REQUEST, BAD_REQUEST, e.to_string()),
+        E::Refund(crate::checkout::RefundProblem::NoCertificate) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            REFUSED,
+            e.to_string(),
+        ),
+        E::Refund(_) => (StatusCode::CONFLICT, CONFLICT, e.to_string()),
         E::Store(_) => (StatusCode::INTERNAL_SERVER_ERROR, BROKEN, TRY_AGAIN.into()),
     }
 }

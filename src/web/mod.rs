@@ -229,6 +229,11 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .app_data(web::PayloadConfig::new(notify::MAX_NOTIFY_BYTES))
             .route(web::post().to(notify::receive)),
     )
+    .service(
+        web::resource("/weixin/pay/refund/notify")
+            .app_data(web::PayloadConfig::new(notify::MAX_NOTIFY_BYTES))
+            .route(web::post().to(notify::receive_refund)),
+    )
     .route("/", web::get().to(shop::catalogue))
     .route("/orders", web::post().to(shop::place_order))
     .route(

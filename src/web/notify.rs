@@ -1,7 +1,10 @@
-//! `POST /weixin/pay/notify/url`: WeChat Pay's payment notify. The body's size is bounded here
+//! `POST /weixin/pay/notify/url`: WeChat Pay's payment notify, and
+//! `POST /weixin/pay/refund/notify`: its refund notify. The body's size is bounded here
 //! (64 KiB, refused before parsing); the checks and the durable record are the checkout's
-//! ([`Checkout::receive_notify`](crate::checkout::Checkout::receive_notify)). The answer is
-//! WeChat's XML: SUCCESS once recorded (a duplicate too), FAIL with a reason otherwise.
+//! ([`Checkout::receive_notify`](crate::checkout::Checkout::receive_notify),
+//! [`Checkout::receive_refund_notify`](crate::checkout::Checkout::receive_refund_notify)).
+//! The answer is WeChat's XML: SUCCESS once recorded (a duplicate too), FAIL with a reason
+//! otherwise.
 
 use actix_web::{web, HttpResponse};
 
@@ -22,6 +25,13 @@ pub(super) fn xml_answer(body: String) -> HttpResponse {
 pub async fn receive(state: web::Data<AppState>, body: web::Bytes) -> HttpResponse {
     match state.checkout.receive_notify(&body).await {
         Ok(_) => xml_answer(SUCCESS_ANSWER.to_owned()),
+        Err(e) => notify_failure(&e),
+    }
+}
+
+pub async fn receive_refund(state: web::Data<AppState>, body: web::Bytes) -> HttpResponse {
+    match state.checkout.receive_refund_notify(&body).await {
+        Ok(()) => xml_answer(SUCCESS_ANSWER.to_owned()),
         Err(e) => notify_failure(&e),
     }
 }

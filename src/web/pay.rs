@@ -150,21 +150,28 @@ pub async fn failed_page(
 ) -> Result<HttpResponse, WebError> {
     let order = state.checkout.order(&no).await?;
     let no = &order.out_trade_no;
-    let (headline, detail) = match order.status {
+    let late = match order.status {
         OrderStatus::Paid => return Ok(see_other(format!("/pay/{no}/success"))),
         OrderStatus::Pending if order.expires_at > Utc::now() => {
             return Ok(see_other(format!("/pay/{no}")))
         }
-        OrderStatus::Closed if order.refund_due => (
+        OrderStatus::Pending | OrderStatus::Closed => state.checkout.late_payment(&order).await?,
+    };
+    let (headline, detail) = match &late {
+        Some(late) if late.refunded => (
+            "订单已关闭，款项已退回 Your payment was refunded",
+            "我们在订单关闭后收到了您的付款，已全额退回。We received your payment after the order closed; it has been refunded in full.",
+        ),
+        Some(_) => (
             "订单已关闭，款项将退回 Your payment will be refunded",
             "我们在订单关闭后收到了您的付款，将予以退款。We received your payment after the order closed; it will be refunded.",
         ),
-        OrderStatus::Pending | OrderStatus::Closed => (
+        None => (
             "订单已超时关闭 The order has expired",
             "The time to pay is over and the goods were released. You were not charged.",
         ),
     };
-    let refund_of = state.checkout.late_payment(&order).await?;
+    let refund_of = late.map(|late| late.transaction_id);
     render(&FailedPage {
         out_trade_no: no.to_string(),
         headline,

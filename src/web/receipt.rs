@@ -9,11 +9,30 @@ use super::pay::beijing_display;
 use super::shop::render;
 use super::{no_store, AppState, Chrome, WebError};
 use crate::checkout::{loggable, Receipt};
+use crate::checkout::{Refund, RefundState};
 use crate::domain::OrderStatus;
 
 #[derive(Debug, Deserialize)]
 pub struct TokenQuery {
     t: Option<String>,
+}
+
+struct RefundView {
+    amount: String,
+    /// `refund-succeeded`, `refund-processing`, …: the state's CSS class.
+    class: &'static str,
+    state: &'static str,
+    asked: String,
+    settled: Option<String>,
+}
+
+fn refund_state(state: RefundState) -> &'static str {
+    match state {
+        RefundState::Requested | RefundState::Processing => "退款处理中 In progress",
+        RefundState::Succeeded => "已退款 Refunded",
+        RefundState::Closed => "未退款 Not refunded",
+        RefundState::Change => "退款异常，商户处理中 The shop is sorting it out",
+    }
 }
 
 struct ItemView {
@@ -38,6 +57,9 @@ struct ReceiptPage {
     coupon: Option<String>,
     shipment: Option<(String, String, String)>,
     refund_of: Option<String>,
+    /// Whether the late payment went back already.
+    late_refunded: bool,
+    refunds: Vec<RefundView>,
     /// Each contact field given: its label and value.
     contact: Vec<(&'static str, String)>,
     chrome: Chrome,
@@ -66,8 +88,32 @@ pub async fn receipt_page(
         items,
         contact,
         refund_of,
+        refunds,
     } = state.checkout.receipt(&no, token).await?;
+    let live: Vec<&Refund> = refunds
+        .iter()
+        .filter(|r| r.state != RefundState::Closed)
+        .collect();
+    let all_back = !live.is_empty() && live.iter().all(|r| r.state == RefundState::Succeeded);
+    let late_refunded = live
+        .iter()
+        .any(|r| r.late && r.state == RefundState::Succeeded);
     let (state_class, status) = match (order.status, &order.shipment) {
+        (OrderStatus::Paid, _) if order.refunded_fee >= order.total_fee && all_back => {
+            ("refunded", "已退款 Refunded")
+        }
+        (OrderStatus::Paid, _) if !live.is_empty() && all_back => {
+            ("refunded", "部分退款 Partly refunded")
+        }
+        (OrderStatus::Paid, _) if !live.is_empty() => ("refunded", "退款处理中 Refund in progress"),
+        (OrderStatus::Closed, _) if late_refunded => (
+            "closed",
+            "已关闭，款项已退回 Closed; your payment was refunded",
+        ),
+        (OrderStatus::Closed, _) if !live.is_empty() => (
+            "refund_due",
+            "已关闭，退款处理中 Closed; your refund is on its way",
+        ),
         (OrderStatus::Paid, Some(_)) => ("shipped", "已发货 Shipped"),
         (OrderStatus::Paid, None) => ("paid", "已付款，待发货 Paid, to be shipped"),
         (OrderStatus::Pending, _) => ("pending", "待付款 Awaiting payment"),
@@ -103,6 +149,17 @@ pub async fn receipt_page(
             )
         }),
         refund_of,
+        late_refunded,
+        refunds: refunds
+            .iter()
+            .map(|r| RefundView {
+                amount: r.refund_fee.to_string(),
+                class: r.state.as_str(),
+                state: refund_state(r.state),
+                asked: beijing_display(r.created_at),
+                settled: r.settled_at.map(beijing_display),
+            })
+            .collect(),
         contact: contact
             .fields()
             .into_iter()

@@ -66,6 +66,7 @@ pub(crate) async fn start_shop_with(database_url: &str, port: u16, env: &[(&str,
         .env("LISTEN_ADDR", format!("127.0.0.1:{port}"))
         .env("OPS_LISTEN_ADDR", "127.0.0.1:0")
         .env("SANDBOX_LISTEN_ADDR", "127.0.0.1:0")
+        .env("SANDBOX_TLS_LISTEN_ADDR", "127.0.0.1:0")
         .env("SANDBOX_CONTROLS", "1")
         .env("PENDING_ORDERS_PER_CLIENT", "0")
         .env("ORDER_RATE_PER_MINUTE", "0")
@@ -229,6 +230,7 @@ async fn sigterm_finishes_requests_in_flight_and_drains_the_payments_channel() {
         &[
             ("SANDBOX_FAULTS", "drop_notify=1,latency_ms=1000"),
             ("SANDBOX_LISTEN_ADDR", &sandbox),
+            ("SANDBOX_TLS_LISTEN_ADDR", "127.0.0.1:0"),
         ],
     )
     .await;

@@ -159,7 +159,8 @@ async fn a_payment_partly_by_coupon_is_accepted_and_its_parts_recorded() {
 
 #[tokio::test]
 async fn money_taken_after_the_close_is_due_back_and_the_page_says_so() {
-    let app = TestApp::spawn().await;
+    // Due back, and left so (the automatic refund is the refunds tests' business).
+    let app = TestApp::spawn_with(&[("AUTO_REFUND_LATE_PAYMENTS", "false")]).await;
     let no = app.place_order(4, 1).await;
     let code_url = app.open_pay_page(&no).await;
     let job = app.reconciler(1).await;

@@ -51,6 +51,7 @@ pub fn settings(dir: &TempDir, overrides: &[(&str, &str)]) -> Settings {
     let mut vars: HashMap<String, String> = HashMap::from([
         ("LISTEN_ADDR".into(), "127.0.0.1:0".into()),
         ("SANDBOX_LISTEN_ADDR".into(), "127.0.0.1:0".into()),
+        ("SANDBOX_TLS_LISTEN_ADDR".into(), "127.0.0.1:0".into()),
         ("OPS_LISTEN_ADDR".into(), "127.0.0.1:0".into()),
         (
             "DATABASE_URL".into(),
@@ -709,6 +710,10 @@ pub fn test_terms(
 ) -> wxpay_checkout::checkout::Terms {
     wxpay_checkout::checkout::Terms {
         shop_name: "茶舍 Tea House".into(),
+        refund_notify_url: "http://127.0.0.1:9/weixin/pay/refund/notify"
+            .parse()
+            .unwrap(),
+        auto_refund_late_payments: false,
         notify_url: "http://127.0.0.1:9/weixin/pay/notify/url".parse().unwrap(),
         spbill_create_ip: "127.0.0.1".into(),
         order_ttl: Duration::from_secs(600),

@@ -132,6 +132,7 @@ fn sandbox_mode_on_a_public_address_refuses_to_start_without_the_opt_in() {
             .env("LISTEN_ADDR", format!("0.0.0.0:{port}"))
             .env("OPS_LISTEN_ADDR", "127.0.0.1:0")
             .env("SANDBOX_LISTEN_ADDR", "127.0.0.1:0")
+            .env("SANDBOX_TLS_LISTEN_ADDR", "127.0.0.1:0")
             .env(
                 "DATABASE_URL",
                 format!("sqlite://{}/open.db", dir.path().display()),
@@ -173,6 +174,7 @@ fn sandbox_mode_on_a_public_address_refuses_to_start_without_the_opt_in() {
     let alone = Command::new(env!("CARGO_BIN_EXE_wxpay-checkout"))
         .arg("sandbox")
         .env("SANDBOX_LISTEN_ADDR", "0.0.0.0:0")
+        .env("SANDBOX_TLS_LISTEN_ADDR", "127.0.0.1:0")
         .output()
         .unwrap();
     assert_eq!(alone.status.code(), Some(2));

@@ -341,7 +341,8 @@ async fn a_signed_payment_of_another_amount_is_recorded_and_due_back() {
 
 #[tokio::test]
 async fn a_payment_for_a_closed_order_is_recorded_as_refund_due() {
-    let app = TestApp::spawn().await;
+    // Due back, and left so (the automatic refund is the refunds tests' business).
+    let app = TestApp::spawn_with(&[("AUTO_REFUND_LATE_PAYMENTS", "false")]).await;
     app.set_faults(serde_json::json!({ "drop_notify": 1.0 }))
         .await;
     let (no, total) = order_with_prepay(&app, 1).await;

@@ -27,6 +27,7 @@ async fn two_replicas_never_apply_a_transition_twice() {
         Command::new(env!("CARGO_BIN_EXE_wxpay-checkout"))
             .arg("sandbox")
             .env("SANDBOX_LISTEN_ADDR", format!("127.0.0.1:{sandbox_port}"))
+            .env("SANDBOX_TLS_LISTEN_ADDR", "127.0.0.1:0")
             .env("SANDBOX_TIME_SCALE", "0.001")
             .env("SANDBOX_CONTROLS", "1")
             .env("RUST_LOG", "error")

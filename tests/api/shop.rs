@@ -429,6 +429,7 @@ async fn a_live_shop_starts_with_no_demo_products() {
             ("WEIXIN_PARTNERKEY", "Zx9Qw8Er7Ty6Ui5Op4As3Df2Gh1Jk0Lm"),
             ("WEIXIN_API_BASE", "http://127.0.0.1:9/"),
             ("SHOP_NAME", "龙井茶庄"),
+            ("AUTO_REFUND_LATE_PAYMENTS", "false"),
         ],
     );
     let app = wxpay_checkout::startup::Application::build(&settings)

@@ -11,7 +11,7 @@ type PaymentRow = (i64, String, String, Option<String>, i64, Option<String>);
 
 /// Columns of the order list, from `orders o LEFT JOIN order_contacts c`.
 const SUMMARY_COLUMNS: &str =
-    "o.out_trade_no, o.created_at, o.status, o.refund_due, o.shipped_at, \
+    "o.out_trade_no, o.created_at, o.status, o.refund_due, o.shipped_at, o.refunded_fee, \
      o.total_fee, o.transaction_id, o.pay_time, o.body, c.name, c.phone";
 
 impl Db {
@@ -367,10 +367,19 @@ fn list_query<'a>(
             query.push(" AND o.status = 'pending'");
         }
         Some(ListStatus::Paid) => {
-            query.push(" AND o.status = 'paid' AND o.shipped_at IS NULL AND o.refund_due = 0");
+            query.push(
+                " AND o.status = 'paid' AND o.shipped_at IS NULL AND o.refund_due = 0 \
+                 AND o.refunded_fee = 0",
+            );
         }
         Some(ListStatus::Shipped) => {
-            query.push(" AND o.status = 'paid' AND o.shipped_at IS NOT NULL");
+            query.push(
+                " AND o.status = 'paid' AND o.shipped_at IS NOT NULL AND o.refund_due = 0 \
+                 AND o.refunded_fee = 0",
+            );
+        }
+        Some(ListStatus::Refunded) => {
+            query.push(" AND o.status = 'paid' AND o.refund_due = 0 AND o.refunded_fee > 0");
         }
         Some(ListStatus::Closed) => {
             query.push(" AND o.status = 'closed' AND o.refund_due = 0");
@@ -425,6 +434,7 @@ fn summary_from_row(row: &DbRow) -> Result<OrderSummary, StoreError> {
             status,
             row.try_get::<i64, _>("refund_due")? != 0,
             row.try_get::<Option<i64>, _>("shipped_at")?.is_some(),
+            row.try_get::<i64, _>("refunded_fee")? > 0,
         ),
         total_fee: Fen(row.try_get("total_fee")?),
         transaction_id: row.try_get("transaction_id")?,

@@ -38,7 +38,7 @@ pub struct Db {
 const ORDER_COLUMNS: &str = "out_trade_no, total_fee, status, body, product_id, expires_at, \
      prepay_id, code_url, code_url_expires_at, sign_type, transaction_id, pay_time, \
      created_at, updated_at, closed_at, reconcile_attempts, is_deleted, refund_due, wechat_state, \
-     watch_step, cash_fee, coupon_fee, receipt_token, shipped_at, carrier, tracking_no";
+     watch_step, cash_fee, coupon_fee, receipt_token, shipped_at, carrier, tracking_no, refunded_fee";
 
 fn order_from_row(row: &DbRow) -> Result<Order, StoreError> {
     let corrupt = |what: &str| StoreError::Corrupt(format!("orders.{what}"));
@@ -74,6 +74,7 @@ fn order_from_row(row: &DbRow) -> Result<Order, StoreError> {
         reconcile_attempts: row.try_get("reconcile_attempts")?,
         is_deleted: row.try_get::<i64, _>("is_deleted")? != 0,
         refund_due: row.try_get::<i64, _>("refund_due")? != 0,
+        refunded_fee: Fen(row.try_get("refunded_fee")?),
         wechat_state: row.try_get("wechat_state")?,
         watch_step: row.try_get("watch_step")?,
         cash_fee: row.try_get::<Option<i64>, _>("cash_fee")?.map(Fen),
