@@ -1,7 +1,9 @@
-//! WeChat's side of unifiedorder, orderquery and closeorder: authentication, validation and the
-//! business rules, producing an [`Answer`]. No HTTP here; `http.rs` adds transport and faults.
+//! WeChat's side of unifiedorder, orderquery, closeorder and refundquery: authentication,
+//! validation and the business rules, producing an [`Answer`] (the refund call itself is in
+//! `refunds.rs`). No HTTP here; `http.rs` adds transport and faults.
 
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use chrono::{DateTime, Duration as TimeDelta, Utc};
 
@@ -28,7 +30,7 @@ impl Answer {
         Answer { sign_type, fields }
     }
 
-    fn success(sign_type: SignType, mut fields: Fields) -> Answer {
+    pub(super) fn success(sign_type: SignType, mut fields: Fields) -> Answer {
         fields.insert("result_code".into(), "SUCCESS".into());
         Answer { sign_type, fields }
     }
@@ -95,9 +97,10 @@ impl Sandbox {
 
     /// Carries out an authenticated call: a signed answer, or — for a request whose parameters
     /// are wrong, refused before any business processing — an unsigned `return_code=FAIL` with
-    /// this `return_msg`.
+    /// this `return_msg`. A refund reaches here only over TLS, where the handshake checked the
+    /// merchant's certificate (`http.rs` refuses it on the plain listener).
     pub(super) fn execute(
-        &self,
+        self: &Arc<Self>,
         endpoint: Endpoint,
         request: &Authenticated,
     ) -> Result<Answer, String> {
@@ -106,8 +109,7 @@ impl Sandbox {
             Endpoint::OrderQuery => self.order_query(request),
             Endpoint::CloseOrder => self.close_order(request),
             Endpoint::RefundQuery => self.refund_query(request),
-            // Served only on /secapi/, over TLS with the client certificate.
-            Endpoint::Refund => Err(msg::REQUIRE_CERTIFICATE.into()),
+            Endpoint::Refund => self.refund(request),
         }
     }
 
@@ -248,9 +250,12 @@ impl Sandbox {
             out_trade_no: order.out_trade_no.clone(),
             transaction_id: order.payment.as_ref().map(|p| p.transaction_id.clone()),
             total_fee: order.total_fee,
-            refunds: order.refunds.clone(),
+            refunds: order.refunds.iter().map(|r| r.entry.clone()).collect(),
         };
-        Ok(Answer::success(sign_type, answer.to_fields()))
+        let mut fields = answer.to_fields();
+        // What the shopper paid in cash: less than total_fee when a coupon paid part.
+        fields.insert("cash_fee".into(), cash_fee(order).to_string());
+        Ok(Answer::success(sign_type, fields))
     }
 
     fn close_order(&self, request: &Authenticated) -> Result<Answer, String> {
@@ -286,7 +291,10 @@ impl Sandbox {
 
 /// The order a query names, by `transaction_id` or else `out_trade_no` (one of them is
 /// required, as WeChat requires).
-fn named_order<'b>(book: &'b state::Book, fields: &Fields) -> Result<Option<&'b Trade>, String> {
+pub(super) fn named_order<'b>(
+    book: &'b state::Book,
+    fields: &Fields,
+) -> Result<Option<&'b Trade>, String> {
     match (
         non_empty(fields, "transaction_id"),
         non_empty(fields, "out_trade_no"),
@@ -297,7 +305,7 @@ fn named_order<'b>(book: &'b state::Book, fields: &Fields) -> Result<Option<&'b 
     }
 }
 
-fn non_empty<'a>(fields: &'a Fields, name: &str) -> Option<&'a str> {
+pub(super) fn non_empty<'a>(fields: &'a Fields, name: &str) -> Option<&'a str> {
     fields
         .get(name)
         .map(String::as_str)
@@ -314,8 +322,8 @@ struct CheckedUnifiedOrder {
     time_expire: Option<DateTime<Utc>>,
 }
 
-/// Why a unifiedorder is refused, at WeChat's two levels.
-enum Refusal {
+/// Why a unifiedorder or a refund is refused, at WeChat's two levels.
+pub(super) enum Refusal {
     /// A parameter WeChat rejects before any business processing: unsigned `return_code=FAIL`
     /// with this `return_msg`.
     Parameter(String),
@@ -336,7 +344,7 @@ const MAX_TOTAL_FEE: i64 = 10_000_000_000;
 // jwcqc/WechatPayDemo#5 shows mis-decoded).
 const NO_PERMISSION: &str = "商户号该产品权限未开通，请前往商户平台>产品中心检查后重试";
 /// The sandbox's own refusals (no WeChat text exists for them).
-const FOREIGN_NOTIFY_URL: &str =
+pub(super) const FOREIGN_NOTIFY_URL: &str =
     "notify_url参数格式错误: the built-in sandbox notifies only its own shop";
 const TOO_LONG: &str = "订单参数过长: the sandbox keeps at most 8 KiB of an order's parameters";
 
@@ -368,12 +376,12 @@ const KNOWN_PARAMETERS: [&str; 21] = [
 const PARAMETER_BUDGET: usize = 8 * 1024;
 
 /// A missing required field: a parameter error.
-fn lack(name: &str) -> Refusal {
+pub(super) fn lack(name: &str) -> Refusal {
     Refusal::Parameter(format!("缺少参数{name}"))
 }
 
 /// A malformed value: a parameter error.
-fn malformed(message: impl Into<String>) -> Refusal {
+pub(super) fn malformed(message: impl Into<String>) -> Refusal {
     Refusal::Parameter(message.into())
 }
 
@@ -415,14 +423,7 @@ fn check_unified_order(f: &Fields, now: DateTime<Utc>) -> Result<CheckedUnifiedO
     if out_trade_no.len() > 32 || !charset_ok {
         return Err(malformed("out_trade_no参数格式错误"));
     }
-    let total_fee_text = get("total_fee");
-    let total_fee = total_fee_text
-        .bytes()
-        .all(|b| b.is_ascii_digit())
-        .then(|| total_fee_text.parse::<i64>().ok())
-        .flatten()
-        .filter(|fee| (1..=MAX_TOTAL_FEE).contains(fee))
-        .ok_or_else(|| malformed("invalid total_fee"))?;
+    let total_fee = amount(get("total_fee")).ok_or_else(|| malformed("invalid total_fee"))?;
     if non_empty(f, "fee_type").is_some_and(|t| t != "CNY") {
         return Err(malformed("fee_type参数格式错误"));
     }
@@ -430,13 +431,7 @@ fn check_unified_order(f: &Fields, now: DateTime<Utc>) -> Result<CheckedUnifiedO
         return Err(malformed("invalid spbill_create_ip"));
     }
     let notify_url = get("notify_url");
-    let parsed = url::Url::parse(notify_url).map_err(|_| malformed("notify_url参数格式错误"))?;
-    if !matches!(parsed.scheme(), "http" | "https") || notify_url.len() > 256 {
-        return Err(malformed("notify_url参数格式错误"));
-    }
-    if parsed.query().is_some() || parsed.fragment().is_some() {
-        return Err(invalid("notify_url不能携带参数"));
-    }
+    check_notify_url(notify_url)?;
     if non_empty(f, "attach").is_some_and(|a| a.len() > 127) {
         return Err(malformed("attach参数长度有误"));
     }
@@ -462,6 +457,37 @@ fn check_unified_order(f: &Fields, now: DateTime<Utc>) -> Result<CheckedUnifiedO
         notify_url: notify_url.to_owned(),
         time_expire,
     })
+}
+
+/// An amount in fen as a request carries it: digits only, from 1 fen to [`MAX_TOTAL_FEE`].
+pub(super) fn amount(text: &str) -> Option<i64> {
+    text.bytes()
+        .all(|b| b.is_ascii_digit())
+        .then(|| text.parse::<i64>().ok())
+        .flatten()
+        .filter(|fee| (1..=MAX_TOTAL_FEE).contains(fee))
+}
+
+/// A `notify_url` WeChat accepts: absolute http(s), at most 256 bytes, no query string.
+pub(super) fn check_notify_url(notify_url: &str) -> Result<(), Refusal> {
+    let parsed = url::Url::parse(notify_url).map_err(|_| malformed("notify_url参数格式错误"))?;
+    if !matches!(parsed.scheme(), "http" | "https") || notify_url.len() > 256 {
+        return Err(malformed("notify_url参数格式错误"));
+    }
+    if parsed.query().is_some() || parsed.fragment().is_some() {
+        return Err(invalid("notify_url不能携带参数"));
+    }
+    Ok(())
+}
+
+/// What the shopper paid in cash: the amount less what a coupon paid.
+pub(super) fn cash_fee(order: &Trade) -> i64 {
+    order.total_fee
+        - order
+            .payment
+            .as_ref()
+            .and_then(|p| p.coupon_fee)
+            .unwrap_or(0)
 }
 
 fn prepay_fields(order: &Trade) -> Fields {

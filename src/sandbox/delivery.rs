@@ -1,6 +1,7 @@
-//! The shopper's payment and WeChat's notify delivery: a signed notify POSTed to the order's
-//! `notify_url`, retried on WeChat's schedule (scaled by `time_scale`) until the answer is the
-//! SUCCESS XML — also while the shop is down.
+//! The shopper's payment and WeChat's notify delivery: a notify POSTed to its `notify_url` —
+//! a payment's signed, a refund's with encrypted content (see `refunds.rs`) — retried on
+//! WeChat's schedule (scaled by `time_scale`) until the answer is the SUCCESS XML, also while
+//! the shop is down.
 
 use std::sync::Arc;
 
@@ -152,13 +153,61 @@ fn start_delivery(
     let task_sandbox = Arc::clone(sandbox);
     // On the application runtime, with the connections it opens: a delivery outlives the
     // sandbox worker that took the payment.
-    sandbox
-        .deliveries
-        .spawn_on(deliver(task_sandbox, no, url, body), sandbox.rt.handle());
+    let subject = Subject::Payment { out_trade_no: no };
+    sandbox.deliveries.spawn_on(
+        deliver(task_sandbox, subject, url, body),
+        sandbox.rt.handle(),
+    );
+}
+
+/// What a notify is about: where its attempts are counted and which faults apply to it.
+#[derive(Debug, Clone)]
+pub(super) enum Subject {
+    /// A payment's notify (or a declined payment's, under the `fail_notify` fault).
+    Payment { out_trade_no: String },
+    /// A refund's notify, once the refund settled.
+    Refund {
+        out_trade_no: String,
+        out_refund_no: String,
+    },
+}
+
+impl Subject {
+    /// Counts one attempt, for the sandbox and for the order or refund.
+    fn record(&self, sandbox: &Sandbox, acknowledged: bool) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let mut book = sandbox.book();
+        match self {
+            Subject::Payment { out_trade_no } => {
+                sandbox.counters.notify_attempts.fetch_add(1, Relaxed);
+                if let Some(order) = book.get_mut(out_trade_no) {
+                    order.notify_attempts += 1;
+                    order.notify_acknowledged |= acknowledged;
+                }
+            }
+            Subject::Refund {
+                out_trade_no,
+                out_refund_no,
+            } => {
+                sandbox
+                    .counters
+                    .refund_notify_attempts
+                    .fetch_add(1, Relaxed);
+                let refund = book
+                    .get_mut(out_trade_no)
+                    .and_then(|order| order.refund_mut(out_refund_no));
+                if let Some(refund) = refund {
+                    refund.notify_attempts += 1;
+                    refund.notify_acknowledged |= acknowledged;
+                }
+            }
+        }
+    }
 }
 
 /// Delivers one notify: at once, then after each wait of the schedule, until acknowledged.
-async fn deliver(sandbox: Arc<Sandbox>, out_trade_no: String, url: String, body: String) {
+/// Payment notifies may be dropped or doubled by faults, refund notifies dropped.
+pub(super) async fn deliver(sandbox: Arc<Sandbox>, subject: Subject, url: String, body: String) {
     for attempt in 0..=NOTIFY_RETRY_SCHEDULE_SECS.len() {
         if attempt > 0 {
             let wait = sandbox.scaled(NOTIFY_RETRY_SCHEDULE_SECS[attempt - 1]);
@@ -168,28 +217,28 @@ async fn deliver(sandbox: Arc<Sandbox>, out_trade_no: String, url: String, body:
             }
         }
         let faults = sandbox.faults();
-        let acknowledged = if faults.draw_drop_notify() {
+        let (dropped, doubled) = match subject {
+            Subject::Payment { .. } => (faults.draw_drop_notify(), faults.draw_duplicate_notify()),
+            Subject::Refund { .. } => (faults.draw_drop_refund_notify(), false),
+        };
+        let acknowledged = if dropped {
             false
-        } else if faults.draw_duplicate_notify() {
+        } else if doubled {
             let (a, b) = tokio::join!(send(&sandbox, &url, &body), send(&sandbox, &url, &body));
             a || b
         } else {
             send(&sandbox, &url, &body).await
         };
-        sandbox
-            .counters
-            .notify_attempts
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        if let Some(order) = sandbox.book().get_mut(&out_trade_no) {
-            order.notify_attempts += 1;
-            order.notify_acknowledged |= acknowledged;
-        }
+        subject.record(&sandbox, acknowledged);
         if acknowledged {
-            tracing::debug!(%out_trade_no, attempt, "sandbox notify acknowledged");
+            tracing::debug!(?subject, attempt, "sandbox notify acknowledged");
             return;
         }
     }
-    tracing::warn!(%out_trade_no, "sandbox notify never acknowledged; giving up as WeChat does");
+    tracing::warn!(
+        ?subject,
+        "sandbox notify never acknowledged; giving up as WeChat does"
+    );
 }
 
 /// One POST; true when the answer is WeChat's SUCCESS XML.

@@ -9,7 +9,10 @@ use std::time::Duration;
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 
-/// Faults applied to API calls and notify deliveries. Shares are probabilities in `0..=1`.
+use crate::wxpay::RefundStatus;
+
+/// Faults applied to API calls, refunds and notify deliveries. Shares are probabilities in
+/// `0..=1`.
 #[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Faults {
@@ -22,12 +25,12 @@ pub struct Faults {
     pub timeout: f64,
     /// Share of API calls answered `SYSTEMERROR` without doing anything.
     pub system_error: f64,
-    /// Share of orderquery and closeorder calls answered `ORDERNOTEXIST` without doing
-    /// anything, as a flaky WeChat might: never proof that an order cannot be paid.
+    /// Share of orderquery, closeorder and refundquery calls answered `ORDERNOTEXIST` without
+    /// doing anything, as a flaky WeChat might: never proof that an order cannot be paid.
     pub order_not_exist: f64,
-    /// Share of notify deliveries dropped (never sent; counted as a failed attempt).
+    /// Share of payment notify deliveries dropped (never sent; counted as a failed attempt).
     pub drop_notify: f64,
-    /// Share of notify deliveries sent twice at the same moment.
+    /// Share of payment notify deliveries sent twice at the same moment.
     pub duplicate_notify: f64,
     /// Share of declined payments (PAYERROR) followed by a signed `result_code=FAIL` notify.
     /// The order stays payable: the shopper may scan again.
@@ -37,6 +40,32 @@ pub struct Faults {
     pub late_payment: f64,
     /// Share of notifies that carry a `sign_type` field (signed with it), as some do.
     pub notify_sign_type: f64,
+    /// Share of new refunds refused `NOTENOUGH` (the merchant's balance cannot cover them);
+    /// nothing is refunded, and the same `out_refund_no` may be tried again.
+    pub refund_not_enough: f64,
+    /// Share of new refunds refused `USER_ACCOUNT_ABNORMAL` (the payer's account is closed or
+    /// frozen); nothing is refunded.
+    pub refund_account_abnormal: f64,
+    /// Share of refund calls refused `FREQUENCY_LIMITED` before anything is looked at; nothing
+    /// is done.
+    pub refund_frequency_limited: f64,
+    /// Share of accepted refunds that end `REFUNDCLOSE` (nothing went back; the amount can be
+    /// refunded again) instead of `SUCCESS`.
+    pub refund_close: f64,
+    /// Share of accepted refunds that end `CHANGE` (the money went to an abnormal account; the
+    /// merchant sorts it out in the merchant platform) instead of `SUCCESS`.
+    pub refund_change: f64,
+    /// Share of refund notify deliveries dropped (never sent; counted as a failed attempt).
+    pub drop_refund_notify: f64,
+}
+
+/// What to do with one refund call, besides the [`ApiFault`] every call draws.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RefundFault {
+    None,
+    NotEnough,
+    AccountAbnormal,
+    FrequencyLimited,
 }
 
 /// What to do with one API call.
@@ -74,6 +103,38 @@ impl Faults {
         }
     }
 
+    /// Draws the refund fault for one refund call.
+    pub fn draw_refund(&self) -> RefundFault {
+        let roll: f64 = rand::rng().random();
+        if roll < self.refund_frequency_limited {
+            RefundFault::FrequencyLimited
+        } else if roll < self.refund_frequency_limited + self.refund_not_enough {
+            RefundFault::NotEnough
+        } else if roll
+            < self.refund_frequency_limited + self.refund_not_enough + self.refund_account_abnormal
+        {
+            RefundFault::AccountAbnormal
+        } else {
+            RefundFault::None
+        }
+    }
+
+    /// Draws how an accepted refund ends: `SUCCESS`, `REFUNDCLOSE` or `CHANGE`.
+    pub fn draw_refund_outcome(&self) -> RefundStatus {
+        let roll: f64 = rand::rng().random();
+        if roll < self.refund_close {
+            RefundStatus::RefundClose
+        } else if roll < self.refund_close + self.refund_change {
+            RefundStatus::Change
+        } else {
+            RefundStatus::Success
+        }
+    }
+
+    pub fn draw_drop_refund_notify(&self) -> bool {
+        rand::rng().random::<f64>() < self.drop_refund_notify
+    }
+
     pub fn draw_drop_notify(&self) -> bool {
         rand::rng().random::<f64>() < self.drop_notify
     }
@@ -94,7 +155,8 @@ impl Faults {
         rand::rng().random::<f64>() < self.notify_sign_type
     }
 
-    /// Checks every share is a probability and the API shares add up to at most 1.
+    /// Checks every share is a probability and each group of exclusive shares (the API
+    /// faults, the refund refusals, the refund outcomes) adds up to at most 1.
     pub fn validate(&self) -> Result<(), BadFaults> {
         let shares = [
             ("http_5xx", self.http_5xx),
@@ -106,6 +168,12 @@ impl Faults {
             ("fail_notify", self.fail_notify),
             ("late_payment", self.late_payment),
             ("notify_sign_type", self.notify_sign_type),
+            ("refund_not_enough", self.refund_not_enough),
+            ("refund_account_abnormal", self.refund_account_abnormal),
+            ("refund_frequency_limited", self.refund_frequency_limited),
+            ("refund_close", self.refund_close),
+            ("refund_change", self.refund_change),
+            ("drop_refund_notify", self.drop_refund_notify),
         ];
         for (name, share) in shares {
             if !(0.0..=1.0).contains(&share) {
@@ -115,6 +183,20 @@ impl Faults {
         if self.http_5xx + self.timeout + self.system_error + self.order_not_exist > 1.0 {
             return Err(BadFaults(
                 "http_5xx + timeout + system_error + order_not_exist must not exceed 1".into(),
+            ));
+        }
+        if self.refund_frequency_limited + self.refund_not_enough + self.refund_account_abnormal
+            > 1.0
+        {
+            return Err(BadFaults(
+                "refund_frequency_limited + refund_not_enough + refund_account_abnormal must not \
+                 exceed 1"
+                    .into(),
+            ));
+        }
+        if self.refund_close + self.refund_change > 1.0 {
+            return Err(BadFaults(
+                "refund_close + refund_change must not exceed 1".into(),
             ));
         }
         Ok(())
@@ -157,6 +239,12 @@ impl FromStr for Faults {
                 "notify_sign_type" => faults.notify_sign_type = share()?,
                 "drop_notify" => faults.drop_notify = share()?,
                 "duplicate_notify" => faults.duplicate_notify = share()?,
+                "refund_not_enough" => faults.refund_not_enough = share()?,
+                "refund_account_abnormal" => faults.refund_account_abnormal = share()?,
+                "refund_frequency_limited" => faults.refund_frequency_limited = share()?,
+                "refund_close" => faults.refund_close = share()?,
+                "refund_change" => faults.refund_change = share()?,
+                "drop_refund_notify" => faults.drop_refund_notify = share()?,
                 other => return Err(BadFaults(format!("unknown fault {other:?}"))),
             }
         }
@@ -171,7 +259,8 @@ impl fmt::Display for Faults {
             f,
             "latency_ms={},http_5xx={},timeout={},system_error={},order_not_exist={},\
              drop_notify={},duplicate_notify={},fail_notify={},late_payment={},\
-             notify_sign_type={}",
+             notify_sign_type={},refund_not_enough={},refund_account_abnormal={},\
+             refund_frequency_limited={},refund_close={},refund_change={},drop_refund_notify={}",
             self.latency_ms,
             self.http_5xx,
             self.timeout,
@@ -181,7 +270,13 @@ impl fmt::Display for Faults {
             self.duplicate_notify,
             self.fail_notify,
             self.late_payment,
-            self.notify_sign_type
+            self.notify_sign_type,
+            self.refund_not_enough,
+            self.refund_account_abnormal,
+            self.refund_frequency_limited,
+            self.refund_close,
+            self.refund_change,
+            self.drop_refund_notify
         )
     }
 }
@@ -199,6 +294,18 @@ mod tests {
         assert_eq!(faults.drop_notify, 1.0);
         assert_eq!(faults.to_string().parse::<Faults>(), Ok(faults));
         assert_eq!("".parse::<Faults>(), Ok(Faults::default()));
+        let refunds: Faults = "refund_not_enough=0.25,refund_account_abnormal=0.25,\
+                               refund_frequency_limited=0.5,refund_close=0.5,refund_change=0.5,\
+                               drop_refund_notify=1"
+            .parse()
+            .unwrap();
+        assert_eq!(refunds.refund_frequency_limited, 0.5);
+        assert_eq!(refunds.drop_refund_notify, 1.0);
+        assert_eq!(refunds.to_string().parse::<Faults>(), Ok(refunds));
+        // The same names as JSON, for PUT /sandbox/faults.
+        let json: Faults =
+            serde_json::from_str(r#"{"refund_change": 1.0, "drop_refund_notify": 0.5}"#).unwrap();
+        assert_eq!((json.refund_change, json.drop_refund_notify), (1.0, 0.5));
     }
 
     #[test]
@@ -210,6 +317,9 @@ mod tests {
             "bogus=1",
             "latency_ms=1.5",
             "http_5xx=0.6,system_error=0.6",
+            "refund_close=1.5",
+            "refund_close=0.6,refund_change=0.6",
+            "refund_not_enough=0.5,refund_account_abnormal=0.3,refund_frequency_limited=0.3",
         ] {
             assert!(bad.parse::<Faults>().is_err(), "{bad}");
         }
@@ -226,6 +336,27 @@ mod tests {
             assert_eq!(all_5xx.draw_api(), ApiFault::Http5xx);
             assert_eq!(none.draw_api(), ApiFault::None);
             assert!(!none.draw_drop_notify());
+            assert_eq!(none.draw_refund(), RefundFault::None);
+            assert_eq!(none.draw_refund_outcome(), RefundStatus::Success);
+            assert!(!none.draw_drop_refund_notify());
+        }
+        for (faults, fault) in [
+            ("refund_not_enough=1", RefundFault::NotEnough),
+            ("refund_account_abnormal=1", RefundFault::AccountAbnormal),
+            ("refund_frequency_limited=1", RefundFault::FrequencyLimited),
+        ] {
+            let faults: Faults = faults.parse().unwrap();
+            assert!((0..100).all(|_| faults.draw_refund() == fault), "{faults}");
+        }
+        for (faults, outcome) in [
+            ("refund_close=1", RefundStatus::RefundClose),
+            ("refund_change=1", RefundStatus::Change),
+        ] {
+            let faults: Faults = faults.parse().unwrap();
+            assert!(
+                (0..100).all(|_| faults.draw_refund_outcome() == outcome),
+                "{faults}"
+            );
         }
     }
 }

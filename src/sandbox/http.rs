@@ -1,17 +1,18 @@
-//! The sandbox over HTTP: WeChat's API paths (with fault injection), the shopper's phone, and
-//! the test controls.
+//! The sandbox over HTTP: WeChat's API paths (with fault injection; `/secapi/pay/refund` only on
+//! the TLS listener), the shopper's phone, and the test controls.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use actix_web::http::header::ContentType;
-use actix_web::{web, Either, HttpResponse};
+use actix_web::{web, Either, HttpRequest, HttpResponse};
 use askama::Template;
 use serde::{Deserialize, Serialize};
 
 use super::api::{msg, Answer};
 use super::delivery::{self, PayRefusal, Receipt, ShopperAction};
 use super::faults::{ApiFault, Faults};
+use super::state::{self, Refund};
 use super::Sandbox;
 use crate::domain::Fen;
 use crate::wxpay::{nonce_str, sign, xml, Endpoint, ErrCode, TradeState};
@@ -22,6 +23,11 @@ pub fn routes(cfg: &mut web::ServiceConfig, controls: bool) {
         .service(
             web::resource("/pay/{api}")
                 .route(web::post().to(call))
+                .route(web::route().to(require_post)),
+        )
+        .service(
+            web::resource("/secapi/pay/refund")
+                .route(web::post().to(secapi_refund))
                 .route(web::route().to(require_post)),
         )
         .route("/", web::get().to(index))
@@ -60,20 +66,42 @@ async fn require_post() -> HttpResponse {
     return_fail(msg::REQUIRE_POST_METHOD)
 }
 
-/// One API call: faults, authentication, the call, the signed answer.
+/// One `/pay/` API call.
 async fn call(
     sandbox: web::Data<Sandbox>,
     name: web::Path<String>,
     body: web::Bytes,
 ) -> HttpResponse {
-    let (endpoint, counter) = match name.as_str() {
-        "unifiedorder" => (Endpoint::UnifiedOrder, &sandbox.counters.unifiedorder),
-        "orderquery" => (Endpoint::OrderQuery, &sandbox.counters.orderquery),
-        "closeorder" => (Endpoint::CloseOrder, &sandbox.counters.closeorder),
-        "refundquery" => (Endpoint::RefundQuery, &sandbox.counters.refundquery),
+    let endpoint = match name.as_str() {
+        "unifiedorder" => Endpoint::UnifiedOrder,
+        "orderquery" => Endpoint::OrderQuery,
+        "closeorder" => Endpoint::CloseOrder,
+        "refundquery" => Endpoint::RefundQuery,
         _ => return HttpResponse::NotFound().finish(),
     };
-    counter.fetch_add(1, Ordering::Relaxed);
+    serve(&sandbox, endpoint, &body).await
+}
+
+/// `/secapi/pay/refund`: over TLS, where the handshake has already checked the merchant's
+/// certificate; on the plain listener the call is refused and nothing is done.
+async fn secapi_refund(
+    sandbox: web::Data<Sandbox>,
+    request: HttpRequest,
+    body: web::Bytes,
+) -> HttpResponse {
+    if !request.app_config().secure() {
+        sandbox.counters.refund.fetch_add(1, Ordering::Relaxed);
+        return return_fail(msg::REQUIRE_CERTIFICATE);
+    }
+    serve(&sandbox, Endpoint::Refund, &body).await
+}
+
+/// One API call: faults, authentication, the call, the signed answer.
+async fn serve(sandbox: &Arc<Sandbox>, endpoint: Endpoint, body: &[u8]) -> HttpResponse {
+    sandbox
+        .counters
+        .calls(endpoint)
+        .fetch_add(1, Ordering::Relaxed);
 
     let faults = sandbox.faults();
     if faults.latency_ms > 0 {
@@ -83,7 +111,7 @@ async fn call(
     if fault == ApiFault::Http5xx {
         return HttpResponse::ServiceUnavailable().body("503 Service Unavailable");
     }
-    let request = match sandbox.authenticate(&body) {
+    let request = match sandbox.authenticate(body) {
         Ok(request) => request,
         Err(message) => return return_fail(message),
     };
@@ -93,7 +121,12 @@ async fn call(
             ErrCode::SystemError,
             "系统超时",
         ))
-    } else if fault == ApiFault::OrderNotExist && endpoint != Endpoint::UnifiedOrder {
+    } else if fault == ApiFault::OrderNotExist
+        && matches!(
+            endpoint,
+            Endpoint::OrderQuery | Endpoint::CloseOrder | Endpoint::RefundQuery
+        )
+    {
         Ok(Answer::fail(
             request.sign_type,
             ErrCode::OrderNotExist,
@@ -110,7 +143,7 @@ async fn call(
         }
     }
     match answer {
-        Ok(answer) => render(&sandbox, answer),
+        Ok(answer) => render(sandbox, answer),
         Err(message) => return_fail(&message),
     }
 }
@@ -137,7 +170,8 @@ async fn index(sandbox: web::Data<Sandbox>) -> HttpResponse {
         .content_type(ContentType::plaintext())
         .body(format!(
             "wxpay-checkout WeChat Pay v2 sandbox\n\
-         APIs: POST /pay/unifiedorder, /pay/orderquery, /pay/closeorder, /pay/refundquery\n\
+         APIs: POST /pay/unifiedorder, /pay/orderquery, /pay/closeorder, /pay/refundquery, \
+         /secapi/pay/refund (TLS with the merchant's client certificate)\n\
          Shopper: GET /scan?code_url=..., POST /sandbox/pay (code_url, outcome=success|fail)\n\
          Merchant: appid={} mch_id={}\n",
             merchant.appid, merchant.mch_id
@@ -396,7 +430,9 @@ async fn stats(sandbox: web::Data<Sandbox>) -> HttpResponse {
         "orderquery": c.orderquery.load(Ordering::Relaxed),
         "closeorder": c.closeorder.load(Ordering::Relaxed),
         "refundquery": c.refundquery.load(Ordering::Relaxed),
+        "refund": c.refund.load(Ordering::Relaxed),
         "notify_attempts": c.notify_attempts.load(Ordering::Relaxed),
+        "refund_notify_attempts": c.refund_notify_attempts.load(Ordering::Relaxed),
         "orders": sandbox.book().len(),
     }))
 }
@@ -407,31 +443,30 @@ struct RefundRequest {
 }
 
 /// The merchant refunds a paid order in WeChat's merchant platform, outside the shop: its
-/// `trade_state` becomes `REFUND`.
+/// `trade_state` becomes `REFUND`. No refund notify follows (one made there has no request
+/// `notify_url`).
 async fn refund(sandbox: web::Data<Sandbox>, body: web::Json<RefundRequest>) -> HttpResponse {
+    let now = sandbox.now();
     let mut book = sandbox.book();
-    match book.get_mut(&body.out_trade_no) {
+    match book.get(&body.out_trade_no) {
         Some(order) if order.state == TradeState::Success => {
-            order.state = TradeState::Refund;
-            // Refunded in full from the merchant platform: the refund query lists it.
+            // Refunded in full, at once: the refund query lists it.
             let n = order.refunds.len() + 1;
-            let tid = order
-                .payment
-                .as_ref()
-                .map_or_else(String::new, |p| p.transaction_id.clone());
-            order.refunds.push(crate::wxpay::refund::RefundEntry {
-                out_refund_no: format!("MP{}{n:02}", order.out_trade_no),
-                refund_id: format!("5000{}{n:02}", tid.chars().skip(4).collect::<String>()),
-                refund_fee: order.total_fee,
-                status: crate::wxpay::RefundStatus::Success,
-                // As WeChat writes it here: `yyyy-MM-dd HH:mm:ss`, Beijing time.
-                success_time: Some(
-                    chrono::Utc::now()
-                        .with_timezone(&chrono::FixedOffset::east_opt(8 * 3600).expect("valid"))
-                        .format("%Y-%m-%d %H:%M:%S")
-                        .to_string(),
-                ),
-            });
+            let refund = Refund {
+                entry: crate::wxpay::refund::RefundEntry {
+                    out_refund_no: format!("MP{}{n:02}", order.out_trade_no),
+                    refund_id: state::new_refund_id(now),
+                    refund_fee: order.total_fee,
+                    status: crate::wxpay::RefundStatus::Success,
+                    success_time: Some(state::refund_success_time(now)),
+                },
+                notify_url: None,
+                created_at: now,
+                notify_attempts: 0,
+                notify_acknowledged: false,
+            };
+            let no = order.out_trade_no.clone();
+            book.add_refund(&no, refund);
             HttpResponse::Ok().json(serde_json::json!({ "trade_state": "REFUND" }))
         }
         Some(order) => HttpResponse::Conflict().json(serde_json::json!({
@@ -504,5 +539,16 @@ async fn order_view(sandbox: web::Data<Sandbox>, no: web::Path<String>) -> HttpR
         "notify_attempts": o.notify_attempts,
         "notify_acknowledged": o.notify_acknowledged,
         "created_at": o.created_at.to_rfc3339(),
+        "refunds": o.refunds.iter().map(|r| serde_json::json!({
+            "out_refund_no": r.entry.out_refund_no,
+            "refund_id": r.entry.refund_id,
+            "refund_fee": r.entry.refund_fee,
+            "refund_status": r.entry.status.as_str(),
+            "success_time": r.entry.success_time,
+            "notify_url": r.notify_url,
+            "notify_attempts": r.notify_attempts,
+            "notify_acknowledged": r.notify_acknowledged,
+            "created_at": r.created_at.to_rfc3339(),
+        })).collect::<Vec<_>>(),
     }))
 }

@@ -1,8 +1,12 @@
 //! A WeChat Pay v2 sandbox for the Native flow, faithful enough that a third-party SDK pointed
 //! at its base URL works unchanged: the same paths, the same validation order and answers, signed
-//! XML, WeChat's code_url form, the notify with WeChat's retry schedule. It is the server side of
-//! [`crate::wxpay`]; of the rest of this crate it uses only [`crate::rt`] (its notify deliveries
-//! run on the application runtime) and [`crate::domain::Fen`] (amounts on the scan page).
+//! XML, WeChat's code_url form, the notify with WeChat's retry schedule, and refunds — the
+//! `/secapi/pay/refund` call over TLS with the merchant's client certificate (see
+//! [`SandboxServer::start_with_tls`]; on the plain listener it is refused), refunds that settle
+//! [`REFUND_SETTLE_SECS`] later, their encrypted refund notify on the same schedule, and
+//! `/pay/refundquery`. It is the server side of [`crate::wxpay`]; of the rest of this crate it
+//! uses only [`crate::rt`] (its notify deliveries and refund settlements run on the application
+//! runtime) and [`crate::domain::Fen`] (amounts on the scan page).
 //!
 //! Answers follow WeChat's two levels. Anything that fails before the caller is authenticated
 //! (not POST, empty body, bad XML, not UTF-8, unknown merchant, bad or missing signature) gets
@@ -10,18 +14,27 @@
 //! and so do parameters WeChat rejects before any business processing (a missing field, a
 //! malformed value, a product the merchant has not opened). Business answers are signed with the
 //! request's sign type and carry `result_code` and, on failure, `err_code` (`INVALID_REQUEST`,
-//! `ORDERPAID`, `ORDERNOTEXIST`, …).
+//! `ORDERPAID`, `ORDERNOTEXIST`, `NOTENOUGH`, …).
 //!
-//! State is in memory and bounded (`max_orders`); a restart forgets every order.
+//! State is in memory and bounded (`max_orders`); a restart forgets every order and refund, and
+//! refunds still settling are cancelled with the notify deliveries on shutdown.
 //!
 //! Beyond WeChat's own paths it serves the shopper's phone (`GET /scan`, `POST /sandbox/pay`)
 //! and a few controls for tests (`/sandbox/faults`, `/sandbox/clock`, `/sandbox/stats`,
-//! `/sandbox/orders/{out_trade_no}`).
+//! `/sandbox/orders/{out_trade_no}`, `/sandbox/payments`, `/sandbox/refund`).
+//!
+//! # Layout
+//!
+//! `api.rs` authenticates a call and answers unifiedorder, closeorder and the queries;
+//! `refunds.rs` the refund call and the settlement after it; `delivery.rs` the shopper's payment
+//! and every notify delivery; `state.rs` what is remembered; `faults.rs` what goes wrong on
+//! purpose; `http.rs` the routes; `tls.rs` the CA and certificates.
 
 mod api;
 mod delivery;
 pub mod faults;
 mod http;
+mod refunds;
 mod state;
 pub mod tls;
 
@@ -47,6 +60,11 @@ pub const NOTIFY_RETRY_SCHEDULE_SECS: [u64; 15] = [
     15, 15, 30, 180, 600, 1200, 1800, 1800, 1800, 3600, 10800, 10800, 10800, 21600, 21600,
 ];
 
+/// How long an accepted refund stays `PROCESSING` before it settles (scaled by `time_scale`).
+/// WeChat takes from seconds (to the payer's balance) to days (to a bank card); a minute keeps
+/// the shop's wait for the notify or query honest without slowing a demo.
+pub const REFUND_SETTLE_SECS: u64 = 60;
+
 /// How the sandbox is set up.
 #[derive(Debug, Clone)]
 pub struct SandboxConfig {
@@ -54,7 +72,8 @@ pub struct SandboxConfig {
     pub merchant: Merchant,
     /// Shown to the shopper on the scan page.
     pub merchant_name: String,
-    /// Multiplies every wait of the notify schedule: `0.001` turns 15 s into 15 ms.
+    /// Multiplies every wait of the notify schedule and the refund settlement: `0.001` turns
+    /// 15 s into 15 ms.
     pub time_scale: f64,
     pub faults: Faults,
     /// Orders remembered; the oldest are forgotten beyond this.
@@ -67,7 +86,8 @@ pub struct SandboxConfig {
     /// The one notify URL orders may give (the built-in sandbox's shop): a sandbox must not be
     /// a relay for signed POSTs to anywhere. `None`: any (the standalone sandbox, a dev tool).
     pub notify_only: Option<url::Url>,
-    /// The one refund notify URL refunds may give (the built-in sandbox's shop); `None`: any.
+    /// The one `notify_url` refunds may give (the built-in sandbox's shop's refund notify
+    /// URL), for the same reason. `None`: any.
     pub refund_notify_only: Option<url::Url>,
 }
 
@@ -94,7 +114,22 @@ struct Counters {
     orderquery: AtomicU64,
     closeorder: AtomicU64,
     refundquery: AtomicU64,
+    refund: AtomicU64,
     notify_attempts: AtomicU64,
+    refund_notify_attempts: AtomicU64,
+}
+
+impl Counters {
+    fn calls(&self, endpoint: crate::wxpay::Endpoint) -> &AtomicU64 {
+        use crate::wxpay::Endpoint;
+        match endpoint {
+            Endpoint::UnifiedOrder => &self.unifiedorder,
+            Endpoint::OrderQuery => &self.orderquery,
+            Endpoint::CloseOrder => &self.closeorder,
+            Endpoint::RefundQuery => &self.refundquery,
+            Endpoint::Refund => &self.refund,
+        }
+    }
 }
 
 /// The sandbox's shared state.
@@ -106,7 +141,7 @@ pub struct Sandbox {
     clock_offset_secs: AtomicI64,
     counters: Counters,
     notify_http: reqwest::Client,
-    /// Notify deliveries in flight; cancelled on shutdown.
+    /// Notify deliveries and refund settlements in flight; cancelled on shutdown.
     deliveries: TaskTracker,
     /// Where deliveries run and their connections live (see [`crate::rt`]).
     rt: AppRuntime,
@@ -174,7 +209,8 @@ impl SandboxServer {
 
     /// Starts serving plain HTTP on `listener` and, on `tls_listener`, TLS that requires the
     /// merchant's client certificate (a CA and the certificates are made now: see
-    /// [`SandboxServer::credentials`]). `/secapi/` calls are answered only there.
+    /// [`SandboxServer::credentials`]). `/secapi/pay/refund` is answered only there; on the plain
+    /// listener it is `return_code=FAIL`, as WeChat answers a call without the certificate.
     pub fn start_with_tls(
         listener: TcpListener,
         tls_listener: TcpListener,

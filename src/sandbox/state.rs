@@ -1,5 +1,6 @@
 //! The sandbox's in-memory book of orders: what WeChat Pay would remember about each
-//! `out_trade_no`. Bounded: beyond `max_orders` the oldest orders are forgotten.
+//! `out_trade_no` and each of its refunds. Bounded: beyond `max_orders` the oldest orders are
+//! forgotten, with their refunds.
 
 use std::collections::{HashMap, VecDeque};
 
@@ -7,7 +8,8 @@ use chrono::{DateTime, Utc};
 use rand::distr::{Alphanumeric, SampleString};
 use rand::Rng;
 
-use crate::wxpay::{Fields, SignType, TradeState};
+use crate::wxpay::refund::RefundEntry;
+use crate::wxpay::{Fields, RefundStatus, SignType, TradeState};
 
 pub use crate::wxpay::PREPAY_VALIDITY;
 
@@ -34,7 +36,46 @@ pub struct Trade {
     pub notify_attempts: u32,
     pub notify_acknowledged: bool,
     /// Refunds of the order, in the order they were made.
-    pub refunds: Vec<crate::wxpay::refund::RefundEntry>,
+    pub refunds: Vec<Refund>,
+}
+
+impl Trade {
+    pub fn refund(&self, out_refund_no: &str) -> Option<&Refund> {
+        self.refunds
+            .iter()
+            .find(|r| r.entry.out_refund_no == out_refund_no)
+    }
+
+    pub fn refund_mut(&mut self, out_refund_no: &str) -> Option<&mut Refund> {
+        self.refunds
+            .iter_mut()
+            .find(|r| r.entry.out_refund_no == out_refund_no)
+    }
+
+    /// What may still be refunded: the amount less every refund that did not close (a closed
+    /// refund gave nothing back; a `CHANGE` one did, to an account the merchant must sort out).
+    pub fn refundable(&self) -> i64 {
+        let refunded: i64 = self
+            .refunds
+            .iter()
+            .filter(|r| r.entry.status != RefundStatus::RefundClose)
+            .map(|r| r.entry.refund_fee)
+            .sum();
+        self.total_fee - refunded
+    }
+}
+
+/// One refund as WeChat holds it: what the refund query lists, and where its notify goes.
+#[derive(Debug, Clone)]
+pub struct Refund {
+    pub entry: RefundEntry,
+    /// The request's `notify_url`; without one no refund notify is sent.
+    pub notify_url: Option<String>,
+    pub created_at: DateTime<Utc>,
+    /// Refund notify deliveries attempted (sent or dropped by a fault), and whether one was
+    /// answered SUCCESS.
+    pub notify_attempts: u32,
+    pub notify_acknowledged: bool,
 }
 
 /// A completed payment.
@@ -48,12 +89,14 @@ pub struct Payment {
     pub coupon_fee: Option<i64>,
 }
 
-/// The orders, indexed by `out_trade_no`, by `code_url` token and by `transaction_id`.
+/// The orders, indexed by `out_trade_no`, by `code_url` token, by `transaction_id` and by the
+/// `out_refund_no` of each refund (unique per merchant, as WeChat keeps it).
 #[derive(Debug)]
 pub struct Book {
     orders: HashMap<String, Trade>,
     by_code_url: HashMap<String, String>,
     by_transaction: HashMap<String, String>,
+    by_refund: HashMap<String, String>,
     /// Insertion order, oldest first, for eviction.
     age: VecDeque<String>,
     max_orders: usize,
@@ -65,6 +108,7 @@ impl Book {
             orders: HashMap::new(),
             by_code_url: HashMap::new(),
             by_transaction: HashMap::new(),
+            by_refund: HashMap::new(),
             age: VecDeque::new(),
             max_orders: max_orders.max(1),
         }
@@ -114,6 +158,9 @@ impl Book {
                 if let Some(payment) = &gone.payment {
                     self.by_transaction.remove(&payment.transaction_id);
                 }
+                for refund in &gone.refunds {
+                    self.by_refund.remove(&refund.entry.out_refund_no);
+                }
             }
         }
     }
@@ -139,6 +186,21 @@ impl Book {
         order.payment = Some(payment);
         Some(order)
     }
+
+    /// The order a refund number belongs to.
+    pub fn refund_owner(&self, out_refund_no: &str) -> Option<&str> {
+        self.by_refund.get(out_refund_no).map(String::as_str)
+    }
+
+    /// Adds a refund to an order, whose `trade_state` becomes `REFUND`.
+    pub fn add_refund(&mut self, out_trade_no: &str, refund: Refund) -> Option<&Trade> {
+        let order = self.orders.get_mut(out_trade_no)?;
+        self.by_refund
+            .insert(refund.entry.out_refund_no.clone(), out_trade_no.to_owned());
+        order.state = TradeState::Refund;
+        order.refunds.push(refund);
+        Some(order)
+    }
 }
 
 /// A fresh `prepay_id` and `code_url` in WeChat's shapes.
@@ -160,15 +222,36 @@ pub fn new_prepay(now: DateTime<Utc>) -> (String, String) {
 
 /// A 28-digit transaction id like WeChat's (`4200…` + date + random digits).
 pub fn new_transaction_id(now: DateTime<Utc>) -> String {
-    let mut rng = rand::rng();
-    let tail: String = (0..10)
-        .map(|_| char::from(b'0' + rng.random_range(0..10u8)))
-        .collect();
     format!(
-        "420000{}{}{tail}",
-        rng.random_range(1000..10000u32),
-        beijing(now).format("%Y%m%d")
+        "420000{}{}{}",
+        digits(4),
+        beijing(now).format("%Y%m%d"),
+        digits(10)
     )
+}
+
+/// A 29-digit refund id like WeChat's (`50000…` + date + random digits, as in
+/// `50000408942018111907145868882`).
+pub fn new_refund_id(now: DateTime<Utc>) -> String {
+    format!(
+        "50000{}{}{}",
+        digits(5),
+        beijing(now).format("%Y%m%d"),
+        digits(11)
+    )
+}
+
+fn digits(n: usize) -> String {
+    let mut rng = rand::rng();
+    (0..n)
+        .map(|_| char::from(b'0' + rng.random_range(0..10u8)))
+        .collect()
+}
+
+/// A refund's `success_time` as WeChat writes it: `yyyy-MM-dd HH:mm:ss`, Beijing time (unlike
+/// the payment's `time_end`).
+pub fn refund_success_time(at: DateTime<Utc>) -> String {
+    beijing(at).format("%Y-%m-%d %H:%M:%S").to_string()
 }
 
 /// Dates inside WeChat's ids are Beijing dates.
@@ -214,6 +297,9 @@ mod tests {
         let tid = new_transaction_id(now);
         assert_eq!(tid.len(), 28);
         assert!(tid.bytes().all(|b| b.is_ascii_digit()));
+        let refund_id = new_refund_id(now);
+        assert!(refund_id.starts_with("50000") && refund_id.len() == 29);
+        assert!(refund_id.bytes().all(|b| b.is_ascii_digit()));
         let (prepay, code_url) = new_prepay(now);
         assert!(prepay.starts_with("wx") && prepay.len() == 36);
         assert!(code_url.starts_with("weixin://wxpay/bizpayurl?pr="));
@@ -226,8 +312,27 @@ mod tests {
         let mut book = Book::new(3);
         for i in 0..5 {
             book.insert(order(&format!("o{i}"), now));
+            if i == 0 {
+                let refund = Refund {
+                    entry: RefundEntry {
+                        out_refund_no: "R0".into(),
+                        refund_id: new_refund_id(now),
+                        refund_fee: 1,
+                        status: RefundStatus::Processing,
+                        success_time: None,
+                    },
+                    notify_url: None,
+                    created_at: now,
+                    notify_attempts: 0,
+                    notify_acknowledged: false,
+                };
+                book.add_refund("o0", refund);
+                assert_eq!(book.refund_owner("R0"), Some("o0"));
+                assert_eq!(book.get("o0").unwrap().refundable(), 0);
+            }
         }
         assert_eq!(book.len(), 3);
+        assert_eq!(book.refund_owner("R0"), None, "forgotten with its order");
         assert!(book.get("o0").is_none() && book.get("o1").is_none());
         let code_url = book.get("o4").unwrap().code_url.clone();
         assert_eq!(book.by_code_url(&code_url).unwrap().out_trade_no, "o4");

@@ -74,7 +74,7 @@ use md5::{Digest, Md5};
 use sha2::Sha256;
 use url::Url;
 use wxpay_checkout::config::{SANDBOX_APPID, SANDBOX_KEY, SANDBOX_MCH_ID};
-use wxpay_checkout::sandbox::{SandboxConfig, SandboxHandle, SandboxServer};
+use wxpay_checkout::sandbox::{SandboxConfig, SandboxCredentials, SandboxHandle, SandboxServer};
 use wxpay_checkout::wxpay::{xml, Fields, Merchant};
 
 /// The demo merchant both sides use in sandbox mode.
@@ -91,6 +91,8 @@ pub struct TestSandbox {
     pub base: Url,
     handle: SandboxHandle,
     pub http: reqwest::Client,
+    /// With a TLS listener: its base URL and the CA and merchant certificate to reach it.
+    pub tls: Option<(Url, SandboxCredentials)>,
 }
 
 impl TestSandbox {
@@ -100,20 +102,37 @@ impl TestSandbox {
     }
 
     pub fn start_with(adjust: impl FnOnce(&mut SandboxConfig)) -> TestSandbox {
+        Self::launch(false, adjust)
+    }
+
+    /// Like [`TestSandbox::start_with`], with a TLS listener for `/secapi/` too.
+    pub fn start_tls_with(adjust: impl FnOnce(&mut SandboxConfig)) -> TestSandbox {
+        Self::launch(true, adjust)
+    }
+
+    fn launch(tls: bool, adjust: impl FnOnce(&mut SandboxConfig)) -> TestSandbox {
         let mut config = SandboxConfig::new(demo_merchant());
         config.time_scale = 0.001;
         config.notify_timeout = Duration::from_secs(2);
         config.controls = true;
         adjust(&mut config);
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let server = SandboxServer::start(listener, config, &AppRuntime::current()).unwrap();
+        let rt = AppRuntime::current();
+        let server = if tls {
+            let tls_listener = TcpListener::bind("127.0.0.1:0").unwrap();
+            SandboxServer::start_with_tls(listener, tls_listener, config, &rt).unwrap()
+        } else {
+            SandboxServer::start(listener, config, &rt).unwrap()
+        };
         let base = server.base_url();
+        let tls = server.tls_base_url().zip(server.credentials().cloned());
         let handle = server.handle();
         tokio::spawn(server.run());
         TestSandbox {
             base,
             handle,
             http: reqwest::Client::new(),
+            tls,
         }
     }
 

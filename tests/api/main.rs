@@ -15,5 +15,6 @@ mod notify;
 mod reconcile;
 mod replicas;
 mod sandbox;
+mod sandbox_refunds;
 mod server;
 mod shop;
