@@ -31,7 +31,9 @@ use crate::store::{Refund, RefundAsk, RefundRefused, RefundState};
 use crate::wxpay::refund::{parse_refund_notify, RefundNotifyError, RefundRequest};
 use crate::wxpay::{ErrCode, RefundStatus, WxError};
 
-/// A refund being asked for is not followed before this: the request in flight settles it.
+/// A refund being asked for is not followed before this (nor before the job's next run):
+/// the request in flight settles it. Were the follower to ask as well, WeChat would take it
+/// for the same refund.
 pub const FOLLOW_GRACE: Duration = Duration::from_secs(30);
 /// How long a follower's claim on a refund lasts.
 const FOLLOW_LEASE: Duration = Duration::from_secs(300);
@@ -121,7 +123,7 @@ impl Checkout {
         };
         let refund = self
             .store()
-            .request_refund(&no, &ask, follow_after(FOLLOW_GRACE))
+            .request_refund(&no, &ask, self.follow_grace())
             .await
             .map_err(|e| match e {
                 RefundRefused::NoSuchOrder => CheckoutError::NotFound(super::Missing::Order),
@@ -159,7 +161,7 @@ impl Checkout {
             OutTradeNo::parse(no).map_err(|_| CheckoutError::NotFound(super::Missing::Order))?;
         let refund = self
             .store()
-            .request_late_refund(&no, requested_by, follow_after(FOLLOW_GRACE), false)
+            .request_late_refund(&no, requested_by, self.follow_grace(), false)
             .await?
             .ok_or(RefundProblem::NothingDue)?;
         metrics::counter!("refunds_requested_total", "kind" => "late").increment(1);
@@ -402,7 +404,7 @@ impl Checkout {
     ) -> Result<Option<Refund>, CheckoutError> {
         let Some(refund) = self
             .store()
-            .request_late_refund(no, AUTO, follow_after(FOLLOW_GRACE), true)
+            .request_late_refund(no, AUTO, self.follow_grace(), true)
             .await?
         else {
             return Ok(None);
@@ -415,6 +417,12 @@ impl Checkout {
             "late payment: refunding it in full"
         );
         Ok(Some(self.send_refund(refund).await?))
+    }
+
+    /// When a refund just asked for is first followed: the job's next run, within
+    /// [`FOLLOW_GRACE`].
+    fn follow_grace(&self) -> i64 {
+        follow_after(self.terms().reconcile_interval.min(FOLLOW_GRACE))
     }
 
     /// Asks WeChat for an order's refunds and applies what it says of each.

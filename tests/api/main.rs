@@ -13,6 +13,7 @@ mod helpers;
 mod hostile;
 mod notify;
 mod reconcile;
+mod refunds;
 mod replicas;
 mod sandbox;
 mod sandbox_refunds;
