@@ -248,9 +248,9 @@ const MAX_ANSWER_BYTES: usize = 64 * 1024;
 /// The WeChat Pay client. Cheap to clone; clones share one connection pool.
 #[derive(Clone)]
 pub struct Client {
+    /// Presents the client certificate when one is configured: `/secapi/` calls need it, and
+    /// a server that asks for it on every call (a sandbox's TLS listener) gets it there too.
     http: reqwest::Client,
-    /// Presents the client certificate, for `/secapi/` calls.
-    secapi_http: Option<reqwest::Client>,
     config: Arc<ClientConfig>,
     /// Where connections to WeChat are opened and driven: the application runtime, never a web
     /// worker's (see [`crate::rt`]).
@@ -268,26 +268,19 @@ impl fmt::Debug for Client {
 impl Client {
     /// A client whose connections are opened and driven on `rt` (see [`crate::rt`]).
     pub fn new(config: ClientConfig, rt: &AppRuntime) -> Result<Self, reqwest::Error> {
-        let builder = || -> Result<reqwest::ClientBuilder, reqwest::Error> {
-            let mut builder = reqwest::Client::builder()
-                .connect_timeout(config.connect_timeout)
-                .timeout(config.timeout)
-                .redirect(reqwest::redirect::Policy::none())
-                .user_agent(concat!("wxpay-checkout/", env!("CARGO_PKG_VERSION")));
-            if let Some(pem) = &config.extra_root_pem {
-                builder =
-                    builder.add_root_certificate(reqwest::Certificate::from_pem(pem.as_bytes())?);
-            }
-            Ok(builder)
-        };
-        let http = builder()?.build()?;
-        let secapi_http = match &config.secapi {
-            Some(secapi) => Some(builder()?.identity(secapi.cert.identity()?).build()?),
-            None => None,
-        };
+        let mut builder = reqwest::Client::builder()
+            .connect_timeout(config.connect_timeout)
+            .timeout(config.timeout)
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent(concat!("wxpay-checkout/", env!("CARGO_PKG_VERSION")));
+        if let Some(pem) = &config.extra_root_pem {
+            builder = builder.add_root_certificate(reqwest::Certificate::from_pem(pem.as_bytes())?);
+        }
+        if let Some(secapi) = &config.secapi {
+            builder = builder.identity(secapi.cert.identity()?);
+        }
         Ok(Client {
-            http,
-            secapi_http,
+            http: builder.build()?,
             config: Arc::new(config),
             rt: rt.clone(),
         })
@@ -352,7 +345,7 @@ impl Client {
 
     /// Whether refunds can be asked for: a client certificate is configured.
     pub fn can_refund(&self) -> bool {
-        self.secapi_http.is_some()
+        self.config.secapi.is_some()
     }
 
     /// Asks WeChat to refund (`/secapi/pay/refund`, with the client certificate). `Ok` means
@@ -362,13 +355,13 @@ impl Client {
     /// retries later with it again; nothing can refund twice.
     pub async fn refund(&self, request: &RefundRequest) -> Result<RefundResponse, WxError> {
         let endpoint = Endpoint::Refund;
-        let (Some(http), Some(secapi)) = (&self.secapi_http, &self.config.secapi) else {
+        let Some(secapi) = &self.config.secapi else {
             return Err(WxError::NoCertificate { endpoint });
         };
         let mut attempt = 1;
         let fields = loop {
             let body = self.signed_body(request.to_fields());
-            match self.send_to(http, &secapi.base_url, endpoint, body).await {
+            match self.send_to(&secapi.base_url, endpoint, body).await {
                 Err(e) if e.is_transient() && attempt < self.config.retry.max_attempts => {
                     tracing::debug!(%endpoint, attempt, error = %e, "retrying");
                     tokio::time::sleep(self.config.retry.delay_before(attempt)).await;
@@ -434,13 +427,11 @@ impl Client {
 
     /// One HTTP exchange, judged down to `result_code`.
     async fn send(&self, endpoint: Endpoint, body: String) -> Result<Fields, WxError> {
-        self.send_to(&self.http, &self.config.base_url, endpoint, body)
-            .await
+        self.send_to(&self.config.base_url, endpoint, body).await
     }
 
     async fn send_to(
         &self,
-        http: &reqwest::Client,
         base_url: &Url,
         endpoint: Endpoint,
         body: String,
@@ -449,7 +440,7 @@ impl Client {
             .join(endpoint.path())
             .expect("a fixed relative path joins onto any base URL");
         let started = Instant::now();
-        let result = self.exchange(http, endpoint, url, body).await;
+        let result = self.exchange(endpoint, url, body).await;
         let elapsed = started.elapsed();
         metrics::histogram!("wechat_api_duration_seconds", "api" => endpoint.name())
             .record(elapsed.as_secs_f64());
@@ -481,12 +472,14 @@ impl Client {
 
     async fn exchange(
         &self,
-        http: &reqwest::Client,
         endpoint: Endpoint,
         url: Url,
         body: String,
     ) -> Result<Fields, WxError> {
-        let answer = self.rt.run(Self::fetch(http, endpoint, url, body)).await?;
+        let answer = self
+            .rt
+            .run(Self::fetch(&self.http, endpoint, url, body))
+            .await?;
         self.judge(endpoint, &answer)
     }
 

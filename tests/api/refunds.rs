@@ -393,3 +393,156 @@ async fn a_forged_refund_notify_changes_nothing() {
     assert_eq!(refunds.len(), 1, "{refunds:?}");
     assert_eq!(refunds[0].0, format!("F{no}"));
 }
+
+/// A refund whose maker is killed (SIGKILL) after recording it, while WeChat's answer is on
+/// its way, is made once: the running shop's follower asks again with the same out_refund_no.
+/// Everything is a real process: a standalone sandbox that writes the merchant's certificate,
+/// the shop calling it over mutual TLS, and the merchant's command line.
+#[tokio::test]
+async fn a_refund_killed_before_its_answer_is_made_once_with_the_same_number() {
+    use std::process::{Command, Stdio};
+
+    use crate::crash::{free_port, start_shop_with, Shop};
+    use crate::helpers::{database_url, no_redirects, pay_at_sandbox, place_order_at, raw_pool};
+
+    let dir = tempfile::TempDir::new().unwrap();
+    let database_url = database_url(&dir).await;
+    let certs = dir.path().join("certs");
+    let (sandbox_port, tls_port) = (free_port(), free_port());
+    let _sandbox = Shop(
+        Command::new(env!("CARGO_BIN_EXE_wxpay-checkout"))
+            .arg("sandbox")
+            .env("SANDBOX_LISTEN_ADDR", format!("127.0.0.1:{sandbox_port}"))
+            .env("SANDBOX_TLS_LISTEN_ADDR", format!("127.0.0.1:{tls_port}"))
+            .env("SANDBOX_CERT_DIR", &certs)
+            .env("SANDBOX_TIME_SCALE", "0.001")
+            .env("SANDBOX_CONTROLS", "1")
+            .env("RUST_LOG", "error")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+        None,
+    );
+    let sandbox = format!("http://127.0.0.1:{sandbox_port}/");
+    let http = no_redirects();
+    let until = tokio::time::Instant::now() + Duration::from_secs(20);
+    while !certs.join("apiclient_cert.p12").exists() || http.get(&sandbox).send().await.is_err() {
+        assert!(
+            tokio::time::Instant::now() < until,
+            "the sandbox did not start"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    let port = free_port();
+    let tls_base = format!("https://127.0.0.1:{tls_port}/");
+    let ca = certs.join("sandbox_ca.pem").display().to_string();
+    let p12 = certs.join("apiclient_cert.p12").display().to_string();
+    let listen = format!("127.0.0.1:{port}");
+    let env = [
+        ("WEIXIN_API_BASE", tls_base.as_str()),
+        ("WEIXIN_CA_PEM", ca.as_str()),
+        ("WEIXIN_CERT_P12", p12.as_str()),
+        ("RECONCILE_INTERVAL_SECS", "1"),
+    ];
+    let _shop = start_shop_with(&database_url, port, &env).await;
+    let base = format!("http://{listen}");
+    let pay_page = place_order_at(&http, &base, "4").await;
+    let no = pay_page.trim_start_matches("/pay/").to_owned();
+    http.get(format!("{base}{pay_page}")).send().await.unwrap();
+    pay_at_sandbox(&http, &sandbox, &no).await;
+    let db = raw_pool(&database_url).await;
+    let until = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let status: String =
+            sqlx::query_scalar("SELECT status FROM orders WHERE out_trade_no = $1")
+                .bind(&no)
+                .fetch_one(&db)
+                .await
+                .unwrap();
+        if status == "paid" {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < until, "never paid");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+
+    // WeChat makes the refund but its answer never comes back; the merchant's command dies
+    // waiting for it.
+    let faults = |timeout: f64| {
+        http.put(format!("{sandbox}sandbox/faults"))
+            .json(&serde_json::json!({ "timeout": timeout }))
+            .send()
+    };
+    assert!(faults(1.0).await.unwrap().status().is_success());
+    let mut cli = Shop(
+        Command::new(env!("CARGO_BIN_EXE_wxpay-checkout"))
+            .args(["refund", no.as_str()])
+            .env("DATABASE_URL", &database_url)
+            .env("LISTEN_ADDR", &listen)
+            .envs(env)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+        None,
+    );
+    let order_at_wechat = || async {
+        http.get(format!("{sandbox}sandbox/orders/{no}"))
+            .send()
+            .await
+            .unwrap()
+            .json::<serde_json::Value>()
+            .await
+            .unwrap()
+    };
+    let until = tokio::time::Instant::now() + Duration::from_secs(20);
+    while order_at_wechat().await["refunds"]
+        .as_array()
+        .is_none_or(|r| r.is_empty())
+    {
+        assert!(
+            tokio::time::Instant::now() < until,
+            "WeChat never got the refund"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    cli.kill();
+    let recorded: Vec<(String, String)> =
+        sqlx::query_as("SELECT out_refund_no, status FROM refunds WHERE out_trade_no = $1")
+            .bind(&no)
+            .fetch_all(&db)
+            .await
+            .unwrap();
+    assert_eq!(recorded.len(), 1);
+    assert_eq!(
+        recorded[0].1, "requested",
+        "recorded before WeChat was asked"
+    );
+    assert!(faults(0.0).await.unwrap().status().is_success());
+
+    // The shop's follower asks again with the same number; WeChat knows it: one refund.
+    let until = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let status: String =
+            sqlx::query_scalar("SELECT status FROM refunds WHERE out_refund_no = $1")
+                .bind(&recorded[0].0)
+                .fetch_one(&db)
+                .await
+                .unwrap();
+        if status == "succeeded" {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < until,
+            "never settled: {status}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let theirs = refunds_at_wechat(&order_at_wechat().await);
+    assert_eq!(theirs.len(), 1, "{theirs:?}");
+    assert_eq!(
+        (theirs[0].0.as_str(), theirs[0].2.as_str()),
+        (recorded[0].0.as_str(), "SUCCESS")
+    );
+}
