@@ -5,23 +5,24 @@
 //! What shoppers, WeChat Pay and merchants meet, and which this crate keeps: the commands
 //! `serve` (the default; with no merchant credentials it also starts the built-in sandbox and
 //! pays through it over real HTTP), `sandbox`, `healthcheck`, `catalogue import FILE
-//! [--stock]`, `orders [--status S] [--since DATE] [--format table|csv|json]` and `admin
-//! hash-password`; the configuration variables ([`config`], tabled in the README); the catalogue file
+//! [--stock]`, `orders [--status S] [--since DATE] [--format table|csv|json]`, `refund
+//! OUT_TRADE_NO [AMOUNT]` and `admin hash-password`; the configuration variables ([`config`], tabled in the README); the catalogue file
 //! formats ([`catalogue`]); the shop's pages (`/`, the cart `/cart`, the contact form
 //! `/checkout`, the direct buy `POST /orders`, `/pay/{no}` with an inline SVG QR code, its success
 //! and failure pages, the receipt `/orders/{no}?t=…`); the merchant console under `/admin`; the seed front end's JSON routes
 //! (`/weixin/pay/create/native`, `/weixin/pay/status/query`, in its `Result` shape with code
-//! `20000`); WeChat's notify route (`/weixin/pay/notify/url`, answered in WeChat's XML once the
-//! payment is durably recorded); `/healthz` and `/metrics` on the operations address
+//! `20000`); WeChat's notify routes (`/weixin/pay/notify/url` and `/weixin/pay/refund/notify`,
+//! answered in WeChat's XML once the payment or refund is durably recorded); `/healthz` and `/metrics` on the operations address
 //! (`OPS_LISTEN_ADDR`); and the sandbox's WeChat Pay v2 paths. The README describes each.
 //!
 //! # Layout
 //!
 //! - [`checkout`]: the checkout service — every payment flow a front end needs (catalogue,
 //!   the cart and the contact form's rules, placing an order, the pay flow with its single-flight
-//!   prepay, the payment status, the notify, the receipt) and the reconciliation job (an order is
-//!   over only when WeChat says so; finished orders are watched for late money), with one error
-//!   type, [`checkout::CheckoutError`].
+//!   prepay, the payment status, the notify, the receipt, refunds exactly once and late payments
+//!   refunded) and the reconciliation job (an order is over only when WeChat says so; finished
+//!   orders are watched for late money; refunds are followed until settled), with one error type,
+//!   [`checkout::CheckoutError`].
 //! - [`web`]: HTTP routes — shop, cart and checkout form (the cart lives in a cookie), pay page,
 //!   receipt, seed JSON API, notify, operations. Thin: each handler calls one checkout flow and
 //!   translates its answer; errors render in `web/error.rs`.
@@ -33,14 +34,17 @@
 //!   source compiled for SQLite and for PostgreSQL), the order cache, the order desk (group
 //!   commit of new orders).
 //! - [`wxpay`]: the WeChat Pay v2 protocol — signing, the strict XML codec, typed messages,
-//!   the client, the payment notify, Beijing time.
-//! - [`sandbox`]: WeChat Pay's side of the same protocol, served over HTTP: the product's
-//!   zero-configuration default and the backbone of the end-to-end tests.
+//!   the client (with the merchant's client certificate for refunds), the payment notify,
+//!   refunds and the encrypted refund notify, Beijing time.
+//! - [`sandbox`]: WeChat Pay's side of the same protocol, served over HTTP (and over TLS with
+//!   its own CA for `/secapi/` refunds): the product's zero-configuration default and the
+//!   backbone of the end-to-end tests.
 //! - [`domain`]: money in fen, order numbers, order states and their transitions — no I/O.
 //! - [`config`]: settings from the environment; secrets wrapped.
 //! - [`console`]: the merchant console's flows — sign-in (argon2, sessions, CSRF tokens, the
 //!   lock-out), the order list and an order's timeline, shipping, products, the dashboard.
-//! - [`cli`]: the merchant's command line (`orders`, `catalogue import`, `admin hash-password`).
+//! - [`cli`]: the merchant's command line (`orders`, `catalogue import`, `refund`, `admin
+//!   hash-password`).
 //! - [`startup`]: builds the application from settings, runs it, shuts it down in order.
 //! - [`telemetry`]: tracing set-up and the metrics recorder.
 //! - [`rt`]: keeps shared sockets and tasks on the application runtime, out of the web workers'
