@@ -92,6 +92,8 @@ pub struct Dashboard {
     pub days: Vec<DaySales>,
     pub pending: i64,
     pub refund_due: i64,
+    /// Refunds asked for and not settled yet.
+    pub refunds_in_progress: i64,
 }
 
 /// The console service. Cheap to clone.
@@ -352,14 +354,17 @@ impl Console {
                         day,
                         paid_orders: 0,
                         revenue: Fen(0),
+                        refunded: Fen(0),
                     })
             })
             .collect();
         let (pending, refund_due) = self.store().attention_counts().await?;
+        let refunds_in_progress = self.store().refunds_in_progress().await?;
         Ok(Dashboard {
             days,
             pending,
             refund_due,
+            refunds_in_progress,
         })
     }
 }

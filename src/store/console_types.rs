@@ -115,6 +115,8 @@ pub struct DaySales {
     pub day: i64,
     pub paid_orders: i64,
     pub revenue: Fen,
+    /// Refunds that succeeded that day.
+    pub refunded: Fen,
 }
 
 /// A refund as recorded.

@@ -409,6 +409,11 @@ impl Store {
         dispatch!(self.daily_sales(first_day, last_day))
     }
 
+    /// Refunds asked for and not settled yet.
+    pub async fn refunds_in_progress(&self) -> Result<i64, StoreError> {
+        dispatch!(self.refunds_in_progress())
+    }
+
     /// Orders waiting for payment, and orders owing money back.
     pub async fn attention_counts(&self) -> Result<(i64, i64), StoreError> {
         dispatch!(self.attention_counts())

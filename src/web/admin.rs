@@ -216,6 +216,7 @@ struct DayRow {
     date: String,
     paid_orders: i64,
     revenue: String,
+    refunded: String,
 }
 
 #[derive(Template)]
@@ -228,6 +229,8 @@ struct DashboardPage {
     total_revenue: String,
     pending: i64,
     refund_due: i64,
+    refunds_in_progress: i64,
+    today_refunded: String,
     bars: Vec<Bar>,
     rows: Vec<DayRow>,
 }
@@ -249,6 +252,7 @@ pub async fn dashboard(
         days,
         pending,
         refund_due,
+        refunds_in_progress,
     } = state.console.dashboard(Utc::now()).await?;
     let most = days.iter().map(|d| d.revenue.0).max().unwrap_or(0).max(1);
     let bars = days
@@ -279,6 +283,8 @@ pub async fn dashboard(
         total_revenue: Fen(days.iter().map(|d| d.revenue.0).sum()).to_string(),
         pending,
         refund_due,
+        refunds_in_progress,
+        today_refunded: today.map_or(Fen(0), |d| d.refunded).to_string(),
         bars,
         rows: days
             .iter()
@@ -287,6 +293,7 @@ pub async fn dashboard(
                 date: day_label(d.day, "%Y-%m-%d"),
                 paid_orders: d.paid_orders,
                 revenue: d.revenue.to_string(),
+                refunded: d.refunded.to_string(),
             })
             .collect(),
     };

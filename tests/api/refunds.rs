@@ -157,6 +157,16 @@ async fn a_full_refund_in_three_parts_settles_restocks_once_and_shows_on_the_rec
         .await
         .unwrap();
     assert!(page.contains("id=\"refunds\""), "{page}");
+    let dashboard = http
+        .get(app.url("/admin"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let refunded_today = format!("id=\"today-refunded\">¥{}.{:02}<", total / 100, total % 100);
+    assert!(dashboard.contains(&refunded_today), "{dashboard}");
     assert!(
         page.contains(">refunded<"),
         "the order is listed as refunded: {page}"

@@ -304,14 +304,48 @@ impl Db {
         .bind((last_day + 1) * 86400 - BEIJING)
         .fetch_all(&self.reader)
         .await?;
-        Ok(rows
+        let refunds: Vec<(i64, i64)> = sqlx::query_as(
+            "SELECT (settled_at + $1) / 86400 AS day, CAST(SUM(refund_fee) AS BIGINT)
+             FROM refunds
+             WHERE status = 'succeeded' AND settled_at >= $2 AND settled_at < $3
+             GROUP BY (settled_at + $1) / 86400 ORDER BY day",
+        )
+        .bind(BEIJING)
+        .bind(first_day * 86400 - BEIJING)
+        .bind((last_day + 1) * 86400 - BEIJING)
+        .fetch_all(&self.reader)
+        .await?;
+        let mut days: Vec<DaySales> = rows
             .into_iter()
             .map(|(day, paid_orders, revenue)| DaySales {
                 day,
                 paid_orders,
                 revenue: Fen(revenue),
+                refunded: Fen(0),
             })
-            .collect())
+            .collect();
+        for (day, refunded) in refunds {
+            match days.iter_mut().find(|d| d.day == day) {
+                Some(sales) => sales.refunded = Fen(refunded),
+                None => days.push(DaySales {
+                    day,
+                    paid_orders: 0,
+                    revenue: Fen(0),
+                    refunded: Fen(refunded),
+                }),
+            }
+        }
+        days.sort_by_key(|d| d.day);
+        Ok(days)
+    }
+
+    /// Refunds asked for and not settled yet.
+    pub async fn refunds_in_progress(&self) -> Result<i64, StoreError> {
+        Ok(sqlx::query_scalar(
+            "SELECT COUNT(*) FROM refunds WHERE status IN ('requested', 'processing')",
+        )
+        .fetch_one(&self.reader)
+        .await?)
     }
 
     /// How many orders wait for payment, and how many owe money back.
