@@ -200,6 +200,9 @@ async fn settle(sandbox: Arc<Sandbox>, out_trade_no: String, out_refund_no: Stri
                 status,
                 success_time: refund.entry.success_time.clone(),
                 refund_recv_accout: Some(RECEIVED_BY.into()),
+                settlement_total_fee: Some(split.cash(total_fee)),
+                refund_account: Some("REFUND_SOURCE_UNSETTLED_FUNDS".into()),
+                refund_request_source: Some("API".into()),
             };
             (url, notice)
         })

@@ -201,6 +201,12 @@ pub struct RefundNotice {
     pub success_time: Option<String>,
     /// Where the money went (`支付用户零钱`, a bank card, …).
     pub refund_recv_accout: Option<String>,
+    /// The order's amount less coupons (`settlement_total_fee`).
+    pub settlement_total_fee: Option<i64>,
+    /// Which merchant account the money came from (`REFUND_SOURCE_RECHARGE_FUNDS`, …).
+    pub refund_account: Option<String>,
+    /// Who asked for it (`API`, `VENDOR_PLATFORM`: by hand in the merchant platform).
+    pub refund_request_source: Option<String>,
 }
 
 impl RefundNotice {
@@ -217,6 +223,9 @@ impl RefundNotice {
             success_time: optional(f, "success_time"),
             // WeChat's own spelling.
             refund_recv_accout: optional(f, "refund_recv_accout"),
+            settlement_total_fee: optional_fen(f, "settlement_total_fee")?,
+            refund_account: optional(f, "refund_account"),
+            refund_request_source: optional(f, "refund_request_source"),
         })
     }
 
@@ -237,6 +246,15 @@ impl RefundNotice {
         }
         if let Some(a) = &self.refund_recv_accout {
             f.insert("refund_recv_accout".into(), a.clone());
+        }
+        if let Some(fee) = self.settlement_total_fee {
+            f.insert("settlement_total_fee".into(), fee.to_string());
+        }
+        if let Some(a) = &self.refund_account {
+            f.insert("refund_account".into(), a.clone());
+        }
+        if let Some(s) = &self.refund_request_source {
+            f.insert("refund_request_source".into(), s.clone());
         }
         f
     }
@@ -372,6 +390,9 @@ mod tests {
             status: RefundStatus::Success,
             success_time: Some("2026-11-30 12:05:00".into()),
             refund_recv_accout: Some("支付用户零钱".into()),
+            settlement_total_fee: Some(29_500),
+            refund_account: Some("REFUND_SOURCE_UNSETTLED_FUNDS".into()),
+            refund_request_source: Some("API".into()),
         }
     }
 

@@ -368,6 +368,9 @@ async fn a_forged_refund_notify_changes_nothing() {
             status: RefundStatus::Success,
             success_time: Some("2026-11-30 12:00:00".into()),
             refund_recv_accout: None,
+            settlement_total_fee: None,
+            refund_account: None,
+            refund_request_source: None,
         };
         let answer = app
             .http
