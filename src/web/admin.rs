@@ -485,7 +485,7 @@ struct EventRow {
 struct OrderPage {
     chrome: AdminChrome,
     out_trade_no: String,
-    status: &'static str,
+    status: String,
     amount: String,
     placed: String,
     transaction_id: Option<String>,
@@ -540,7 +540,15 @@ pub async fn order(
     let page = OrderPage {
         chrome: chrome(&state, &session),
         out_trade_no: order.out_trade_no.to_string(),
-        status: status.as_str(),
+        status: match status {
+            ListStatus::Refunded if order.refunded_fee < order.total_fee => {
+                format!(
+                    "refunded in part ({} of {})",
+                    order.refunded_fee, order.total_fee
+                )
+            }
+            _ => status.as_str().to_owned(),
+        },
         amount: order.total_fee.to_string(),
         placed: beijing_display(order.created_at),
         transaction_id: order.transaction_id.clone(),

@@ -106,6 +106,15 @@ async fn a_full_refund_in_three_parts_settles_restocks_once_and_shows_on_the_rec
     assert_eq!(first.status(), 303, "{:?}", first.text().await);
     let second = refund(&http, &app, &csrf, &no, &[("amount", "2.50")]).await;
     assert_eq!(second.status(), 303);
+    let partly = http
+        .get(app.url(&format!("/admin/orders/{no}")))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(partly.contains("refunded in part (¥3.50 of"), "{partly}");
     let calls_before = app.sandbox_stats().await["refund"].as_u64().unwrap();
     // More than is left is refused by the shop: WeChat never hears of it.
     let left = format!("{}.{:02}", (total - 350) / 100, (total - 350) % 100);
