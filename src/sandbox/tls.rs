@@ -106,6 +106,9 @@ impl SandboxTls {
             .distinguished_name
             .push(DnType::CommonName, "api.mch.weixin.qq.com (sandbox)");
         server_params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        let (from, until) = validity();
+        server_params.not_before = rcgen::date_time_ymd(from.0, from.1, from.2);
+        server_params.not_after = rcgen::date_time_ymd(until.0, until.1, until.2);
         let server_cert = server_params.signed_by(&server_key, &ca)?;
 
         let client_key = KeyPair::generate()?;
@@ -121,6 +124,10 @@ impl SandboxTls {
             "wxpay-checkout sandbox merchant",
         );
         client_params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        // Five years from yesterday, as WeChat issues them (a certificate's age is checkable).
+        let (from, until) = validity();
+        client_params.not_before = rcgen::date_time_ymd(from.0, from.1, from.2);
+        client_params.not_after = rcgen::date_time_ymd(until.0, until.1, until.2);
         let client_cert = client_params.signed_by(&client_key, &ca)?;
         let merchant = ClientCert::from_pem(
             client_cert.pem().as_bytes(),
@@ -151,4 +158,16 @@ impl SandboxTls {
             server_config,
         })
     }
+}
+
+/// From yesterday to five years on, as (year, month, day).
+fn validity() -> ((i32, u8, u8), (i32, u8, u8)) {
+    use chrono::Datelike;
+    let today = chrono::Utc::now().date_naive();
+    let ymd = |d: chrono::NaiveDate| (d.year(), d.month() as u8, d.day() as u8);
+    let yesterday = today.pred_opt().unwrap_or(today);
+    let later = today
+        .with_year(today.year() + 5)
+        .unwrap_or_else(|| today + chrono::Duration::days(5 * 365));
+    (ymd(yesterday), ymd(later))
 }
