@@ -280,10 +280,16 @@ impl Client {
             }
             Ok(builder)
         };
-        let http = builder()?.build()?;
         let secapi_http = match &config.secapi {
             Some(secapi) => Some(builder()?.identity(secapi.cert.identity()?).build()?),
             None => None,
+        };
+        // With a certificate, every call offers it: a server that asks for one on each
+        // connection (the standalone sandbox's TLS listener as WEIXIN_API_BASE) gets it for
+        // unifiedorder and the queries too; one that does not ask never sees it.
+        let http = match &secapi_http {
+            Some(with_certificate) => with_certificate.clone(),
+            None => builder()?.build()?,
         };
         Ok(Client {
             http,
