@@ -1,14 +1,20 @@
-//! Chaos rounds for `scripts/chaos`: notify storms (duplicates included) and status polling
-//! against a shop that is stopped at a random moment and restarted — killed with SIGKILL in odd
-//! rounds, asked to stop with SIGTERM in even ones — beside a standalone sandbox injecting faults
-//! (5xx, timeouts, SYSTEMERROR, ORDERNOTEXIST answers to orderquery and closeorder, dropped and
-//! duplicated notifies, FAIL notifies after declined payments). Some shoppers are declined
-//! first and pay on a second scan. After every round it waits for every order to be settled and
-//! checks the invariants — above all that every payment the sandbox took is, by the end, a paid
-//! order or a refund_due one; in SIGTERM rounds also that no request the shop took failed
-//! because it was stopping (a graceful stop finishes what it started): no 500 for a status poll
-//! or a new shopper's first pay page, no notify it could not record. Prints rounds, stops,
-//! notifies and violations, and exits non-zero on any.
+//! Chaos rounds for `scripts/chaos`: notify storms (duplicates included), status polling and
+//! refunds against a shop that is stopped at a random moment and restarted — killed with
+//! SIGKILL in odd rounds, asked to stop with SIGTERM in even ones — beside a standalone sandbox
+//! injecting faults (5xx, timeouts, SYSTEMERROR, ORDERNOTEXIST answers to orderquery and
+//! closeorder, dropped and duplicated notifies, FAIL notifies after declined payments; refunds
+//! refused FREQUENCY_LIMITED, NOTENOUGH or USER_ACCOUNT_ABNORMAL, ending REFUNDCLOSE or CHANGE,
+//! their notifies dropped; payments taken for closed orders). The shop reaches the sandbox over
+//! TLS with the merchant certificate the sandbox wrote. Some shoppers are declined first and pay
+//! on a second scan; meanwhile the merchant refunds orders paid earlier with
+//! `wxpay-checkout refund` (see `chaos/refunds.rs`) and shoppers pay closed orders late. After
+//! every round it waits for every order to be settled and checks the invariants — above all that
+//! every payment the sandbox took is, by the end, a paid order or a late payment with its
+//! refund; in SIGTERM rounds also that no request the shop took failed because it was stopping
+//! (a graceful stop finishes what it started): no 500 for a status poll or a new shopper's
+//! first pay page, no notify it could not record. At the end, with the faults off, it waits for
+//! every refund to settle and checks that WeChat's refunds and the shop's are the same ones.
+//! Prints rounds, stops, notifies, refunds and violations, and exits non-zero on any.
 //!
 //! Usage: `chaos BINARY [ROUNDS] [ORDERS_PER_ROUND]`
 
@@ -24,6 +30,9 @@ use wxpay_checkout::wxpay::xml;
 #[path = "support/notify.rs"]
 mod notify;
 use notify::signed_notify;
+#[path = "chaos/refunds.rs"]
+mod refunds;
+use refunds::{Merchant, Refunds};
 
 struct Proc(Child);
 
@@ -59,7 +68,8 @@ struct Shop {
     binary: String,
     port: u16,
     database_url: String,
-    sandbox: String,
+    /// How it reaches WeChat: the sandbox's TLS listener, its CA and the merchant certificate.
+    wechat: Vec<(&'static str, String)>,
 }
 
 impl Shop {
@@ -68,7 +78,7 @@ impl Shop {
             .env("LISTEN_ADDR", format!("127.0.0.1:{}", self.port))
             .env("OPS_LISTEN_ADDR", "127.0.0.1:0")
             .env("DATABASE_URL", &self.database_url)
-            .env("WEIXIN_API_BASE", &self.sandbox)
+            .envs(self.wechat.iter().map(|(k, v)| (*k, v.as_str())))
             .env("RECONCILE_INTERVAL_SECS", "1")
             .env("RECONCILE_MAX_ATTEMPTS", "3")
             // Every chaos shopper is 127.0.0.1.
@@ -114,18 +124,24 @@ async fn main() -> anyhow::Result<()> {
         Err(_) => format!("sqlite://{}/chaos.db", dir.path().display()),
     };
 
-    let sandbox_port = free_port();
+    let (sandbox_port, tls_port) = (free_port(), free_port());
+    let certs = dir.path().join("certs");
     let _sandbox = Proc(
         Command::new(&binary)
             .arg("sandbox")
             .env("SANDBOX_LISTEN_ADDR", format!("127.0.0.1:{sandbox_port}"))
-            .env("SANDBOX_TLS_LISTEN_ADDR", "127.0.0.1:0")
+            .env("SANDBOX_TLS_LISTEN_ADDR", format!("127.0.0.1:{tls_port}"))
+            .env("SANDBOX_CERT_DIR", &certs)
             .env("SANDBOX_TIME_SCALE", "0.001")
             .env("SANDBOX_CONTROLS", "1")
+            // Every payment for a closed order goes through: only the harness makes them.
             .env(
                 "SANDBOX_FAULTS",
-                "latency_ms=2,http_5xx=0.05,timeout=0.003,system_error=0.05,order_not_exist=0.1,\
-                 drop_notify=0.3,duplicate_notify=0.2,fail_notify=0.5",
+                "latency_ms=2,http_5xx=0.05,timeout=0.01,system_error=0.05,order_not_exist=0.1,\
+                 drop_notify=0.3,duplicate_notify=0.2,fail_notify=0.5,late_payment=1,\
+                 refund_frequency_limited=0.1,refund_not_enough=0.03,\
+                 refund_account_abnormal=0.03,refund_close=0.1,refund_change=0.03,\
+                 drop_refund_notify=0.3",
             )
             .env("RUST_LOG", "error")
             .stdout(Stdio::null())
@@ -134,12 +150,47 @@ async fn main() -> anyhow::Result<()> {
     );
     let sandbox = format!("http://127.0.0.1:{sandbox_port}/");
     wait_healthy(&sandbox).await;
+    // Written as the sandbox starts, the CA last.
+    let (p12, ca) = (
+        certs.join("apiclient_cert.p12"),
+        certs.join("sandbox_ca.pem"),
+    );
+    let mut written = false;
+    for _ in 0..400 {
+        written = std::fs::read_to_string(&ca)
+            .is_ok_and(|pem| pem.trim_end().ends_with("-----END CERTIFICATE-----"));
+        if written {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    anyhow::ensure!(
+        written,
+        "the sandbox wrote no certificates into {}",
+        certs.display()
+    );
+    let wechat = vec![
+        ("WEIXIN_API_BASE", format!("https://127.0.0.1:{tls_port}/")),
+        ("WEIXIN_CA_PEM", ca.display().to_string()),
+        ("WEIXIN_CERT_P12", p12.display().to_string()),
+    ];
     let shop = Shop {
         binary: binary.clone(),
         port: free_port(),
         database_url: database_url.clone(),
-        sandbox: sandbox.clone(),
+        wechat: wechat.clone(),
     };
+    // The merchant refunds at the command line with the shop's configuration (its address
+    // names the refund notify URL).
+    let mut merchant_env = wechat;
+    merchant_env.push(("DATABASE_URL", database_url.clone()));
+    merchant_env.push(("LISTEN_ADDR", format!("127.0.0.1:{}", shop.port)));
+    // Quiet: what it prints is read.
+    merchant_env.push(("RUST_LOG", "error".into()));
+    let refunds = Refunds::new(Merchant {
+        binary: binary.clone(),
+        env: merchant_env,
+    });
     let mut running = shop.start().await;
     let base = format!("http://127.0.0.1:{}", shop.port);
     let db = sqlx::AnyPool::connect(&database_url).await?;
@@ -325,6 +376,12 @@ async fn main() -> anyhow::Result<()> {
                 }
             });
         }
+        // Meanwhile the merchant refunds orders paid in earlier rounds, and shoppers pay orders
+        // that closed (WeChat takes the money: the shop must give it back by itself).
+        refunds.start(&db, &mut storm, per_round / 3).await?;
+        refunds
+            .pay_late(&db, &http, &sandbox, &mut storm, per_round.div_ceil(10))
+            .await?;
         tokio::time::sleep(Duration::from_millis(rand::rng().random_range(5..150))).await;
         if graceful {
             Command::new("kill")
@@ -397,7 +454,11 @@ async fn main() -> anyhow::Result<()> {
                 sqlx::query_scalar("SELECT COUNT(*) FROM payment_events WHERE applied_at IS NULL")
                     .fetch_one(&db)
                     .await?;
-            if pending == 0 && unapplied == 0 {
+            // Late payments reach the shop by WeChat's notify only; each must be refunded.
+            if pending == 0
+                && unapplied == 0
+                && refunds::late_unrefunded_count(&db, &http, &sandbox).await? == 0
+            {
                 settled = true;
                 break;
             }
@@ -408,7 +469,8 @@ async fn main() -> anyhow::Result<()> {
         }
 
         // Invariants. Every payment WeChat took ends up recorded: a paid order with that
-        // transaction, or money due back.
+        // transaction, or money due back (refunded by now, or due again if WeChat closed the
+        // refund).
         let taken: Vec<serde_json::Value> = http
             .get(format!("{sandbox}sandbox/payments"))
             .send()
@@ -420,16 +482,20 @@ async fn main() -> anyhow::Result<()> {
                 payment["out_trade_no"].as_str().unwrap_or_default(),
                 payment["transaction_id"].as_str().unwrap_or_default(),
             );
-            let row: Option<(String, Option<String>, i64)> = sqlx::query_as(
-                "SELECT status, transaction_id, CAST(refund_due AS BIGINT) FROM orders
-                 WHERE out_trade_no = $1",
+            let row: Option<(String, Option<String>, i64, i64)> = sqlx::query_as(
+                "SELECT status, transaction_id, CAST(refund_due AS BIGINT),
+                        (SELECT COUNT(*) FROM refunds r
+                         WHERE r.out_trade_no = orders.out_trade_no AND r.late = 1)
+                 FROM orders WHERE out_trade_no = $1",
             )
             .bind(no)
             .fetch_optional(&db)
             .await?;
             let recorded = match &row {
-                Some((status, paid_tid, _)) if status == "paid" => paid_tid.as_deref() == Some(tid),
-                Some((_, _, refund_due)) => *refund_due == 1,
+                Some((status, paid_tid, _, _)) if status == "paid" => {
+                    paid_tid.as_deref() == Some(tid)
+                }
+                Some((_, _, refund_due, late_refunds)) => *refund_due == 1 || *late_refunds > 0,
                 None => false,
             };
             if !recorded {
@@ -464,7 +530,10 @@ async fn main() -> anyhow::Result<()> {
                 .await?
                 .json()
                 .await?;
-            if state["trade_state"] != "SUCCESS" || state["transaction_id"] != tid.as_str() {
+            // Paid, and maybe refunded since.
+            if !(state["trade_state"] == "SUCCESS" || state["trade_state"] == "REFUND")
+                || state["transaction_id"] != tid.as_str()
+            {
                 violations.push(format!(
                     "round {round}: {no} is paid here without that payment at WeChat"
                 ));
@@ -510,6 +579,14 @@ async fn main() -> anyhow::Result<()> {
                 violations.push(format!("round {round}: integrity_check says {integrity}"));
             }
         }
+        // Refunds never exceed payments, on either side, and every refund WeChat made is the
+        // shop's (their states are compared at the end, when all have settled).
+        let (refund_violations, figures) = refunds::check(&db, &http, &sandbox, false).await?;
+        violations.extend(
+            refund_violations
+                .into_iter()
+                .map(|v| format!("round {round}: {v}")),
+        );
         let (orders_total, paid_total): (i64, i64) = sqlx::query_as(
             "SELECT COUNT(*), CAST(COALESCE(SUM(CASE WHEN status = 'paid' THEN 1 ELSE 0 END), 0) AS BIGINT) FROM orders",
         )
@@ -522,22 +599,90 @@ async fn main() -> anyhow::Result<()> {
         eprintln!(
             "round {round}: {orders_total} orders ({paid_total} paid), {} payments at WeChat, \
              {failure_notes} FAIL notifies recorded, {} notifies sent, {} answered SUCCESS, \
-             {} violations",
+             refunds: {} ({} late, for {} late payments), {} violations",
             taken.len(),
             sent.load(Ordering::Relaxed),
             answered_success.load(Ordering::Relaxed),
+            refunds::listed(&figures.shop),
+            figures.late_refunds,
+            figures.late_payments,
             violations.len()
         );
         for v in &violations[violations_before..] {
             eprintln!("  {v}");
         }
     }
+
+    // The end. First a few refunds whose answers WeChat loses (made, the answer held past the
+    // client's patience, the command killed; their notifies dropped for a while, so that the
+    // shop's follower asks again); then faults off, and time for the shop to follow
+    // every refund to its end (the follower's waits brought forward); then the refunds
+    // compared one by one.
+    let set_faults = |faults: serde_json::Value| {
+        http.put(format!("{sandbox}sandbox/faults"))
+            .json(&faults)
+            .send()
+    };
+    set_faults(serde_json::json!({ "timeout": 0.6, "drop_refund_notify": 1.0 }))
+        .await?
+        .error_for_status()?;
+    refunds.lose_answers(&db, per_round.div_ceil(5)).await?;
+    set_faults(serde_json::json!({}))
+        .await?
+        .error_for_status()?;
+    let waited = tokio::time::Instant::now();
+    let mut unsettled = refunds::unsettled(&db, &http, &sandbox).await?;
+    while unsettled > 0 && waited.elapsed() < Duration::from_secs(120) {
+        refunds::hurry_followers(&db).await?;
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        unsettled = refunds::unsettled(&db, &http, &sandbox).await?;
+    }
+    if unsettled > 0 {
+        violations.push(format!(
+            "end: {unsettled} refunds or late payments unsettled after 120 s without faults"
+        ));
+    }
+    let (refund_violations, figures) = refunds::check(&db, &http, &sandbox, true).await?;
+    violations.extend(refund_violations.into_iter().map(|v| format!("end: {v}")));
     drop(running);
+    let stats: serde_json::Value = http
+        .get(format!("{sandbox}sandbox/stats"))
+        .send()
+        .await?
+        .json()
+        .await?;
+    let tally = refunds.tally.lock().unwrap();
     println!(
-        "rounds {rounds}, SIGKILL {kills}, SIGTERM {terms}, notifies {} (answered SUCCESS {}), violations {}",
+        "rounds {rounds}, SIGKILL {kills}, SIGTERM {terms}, notifies {} (answered SUCCESS {}), \
+         violations {}",
         sent.load(Ordering::Relaxed),
         answered_success.load(Ordering::Relaxed),
         violations.len()
+    );
+    println!(
+        "refund commands {} ({} full, {} partial; {} orders by two at once, {} killed at a random \
+         moment, {} while WeChat lost answers): {}",
+        tally.full + tally.partial,
+        tally.full,
+        tally.partial,
+        tally.concurrent,
+        tally.killed,
+        tally.lost_answers,
+        refunds::listed(&tally.outcomes)
+    );
+    println!(
+        "refunds at the shop: {} ({} taken up by its follower); at WeChat: {}; {} refund calls, \
+         {} refund notifies sent; late payments {} ({} made by the harness), late refunds {}; \
+         all settled {:.1} s after the faults stopped",
+        refunds::listed(&figures.shop),
+        figures.followed,
+        refunds::listed(&figures.wechat),
+        stats["refund"],
+        stats["refund_notify_attempts"],
+        figures.late_payments,
+        tally.late_payments,
+        figures.late_refunds,
+        waited.elapsed().as_secs_f64()
     );
     for v in &violations {
         println!("VIOLATION {v}");

@@ -543,6 +543,31 @@ async fn a_refund_needs_the_merchant_certificate() {
 }
 
 #[tokio::test]
+async fn a_client_based_on_the_tls_listener_makes_every_call_there() {
+    // WEIXIN_API_BASE=https://… (the sandbox's TLS listener, which asks every connection for the
+    // certificate): the order calls offer the certificate too, not only the refund.
+    let sandbox = TestSandbox::start_tls_with(|_| {});
+    let (tls_base, credentials) = sandbox.tls.clone().expect("a sandbox with TLS");
+    let mut config = ClientConfig::new(tls_base.clone(), demo_merchant(), SignType::Md5);
+    config.extra_root_pem = Some(credentials.ca_pem);
+    config.secapi = Some(SecApi {
+        base_url: tls_base,
+        cert: credentials.merchant,
+    });
+    let client = Client::new(config, &AppRuntime::current()).unwrap();
+
+    let tid = paid_order(&sandbox, &client, "tb-1", 1000).await;
+    let query = client.order_query("tb-1").await.unwrap();
+    assert_eq!(query.trade_state, TradeState::Success);
+    assert_eq!(query.transaction_id.as_deref(), Some(tid.as_str()));
+    client
+        .refund(&refund("tb-1", "TB-1", 1000, 400))
+        .await
+        .unwrap();
+    assert_eq!(client.refund_query("tb-1").await.unwrap().refunds.len(), 1);
+}
+
+#[tokio::test]
 async fn a_refund_notify_is_delivered_encrypted_until_acknowledged() {
     let sandbox = TestSandbox::start_tls_with(|_| {});
     let client = client(&sandbox);
