@@ -39,6 +39,17 @@ async fn refund(
         .unwrap()
 }
 
+/// A console page, as the signed-in merchant sees it.
+async fn console_page(http: &reqwest::Client, app: &TestApp, path: &str) -> String {
+    http.get(app.url(path))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
 /// The shop's refunds of an order: (out_refund_no, fee, status, late), oldest first.
 async fn refunds_of(app: &TestApp, no: &str) -> Vec<(String, i64, String, i64)> {
     sqlx::query_as(
@@ -106,14 +117,7 @@ async fn a_full_refund_in_three_parts_settles_restocks_once_and_shows_on_the_rec
     assert_eq!(first.status(), 303, "{:?}", first.text().await);
     let second = refund(&http, &app, &csrf, &no, &[("amount", "2.50")]).await;
     assert_eq!(second.status(), 303);
-    let partly = http
-        .get(app.url(&format!("/admin/orders/{no}")))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let partly = console_page(&http, &app, &format!("/admin/orders/{no}")).await;
     assert!(partly.contains("refunded in part (¥3.50 of"), "{partly}");
     let calls_before = app.sandbox_stats().await["refund"].as_u64().unwrap();
     // More than is left is refused by the shop: WeChat never hears of it.
@@ -157,23 +161,9 @@ async fn a_full_refund_in_three_parts_settles_restocks_once_and_shows_on_the_rec
     let nothing = refund(&http, &app, &csrf, &no, &[]).await;
     assert_eq!(nothing.status(), 409);
 
-    let page = http
-        .get(app.url(&format!("/admin/orders/{no}")))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let page = console_page(&http, &app, &format!("/admin/orders/{no}")).await;
     assert!(page.contains("id=\"refunds\""), "{page}");
-    let dashboard = http
-        .get(app.url("/admin"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let dashboard = console_page(&http, &app, "/admin").await;
     let refunded_today = format!("id=\"today-refunded\">¥{}.{:02}<", total / 100, total % 100);
     assert!(dashboard.contains(&refunded_today), "{dashboard}");
     assert!(
@@ -272,14 +262,7 @@ async fn a_refund_wechat_refuses_frees_its_amount_and_says_why() {
     let refunds = refunds_of(&app, &no).await;
     assert_eq!(refunds.len(), 1);
     assert_eq!(refunds[0].2, "closed");
-    let page = http
-        .get(app.url(&format!("/admin/orders/{no}")))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let page = console_page(&http, &app, &format!("/admin/orders/{no}")).await;
     assert!(page.contains("NOTENOUGH"), "{page}");
     // Nothing was refunded: the whole amount may be refunded again.
     app.set_faults(serde_json::json!({})).await;
