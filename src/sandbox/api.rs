@@ -110,6 +110,8 @@ impl Sandbox {
             Endpoint::CloseOrder => self.close_order(request),
             Endpoint::RefundQuery => self.refund_query(request),
             Endpoint::Refund => self.refund(request),
+            // Not signed XML: answered by the bill's own path.
+            Endpoint::DownloadBill => Err("downloadbill is not served here".into()),
         }
     }
 

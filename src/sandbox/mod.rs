@@ -115,6 +115,7 @@ struct Counters {
     closeorder: AtomicU64,
     refundquery: AtomicU64,
     refund: AtomicU64,
+    downloadbill: AtomicU64,
     notify_attempts: AtomicU64,
     refund_notify_attempts: AtomicU64,
 }
@@ -128,6 +129,7 @@ impl Counters {
             Endpoint::CloseOrder => &self.closeorder,
             Endpoint::RefundQuery => &self.refundquery,
             Endpoint::Refund => &self.refund,
+            Endpoint::DownloadBill => &self.downloadbill,
         }
     }
 }

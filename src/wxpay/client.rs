@@ -39,6 +39,8 @@ pub enum Endpoint {
     RefundQuery,
     /// `/secapi/pay/refund`, over TLS with the merchant's client certificate.
     Refund,
+    /// The day's trade bill: a text table, not signed XML.
+    DownloadBill,
 }
 
 impl Endpoint {
@@ -49,6 +51,7 @@ impl Endpoint {
             Endpoint::CloseOrder => "pay/closeorder",
             Endpoint::RefundQuery => "pay/refundquery",
             Endpoint::Refund => "secapi/pay/refund",
+            Endpoint::DownloadBill => "pay/downloadbill",
         }
     }
 
@@ -59,6 +62,7 @@ impl Endpoint {
             Endpoint::CloseOrder => "closeorder",
             Endpoint::RefundQuery => "refundquery",
             Endpoint::Refund => "refund",
+            Endpoint::DownloadBill => "downloadbill",
         }
     }
 }
@@ -158,6 +162,8 @@ pub enum ResponseProblem {
     Mismatch(&'static str),
     #[error("unexpected result_code")]
     BadResultCode,
+    #[error("{0}")]
+    Bill(#[from] super::bill::BillError),
 }
 
 /// A failed call, by the level that failed.
@@ -244,6 +250,9 @@ impl WxError {
 
 /// Largest answer read; WeChat's are well under 4 KiB.
 const MAX_ANSWER_BYTES: usize = 64 * 1024;
+/// How long a bill download may take, from connecting to its last byte: a busy day's bill is
+/// tens of megabytes.
+const BILL_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// The WeChat Pay client. Cheap to clone; clones share one connection pool.
 #[derive(Clone)]
@@ -384,6 +393,67 @@ impl Client {
         Ok(response)
     }
 
+    /// Downloads one Beijing day's trade bill and reads it ([`super::bill::parse`]): `Ok(None)`
+    /// when WeChat has no bill for the day (`No Bill Exist`: no trades). A bill not made yet
+    /// (`Bill Creating`) and any other refusal is [`WxError::ReturnFail`]; a bill that cannot
+    /// be read or is not this merchant's is [`WxError::InvalidResponse`]. Transient failures
+    /// are retried like a query's.
+    pub async fn download_bill(
+        &self,
+        request: &super::bill::BillRequest,
+    ) -> Result<Option<super::bill::Bill>, WxError> {
+        use super::bill;
+        let endpoint = Endpoint::DownloadBill;
+        let url = self.url(&self.config.base_url, endpoint);
+        let mut attempt = 1;
+        let answer = loop {
+            let body = self.signed_body(request.to_fields());
+            let started = Instant::now();
+            let fetch = Self::fetch(
+                &self.http,
+                endpoint,
+                url.clone(),
+                body,
+                bill::MAX_BILL_BYTES,
+                BILL_TIMEOUT,
+            );
+            let result = self.rt.run(fetch).await;
+            self.observe(endpoint, started, &result);
+            match result {
+                Err(e) if e.is_transient() && attempt < self.config.retry.max_attempts => {
+                    tracing::debug!(%endpoint, attempt, error = %e, "retrying");
+                    tokio::time::sleep(self.config.retry.delay_before(attempt)).await;
+                    attempt += 1;
+                }
+                other => break other?,
+            }
+        };
+        let text = if answer.starts_with(&[0x1f, 0x8b]) {
+            bill::gunzip(&answer).map_err(|e| invalid(endpoint, e.into()))?
+        } else {
+            answer
+        };
+        if text.trim_ascii_start().starts_with(b"<") {
+            // Refusals are XML, unsigned.
+            let fields = xml::decode(&text).map_err(|e| invalid(endpoint, e.into()))?;
+            let return_msg = fields.get("return_msg").cloned().unwrap_or_default();
+            return match fields.get("return_code").map(String::as_str) {
+                Some("FAIL") if bill::is_no_bill(&return_msg) => Ok(None),
+                Some("FAIL") => Err(WxError::ReturnFail {
+                    endpoint,
+                    return_msg,
+                }),
+                _ => Err(invalid(
+                    endpoint,
+                    FieldError::Malformed("return_code").into(),
+                )),
+            };
+        }
+        bill::parse(&text, &self.config.merchant.mch_id)
+            .map(Some)
+            .map_err(|e| invalid(endpoint, e.into()))
+    }
+
     /// Closes an unpaid order. `ORDERPAID`, `ORDERCLOSED` and `ORDERNOTEXIST` come back as
     /// [`WxError::Business`] for the caller to act on.
     pub async fn close_order(&self, out_trade_no: &str) -> Result<(), WxError> {
@@ -436,15 +506,25 @@ impl Client {
         endpoint: Endpoint,
         body: String,
     ) -> Result<Fields, WxError> {
-        let url = base_url
-            .join(endpoint.path())
-            .expect("a fixed relative path joins onto any base URL");
+        let url = self.url(base_url, endpoint);
         let started = Instant::now();
         let result = self.exchange(endpoint, url, body).await;
+        self.observe(endpoint, started, &result);
+        result
+    }
+
+    fn url(&self, base_url: &Url, endpoint: Endpoint) -> Url {
+        base_url
+            .join(endpoint.path())
+            .expect("a fixed relative path joins onto any base URL")
+    }
+
+    /// Records a call's duration and failure in the metrics and the debug log.
+    fn observe<T>(&self, endpoint: Endpoint, started: Instant, result: &Result<T, WxError>) {
         let elapsed = started.elapsed();
         metrics::histogram!("wechat_api_duration_seconds", "api" => endpoint.name())
             .record(elapsed.as_secs_f64());
-        if let Err(e) = &result {
+        if let Err(e) = result {
             let (level, err_code) = match e {
                 WxError::Transport { .. } => ("transport", String::new()),
                 WxError::HttpStatus { status, .. } => ("http", status.to_string()),
@@ -467,7 +547,6 @@ impl Client {
             ok = result.is_ok(),
             "wechat pay call"
         );
-        result
     }
 
     async fn exchange(
@@ -478,21 +557,31 @@ impl Client {
     ) -> Result<Fields, WxError> {
         let answer = self
             .rt
-            .run(Self::fetch(&self.http, endpoint, url, body))
+            .run(Self::fetch(
+                &self.http,
+                endpoint,
+                url,
+                body,
+                MAX_ANSWER_BYTES,
+                self.config.timeout,
+            ))
             .await?;
         self.judge(endpoint, &answer)
     }
 
-    /// POSTs `body` and reads the answer, bounded in size.
+    /// POSTs `body` and reads the answer, bounded in size (`limit` bytes) and time.
     async fn fetch(
         http: &reqwest::Client,
         endpoint: Endpoint,
         url: Url,
         body: String,
+        limit: usize,
+        timeout: Duration,
     ) -> Result<Vec<u8>, WxError> {
         let transport = |source| WxError::Transport { endpoint, source };
         let mut response = http
             .post(url)
+            .timeout(timeout)
             .header(CONTENT_TYPE, "text/xml; charset=utf-8")
             .body(body)
             .send()
@@ -506,11 +595,8 @@ impl Client {
         }
         let mut answer = Vec::new();
         while let Some(chunk) = response.chunk().await.map_err(transport)? {
-            if answer.len() + chunk.len() > MAX_ANSWER_BYTES {
-                return Err(invalid(
-                    endpoint,
-                    ResponseProblem::TooLarge(MAX_ANSWER_BYTES),
-                ));
+            if answer.len() + chunk.len() > limit {
+                return Err(invalid(endpoint, ResponseProblem::TooLarge(limit)));
             }
             answer.extend_from_slice(&chunk);
         }

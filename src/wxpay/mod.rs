@@ -1,10 +1,11 @@
 //! WeChat Pay v2 (XML API) as the Native checkout speaks it: signatures, the XML codec, typed
 //! messages, the client, the payment notify, refunds (request, query, the encrypted refund
-//! notify) and Beijing time. It has no web-framework or
+//! notify), the daily trade bill and Beijing time. It has no web-framework or
 //! database types, and of this crate it uses only [`crate::rt`] (the client's connections live
 //! on the application runtime), so it could be published on its own with that one file; the
 //! built-in sandbox is the server side of the same module.
 
+pub mod bill;
 pub mod cert;
 pub mod client;
 pub mod notify;

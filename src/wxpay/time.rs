@@ -3,17 +3,32 @@
 //! China has kept a fixed UTC+8 without daylight saving since 1991, so a fixed offset is exact
 //! for every time this protocol carries.
 
-use chrono::{DateTime, FixedOffset, NaiveDateTime, TimeZone, Utc};
+use chrono::{DateTime, FixedOffset, NaiveDate, NaiveDateTime, NaiveTime, TimeZone, Utc};
 
 const FORMAT: &str = "%Y%m%d%H%M%S";
 
-fn beijing() -> FixedOffset {
+/// UTC+8.
+pub fn beijing() -> FixedOffset {
     FixedOffset::east_opt(8 * 3600).expect("UTC+8 is a valid offset")
 }
 
 /// Formats an instant as Beijing wall-clock time, `yyyyMMddHHmmss`.
 pub fn format_beijing(at: DateTime<Utc>) -> String {
     at.with_timezone(&beijing()).format(FORMAT).to_string()
+}
+
+/// The Beijing calendar day an instant falls on.
+pub fn beijing_date(at: DateTime<Utc>) -> NaiveDate {
+    at.with_timezone(&beijing()).date_naive()
+}
+
+/// The instant a Beijing calendar day begins (its end is the next day's beginning).
+pub fn beijing_midnight(day: NaiveDate) -> DateTime<Utc> {
+    day.and_time(NaiveTime::MIN)
+        .and_local_timezone(beijing())
+        .single()
+        .expect("a fixed offset has no gaps")
+        .to_utc()
 }
 
 /// A malformed `yyyyMMddHHmmss` value.
@@ -46,6 +61,18 @@ mod tests {
         // 20:00 UTC is already the next day in Beijing.
         let late = Utc.with_ymd_and_hms(2026, 12, 31, 20, 0, 0).unwrap();
         assert_eq!(format_beijing(late), "20270101040000");
+    }
+
+    #[test]
+    fn beijing_days_begin_at_16_utc() {
+        let late = Utc.with_ymd_and_hms(2026, 11, 29, 16, 0, 0).unwrap();
+        let day = NaiveDate::from_ymd_opt(2026, 11, 30).unwrap();
+        assert_eq!(beijing_date(late), day);
+        assert_eq!(
+            beijing_date(late - chrono::Duration::seconds(1)),
+            day.pred_opt().unwrap()
+        );
+        assert_eq!(beijing_midnight(day), late);
     }
 
     #[test]
