@@ -105,6 +105,11 @@ macro_rules! dispatch {
     };
 }
 
+mod bills;
+pub use bills::{
+    BillDay, BillDayStatus, DayFigures, DayFindings, Discrepancy, DiscrepancyKind, RecordedPayment,
+};
+
 impl Store {
     /// Opens the database at `url` (`sqlite:…`, created if missing, or `postgres://…`) and
     /// applies pending migrations. Connections are opened and driven on `rt`.

@@ -2,6 +2,7 @@
 
 use super::*;
 use crate::domain::{Fen, OrderStatus};
+use crate::store::types::time;
 use tempfile::TempDir;
 
 /// The SQLite pools behind a store (for SQLite-only tests).
@@ -1104,4 +1105,140 @@ async fn refunds_case(store: Store) {
             .count(),
         6
     );
+}
+
+#[tokio::test]
+async fn a_bill_day_is_claimed_once_and_its_findings_kept_once() {
+    let (_dir, store) = fresh().await;
+    bill_day_case(store).await;
+    if let Some(store) = fresh_postgres().await {
+        bill_day_case(store).await;
+    }
+}
+
+async fn bill_day_case(store: Store) {
+    use chrono::NaiveDate;
+    let day = NaiveDate::from_ymd_opt(2026, 11, 29).unwrap();
+    let now = 1_800_000_000;
+    store
+        .open_bill_days(&[day, day.pred_opt().unwrap()], now)
+        .await
+        .unwrap();
+    assert_eq!(store.latest_bill_day().await.unwrap(), Some(day));
+    // Oldest first; a leased day is not claimed again, by anyone, until its lease ends.
+    let first = store
+        .claim_due_bill_day(now, now + 600)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(first.day, day.pred_opt().unwrap());
+    assert_eq!(first.attempts, 1);
+    let second = store
+        .claim_due_bill_day(now, now + 600)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(second.day, day);
+    assert!(store
+        .claim_due_bill_day(now, now + 600)
+        .await
+        .unwrap()
+        .is_none());
+    assert!(store
+        .claim_bill_day(day, now, now + 600)
+        .await
+        .unwrap()
+        .is_none());
+    // A failure leaves it open, due later.
+    store
+        .fail_bill_day(day, "downloadbill: HTTP status 503", now + 300, now)
+        .await
+        .unwrap();
+    assert!(store
+        .claim_due_bill_day(now + 299, now + 900)
+        .await
+        .unwrap()
+        .is_none());
+    let again = store
+        .claim_due_bill_day(now + 300, now + 900)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((again.day, again.attempts), (day, 2));
+    assert_eq!(
+        again.last_error.as_deref(),
+        Some("downloadbill: HTTP status 503")
+    );
+
+    let found = |kind, reference: &str, action: &str| Discrepancy {
+        kind,
+        reference: reference.into(),
+        out_trade_no: Some("N1".into()),
+        wechat_fee: Some(Fen(100)),
+        shop_fee: None,
+        detail: "only at WeChat".into(),
+        action: action.into(),
+        found_at: time(now),
+        resolved_at: None,
+    };
+    let findings = DayFindings {
+        figures: DayFigures {
+            lines: 3,
+            payments: 2,
+            payments_fee: Fen(300),
+            refunds: 1,
+            refunds_fee: Fen(50),
+            matched: 1,
+            ..DayFigures::default()
+        },
+        discrepancies: vec![
+            found(DiscrepancyKind::WechatOnly, "T1", "applied as paid"),
+            found(DiscrepancyKind::Refund, "R1", ""),
+        ],
+    };
+    let new = store
+        .finish_bill_day(day, &findings, now + 310)
+        .await
+        .unwrap();
+    assert_eq!(new, [DiscrepancyKind::WechatOnly, DiscrepancyKind::Refund]);
+    let done = store.bill_day(day).await.unwrap().unwrap();
+    assert_eq!(done.status, BillDayStatus::Done);
+    assert_eq!(done.figures, findings.figures);
+    assert_eq!(done.open_discrepancies, 2);
+    assert_eq!(done.last_error, None);
+    assert_eq!(store.open_discrepancies().await.unwrap(), 2);
+
+    // A re-run: what it finds again is not new (and keeps its action), what it no longer finds
+    // is resolved.
+    let rerun = store
+        .claim_bill_day(day, now + 400, now + 900)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(rerun.status, BillDayStatus::Done);
+    let findings = DayFindings {
+        figures: findings.figures,
+        discrepancies: vec![found(DiscrepancyKind::Refund, "R1", "")],
+    };
+    assert!(store
+        .finish_bill_day(day, &findings, now + 410)
+        .await
+        .unwrap()
+        .is_empty());
+    let listed = store.bill_discrepancies(day).await.unwrap();
+    assert_eq!(listed.len(), 2);
+    assert_eq!(listed[0].reference, "R1");
+    assert_eq!(listed[0].resolved_at, None);
+    assert_eq!(listed[1].reference, "T1");
+    assert_eq!(listed[1].action, "applied as paid");
+    assert_eq!(listed[1].resolved_at, Some(time(now + 410)));
+    assert_eq!(store.open_discrepancies().await.unwrap(), 1);
+    assert_eq!(store.bill_days(10).await.unwrap().len(), 2);
+
+    store
+        .expire_bill_day(first.day, "WeChat keeps bills three months", now)
+        .await
+        .unwrap();
+    let expired = store.bill_day(first.day).await.unwrap().unwrap();
+    assert_eq!(expired.status, BillDayStatus::Expired);
 }

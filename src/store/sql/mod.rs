@@ -3,12 +3,14 @@
 //! (the sqlx database), `DbRow` and commit-relaxing statements. Queries use SQL both databases
 //! accept, with `$N` placeholders in ascending first use.
 //!
-//! By responsibility: [`catalogue`] (products), [`console`] (the merchant console's sessions,
+//! By responsibility: [`bills`] (the daily bill's days, their findings, a day's payments and
+//! refunds), [`catalogue`] (products), [`console`] (the merchant console's sessions,
 //! lists, timeline and figures), [`orders`] (creating and reading orders, the
 //! prepay), [`jobs`] (what the reconciliation job claims, expires and closes), [`inbox`]
 //! (recording payments and applying them to orders), [`refunds`] (recording refunds against
 //! what was paid, settling them).
 
+mod bills;
 mod catalogue;
 mod console;
 mod inbox;

@@ -4,7 +4,8 @@
 use super::*;
 use crate::store::console_types::*;
 
-const REFUND_COLUMNS: &str = "r.out_refund_no, r.out_trade_no, r.refund_fee, r.reason, r.restock, \
+pub(super) const REFUND_COLUMNS: &str =
+    "r.out_refund_no, r.out_trade_no, r.refund_fee, r.reason, r.restock, \
      r.status, r.refund_id, r.requested_by, r.created_at, r.settled_at, r.late, \
      COALESCE(r.total_fee, o.total_fee) AS payment_fee, r.failure, r.attempts";
 
@@ -471,7 +472,7 @@ fn refund_number(no: &OutTradeNo, now: i64) -> String {
     format!("R{}{}{random:06}", no.as_str(), now % 100_000)
 }
 
-fn refund_from_row(row: &DbRow) -> Result<Refund, StoreError> {
+pub(super) fn refund_from_row(row: &DbRow) -> Result<Refund, StoreError> {
     let corrupt = |what: &str| StoreError::Corrupt(format!("refunds.{what}"));
     let no: String = row.try_get("out_trade_no")?;
     let state: String = row.try_get("status")?;
