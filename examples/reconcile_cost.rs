@@ -111,6 +111,7 @@ async fn main() -> anyhow::Result<()> {
         spbill_create_ip: "127.0.0.1".into(),
         order_ttl: Duration::from_secs(600),
         reconcile_interval: interval,
+        bill_fetch_at: chrono::NaiveTime::from_hms_opt(10, 30, 0).unwrap(),
         reconcile_max_attempts: Some(10),
         pending_per_client: 0,
         order_rate_per_minute: 0,

@@ -74,6 +74,8 @@ pub struct Settings {
     pub auto_refund_late_payments: bool,
     pub order_ttl: Duration,
     pub reconcile_interval: Duration,
+    /// `BILL_FETCH_AT`: when (Beijing time) yesterday's trade bill is fetched and reconciled.
+    pub bill_fetch_at: chrono::NaiveTime,
     /// `RECONCILE_MAX_ATTEMPTS`; unset, an unpaid order is closed once its time is up (the
     /// shopper gets the whole `ORDER_TTL_SECS`).
     pub reconcile_max_attempts: Option<u32>,
@@ -359,6 +361,16 @@ impl Settings {
         if reconcile_interval_secs == 0 {
             return Err(error("RECONCILE_INTERVAL_SECS", "must be at least 1"));
         }
+        let bill_fetch_at = {
+            let text = get("BILL_FETCH_AT").unwrap_or_else(|| "10:30".into());
+            chrono::NaiveTime::parse_from_str(text.trim(), "%H:%M").map_err(|_| {
+                error(
+                    "BILL_FETCH_AT",
+                    "must be a Beijing time of day like 10:30 (WeChat makes yesterday's bill from \
+                     about 09:00)",
+                )
+            })?
+        };
         let reconcile_max_attempts = match get("RECONCILE_MAX_ATTEMPTS") {
             None => None,
             Some(_) => {
@@ -475,6 +487,7 @@ impl Settings {
             auto_refund_late_payments,
             order_ttl: Duration::from_secs(order_ttl_secs),
             reconcile_interval: Duration::from_secs(reconcile_interval_secs),
+            bill_fetch_at,
             reconcile_max_attempts,
             request_body_timeout: Duration::from_secs(body_timeout_secs),
             pending_per_client,

@@ -85,6 +85,7 @@ pub fn terms(settings: &Settings, addr: SocketAddr) -> Terms {
         spbill_create_ip: settings.spbill_create_ip(),
         order_ttl: settings.order_ttl,
         reconcile_interval: settings.reconcile_interval,
+        bill_fetch_at: settings.bill_fetch_at,
         reconcile_max_attempts: settings.reconcile_max_attempts,
         pending_per_client: settings.pending_per_client,
         order_rate_per_minute: settings.order_rate_per_minute,

@@ -128,6 +128,9 @@ pub enum CheckoutError {
     /// A refund that cannot be made; nothing changed.
     #[error("{0}")]
     Refund(#[from] super::refunds::RefundProblem),
+    /// A day's bill that cannot be reconciled now; nothing changed.
+    #[error("{0}")]
+    Bill(#[from] super::bills::BillProblem),
     #[error("store: {0}")]
     Store(#[source] Arc<StoreError>),
 }

@@ -16,6 +16,7 @@
 //! protocol's, and marking an order paid the payments consumer's (every payment learned of goes
 //! through [`Payments::confirm`]).
 
+pub mod bills;
 pub mod cart;
 mod confirm;
 pub mod contact;
@@ -35,6 +36,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use url::Url;
 
+pub use self::bills::BillProblem;
 pub use self::cart::{Cart, CartError, PricedCart, PricedLine};
 pub use self::contact::{ContactForm, Problem};
 pub use self::error::{loggable, CheckoutError, Missing, NotifyRefusal, LOGGABLE_CHARS};
@@ -47,10 +49,11 @@ use crate::domain::ContactField;
 use crate::domain::{OrderStatus, OutTradeNo};
 use crate::payments::Payments;
 use crate::rt::AppRuntime;
-use crate::store::{ClientLimits, CreateOrderError, OrderDesk, OrderRequest, Store, StoreError};
 pub use crate::store::{
-    Contact, NewItem, Order, OrderItem, Product, Refund, RefundState, Shipment,
+    BillDay, BillDayStatus, Contact, DayFigures, Discrepancy, DiscrepancyKind, NewItem, Order,
+    OrderItem, Product, Refund, RefundState, Shipment,
 };
+use crate::store::{ClientLimits, CreateOrderError, OrderDesk, OrderRequest, Store, StoreError};
 use crate::wxpay::types::OrderQueryResponse;
 use crate::wxpay::{Client, TradeState};
 
@@ -85,6 +88,8 @@ pub struct Terms {
     pub order_ttl: Duration,
     /// How often the reconciliation job runs (`RECONCILE_INTERVAL_SECS`).
     pub reconcile_interval: Duration,
+    /// When (Beijing time) yesterday's trade bill is fetched and reconciled (`BILL_FETCH_AT`).
+    pub bill_fetch_at: chrono::NaiveTime,
     /// Unpaid queries after which it closes an order (`RECONCILE_MAX_ATTEMPTS`); `None`: only
     /// once its time is up.
     pub reconcile_max_attempts: Option<u32>,

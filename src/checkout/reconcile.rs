@@ -33,7 +33,8 @@
 //!
 //! **Refunds in progress are followed** after each run ([`Checkout::follow_refunds`]): asked for
 //! again with the same `out_refund_no` while their outcome is unknown, queried until WeChat
-//! settles them; and late payments are refunded (see [`super::refunds`]).
+//! settles them; and late payments are refunded (see [`super::refunds`]). Then **the daily
+//! bill** takes its turn ([`Checkout::bill_turn`], see [`super::bills`]).
 //!
 //! Orders that never got a prepay expire locally after their time, without asking WeChat.
 //! Transient WeChat errors count as no attempt, close nothing, and make the job back off.
@@ -188,6 +189,13 @@ impl Reconciler {
                 }
                 Ok(_) => {}
                 Err(e) => tracing::error!(error = %e, "following refunds failed"),
+            }
+            let bill_turn = match self.checkout.store().now().await {
+                Ok(now) => self.checkout.bill_turn(now).await.map(drop),
+                Err(e) => Err(e.into()),
+            };
+            if let Err(e) = bill_turn {
+                tracing::error!(error = %e, "the daily bill's turn failed");
             }
         }
     }

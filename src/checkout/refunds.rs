@@ -374,7 +374,9 @@ impl Checkout {
                 }
                 _ => {
                     report.queried += 1;
-                    self.query_refunds(&refund.out_trade_no).await?;
+                    if let Err(e) = self.query_refunds(&refund.out_trade_no, "query").await? {
+                        tracing::warn!(out_trade_no = %refund.out_trade_no, error = %e, "refund query failed");
+                    }
                     self.store()
                         .refund(&no)
                         .await?
@@ -425,25 +427,29 @@ impl Checkout {
         follow_after(self.terms().reconcile_interval.min(FOLLOW_GRACE))
     }
 
-    /// Asks WeChat for an order's refunds and applies what it says of each.
-    async fn query_refunds(&self, no: &OutTradeNo) -> Result<(), CheckoutError> {
-        match self.wechat().refund_query(no.as_str()).await {
-            Ok(answer) => {
-                for entry in &answer.refunds {
-                    self.apply_refund_result(
-                        no,
-                        &entry.out_refund_no,
-                        &entry.status,
-                        &entry.refund_id,
-                        Fen(entry.refund_fee),
-                        "query",
-                    )
-                    .await?;
-                }
-            }
-            Err(e) => tracing::warn!(out_trade_no = %no, error = %e, "refund query failed"),
+    /// Asks WeChat for an order's refunds and applies what it says of each (`source` names who
+    /// asked, for the log). WeChat's failure is handed back for the caller to judge.
+    pub(super) async fn query_refunds(
+        &self,
+        no: &OutTradeNo,
+        source: &'static str,
+    ) -> Result<Result<(), WxError>, CheckoutError> {
+        let answer = match self.wechat().refund_query(no.as_str()).await {
+            Ok(answer) => answer,
+            Err(e) => return Ok(Err(e)),
+        };
+        for entry in &answer.refunds {
+            self.apply_refund_result(
+                no,
+                &entry.out_refund_no,
+                &entry.status,
+                &entry.refund_id,
+                Fen(entry.refund_fee),
+                source,
+            )
+            .await?;
         }
-        Ok(())
+        Ok(Ok(()))
     }
 }
 

@@ -183,6 +183,11 @@ impl Store {
         dispatch!(self.finish_bill_day(day, findings, now))
     }
 
+    /// Leaves a finished day open for the job, due at `next_at` (its bill was not final yet).
+    pub async fn reopen_bill_day(&self, day: NaiveDate, next_at: i64) -> Result<(), StoreError> {
+        dispatch!(self.reopen_bill_day(day, next_at))
+    }
+
     /// Records a failed run: the day stays open, due again at `next_at`.
     pub async fn fail_bill_day(
         &self,

@@ -167,6 +167,12 @@ fn explain(e: &CheckoutError) -> (StatusCode, &'static str, String) {
             e.to_string(),
         ),
         E::Refund(_) => (StatusCode::CONFLICT, CONFLICT, e.to_string()),
+        E::Bill(crate::checkout::BillProblem::Future) => {
+            (StatusCode::BAD_REQUEST, BAD_REQUEST, e.to_string())
+        }
+        E::Bill(crate::checkout::BillProblem::Busy) => {
+            (StatusCode::CONFLICT, CONFLICT, e.to_string())
+        }
         E::Store(_) => (StatusCode::INTERNAL_SERVER_ERROR, BROKEN, TRY_AGAIN.into()),
     }
 }

@@ -737,6 +737,7 @@ pub fn test_terms(
         spbill_create_ip: "127.0.0.1".into(),
         order_ttl: Duration::from_secs(600),
         reconcile_interval,
+        bill_fetch_at: chrono::NaiveTime::from_hms_opt(10, 30, 0).unwrap(),
         reconcile_max_attempts,
         pending_per_client: 0,
         order_rate_per_minute: 0,

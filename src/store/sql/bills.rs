@@ -242,6 +242,20 @@ impl Db {
         Ok(new)
     }
 
+    /// Leaves a finished day open for the job, due at `next_at`: its bill was not final when it
+    /// ran (a run of today).
+    pub async fn reopen_bill_day(&self, day: NaiveDate, next_at: i64) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE bill_days SET status = 'open', finished_at = NULL, next_at = $1
+             WHERE day = $2",
+        )
+        .bind(next_at)
+        .bind(day_text(day))
+        .execute(&self.writer)
+        .await?;
+        Ok(())
+    }
+
     /// Records a failed run: the day stays open, due again at `next_at`.
     pub async fn fail_bill_day(
         &self,
