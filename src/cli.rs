@@ -121,7 +121,6 @@ pub async fn import_catalogue(settings: &Settings, file: &Path, restock: bool) -
 /// shop follows it until WeChat settles it. Needs the merchant's client certificate, so not in
 /// built-in sandbox mode (its certificate lives in the running shop: refund from the console).
 pub async fn refund(settings: &Settings, no: &str, amount: Option<&str>) -> ExitCode {
-    use crate::checkout::Checkout;
     if settings.builtin_sandbox {
         eprintln!(
             "in sandbox mode the refund certificate belongs to the running shop's built-in \
@@ -136,29 +135,17 @@ pub async fn refund(settings: &Settings, no: &str, amount: Option<&str>) -> Exit
             return ExitCode::FAILURE;
         }
     };
-    let rt = AppRuntime::current();
-    let client = match crate::startup::client_config(settings, None)
-        .and_then(|config| Ok(crate::wxpay::Client::new(config, &rt)?))
-    {
-        Ok(client) => client,
+    let (checkout, running) = match start_checkout(settings).await {
+        Ok(started) => started,
         Err(e) => {
-            eprintln!("{e:#}; nothing was refunded");
+            eprintln!("{e}; nothing was refunded");
             return ExitCode::FAILURE;
         }
     };
-    let store = match open_store(settings).await {
-        Ok(store) => store,
-        Err(code) => return code,
-    };
-    let shutdown = tokio_util::sync::CancellationToken::new();
-    let terms = crate::startup::terms(settings, settings.listen_addr);
-    let (checkout, background) = Checkout::start(store.clone(), client, terms, &rt, &shutdown);
     let result = checkout
         .refund(no, amount, "", false, "merchant (command line)")
         .await;
-    shutdown.cancel();
-    let _ = background.stopped().await;
-    store.close().await;
+    running.stop().await;
     match result {
         Ok(refund) => {
             let said = match refund.state {
@@ -191,6 +178,94 @@ pub async fn refund(settings: &Settings, no: &str, amount: Option<&str>) -> Exit
             eprintln!("{no}: {e}; nothing was refunded");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// The checkout service over the configured database and WeChat Pay, for one command.
+async fn start_checkout(
+    settings: &Settings,
+) -> Result<(crate::checkout::Checkout, Running), String> {
+    let rt = AppRuntime::current();
+    let client = crate::startup::client_config(settings, None)
+        .and_then(|config| Ok(crate::wxpay::Client::new(config, &rt)?))
+        .map_err(|e| format!("{e:#}"))?;
+    let store = Store::connect(&settings.database_url, &rt)
+        .await
+        .map_err(|e| format!("opening the database (DATABASE_URL): {e}"))?;
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let terms = crate::startup::terms(settings, settings.listen_addr);
+    let (checkout, background) =
+        crate::checkout::Checkout::start(store.clone(), client, terms, &rt, &shutdown);
+    Ok((
+        checkout,
+        Running {
+            store,
+            shutdown,
+            background,
+        },
+    ))
+}
+
+/// A command's checkout service, to stop once the command is done.
+struct Running {
+    store: Store,
+    shutdown: tokio_util::sync::CancellationToken,
+    background: crate::checkout::Background,
+}
+
+impl Running {
+    /// Lets the background tasks finish what they hold (payments recorded, orders written).
+    async fn stop(self) {
+        self.shutdown.cancel();
+        let _ = self.background.stopped().await;
+        self.store.close().await;
+    }
+}
+
+/// `bill DATE`: reconciles one Beijing day (`2026-11-29` or `20261129`) against WeChat's
+/// trade bill now — again, if it was — as the daily job does, and prints what it found. Exit 0
+/// once the day is reconciled (with discrepancies or without), 1 when it could not be (the job
+/// tries again later).
+pub async fn bill(settings: &Settings, date: &str) -> ExitCode {
+    let day = NaiveDate::parse_from_str(date, "%Y-%m-%d")
+        .ok()
+        .or_else(|| crate::wxpay::bill::parse_bill_date(date));
+    let Some(day) = day else {
+        eprintln!("DATE is a Beijing date like 2026-11-29");
+        return ExitCode::FAILURE;
+    };
+    let (checkout, running) = match start_checkout(settings).await {
+        Ok(started) => started,
+        Err(e) => {
+            eprintln!("{e}; nothing was reconciled");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = match checkout.reconcile_bill_day(day).await {
+        Ok(done) => checkout.bill_day(done.day).await,
+        Err(e) => Err(e),
+    };
+    running.stop().await;
+    let (day, discrepancies) = match result {
+        Ok(Some(found)) => found,
+        Ok(None) => {
+            eprintln!("{day}: no record of the run");
+            return ExitCode::FAILURE;
+        }
+        Err(e) => {
+            eprintln!("{day}: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{}", crate::console::bill_headline(&day));
+    for d in &discrepancies {
+        let _ = writeln!(out, "  {}", crate::console::discrepancy_line(d));
+    }
+    if day.finished_at.is_none() && day.last_error.is_some() {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
     }
 }
 

@@ -23,6 +23,8 @@ const USAGE: &str = "usage: wxpay-checkout [COMMAND]
   refund OUT_TRADE_NO [AMOUNT]
                refunds a paid order through WeChat Pay (AMOUNT in yuan; all that is left
                without it); needs the client certificate (WEIXIN_CERT_P12 or _PEM)
+  bill DATE    reconciles one Beijing day (2026-11-29) against WeChat Pay's trade bill now, as
+               the daily job does at BILL_FETCH_AT, and prints what differs
   admin hash-password
                reads a password (no echo) and prints the ADMIN_PASSWORD_HASH for it
 
@@ -35,6 +37,7 @@ enum Command {
     ImportCatalogue { file: PathBuf, restock: bool },
     Orders(cli::OrdersArgs),
     Refund { no: String, amount: Option<String> },
+    Bill { date: String },
     HashPassword,
 }
 
@@ -66,6 +69,10 @@ fn command(args: &[String]) -> Result<Option<Command>, String> {
             amount: Some((*amount).to_owned()),
         },
         ["refund", ..] => return Err("refund takes OUT_TRADE_NO and optionally AMOUNT".into()),
+        ["bill", date] => Command::Bill {
+            date: (*date).to_owned(),
+        },
+        ["bill", ..] => return Err("bill takes one DATE, like 2026-11-29".into()),
         ["admin", "hash-password"] => Command::HashPassword,
         ["-h" | "--help" | "help"] => return Ok(None),
         other => return Err(format!("unknown command {:?}", other.join(" "))),
@@ -105,6 +112,7 @@ async fn main() -> ExitCode {
         Command::Refund { no, amount } => {
             return cli::refund(&settings, &no, amount.as_deref()).await
         }
+        Command::Bill { date } => return cli::bill(&settings, &date).await,
         Command::Serve | Command::Sandbox => {}
         Command::HashPassword => unreachable!("handled above"),
     }
@@ -127,6 +135,7 @@ async fn main() -> ExitCode {
         | Command::ImportCatalogue { .. }
         | Command::Orders(_)
         | Command::Refund { .. }
+        | Command::Bill { .. }
         | Command::HashPassword => unreachable!("handled above"),
     };
     match result {

@@ -1,11 +1,14 @@
 //! The merchant console's flows: signing in (argon2, sessions, the lock-out), the order list and
-//! an order's whole story, shipping, products, and the dashboard's figures. The web console and
+//! an order's whole story, shipping, products, the dashboard's figures, and the daily bill's
+//! results ([`bills`]). The web console and
 //! the command line both go through here; SQL is the store's.
 //!
 //! Passwords: `ADMIN_PASSWORD_HASH` (an argon2 PHC string) when set; otherwise a random password
 //! is made on the first start, stored hashed, and printed once in the log. A session is a random
 //! token in an `HttpOnly` cookie, stored only as its SHA-256; its forms carry a CSRF token of
 //! their own. Five failed logins from one client in 15 minutes lock it out for 15 minutes.
+
+mod bills;
 
 use std::sync::Arc;
 
@@ -19,6 +22,7 @@ use crate::catalogue::{parse_price, MAX_STOCK};
 use crate::domain::{Fen, OutTradeNo};
 use crate::store::{AdminSession, Contact, Order, OrderItem, Product, Store, StoreError};
 pub use crate::store::{DaySales, ListStatus, OrderEvent, OrderFilter, OrderSummary};
+pub use bills::{bill_headline, charges, day_state, discrepancy_line, kind_label, BILL_DAYS_LISTED};
 
 /// How long a session lasts.
 pub const SESSION_HOURS: i64 = 12;
@@ -94,6 +98,8 @@ pub struct Dashboard {
     pub refund_due: i64,
     /// Refunds asked for and not settled yet.
     pub refunds_in_progress: i64,
+    /// The daily bill's discrepancies no later run resolved.
+    pub bill_discrepancies: i64,
 }
 
 /// The console service. Cheap to clone.
@@ -360,11 +366,13 @@ impl Console {
             .collect();
         let (pending, refund_due) = self.store().attention_counts().await?;
         let refunds_in_progress = self.store().refunds_in_progress().await?;
+        let bill_discrepancies = self.store().open_discrepancies().await?;
         Ok(Dashboard {
             days,
             pending,
             refund_due,
             refunds_in_progress,
+            bill_discrepancies,
         })
     }
 }

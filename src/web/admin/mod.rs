@@ -230,6 +230,7 @@ struct DashboardPage {
     pending: i64,
     refund_due: i64,
     refunds_in_progress: i64,
+    bill_discrepancies: i64,
     today_refunded: String,
     bars: Vec<Bar>,
     rows: Vec<DayRow>,
@@ -253,6 +254,7 @@ pub async fn dashboard(
         pending,
         refund_due,
         refunds_in_progress,
+        bill_discrepancies,
     } = state.console.dashboard(Utc::now()).await?;
     let most = days.iter().map(|d| d.revenue.0).max().unwrap_or(0).max(1);
     let bars = days
@@ -284,6 +286,7 @@ pub async fn dashboard(
         pending,
         refund_due,
         refunds_in_progress,
+        bill_discrepancies,
         today_refunded: today.map_or(Fen(0), |d| d.refunded).to_string(),
         bars,
         rows: days
