@@ -14,39 +14,16 @@ use wxpay_checkout::rt::AppRuntime;
 use wxpay_checkout::wxpay::refund::{
     parse_refund_notify, RefundNotice, RefundQueryResponse, RefundRequest,
 };
-use wxpay_checkout::wxpay::types::UnifiedOrderRequest;
 use wxpay_checkout::wxpay::{
-    nonce_str, xml, Client, ClientConfig, ErrCode, Fields, RefundStatus, RetryPolicy, SecApi,
-    SignType, TradeState, WxError,
+    nonce_str, xml, Client, ClientConfig, ErrCode, Fields, RefundStatus, SecApi, SignType,
+    TradeState, WxError,
 };
 
-use crate::helpers::{demo_merchant, hand_signed, wait_until, TestSandbox};
+use crate::helpers::{demo_merchant, hand_signed, native_order, wait_until, TestSandbox};
 
 /// How long a test waits for the sandbox to settle or deliver: generous for a loaded machine,
 /// while a settlement takes 60 ms at the tests' time scale.
 const DEADLINE: Duration = Duration::from_secs(10);
-
-/// The crate's client, with the merchant certificate for the sandbox's TLS listener, trying
-/// each call once.
-fn client_with(sandbox: &TestSandbox, sign_type: SignType, timeout: Duration) -> Client {
-    let (tls_base, credentials) = sandbox.tls.clone().expect("a sandbox with TLS");
-    let mut config = ClientConfig::new(sandbox.base.clone(), demo_merchant(), sign_type);
-    config.timeout = timeout;
-    config.retry = RetryPolicy {
-        max_attempts: 1,
-        ..RetryPolicy::default()
-    };
-    config.extra_root_pem = Some(credentials.ca_pem);
-    config.secapi = Some(SecApi {
-        base_url: tls_base,
-        cert: credentials.merchant,
-    });
-    Client::new(config, &AppRuntime::current()).unwrap()
-}
-
-fn client(sandbox: &TestSandbox) -> Client {
-    client_with(sandbox, SignType::Md5, Duration::from_secs(5))
-}
 
 /// A raw HTTPS client trusting the sandbox CA, presenting the merchant certificate or not.
 fn tls_http(sandbox: &TestSandbox, with_certificate: bool) -> reqwest::Client {
@@ -70,29 +47,6 @@ fn secapi_url(sandbox: &TestSandbox) -> Url {
         .0
         .join("secapi/pay/refund")
         .unwrap()
-}
-
-fn order(no: &str, total_fee: i64) -> UnifiedOrderRequest {
-    UnifiedOrderRequest {
-        body: "龙井茶".into(),
-        out_trade_no: no.into(),
-        total_fee,
-        spbill_create_ip: "127.0.0.1".into(),
-        notify_url: "http://127.0.0.1:9/weixin/pay/notify/url".into(),
-        product_id: "1".into(),
-        attach: None,
-        time_start: None,
-        time_expire: None,
-    }
-}
-
-/// Places an order of `total_fee` fen and pays it as the shopper, through the sandbox's own
-/// HTTP API; returns the transaction_id.
-async fn paid_order(sandbox: &TestSandbox, client: &Client, no: &str, total_fee: i64) -> String {
-    let prepay = client.unified_order(&order(no, total_fee)).await.unwrap();
-    let (status, paid) = sandbox.pay(&prepay.code_url, "success").await;
-    assert_eq!(status, 200, "{paid}");
-    paid["transaction_id"].as_str().unwrap().to_owned()
 }
 
 fn refund(no: &str, out_refund_no: &str, total_fee: i64, refund_fee: i64) -> RefundRequest {
@@ -224,10 +178,10 @@ impl RefundReceiver {
 async fn a_full_and_two_partial_refunds_settle_and_the_query_lists_them() {
     // A settlement of 1.2 s: long enough to see PROCESSING right after the call.
     let sandbox = TestSandbox::start_tls_with(|c| c.time_scale = 0.02);
-    let md5 = client(&sandbox);
-    let hmac = client_with(&sandbox, SignType::HmacSha256, Duration::from_secs(5));
+    let md5 = sandbox.tls_client();
+    let hmac = sandbox.tls_client_with(SignType::HmacSha256, Duration::from_secs(5));
 
-    let tid = paid_order(&sandbox, &md5, "rf-full", 2500).await;
+    let tid = sandbox.paid_order(&md5, "rf-full", 2500).await;
     let full = md5
         .refund(&refund("rf-full", "RF-1", 2500, 2500))
         .await
@@ -250,7 +204,7 @@ async fn a_full_and_two_partial_refunds_settle_and_the_query_lists_them() {
         TradeState::Refund
     );
 
-    paid_order(&sandbox, &hmac, "rf-part", 2500).await;
+    sandbox.paid_order(&hmac, "rf-part", 2500).await;
     let first = hmac
         .refund(&refund("rf-part", "RP-1", 2500, 1000))
         .await
@@ -308,8 +262,8 @@ async fn a_full_and_two_partial_refunds_settle_and_the_query_lists_them() {
 #[tokio::test]
 async fn refunds_are_refused_as_wechat_refuses_them() {
     let sandbox = TestSandbox::start_tls_with(|_| {});
-    let client = client(&sandbox);
-    paid_order(&sandbox, &client, "rr-1", 1000).await;
+    let client = sandbox.tls_client();
+    sandbox.paid_order(&client, "rr-1", 1000).await;
 
     let err = client
         .refund(&refund("rr-1", "RR-over", 1000, 1001))
@@ -346,7 +300,7 @@ async fn refunds_are_refused_as_wechat_refuses_them() {
     assert_eq!(business(&err).0, &ErrCode::OrderNotExist, "{err}");
     // Placed, never paid.
     client
-        .unified_order(&order("rr-unpaid", 1000))
+        .unified_order(&native_order("rr-unpaid", 1000))
         .await
         .unwrap();
     let err = client
@@ -417,7 +371,7 @@ async fn refunds_are_refused_as_wechat_refuses_them() {
     assert_eq!(got, [("RR-1", 600), ("RR-6", 100)]);
 
     // At most 50 refunds per order.
-    paid_order(&sandbox, &client, "rr-many", 100).await;
+    sandbox.paid_order(&client, "rr-many", 100).await;
     for n in 0..50 {
         client
             .refund(&refund("rr-many", &format!("RM-{n}"), 100, 1))
@@ -440,9 +394,9 @@ async fn post_xml(http: &reqwest::Client, url: &Url, body: String) -> Fields {
 #[tokio::test]
 async fn the_same_out_refund_no_is_the_same_refund() {
     let sandbox = TestSandbox::start_tls_with(|_| {});
-    let client = client(&sandbox);
-    paid_order(&sandbox, &client, "rs-1", 1000).await;
-    paid_order(&sandbox, &client, "rs-2", 1000).await;
+    let client = sandbox.tls_client();
+    sandbox.paid_order(&client, "rs-1", 1000).await;
+    sandbox.paid_order(&client, "rs-2", 1000).await;
     let first = client
         .refund(&refund("rs-1", "RS-1", 1000, 300))
         .await
@@ -484,8 +438,8 @@ async fn the_same_out_refund_no_is_the_same_refund() {
 #[tokio::test]
 async fn a_refund_needs_the_merchant_certificate() {
     let sandbox = TestSandbox::start_tls_with(|_| {});
-    let client = client(&sandbox);
-    paid_order(&sandbox, &client, "rc-1", 1000).await;
+    let client = sandbox.tls_client();
+    sandbox.paid_order(&client, "rc-1", 1000).await;
     let nonce = nonce_str();
     let request = hand_signed(
         &[
@@ -556,7 +510,7 @@ async fn a_client_based_on_the_tls_listener_makes_every_call_there() {
     });
     let client = Client::new(config, &AppRuntime::current()).unwrap();
 
-    let tid = paid_order(&sandbox, &client, "tb-1", 1000).await;
+    let tid = sandbox.paid_order(&client, "tb-1", 1000).await;
     let query = client.order_query("tb-1").await.unwrap();
     assert_eq!(query.trade_state, TradeState::Success);
     assert_eq!(query.transaction_id.as_deref(), Some(tid.as_str()));
@@ -570,9 +524,9 @@ async fn a_client_based_on_the_tls_listener_makes_every_call_there() {
 #[tokio::test]
 async fn a_refund_notify_is_delivered_encrypted_until_acknowledged() {
     let sandbox = TestSandbox::start_tls_with(|_| {});
-    let client = client(&sandbox);
+    let client = sandbox.tls_client();
     let receiver = RefundReceiver::start(1);
-    let tid = paid_order(&sandbox, &client, "rn-1", 2500).await;
+    let tid = sandbox.paid_order(&client, "rn-1", 2500).await;
     let accepted = client
         .refund(&notified(refund("rn-1", "RN-1", 2500, 800), &receiver.url))
         .await
@@ -628,8 +582,8 @@ async fn the_built_in_sandbox_notifies_refunds_only_to_its_shop() {
     let shop = Url::parse("http://127.0.0.1:9/weixin/pay/refund/notify").unwrap();
     let only = shop.clone();
     let sandbox = TestSandbox::start_tls_with(move |c| c.refund_notify_only = Some(only));
-    let client = client(&sandbox);
-    paid_order(&sandbox, &client, "ro-1", 1000).await;
+    let client = sandbox.tls_client();
+    sandbox.paid_order(&client, "ro-1", 1000).await;
     let elsewhere = Url::parse("http://127.0.0.1:9/elsewhere").unwrap();
     let err = client
         .refund(&notified(refund("ro-1", "RO-1", 1000, 100), &elsewhere))
@@ -650,13 +604,13 @@ async fn the_built_in_sandbox_notifies_refunds_only_to_its_shop() {
 #[tokio::test]
 async fn faults_end_refunds_changed_closed_or_unnotified() {
     let sandbox = TestSandbox::start_tls_with(|_| {});
-    let client = client(&sandbox);
+    let client = sandbox.tls_client();
     let receiver = RefundReceiver::start(0);
 
     sandbox
         .set_faults(serde_json::json!({ "refund_change": 1.0 }))
         .await;
-    paid_order(&sandbox, &client, "rx-change", 1000).await;
+    sandbox.paid_order(&client, "rx-change", 1000).await;
     client
         .refund(&notified(
             refund("rx-change", "RX-C", 1000, 1000),
@@ -673,7 +627,7 @@ async fn faults_end_refunds_changed_closed_or_unnotified() {
     sandbox
         .set_faults(serde_json::json!({ "refund_close": 1.0 }))
         .await;
-    paid_order(&sandbox, &client, "rx-close", 1000).await;
+    sandbox.paid_order(&client, "rx-close", 1000).await;
     client
         .refund(&refund("rx-close", "RX-X1", 1000, 1000))
         .await
@@ -693,7 +647,7 @@ async fn faults_end_refunds_changed_closed_or_unnotified() {
     sandbox
         .set_faults(serde_json::json!({ "drop_refund_notify": 1.0 }))
         .await;
-    paid_order(&sandbox, &client, "rx-drop", 1000).await;
+    sandbox.paid_order(&client, "rx-drop", 1000).await;
     client
         .refund(&notified(
             refund("rx-drop", "RX-D", 1000, 400),
@@ -729,8 +683,8 @@ async fn faults_end_refunds_changed_closed_or_unnotified() {
 #[tokio::test]
 async fn refused_refunds_leave_nothing_and_the_same_number_succeeds_later() {
     let sandbox = TestSandbox::start_tls_with(|_| {});
-    let client = client(&sandbox);
-    paid_order(&sandbox, &client, "rf-1", 1000).await;
+    let client = sandbox.tls_client();
+    sandbox.paid_order(&client, "rf-1", 1000).await;
     for (faults, code) in [
         (
             serde_json::json!({ "refund_not_enough": 1.0 }),
@@ -785,9 +739,9 @@ async fn refused_refunds_leave_nothing_and_the_same_number_succeeds_later() {
 #[tokio::test]
 async fn a_lost_answer_still_refunded_and_the_retry_gets_the_same_refund() {
     let sandbox = TestSandbox::start_tls_with(|_| {});
-    let patient = client(&sandbox);
-    let hasty = client_with(&sandbox, SignType::Md5, Duration::from_millis(1500));
-    paid_order(&sandbox, &patient, "rt-1", 1000).await;
+    let patient = sandbox.tls_client();
+    let hasty = sandbox.tls_client_with(SignType::Md5, Duration::from_millis(1500));
+    sandbox.paid_order(&patient, "rt-1", 1000).await;
 
     sandbox
         .set_faults(serde_json::json!({ "timeout": 1.0 }))
