@@ -75,9 +75,10 @@ use sha2::Sha256;
 use url::Url;
 use wxpay_checkout::config::{SANDBOX_APPID, SANDBOX_KEY, SANDBOX_MCH_ID};
 use wxpay_checkout::sandbox::{SandboxConfig, SandboxCredentials, SandboxHandle, SandboxServer};
+use wxpay_checkout::wxpay::refund::RefundQueryResponse;
 use wxpay_checkout::wxpay::types::UnifiedOrderRequest;
 use wxpay_checkout::wxpay::{
-    xml, Client, ClientConfig, Fields, Merchant, RetryPolicy, SecApi, SignType,
+    xml, Client, ClientConfig, Fields, Merchant, RefundStatus, RetryPolicy, SecApi, SignType,
 };
 
 /// The demo merchant both sides use in sandbox mode.
@@ -234,6 +235,26 @@ impl TestSandbox {
         let (status, paid) = self.pay(&prepay.code_url, "success").await;
         assert_eq!(status, 200, "{paid}");
         paid["transaction_id"].as_str().unwrap().to_owned()
+    }
+}
+
+/// The order's refunds once none is `PROCESSING` any more (within 10 s).
+pub async fn settled_refunds(client: &Client, no: &str) -> RefundQueryResponse {
+    let until = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let answer = client.refund_query(no).await.unwrap();
+        if answer
+            .refunds
+            .iter()
+            .all(|r| r.status != RefundStatus::Processing)
+        {
+            return answer;
+        }
+        assert!(
+            tokio::time::Instant::now() < until,
+            "still processing: {answer:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
 

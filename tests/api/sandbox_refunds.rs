@@ -11,15 +11,15 @@ use actix_web::{web, App, HttpResponse, HttpServer};
 use url::Url;
 use wxpay_checkout::config::{SANDBOX_APPID, SANDBOX_KEY, SANDBOX_MCH_ID};
 use wxpay_checkout::rt::AppRuntime;
-use wxpay_checkout::wxpay::refund::{
-    parse_refund_notify, RefundNotice, RefundQueryResponse, RefundRequest,
-};
+use wxpay_checkout::wxpay::refund::{parse_refund_notify, RefundNotice, RefundRequest};
 use wxpay_checkout::wxpay::{
     nonce_str, xml, Client, ClientConfig, ErrCode, Fields, RefundStatus, SecApi, SignType,
     TradeState, WxError,
 };
 
-use crate::helpers::{demo_merchant, hand_signed, native_order, wait_until, TestSandbox};
+use crate::helpers::{
+    demo_merchant, hand_signed, native_order, settled_refunds, wait_until, TestSandbox,
+};
 
 /// How long a test waits for the sandbox to settle or deliver: generous for a loaded machine,
 /// while a settlement takes 60 ms at the tests' time scale.
@@ -64,26 +64,6 @@ fn notified(request: RefundRequest, url: &Url) -> RefundRequest {
     RefundRequest {
         notify_url: Some(url.to_string()),
         ..request
-    }
-}
-
-/// The order's refunds once none is `PROCESSING` any more.
-async fn settled(client: &Client, no: &str) -> RefundQueryResponse {
-    let until = tokio::time::Instant::now() + DEADLINE;
-    loop {
-        let answer = client.refund_query(no).await.unwrap();
-        if answer
-            .refunds
-            .iter()
-            .all(|r| r.status != RefundStatus::Processing)
-        {
-            return answer;
-        }
-        assert!(
-            tokio::time::Instant::now() < until,
-            "still processing: {answer:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
 
@@ -225,7 +205,7 @@ async fn a_full_and_two_partial_refunds_settle_and_the_query_lists_them() {
             ],
         ),
     ] {
-        let answer = settled(&md5, no).await;
+        let answer = settled_refunds(&md5, no).await;
         assert_eq!(answer.total_fee, 2500);
         let got: Vec<_> = answer
             .refunds
@@ -362,7 +342,7 @@ async fn refunds_are_refused_as_wechat_refuses_them() {
         SANDBOX_KEY,
         false
     ));
-    let listed = settled(&client, "rr-1").await;
+    let listed = settled_refunds(&client, "rr-1").await;
     let got: Vec<_> = listed
         .refunds
         .iter()
@@ -407,7 +387,7 @@ async fn the_same_out_refund_no_is_the_same_refund() {
         .unwrap();
     assert_eq!(again, first);
     // Also once it settled.
-    settled(&client, "rs-1").await;
+    settled_refunds(&client, "rs-1").await;
     let later = client
         .refund(&refund("rs-1", "RS-1", 1000, 300))
         .await
@@ -618,7 +598,7 @@ async fn faults_end_refunds_changed_closed_or_unnotified() {
         ))
         .await
         .unwrap();
-    let answer = settled(&client, "rx-change").await;
+    let answer = settled_refunds(&client, "rx-change").await;
     assert_eq!(answer.refunds[0].status, RefundStatus::Change);
     assert_eq!(answer.refunds[0].success_time, None);
     assert!(wait_until(DEADLINE, || receiver.count() >= 1).await);
@@ -632,7 +612,7 @@ async fn faults_end_refunds_changed_closed_or_unnotified() {
         .refund(&refund("rx-close", "RX-X1", 1000, 1000))
         .await
         .unwrap();
-    let answer = settled(&client, "rx-close").await;
+    let answer = settled_refunds(&client, "rx-close").await;
     assert_eq!(answer.refunds[0].status, RefundStatus::RefundClose);
     // A closed refund gave nothing back: the amount can be refunded again.
     sandbox.set_faults(serde_json::json!({})).await;
@@ -640,7 +620,7 @@ async fn faults_end_refunds_changed_closed_or_unnotified() {
         .refund(&refund("rx-close", "RX-X2", 1000, 1000))
         .await
         .unwrap();
-    let answer = settled(&client, "rx-close").await;
+    let answer = settled_refunds(&client, "rx-close").await;
     let statuses: Vec<_> = answer.refunds.iter().map(|r| r.status.clone()).collect();
     assert_eq!(statuses, [RefundStatus::RefundClose, RefundStatus::Success]);
 
@@ -669,7 +649,7 @@ async fn faults_end_refunds_changed_closed_or_unnotified() {
         "every delivery was dropped"
     );
     assert_eq!(
-        settled(&client, "rx-drop").await.refunds[0].status,
+        settled_refunds(&client, "rx-drop").await.refunds[0].status,
         RefundStatus::Success
     );
     assert!(
@@ -762,7 +742,7 @@ async fn a_lost_answer_still_refunded_and_the_retry_gets_the_same_refund() {
         .await
         .unwrap();
     assert_eq!(retried.refund_id, made.refunds[0].refund_id);
-    let listed = settled(&patient, "rt-1").await;
+    let listed = settled_refunds(&patient, "rt-1").await;
     assert_eq!(listed.refunds.len(), 1, "{listed:?}");
     assert_eq!(listed.refunds[0].status, RefundStatus::Success);
 }
