@@ -1,12 +1,13 @@
 //! WeChat's side of unifiedorder, orderquery, closeorder and refundquery: authentication,
 //! validation and the business rules, producing an [`Answer`] (the refund call itself is in
-//! `refunds.rs`). No HTTP here; `http.rs` adds transport and faults.
+//! `refunds.rs`, the bill in `bill.rs`). No HTTP here; `http.rs` adds transport and faults.
 
 use std::net::IpAddr;
 use std::sync::Arc;
 
 use chrono::{DateTime, Duration as TimeDelta, Utc};
 
+use super::bill::BillAnswer;
 use super::state::{self, Trade, PREPAY_VALIDITY};
 use super::Sandbox;
 use crate::wxpay::time::parse_beijing;
@@ -34,6 +35,14 @@ impl Answer {
         fields.insert("result_code".into(), "SUCCESS".into());
         Answer { sign_type, fields }
     }
+}
+
+/// What an authenticated call comes to, besides an unsigned refusal of its parameters.
+pub enum Reply {
+    /// Signed XML: every call but the bill.
+    Signed(Answer),
+    /// `/pay/downloadbill`'s answer: the table, or its own unsigned refusal.
+    Bill(BillAnswer),
 }
 
 /// WeChat's `return_msg` texts for failures before authentication.
@@ -95,24 +104,24 @@ impl Sandbox {
         Ok(Authenticated { fields, sign_type })
     }
 
-    /// Carries out an authenticated call: a signed answer, or — for a request whose parameters
-    /// are wrong, refused before any business processing — an unsigned `return_code=FAIL` with
-    /// this `return_msg`. A refund reaches here only over TLS, where the handshake checked the
-    /// merchant's certificate (`http.rs` refuses it on the plain listener).
+    /// Carries out an authenticated call: a signed answer or the bill, or — for a request whose
+    /// parameters are wrong, refused before any business processing — an unsigned
+    /// `return_code=FAIL` with this `return_msg`. A refund reaches here only over TLS, where the
+    /// handshake checked the merchant's certificate (`http.rs` refuses it on the plain listener).
     pub(super) fn execute(
         self: &Arc<Self>,
         endpoint: Endpoint,
         request: &Authenticated,
-    ) -> Result<Answer, String> {
-        match endpoint {
+    ) -> Result<Reply, String> {
+        let answer = match endpoint {
             Endpoint::UnifiedOrder => self.unified_order(request),
             Endpoint::OrderQuery => self.order_query(request),
             Endpoint::CloseOrder => self.close_order(request),
             Endpoint::RefundQuery => self.refund_query(request),
             Endpoint::Refund => self.refund(request),
-            // Not signed XML: answered by the bill's own path.
-            Endpoint::DownloadBill => Err("downloadbill is not served here".into()),
-        }
+            Endpoint::DownloadBill => return self.download_bill(request).map(Reply::Bill),
+        };
+        answer.map(Reply::Signed)
     }
 
     fn unified_order(&self, request: &Authenticated) -> Result<Answer, String> {
@@ -379,7 +388,12 @@ const PARAMETER_BUDGET: usize = 8 * 1024;
 
 /// A missing required field: a parameter error.
 pub(super) fn lack(name: &str) -> Refusal {
-    Refusal::Parameter(format!("缺少参数{name}"))
+    Refusal::Parameter(lack_message(name))
+}
+
+/// The `return_msg` of a missing required field.
+pub(super) fn lack_message(name: &str) -> String {
+    format!("缺少参数{name}")
 }
 
 /// A malformed value: a parameter error.

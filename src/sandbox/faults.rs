@@ -11,8 +11,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::wxpay::RefundStatus;
 
-/// Faults applied to API calls, refunds and notify deliveries. Shares are probabilities in
-/// `0..=1`.
+/// Faults applied to API calls, refunds, notify deliveries and bills. Shares are probabilities
+/// in `0..=1`.
 #[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Faults {
@@ -57,6 +57,15 @@ pub struct Faults {
     pub refund_change: f64,
     /// Share of refund notify deliveries dropped (never sent; counted as a failed attempt).
     pub drop_refund_notify: f64,
+    /// Share of payment lines left out of a bill, as from a WeChat that never settled the
+    /// payment. The summary adds up what is written, so the bill agrees with itself.
+    pub bill_omit_line: f64,
+    /// Share of payment lines whose `订单金额` and `应结订单金额` are written 1.00 yuan higher than
+    /// the trade's (the summary follows), as from a WeChat that recorded another amount.
+    pub bill_alter_amount: f64,
+    /// Share of bill downloads answered `Bill Creating` (error_code 20003): the bill is not
+    /// made yet; nothing is wrong with the request.
+    pub bill_creating: f64,
 }
 
 /// What to do with one refund call, besides the [`ApiFault`] every call draws.
@@ -155,6 +164,20 @@ impl Faults {
         rand::rng().random::<f64>() < self.notify_sign_type
     }
 
+    /// Drawn once per payment line of one download.
+    pub fn draw_bill_omit_line(&self) -> bool {
+        rand::rng().random::<f64>() < self.bill_omit_line
+    }
+
+    /// Drawn once per payment line of one download (one that is not left out).
+    pub fn draw_bill_alter_amount(&self) -> bool {
+        rand::rng().random::<f64>() < self.bill_alter_amount
+    }
+
+    pub fn draw_bill_creating(&self) -> bool {
+        rand::rng().random::<f64>() < self.bill_creating
+    }
+
     /// Checks every share is a probability and each group of exclusive shares (the API
     /// faults, the refund refusals, the refund outcomes) adds up to at most 1.
     pub fn validate(&self) -> Result<(), BadFaults> {
@@ -174,6 +197,9 @@ impl Faults {
             ("refund_close", self.refund_close),
             ("refund_change", self.refund_change),
             ("drop_refund_notify", self.drop_refund_notify),
+            ("bill_omit_line", self.bill_omit_line),
+            ("bill_alter_amount", self.bill_alter_amount),
+            ("bill_creating", self.bill_creating),
         ];
         for (name, share) in shares {
             if !(0.0..=1.0).contains(&share) {
@@ -245,6 +271,9 @@ impl FromStr for Faults {
                 "refund_close" => faults.refund_close = share()?,
                 "refund_change" => faults.refund_change = share()?,
                 "drop_refund_notify" => faults.drop_refund_notify = share()?,
+                "bill_omit_line" => faults.bill_omit_line = share()?,
+                "bill_alter_amount" => faults.bill_alter_amount = share()?,
+                "bill_creating" => faults.bill_creating = share()?,
                 other => return Err(BadFaults(format!("unknown fault {other:?}"))),
             }
         }
@@ -260,7 +289,8 @@ impl fmt::Display for Faults {
             "latency_ms={},http_5xx={},timeout={},system_error={},order_not_exist={},\
              drop_notify={},duplicate_notify={},fail_notify={},late_payment={},\
              notify_sign_type={},refund_not_enough={},refund_account_abnormal={},\
-             refund_frequency_limited={},refund_close={},refund_change={},drop_refund_notify={}",
+             refund_frequency_limited={},refund_close={},refund_change={},drop_refund_notify={},\
+             bill_omit_line={},bill_alter_amount={},bill_creating={}",
             self.latency_ms,
             self.http_5xx,
             self.timeout,
@@ -276,7 +306,10 @@ impl fmt::Display for Faults {
             self.refund_frequency_limited,
             self.refund_close,
             self.refund_change,
-            self.drop_refund_notify
+            self.drop_refund_notify,
+            self.bill_omit_line,
+            self.bill_alter_amount,
+            self.bill_creating
         )
     }
 }
@@ -302,10 +335,24 @@ mod tests {
         assert_eq!(refunds.refund_frequency_limited, 0.5);
         assert_eq!(refunds.drop_refund_notify, 1.0);
         assert_eq!(refunds.to_string().parse::<Faults>(), Ok(refunds));
+        let bills: Faults = "bill_omit_line=0.5,bill_alter_amount=0.25,bill_creating=1"
+            .parse()
+            .unwrap();
+        assert_eq!(
+            (
+                bills.bill_omit_line,
+                bills.bill_alter_amount,
+                bills.bill_creating
+            ),
+            (0.5, 0.25, 1.0)
+        );
+        assert_eq!(bills.to_string().parse::<Faults>(), Ok(bills));
         // The same names as JSON, for PUT /sandbox/faults.
         let json: Faults =
             serde_json::from_str(r#"{"refund_change": 1.0, "drop_refund_notify": 0.5}"#).unwrap();
         assert_eq!((json.refund_change, json.drop_refund_notify), (1.0, 0.5));
+        let json: Faults = serde_json::from_str(r#"{"bill_omit_line": 1.0}"#).unwrap();
+        assert_eq!(json.bill_omit_line, 1.0);
     }
 
     #[test]
@@ -318,6 +365,8 @@ mod tests {
             "latency_ms=1.5",
             "http_5xx=0.6,system_error=0.6",
             "refund_close=1.5",
+            "bill_omit_line=1.01",
+            "bill_creating=-1",
             "refund_close=0.6,refund_change=0.6",
             "refund_not_enough=0.5,refund_account_abnormal=0.3,refund_frequency_limited=0.3",
         ] {
@@ -339,7 +388,15 @@ mod tests {
             assert_eq!(none.draw_refund(), RefundFault::None);
             assert_eq!(none.draw_refund_outcome(), RefundStatus::Success);
             assert!(!none.draw_drop_refund_notify());
+            assert!(!none.draw_bill_omit_line() && !none.draw_bill_alter_amount());
+            assert!(!none.draw_bill_creating());
         }
+        let bills: Faults = "bill_omit_line=1,bill_alter_amount=1,bill_creating=1"
+            .parse()
+            .unwrap();
+        assert!((0..100).all(|_| bills.draw_bill_omit_line()
+            && bills.draw_bill_alter_amount()
+            && bills.draw_bill_creating()));
         for (faults, fault) in [
             ("refund_not_enough=1", RefundFault::NotEnough),
             ("refund_account_abnormal=1", RefundFault::AccountAbnormal),

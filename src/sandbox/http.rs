@@ -1,5 +1,6 @@
 //! The sandbox over HTTP: WeChat's API paths (with fault injection; `/secapi/pay/refund` only on
-//! the TLS listener), the shopper's phone, and the test controls.
+//! the TLS listener; `/pay/downloadbill` answering a text table, not XML), the shopper's phone,
+//! and the test controls.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -9,7 +10,8 @@ use actix_web::{web, Either, HttpRequest, HttpResponse};
 use askama::Template;
 use serde::{Deserialize, Serialize};
 
-use super::api::{msg, Answer};
+use super::api::{msg, Answer, Reply};
+use super::bill::BillAnswer;
 use super::delivery::{self, PayRefusal, Receipt, ShopperAction};
 use super::faults::{ApiFault, Faults};
 use super::state::{self, Refund};
@@ -77,6 +79,7 @@ async fn call(
         "orderquery" => Endpoint::OrderQuery,
         "closeorder" => Endpoint::CloseOrder,
         "refundquery" => Endpoint::RefundQuery,
+        "downloadbill" => Endpoint::DownloadBill,
         _ => return HttpResponse::NotFound().finish(),
     };
     serve(&sandbox, endpoint, &body).await
@@ -96,7 +99,7 @@ async fn secapi_refund(
     serve(&sandbox, Endpoint::Refund, &body).await
 }
 
-/// One API call: faults, authentication, the call, the signed answer.
+/// One API call: faults (drawn here, for every call), authentication, the call, the answer.
 async fn serve(sandbox: &Arc<Sandbox>, endpoint: Endpoint, body: &[u8]) -> HttpResponse {
     sandbox
         .counters
@@ -115,25 +118,29 @@ async fn serve(sandbox: &Arc<Sandbox>, endpoint: Endpoint, body: &[u8]) -> HttpR
         Ok(request) => request,
         Err(message) => return return_fail(message),
     };
-    let answer = if fault == ApiFault::SystemError {
-        Ok(Answer::fail(
+    let reply = match fault {
+        // The bill's refusals are unsigned, this one too.
+        ApiFault::SystemError if endpoint == Endpoint::DownloadBill => {
+            Err(ErrCode::SystemError.as_str().to_owned())
+        }
+        ApiFault::SystemError => Ok(Reply::Signed(Answer::fail(
             request.sign_type,
             ErrCode::SystemError,
             "系统超时",
-        ))
-    } else if fault == ApiFault::OrderNotExist
-        && matches!(
-            endpoint,
-            Endpoint::OrderQuery | Endpoint::CloseOrder | Endpoint::RefundQuery
-        )
-    {
-        Ok(Answer::fail(
-            request.sign_type,
-            ErrCode::OrderNotExist,
-            "订单不存在",
-        ))
-    } else {
-        sandbox.execute(endpoint, &request)
+        ))),
+        ApiFault::OrderNotExist
+            if matches!(
+                endpoint,
+                Endpoint::OrderQuery | Endpoint::CloseOrder | Endpoint::RefundQuery
+            ) =>
+        {
+            Ok(Reply::Signed(Answer::fail(
+                request.sign_type,
+                ErrCode::OrderNotExist,
+                "订单不存在",
+            )))
+        }
+        _ => sandbox.execute(endpoint, &request),
     };
     if fault == ApiFault::Timeout {
         // The call took effect; its answer is lost in a connection that never completes.
@@ -142,8 +149,9 @@ async fn serve(sandbox: &Arc<Sandbox>, endpoint: Endpoint, body: &[u8]) -> HttpR
             _ = tokio::time::sleep(Faults::TIMEOUT_HOLD) => {}
         }
     }
-    match answer {
-        Ok(answer) => render(sandbox, answer),
+    match reply {
+        Ok(Reply::Signed(answer)) => render(sandbox, answer),
+        Ok(Reply::Bill(bill)) => render_bill(bill),
         Err(message) => return_fail(&message),
     }
 }
@@ -164,6 +172,24 @@ fn render(sandbox: &Sandbox, answer: Answer) -> HttpResponse {
     xml_response(xml::encode(&fields))
 }
 
+/// The bill as WeChat sends it: the table as text, or GZIP bytes; a refusal as unsigned XML with
+/// WeChat's `error_code`, every value in CDATA.
+fn render_bill(bill: BillAnswer) -> HttpResponse {
+    match bill {
+        BillAnswer::Table { bytes, gzip: false } => HttpResponse::Ok()
+            .content_type("text/plain;charset=utf-8")
+            .body(bytes),
+        BillAnswer::Table { bytes, gzip: true } => HttpResponse::Ok()
+            .content_type("application/octet-stream")
+            .body(bytes),
+        BillAnswer::Refused(refusal) => xml_response(xml::encode_pairs_cdata([
+            ("return_code", "FAIL"),
+            ("return_msg", refusal.return_msg),
+            ("error_code", refusal.error_code),
+        ])),
+    }
+}
+
 async fn index(sandbox: web::Data<Sandbox>) -> HttpResponse {
     let merchant = &sandbox.config.merchant;
     HttpResponse::Ok()
@@ -171,7 +197,7 @@ async fn index(sandbox: web::Data<Sandbox>) -> HttpResponse {
         .body(format!(
             "wxpay-checkout WeChat Pay v2 sandbox\n\
          APIs: POST /pay/unifiedorder, /pay/orderquery, /pay/closeorder, /pay/refundquery, \
-         /secapi/pay/refund (TLS with the merchant's client certificate)\n\
+         /pay/downloadbill, /secapi/pay/refund (TLS with the merchant's client certificate)\n\
          Shopper: GET /scan?code_url=..., POST /sandbox/pay (code_url, outcome=success|fail)\n\
          Merchant: appid={} mch_id={}\n",
             merchant.appid, merchant.mch_id
@@ -431,6 +457,7 @@ async fn stats(sandbox: web::Data<Sandbox>) -> HttpResponse {
         "closeorder": c.closeorder.load(Ordering::Relaxed),
         "refundquery": c.refundquery.load(Ordering::Relaxed),
         "refund": c.refund.load(Ordering::Relaxed),
+        "downloadbill": c.downloadbill.load(Ordering::Relaxed),
         "notify_attempts": c.notify_attempts.load(Ordering::Relaxed),
         "refund_notify_attempts": c.refund_notify_attempts.load(Ordering::Relaxed),
         "orders": sandbox.book().len(),

@@ -3,10 +3,12 @@
 //! XML, WeChat's code_url form, the notify with WeChat's retry schedule, and refunds — the
 //! `/secapi/pay/refund` call over TLS with the merchant's client certificate (see
 //! [`SandboxServer::start_with_tls`]; on the plain listener it is refused), refunds that settle
-//! [`REFUND_SETTLE_SECS`] later, their encrypted refund notify on the same schedule, and
-//! `/pay/refundquery`. It is the server side of [`crate::wxpay`]; of the rest of this crate it
-//! uses only [`crate::rt`] (its notify deliveries and refund settlements run on the application
-//! runtime) and [`crate::domain::Fen`] (amounts on the scan page).
+//! [`REFUND_SETTLE_SECS`] later, their encrypted refund notify on the same schedule,
+//! `/pay/refundquery`, and `/pay/downloadbill`: a day's bill made from its own trades and
+//! refunds in WeChat's text format (plain or GZIP). It is the server side of [`crate::wxpay`];
+//! of the rest of this crate it uses only [`crate::rt`] (its notify deliveries and refund
+//! settlements run on the application runtime) and [`crate::domain::Fen`] (amounts on the scan
+//! page and in the bill).
 //!
 //! Answers follow WeChat's two levels. Anything that fails before the caller is authenticated
 //! (not POST, empty body, bad XML, not UTF-8, unknown merchant, bad or missing signature) gets
@@ -14,7 +16,13 @@
 //! and so do parameters WeChat rejects before any business processing (a missing field, a
 //! malformed value, a product the merchant has not opened). Business answers are signed with the
 //! request's sign type and carry `result_code` and, on failure, `err_code` (`INVALID_REQUEST`,
-//! `ORDERPAID`, `ORDERNOTEXIST`, `NOTENOUGH`, …).
+//! `ORDERPAID`, `ORDERNOTEXIST`, `NOTENOUGH`, …). The bill is the exception WeChat makes: its
+//! answer is the table itself, unsigned, and its refusals are unsigned XML with an `error_code`
+//! (`No Bill Exist` 20002, `invalid bill_date` 20001, …).
+//!
+//! One departure from WeChat, on purpose: WeChat makes a day's bill from about 09:00 the next
+//! day, while the sandbox serves today's bill too, as it stands at the moment of the request, so
+//! demos and tests need not wait a day.
 //!
 //! State is in memory and bounded (`max_orders`); a restart forgets every order and refund, and
 //! refunds still settling are cancelled with the notify deliveries on shutdown.
@@ -26,11 +34,13 @@
 //! # Layout
 //!
 //! `api.rs` authenticates a call and answers unifiedorder, closeorder and the queries;
-//! `refunds.rs` the refund call and the settlement after it; `delivery.rs` the shopper's payment
-//! and every notify delivery; `state.rs` what is remembered; `faults.rs` what goes wrong on
-//! purpose; `http.rs` the routes; `tls.rs` the CA and certificates.
+//! `refunds.rs` the refund call and the settlement after it; `bill.rs` the day's bill;
+//! `delivery.rs` the shopper's payment and every notify delivery; `state.rs` what is remembered;
+//! `faults.rs` what goes wrong on purpose; `http.rs` the routes; `tls.rs` the CA and
+//! certificates.
 
 mod api;
+mod bill;
 mod delivery;
 pub mod faults;
 mod http;

@@ -40,6 +40,13 @@ pub struct Trade {
 }
 
 impl Trade {
+    /// The unifiedorder's `trade_type` (every sandbox trade is `NATIVE` today).
+    pub fn trade_type(&self) -> &str {
+        self.params
+            .get("trade_type")
+            .map_or("NATIVE", String::as_str)
+    }
+
     pub fn refund(&self, out_refund_no: &str) -> Option<&Refund> {
         self.refunds
             .iter()

@@ -95,6 +95,16 @@ pub fn encode(fields: &Fields) -> String {
 
 /// [`encode`] for fields in a caller-chosen order (WeChat's answers list `return_code` first).
 pub fn encode_pairs<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> String {
+    write_pairs(pairs, false)
+}
+
+/// [`encode_pairs`] with every value in CDATA, numbers too, as WeChat writes the bill's refusals
+/// (`<error_code><![CDATA[20002]]></error_code>`).
+pub fn encode_pairs_cdata<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> String {
+    write_pairs(pairs, true)
+}
+
+fn write_pairs<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>, all_cdata: bool) -> String {
     let mut writer = Writer::new(Vec::with_capacity(512));
     // Writing into a Vec cannot fail; the results are unwrapped with that reason.
     let mut write = |event: Event<'_>| {
@@ -106,7 +116,7 @@ pub fn encode_pairs<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> 
     for (name, value) in pairs {
         debug_assert!(is_field_name(name.as_bytes()), "bad field name {name:?}");
         write(Event::Start(BytesStart::new(name)));
-        if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) {
+        if !all_cdata && !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) {
             write(Event::Text(BytesText::new(value)));
         } else {
             for section in BytesCData::escaped(value) {
@@ -358,6 +368,11 @@ mod tests {
         assert_eq!(
             xml,
             "<xml><body><![CDATA[a<b&c]]></body><total_fee>888</total_fee></xml>"
+        );
+        assert_eq!(
+            encode_pairs_cdata([("return_code", "FAIL"), ("error_code", "20002")]),
+            "<xml><return_code><![CDATA[FAIL]]></return_code>\
+             <error_code><![CDATA[20002]]></error_code></xml>"
         );
     }
 

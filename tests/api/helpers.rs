@@ -75,7 +75,11 @@ use sha2::Sha256;
 use url::Url;
 use wxpay_checkout::config::{SANDBOX_APPID, SANDBOX_KEY, SANDBOX_MCH_ID};
 use wxpay_checkout::sandbox::{SandboxConfig, SandboxCredentials, SandboxHandle, SandboxServer};
-use wxpay_checkout::wxpay::{xml, Fields, Merchant};
+use wxpay_checkout::wxpay::refund::RefundQueryResponse;
+use wxpay_checkout::wxpay::types::UnifiedOrderRequest;
+use wxpay_checkout::wxpay::{
+    xml, Client, ClientConfig, Fields, Merchant, RefundStatus, RetryPolicy, SecApi, SignType,
+};
 
 /// The demo merchant both sides use in sandbox mode.
 pub fn demo_merchant() -> Merchant {
@@ -196,6 +200,76 @@ impl TestSandbox {
             .await
             .unwrap();
         assert_eq!(response.status(), 200);
+    }
+
+    /// The crate's client, with the merchant certificate for the sandbox's TLS listener
+    /// (started with [`TestSandbox::start_tls_with`]), trying each call once.
+    pub fn tls_client_with(&self, sign_type: SignType, timeout: Duration) -> Client {
+        let (tls_base, credentials) = self.tls.clone().expect("a sandbox with TLS");
+        let mut config = ClientConfig::new(self.base.clone(), demo_merchant(), sign_type);
+        config.timeout = timeout;
+        config.retry = RetryPolicy {
+            max_attempts: 1,
+            ..RetryPolicy::default()
+        };
+        config.extra_root_pem = Some(credentials.ca_pem);
+        config.secapi = Some(SecApi {
+            base_url: tls_base,
+            cert: credentials.merchant,
+        });
+        Client::new(config, &AppRuntime::current()).unwrap()
+    }
+
+    /// [`TestSandbox::tls_client_with`] MD5 and a 5 s timeout.
+    pub fn tls_client(&self) -> Client {
+        self.tls_client_with(SignType::Md5, Duration::from_secs(5))
+    }
+
+    /// Places an order of `total_fee` fen and pays it as the shopper, through the sandbox's own
+    /// HTTP API; returns the transaction_id.
+    pub async fn paid_order(&self, client: &Client, no: &str, total_fee: i64) -> String {
+        let prepay = client
+            .unified_order(&native_order(no, total_fee))
+            .await
+            .unwrap();
+        let (status, paid) = self.pay(&prepay.code_url, "success").await;
+        assert_eq!(status, 200, "{paid}");
+        paid["transaction_id"].as_str().unwrap().to_owned()
+    }
+}
+
+/// The order's refunds once none is `PROCESSING` any more (within 10 s).
+pub async fn settled_refunds(client: &Client, no: &str) -> RefundQueryResponse {
+    let until = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let answer = client.refund_query(no).await.unwrap();
+        if answer
+            .refunds
+            .iter()
+            .all(|r| r.status != RefundStatus::Processing)
+        {
+            return answer;
+        }
+        assert!(
+            tokio::time::Instant::now() < until,
+            "still processing: {answer:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// A Native order of `total_fee` fen whose notifies go nowhere (port 9, the discard port).
+pub fn native_order(no: &str, total_fee: i64) -> UnifiedOrderRequest {
+    UnifiedOrderRequest {
+        body: "龙井茶".into(),
+        out_trade_no: no.into(),
+        total_fee,
+        spbill_create_ip: "127.0.0.1".into(),
+        notify_url: "http://127.0.0.1:9/weixin/pay/notify/url".into(),
+        product_id: "1".into(),
+        attach: None,
+        time_start: None,
+        time_expire: None,
     }
 }
 

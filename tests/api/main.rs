@@ -16,6 +16,7 @@ mod reconcile;
 mod refunds;
 mod replicas;
 mod sandbox;
+mod sandbox_bill;
 mod sandbox_refunds;
 mod server;
 mod shop;

@@ -11,42 +11,19 @@ use actix_web::{web, App, HttpResponse, HttpServer};
 use url::Url;
 use wxpay_checkout::config::{SANDBOX_APPID, SANDBOX_KEY, SANDBOX_MCH_ID};
 use wxpay_checkout::rt::AppRuntime;
-use wxpay_checkout::wxpay::refund::{
-    parse_refund_notify, RefundNotice, RefundQueryResponse, RefundRequest,
-};
-use wxpay_checkout::wxpay::types::UnifiedOrderRequest;
+use wxpay_checkout::wxpay::refund::{parse_refund_notify, RefundNotice, RefundRequest};
 use wxpay_checkout::wxpay::{
-    nonce_str, xml, Client, ClientConfig, ErrCode, Fields, RefundStatus, RetryPolicy, SecApi,
-    SignType, TradeState, WxError,
+    nonce_str, xml, Client, ClientConfig, ErrCode, Fields, RefundStatus, SecApi, SignType,
+    TradeState, WxError,
 };
 
-use crate::helpers::{demo_merchant, hand_signed, wait_until, TestSandbox};
+use crate::helpers::{
+    demo_merchant, hand_signed, native_order, settled_refunds, wait_until, TestSandbox,
+};
 
 /// How long a test waits for the sandbox to settle or deliver: generous for a loaded machine,
 /// while a settlement takes 60 ms at the tests' time scale.
 const DEADLINE: Duration = Duration::from_secs(10);
-
-/// The crate's client, with the merchant certificate for the sandbox's TLS listener, trying
-/// each call once.
-fn client_with(sandbox: &TestSandbox, sign_type: SignType, timeout: Duration) -> Client {
-    let (tls_base, credentials) = sandbox.tls.clone().expect("a sandbox with TLS");
-    let mut config = ClientConfig::new(sandbox.base.clone(), demo_merchant(), sign_type);
-    config.timeout = timeout;
-    config.retry = RetryPolicy {
-        max_attempts: 1,
-        ..RetryPolicy::default()
-    };
-    config.extra_root_pem = Some(credentials.ca_pem);
-    config.secapi = Some(SecApi {
-        base_url: tls_base,
-        cert: credentials.merchant,
-    });
-    Client::new(config, &AppRuntime::current()).unwrap()
-}
-
-fn client(sandbox: &TestSandbox) -> Client {
-    client_with(sandbox, SignType::Md5, Duration::from_secs(5))
-}
 
 /// A raw HTTPS client trusting the sandbox CA, presenting the merchant certificate or not.
 fn tls_http(sandbox: &TestSandbox, with_certificate: bool) -> reqwest::Client {
@@ -72,29 +49,6 @@ fn secapi_url(sandbox: &TestSandbox) -> Url {
         .unwrap()
 }
 
-fn order(no: &str, total_fee: i64) -> UnifiedOrderRequest {
-    UnifiedOrderRequest {
-        body: "龙井茶".into(),
-        out_trade_no: no.into(),
-        total_fee,
-        spbill_create_ip: "127.0.0.1".into(),
-        notify_url: "http://127.0.0.1:9/weixin/pay/notify/url".into(),
-        product_id: "1".into(),
-        attach: None,
-        time_start: None,
-        time_expire: None,
-    }
-}
-
-/// Places an order of `total_fee` fen and pays it as the shopper, through the sandbox's own
-/// HTTP API; returns the transaction_id.
-async fn paid_order(sandbox: &TestSandbox, client: &Client, no: &str, total_fee: i64) -> String {
-    let prepay = client.unified_order(&order(no, total_fee)).await.unwrap();
-    let (status, paid) = sandbox.pay(&prepay.code_url, "success").await;
-    assert_eq!(status, 200, "{paid}");
-    paid["transaction_id"].as_str().unwrap().to_owned()
-}
-
 fn refund(no: &str, out_refund_no: &str, total_fee: i64, refund_fee: i64) -> RefundRequest {
     RefundRequest {
         out_trade_no: no.into(),
@@ -110,26 +64,6 @@ fn notified(request: RefundRequest, url: &Url) -> RefundRequest {
     RefundRequest {
         notify_url: Some(url.to_string()),
         ..request
-    }
-}
-
-/// The order's refunds once none is `PROCESSING` any more.
-async fn settled(client: &Client, no: &str) -> RefundQueryResponse {
-    let until = tokio::time::Instant::now() + DEADLINE;
-    loop {
-        let answer = client.refund_query(no).await.unwrap();
-        if answer
-            .refunds
-            .iter()
-            .all(|r| r.status != RefundStatus::Processing)
-        {
-            return answer;
-        }
-        assert!(
-            tokio::time::Instant::now() < until,
-            "still processing: {answer:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
 
@@ -224,10 +158,10 @@ impl RefundReceiver {
 async fn a_full_and_two_partial_refunds_settle_and_the_query_lists_them() {
     // A settlement of 1.2 s: long enough to see PROCESSING right after the call.
     let sandbox = TestSandbox::start_tls_with(|c| c.time_scale = 0.02);
-    let md5 = client(&sandbox);
-    let hmac = client_with(&sandbox, SignType::HmacSha256, Duration::from_secs(5));
+    let md5 = sandbox.tls_client();
+    let hmac = sandbox.tls_client_with(SignType::HmacSha256, Duration::from_secs(5));
 
-    let tid = paid_order(&sandbox, &md5, "rf-full", 2500).await;
+    let tid = sandbox.paid_order(&md5, "rf-full", 2500).await;
     let full = md5
         .refund(&refund("rf-full", "RF-1", 2500, 2500))
         .await
@@ -250,7 +184,7 @@ async fn a_full_and_two_partial_refunds_settle_and_the_query_lists_them() {
         TradeState::Refund
     );
 
-    paid_order(&sandbox, &hmac, "rf-part", 2500).await;
+    sandbox.paid_order(&hmac, "rf-part", 2500).await;
     let first = hmac
         .refund(&refund("rf-part", "RP-1", 2500, 1000))
         .await
@@ -271,7 +205,7 @@ async fn a_full_and_two_partial_refunds_settle_and_the_query_lists_them() {
             ],
         ),
     ] {
-        let answer = settled(&md5, no).await;
+        let answer = settled_refunds(&md5, no).await;
         assert_eq!(answer.total_fee, 2500);
         let got: Vec<_> = answer
             .refunds
@@ -308,8 +242,8 @@ async fn a_full_and_two_partial_refunds_settle_and_the_query_lists_them() {
 #[tokio::test]
 async fn refunds_are_refused_as_wechat_refuses_them() {
     let sandbox = TestSandbox::start_tls_with(|_| {});
-    let client = client(&sandbox);
-    paid_order(&sandbox, &client, "rr-1", 1000).await;
+    let client = sandbox.tls_client();
+    sandbox.paid_order(&client, "rr-1", 1000).await;
 
     let err = client
         .refund(&refund("rr-1", "RR-over", 1000, 1001))
@@ -346,7 +280,7 @@ async fn refunds_are_refused_as_wechat_refuses_them() {
     assert_eq!(business(&err).0, &ErrCode::OrderNotExist, "{err}");
     // Placed, never paid.
     client
-        .unified_order(&order("rr-unpaid", 1000))
+        .unified_order(&native_order("rr-unpaid", 1000))
         .await
         .unwrap();
     let err = client
@@ -408,7 +342,7 @@ async fn refunds_are_refused_as_wechat_refuses_them() {
         SANDBOX_KEY,
         false
     ));
-    let listed = settled(&client, "rr-1").await;
+    let listed = settled_refunds(&client, "rr-1").await;
     let got: Vec<_> = listed
         .refunds
         .iter()
@@ -417,7 +351,7 @@ async fn refunds_are_refused_as_wechat_refuses_them() {
     assert_eq!(got, [("RR-1", 600), ("RR-6", 100)]);
 
     // At most 50 refunds per order.
-    paid_order(&sandbox, &client, "rr-many", 100).await;
+    sandbox.paid_order(&client, "rr-many", 100).await;
     for n in 0..50 {
         client
             .refund(&refund("rr-many", &format!("RM-{n}"), 100, 1))
@@ -440,9 +374,9 @@ async fn post_xml(http: &reqwest::Client, url: &Url, body: String) -> Fields {
 #[tokio::test]
 async fn the_same_out_refund_no_is_the_same_refund() {
     let sandbox = TestSandbox::start_tls_with(|_| {});
-    let client = client(&sandbox);
-    paid_order(&sandbox, &client, "rs-1", 1000).await;
-    paid_order(&sandbox, &client, "rs-2", 1000).await;
+    let client = sandbox.tls_client();
+    sandbox.paid_order(&client, "rs-1", 1000).await;
+    sandbox.paid_order(&client, "rs-2", 1000).await;
     let first = client
         .refund(&refund("rs-1", "RS-1", 1000, 300))
         .await
@@ -453,7 +387,7 @@ async fn the_same_out_refund_no_is_the_same_refund() {
         .unwrap();
     assert_eq!(again, first);
     // Also once it settled.
-    settled(&client, "rs-1").await;
+    settled_refunds(&client, "rs-1").await;
     let later = client
         .refund(&refund("rs-1", "RS-1", 1000, 300))
         .await
@@ -484,8 +418,8 @@ async fn the_same_out_refund_no_is_the_same_refund() {
 #[tokio::test]
 async fn a_refund_needs_the_merchant_certificate() {
     let sandbox = TestSandbox::start_tls_with(|_| {});
-    let client = client(&sandbox);
-    paid_order(&sandbox, &client, "rc-1", 1000).await;
+    let client = sandbox.tls_client();
+    sandbox.paid_order(&client, "rc-1", 1000).await;
     let nonce = nonce_str();
     let request = hand_signed(
         &[
@@ -556,7 +490,7 @@ async fn a_client_based_on_the_tls_listener_makes_every_call_there() {
     });
     let client = Client::new(config, &AppRuntime::current()).unwrap();
 
-    let tid = paid_order(&sandbox, &client, "tb-1", 1000).await;
+    let tid = sandbox.paid_order(&client, "tb-1", 1000).await;
     let query = client.order_query("tb-1").await.unwrap();
     assert_eq!(query.trade_state, TradeState::Success);
     assert_eq!(query.transaction_id.as_deref(), Some(tid.as_str()));
@@ -570,9 +504,9 @@ async fn a_client_based_on_the_tls_listener_makes_every_call_there() {
 #[tokio::test]
 async fn a_refund_notify_is_delivered_encrypted_until_acknowledged() {
     let sandbox = TestSandbox::start_tls_with(|_| {});
-    let client = client(&sandbox);
+    let client = sandbox.tls_client();
     let receiver = RefundReceiver::start(1);
-    let tid = paid_order(&sandbox, &client, "rn-1", 2500).await;
+    let tid = sandbox.paid_order(&client, "rn-1", 2500).await;
     let accepted = client
         .refund(&notified(refund("rn-1", "RN-1", 2500, 800), &receiver.url))
         .await
@@ -628,8 +562,8 @@ async fn the_built_in_sandbox_notifies_refunds_only_to_its_shop() {
     let shop = Url::parse("http://127.0.0.1:9/weixin/pay/refund/notify").unwrap();
     let only = shop.clone();
     let sandbox = TestSandbox::start_tls_with(move |c| c.refund_notify_only = Some(only));
-    let client = client(&sandbox);
-    paid_order(&sandbox, &client, "ro-1", 1000).await;
+    let client = sandbox.tls_client();
+    sandbox.paid_order(&client, "ro-1", 1000).await;
     let elsewhere = Url::parse("http://127.0.0.1:9/elsewhere").unwrap();
     let err = client
         .refund(&notified(refund("ro-1", "RO-1", 1000, 100), &elsewhere))
@@ -650,13 +584,13 @@ async fn the_built_in_sandbox_notifies_refunds_only_to_its_shop() {
 #[tokio::test]
 async fn faults_end_refunds_changed_closed_or_unnotified() {
     let sandbox = TestSandbox::start_tls_with(|_| {});
-    let client = client(&sandbox);
+    let client = sandbox.tls_client();
     let receiver = RefundReceiver::start(0);
 
     sandbox
         .set_faults(serde_json::json!({ "refund_change": 1.0 }))
         .await;
-    paid_order(&sandbox, &client, "rx-change", 1000).await;
+    sandbox.paid_order(&client, "rx-change", 1000).await;
     client
         .refund(&notified(
             refund("rx-change", "RX-C", 1000, 1000),
@@ -664,7 +598,7 @@ async fn faults_end_refunds_changed_closed_or_unnotified() {
         ))
         .await
         .unwrap();
-    let answer = settled(&client, "rx-change").await;
+    let answer = settled_refunds(&client, "rx-change").await;
     assert_eq!(answer.refunds[0].status, RefundStatus::Change);
     assert_eq!(answer.refunds[0].success_time, None);
     assert!(wait_until(DEADLINE, || receiver.count() >= 1).await);
@@ -673,12 +607,12 @@ async fn faults_end_refunds_changed_closed_or_unnotified() {
     sandbox
         .set_faults(serde_json::json!({ "refund_close": 1.0 }))
         .await;
-    paid_order(&sandbox, &client, "rx-close", 1000).await;
+    sandbox.paid_order(&client, "rx-close", 1000).await;
     client
         .refund(&refund("rx-close", "RX-X1", 1000, 1000))
         .await
         .unwrap();
-    let answer = settled(&client, "rx-close").await;
+    let answer = settled_refunds(&client, "rx-close").await;
     assert_eq!(answer.refunds[0].status, RefundStatus::RefundClose);
     // A closed refund gave nothing back: the amount can be refunded again.
     sandbox.set_faults(serde_json::json!({})).await;
@@ -686,14 +620,14 @@ async fn faults_end_refunds_changed_closed_or_unnotified() {
         .refund(&refund("rx-close", "RX-X2", 1000, 1000))
         .await
         .unwrap();
-    let answer = settled(&client, "rx-close").await;
+    let answer = settled_refunds(&client, "rx-close").await;
     let statuses: Vec<_> = answer.refunds.iter().map(|r| r.status.clone()).collect();
     assert_eq!(statuses, [RefundStatus::RefundClose, RefundStatus::Success]);
 
     sandbox
         .set_faults(serde_json::json!({ "drop_refund_notify": 1.0 }))
         .await;
-    paid_order(&sandbox, &client, "rx-drop", 1000).await;
+    sandbox.paid_order(&client, "rx-drop", 1000).await;
     client
         .refund(&notified(
             refund("rx-drop", "RX-D", 1000, 400),
@@ -715,7 +649,7 @@ async fn faults_end_refunds_changed_closed_or_unnotified() {
         "every delivery was dropped"
     );
     assert_eq!(
-        settled(&client, "rx-drop").await.refunds[0].status,
+        settled_refunds(&client, "rx-drop").await.refunds[0].status,
         RefundStatus::Success
     );
     assert!(
@@ -729,8 +663,8 @@ async fn faults_end_refunds_changed_closed_or_unnotified() {
 #[tokio::test]
 async fn refused_refunds_leave_nothing_and_the_same_number_succeeds_later() {
     let sandbox = TestSandbox::start_tls_with(|_| {});
-    let client = client(&sandbox);
-    paid_order(&sandbox, &client, "rf-1", 1000).await;
+    let client = sandbox.tls_client();
+    sandbox.paid_order(&client, "rf-1", 1000).await;
     for (faults, code) in [
         (
             serde_json::json!({ "refund_not_enough": 1.0 }),
@@ -785,9 +719,9 @@ async fn refused_refunds_leave_nothing_and_the_same_number_succeeds_later() {
 #[tokio::test]
 async fn a_lost_answer_still_refunded_and_the_retry_gets_the_same_refund() {
     let sandbox = TestSandbox::start_tls_with(|_| {});
-    let patient = client(&sandbox);
-    let hasty = client_with(&sandbox, SignType::Md5, Duration::from_millis(1500));
-    paid_order(&sandbox, &patient, "rt-1", 1000).await;
+    let patient = sandbox.tls_client();
+    let hasty = sandbox.tls_client_with(SignType::Md5, Duration::from_millis(1500));
+    sandbox.paid_order(&patient, "rt-1", 1000).await;
 
     sandbox
         .set_faults(serde_json::json!({ "timeout": 1.0 }))
@@ -808,7 +742,7 @@ async fn a_lost_answer_still_refunded_and_the_retry_gets_the_same_refund() {
         .await
         .unwrap();
     assert_eq!(retried.refund_id, made.refunds[0].refund_id);
-    let listed = settled(&patient, "rt-1").await;
+    let listed = settled_refunds(&patient, "rt-1").await;
     assert_eq!(listed.refunds.len(), 1, "{listed:?}");
     assert_eq!(listed.refunds[0].status, RefundStatus::Success);
 }
