@@ -434,9 +434,13 @@ impl Checkout {
             findings.figures.refunds_fee.0 += refund.refund_fee;
             seen.insert(refund.out_refund_no.clone());
             let mut ours = self.store().refund(&refund.out_refund_no).await?;
+            // WeChat has it: a refund the shop has not heard settle (or accepted) is looked up.
             let looked_up = match &ours {
                 None => true,
-                Some(r) => !r.state.settled() && refund.status != RefundStatus::Processing,
+                Some(r) => {
+                    r.state == RefundState::Requested
+                        || (!r.state.settled() && refund.status != RefundStatus::Processing)
+                }
             };
             let mut action = String::new();
             if looked_up {

@@ -19,6 +19,8 @@ use crate::wxpay::{TradeState, WxError};
 pub enum Missing {
     Order,
     Product,
+    /// A day the daily bill never reconciled.
+    BillDay,
 }
 
 impl Missing {
@@ -26,6 +28,7 @@ impl Missing {
         match self {
             Missing::Order => "order",
             Missing::Product => "product",
+            Missing::BillDay => "reconciled day",
         }
     }
 }

@@ -563,6 +563,7 @@ async fn order_view(sandbox: web::Data<Sandbox>, no: web::Path<String>) -> HttpR
         "code_url": o.code_url,
         "prepay_id": o.prepay_id,
         "transaction_id": o.payment.as_ref().map(|p| p.transaction_id.clone()),
+        "time_end": o.payment.as_ref().map(|p| crate::wxpay::time::format_beijing(p.time_end)),
         "notify_attempts": o.notify_attempts,
         "notify_acknowledged": o.notify_acknowledged,
         "created_at": o.created_at.to_rfc3339(),

@@ -256,7 +256,7 @@ impl Db {
         Ok(())
     }
 
-    /// Records a failed run: the day stays open, due again at `next_at`.
+    /// Records a failed run: the day is open (again, if this was a re-run), due at `next_at`.
     pub async fn fail_bill_day(
         &self,
         day: NaiveDate,
@@ -265,7 +265,8 @@ impl Db {
         now: i64,
     ) -> Result<(), StoreError> {
         sqlx::query(
-            "UPDATE bill_days SET lease_until = 0, last_error = $1, next_at = $2, updated_at = $3
+            "UPDATE bill_days SET status = 'open', finished_at = NULL, lease_until = 0,
+                    last_error = $1, next_at = $2, updated_at = $3
              WHERE day = $4",
         )
         .bind(bounded(error, 300))

@@ -1,8 +1,10 @@
 //! The merchant console, `/admin`: sign-in, the dashboard, orders (list, one order's story,
-//! shipping, CSV export) and products. Everything under `/admin` but the sign-in page goes
+//! shipping, CSV export), products and the daily bill ([`bills`]). Everything under `/admin` but the sign-in page goes
 //! through [`require_session`], which sends a browser without a live session to the sign-in page
 //! and refuses any form without its session's CSRF token — a route added to the scope is guarded
 //! by construction.
+
+mod bills;
 
 use actix_web::body::BoxBody;
 use actix_web::cookie::{Cookie, SameSite};
@@ -41,6 +43,9 @@ pub const ROUTES: &[(&str, &str)] = &[
     ),
     ("GET", "/admin/products"),
     ("POST", "/admin/products/LJ-250"),
+    ("GET", "/admin/bills"),
+    ("GET", "/admin/bills/2026-11-29"),
+    ("POST", "/admin/bills/run"),
     ("POST", "/admin/logout"),
 ];
 
@@ -769,6 +774,9 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .route("/orders/{out_trade_no}/refunds", web::post().to(refund))
             .route("/products", web::get().to(products))
             .route("/products/{sku}", web::post().to(update_product))
+            .route("/bills", web::get().to(bills::bills))
+            .route("/bills/run", web::post().to(bills::run))
+            .route("/bills/{day}", web::get().to(bills::bill_day))
             .route("/logout", web::post().to(logout)),
     );
 }
