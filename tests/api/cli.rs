@@ -1,6 +1,6 @@
 //! The merchant's command line, run as the real binary against a shop's database (as `docker
-//! exec` would): `orders` in its three formats, and `admin hash-password` making a hash the
-//! console then accepts.
+//! exec` would): `orders` in its three formats, `bill DATE` reconciling a day against the
+//! running shop's sandbox, and `admin hash-password` making a hash the console then accepts.
 
 use std::io::Write;
 use std::process::{Command, Stdio};
@@ -9,9 +9,20 @@ use crate::helpers::{buy_form, TestApp};
 
 /// Runs the binary with `args` against `database_url`, `stdin` piped in; exit code and output.
 async fn run(database_url: &str, args: &[&str], stdin: &str) -> (i32, String, String) {
+    run_with(database_url, &[], args, stdin).await
+}
+
+/// [`run`] with more of the environment.
+async fn run_with(
+    database_url: &str,
+    env: &[(&str, &str)],
+    args: &[&str],
+    stdin: &str,
+) -> (i32, String, String) {
     let mut command = Command::new(env!("CARGO_BIN_EXE_wxpay-checkout"));
     command
         .args(args)
+        .envs(env.iter().copied())
         .env("DATABASE_URL", database_url)
         .env("RUST_LOG", "error")
         .stdin(Stdio::piped())
@@ -125,4 +136,64 @@ async fn hash_password_makes_a_hash_the_console_accepts() {
         .unwrap();
     assert_eq!(signed_in.status(), 303);
     assert!(signed_in.headers().contains_key("set-cookie"));
+}
+
+#[tokio::test]
+async fn bill_reconciles_a_day_and_prints_what_differs() {
+    let app = TestApp::spawn().await;
+    let no = app.place_order(1, 1).await;
+    let code_url = app.open_pay_page(&no).await;
+    app.pay_in_sandbox(&code_url).await;
+    assert!(
+        app.wait_for_status(&no, "paid", std::time::Duration::from_secs(10))
+            .await
+    );
+    let time_end = app.sandbox_order(&no).await["time_end"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let day = format!("{}-{}-{}", &time_end[..4], &time_end[4..6], &time_end[6..8]);
+    let url = app.database_url.clone();
+    // The running shop's sandbox, as a merchant's `docker exec` in sandbox mode reaches it.
+    let base = app.sandbox.to_string();
+    let env = [("WEIXIN_API_BASE", base.as_str())];
+
+    let (code, out, err) = run_with(&url, &env, &["bill", &day], "").await;
+    assert_eq!(code, 0, "{err}");
+    assert!(out.starts_with(&format!("{day}: reconciled")), "{out}");
+    assert!(
+        out.contains("1 lines (1 payments ¥128.00, 0 refunds ¥0.00"),
+        "{out}"
+    );
+    assert!(out.contains("1 matched, 0 open discrepancies"), "{out}");
+
+    app.set_faults(serde_json::json!({ "bill_alter_amount": 1.0 }))
+        .await;
+    let compact = day.replace('-', "");
+    let (code, out, err) = run_with(&url, &env, &["bill", &compact], "").await;
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("1 open discrepancy"), "{out}");
+    let line = out.lines().nth(1).unwrap_or_default();
+    assert!(
+        line.trim_start().starts_with("amount") && line.contains("WeChat ¥129.00 shop ¥128.00"),
+        "{out}"
+    );
+
+    // WeChat unreachable: not reconciled, said so, exit 1.
+    let (code, out, _) = run_with(
+        &url,
+        &[("WEIXIN_API_BASE", "http://127.0.0.1:9/")],
+        &["bill", &day],
+        "",
+    )
+    .await;
+    assert_eq!(code, 1);
+    assert!(out.contains("not reconciled yet"), "{out}");
+
+    let (code, _, err) = run(&url, &["bill", "yesterday"], "").await;
+    assert_eq!(code, 1);
+    assert!(err.contains("2026-11-29"), "{err}");
+    let (code, _, err) = run(&url, &["bill"], "").await;
+    assert_eq!(code, 2);
+    assert!(err.contains("usage"), "{err}");
 }
