@@ -6,7 +6,7 @@
 //! `serve` (the default; with no merchant credentials it also starts the built-in sandbox and
 //! pays through it over real HTTP), `sandbox`, `healthcheck`, `catalogue import FILE
 //! [--stock]`, `orders [--status S] [--since DATE] [--format table|csv|json]`, `refund
-//! OUT_TRADE_NO [AMOUNT]` and `admin hash-password`; the configuration variables ([`config`], tabled in the README); the catalogue file
+//! OUT_TRADE_NO [AMOUNT]`, `bill DATE` and `admin hash-password`; the configuration variables ([`config`], tabled in the README); the catalogue file
 //! formats ([`catalogue`]); the shop's pages (`/`, the cart `/cart`, the contact form
 //! `/checkout`, the direct buy `POST /orders`, `/pay/{no}` with an inline SVG QR code, its success
 //! and failure pages, the receipt `/orders/{no}?t=…`); the merchant console under `/admin`; the seed front end's JSON routes
@@ -21,7 +21,8 @@
 //!   the cart and the contact form's rules, placing an order, the pay flow with its single-flight
 //!   prepay, the payment status, the notify, the receipt, refunds exactly once and late payments
 //!   refunded) and the reconciliation job (an order is over only when WeChat says so; finished
-//!   orders are watched for late money; refunds are followed until settled), with one error type,
+//!   orders are watched for late money; refunds are followed until settled; each day is
+//!   reconciled against WeChat's trade bill), with one error type,
 //!   [`checkout::CheckoutError`].
 //! - [`web`]: HTTP routes — shop, cart and checkout form (the cart lives in a cookie), pay page,
 //!   receipt, seed JSON API, notify, operations. Thin: each handler calls one checkout flow and
@@ -35,15 +36,17 @@
 //!   commit of new orders).
 //! - [`wxpay`]: the WeChat Pay v2 protocol — signing, the strict XML codec, typed messages,
 //!   the client (with the merchant's client certificate for refunds), the payment notify,
-//!   refunds and the encrypted refund notify, Beijing time.
+//!   refunds and the encrypted refund notify, the daily trade bill and its strict reader,
+//!   Beijing time.
 //! - [`sandbox`]: WeChat Pay's side of the same protocol, served over HTTP (and over TLS with
 //!   its own CA for `/secapi/` refunds): the product's zero-configuration default and the
 //!   backbone of the end-to-end tests.
 //! - [`domain`]: money in fen, order numbers, order states and their transitions — no I/O.
 //! - [`config`]: settings from the environment; secrets wrapped.
 //! - [`console`]: the merchant console's flows — sign-in (argon2, sessions, CSRF tokens, the
-//!   lock-out), the order list and an order's timeline, shipping, products, the dashboard.
-//! - [`cli`]: the merchant's command line (`orders`, `catalogue import`, `refund`, `admin
+//!   lock-out), the order list and an order's timeline, shipping, products, the dashboard, the
+//!   daily bill's results.
+//! - [`cli`]: the merchant's command line (`orders`, `catalogue import`, `refund`, `bill`, `admin
 //!   hash-password`).
 //! - [`startup`]: builds the application from settings, runs it, shuts it down in order.
 //! - [`telemetry`]: tracing set-up and the metrics recorder.

@@ -1,6 +1,6 @@
 //! The merchant console's flows: signing in (argon2, sessions, the lock-out), the order list and
 //! an order's whole story, shipping, products, the dashboard's figures, and the daily bill's
-//! results ([`bills`]). The web console and
+//! results (`bills.rs`). The web console and
 //! the command line both go through here; SQL is the store's.
 //!
 //! Passwords: `ADMIN_PASSWORD_HASH` (an argon2 PHC string) when set; otherwise a random password

@@ -1,5 +1,5 @@
 //! The merchant console, `/admin`: sign-in, the dashboard, orders (list, one order's story,
-//! shipping, CSV export), products and the daily bill ([`bills`]). Everything under `/admin` but the sign-in page goes
+//! shipping, CSV export), products and the daily bill (`bills.rs`). Everything under `/admin` but the sign-in page goes
 //! through [`require_session`], which sends a browser without a live session to the sign-in page
 //! and refuses any form without its session's CSRF token — a route added to the scope is guarded
 //! by construction.
