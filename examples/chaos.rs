@@ -13,8 +13,9 @@
 //! refund; in SIGTERM rounds also that no request the shop took failed because it was stopping
 //! (a graceful stop finishes what it started): no 500 for a status poll or a new shopper's
 //! first pay page, no notify it could not record. At the end, with the faults off, it waits for
-//! every refund to settle and checks that WeChat's refunds and the shop's are the same ones.
-//! Prints rounds, stops, notifies, refunds and violations, and exits non-zero on any.
+//! every refund to settle and checks that WeChat's refunds and the shop's are the same ones — and
+//! that WeChat's trade bill of each day reconciles (`wxpay-checkout bill`) without one line that
+//! differs. Prints rounds, stops, notifies, refunds and violations, and exits non-zero on any.
 //!
 //! Usage: `chaos BINARY [ROUNDS] [ORDERS_PER_ROUND]`
 
@@ -94,6 +95,22 @@ impl Shop {
         wait_healthy(&format!("http://127.0.0.1:{}/", self.port)).await;
         Proc(child)
     }
+}
+
+/// The Beijing days on which the run's payments were made (WeChat's `time_end`).
+async fn bill_days(db: &sqlx::AnyPool) -> anyhow::Result<Vec<String>> {
+    let times: Vec<(i64,)> =
+        sqlx::query_as("SELECT pay_time FROM payment_events WHERE result = 'SUCCESS'")
+            .fetch_all(db)
+            .await?;
+    let mut days: Vec<String> = times
+        .into_iter()
+        .filter_map(|(t,)| chrono::DateTime::from_timestamp(t + 8 * 3600, 0))
+        .map(|t| t.format("%Y-%m-%d").to_string())
+        .collect();
+    days.sort();
+    days.dedup();
+    Ok(days)
 }
 
 /// A new, empty database in the PostgreSQL cluster at `cluster`: every run starts clean.
@@ -644,6 +661,25 @@ async fn main() -> anyhow::Result<()> {
     }
     let (refund_violations, figures) = refunds::check(&db, &http, &sandbox, true).await?;
     violations.extend(refund_violations.into_iter().map(|v| format!("end: {v}")));
+    // And WeChat's own trade bill of every day the run paid on, reconciled by the merchant's
+    // `wxpay-checkout bill`: not one line may differ from the shop's records.
+    let bill_days = bill_days(&db).await?;
+    for day in &bill_days {
+        let output = Command::new(&binary)
+            .arg("bill")
+            .arg(day)
+            .envs(refunds.merchant.env.iter().map(|(k, v)| (*k, v.as_str())))
+            .stdin(Stdio::null())
+            .output()?;
+        let out = String::from_utf8_lossy(&output.stdout);
+        if !output.status.success() || !out.contains(" 0 open discrepancies") {
+            violations.push(format!(
+                "end: the bill of {day} differs from the shop's records: {}{}",
+                out.trim(),
+                String::from_utf8_lossy(&output.stderr).trim()
+            ));
+        }
+    }
     drop(running);
     let stats: serde_json::Value = http
         .get(format!("{sandbox}sandbox/stats"))
@@ -683,6 +719,11 @@ async fn main() -> anyhow::Result<()> {
         tally.late_payments,
         figures.late_refunds,
         waited.elapsed().as_secs_f64()
+    );
+    println!(
+        "daily bills reconciled: {} ({}), every line matching",
+        bill_days.len(),
+        bill_days.join(", ")
     );
     for v in &violations {
         println!("VIOLATION {v}");
