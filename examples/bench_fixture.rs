@@ -13,7 +13,7 @@ use wxpay_checkout::store::Store;
 
 #[path = "support/notify.rs"]
 mod notify;
-use notify::signed_notify;
+use notify::signed_notify_at;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -86,7 +86,11 @@ async fn load(url: &str, out: &str, orders: usize) -> anyhow::Result<()> {
         }
         writeln!(numbers, "{no}")?;
         let transaction_id = format!("4200{now}{i:014}");
-        writeln!(notifies, "{}", signed_notify(&no, 100, &transaction_id))?;
+        writeln!(
+            notifies,
+            "{}",
+            signed_notify_at(&no, 100, &transaction_id, "20261128201513")
+        )?;
     }
     tx.commit().await?;
     numbers.flush()?;

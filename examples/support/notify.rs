@@ -5,8 +5,14 @@ use secrecy::SecretString;
 use wxpay_checkout::config::{SANDBOX_APPID, SANDBOX_KEY, SANDBOX_MCH_ID};
 use wxpay_checkout::wxpay::{sign, xml, Fields, SignType};
 
-/// The XML body of a successful payment notify for `out_trade_no`.
-pub fn signed_notify(out_trade_no: &str, total_fee: i64, transaction_id: &str) -> String {
+/// The XML body of a successful payment notify for `out_trade_no`, paid at `time_end` (Beijing
+/// `yyyyMMddHHmmss`, as WeChat's daily bill dates it).
+pub fn signed_notify_at(
+    out_trade_no: &str,
+    total_fee: i64,
+    transaction_id: &str,
+    time_end: &str,
+) -> String {
     let total_fee = total_fee.to_string();
     let mut notify: Fields = [
         ("appid", SANDBOX_APPID),
@@ -21,7 +27,7 @@ pub fn signed_notify(out_trade_no: &str, total_fee: i64, transaction_id: &str) -
         ("total_fee", &total_fee),
         ("cash_fee", &total_fee),
         ("fee_type", "CNY"),
-        ("time_end", "20261128201513"),
+        ("time_end", time_end),
         ("out_trade_no", out_trade_no),
         ("transaction_id", transaction_id),
     ]
