@@ -95,22 +95,18 @@ impl Checkout {
         let store = self.store();
         let today = beijing_date(now);
         let yesterday = today.pred_opt().expect("a day before today");
-        if now >= self.bill_due(yesterday) {
-            let first = match store.latest_bill_day().await? {
-                Some(latest) if latest >= yesterday => None,
-                Some(latest) => Some(
-                    latest
-                        .succ_opt()
-                        .expect("a day after")
-                        .max(today - chrono::Duration::days(BILL_KEPT_DAYS)),
-                ),
-                None => Some(yesterday),
+        if now >= self.bill_due(yesterday) && store.bill_day(yesterday).await?.is_none() {
+            // Yesterday, and every day since the last one known (the shop was down), within
+            // what WeChat keeps; on the first turn ever, yesterday alone.
+            let first = match store.latest_bill_day_before(yesterday).await? {
+                Some(latest) => latest
+                    .succ_opt()
+                    .expect("a day after")
+                    .max(today - chrono::Duration::days(BILL_KEPT_DAYS)),
+                None => yesterday,
             };
-            if let Some(first) = first {
-                let days: Vec<NaiveDate> =
-                    first.iter_days().take_while(|d| *d <= yesterday).collect();
-                store.open_bill_days(&days, now.timestamp()).await?;
-            }
+            let days: Vec<NaiveDate> = first.iter_days().take_while(|d| *d <= yesterday).collect();
+            store.open_bill_days(&days, now.timestamp()).await?;
         }
         let mut ran = Vec::new();
         while ran.len() < DAYS_PER_TURN {
@@ -225,7 +221,9 @@ impl Checkout {
                         .saturating_mul(1 << (attempts - 1).clamp(0, 12))
                         .min(MAX_RETRY)
                 };
-                let next = now + chrono::Duration::from_std(wait).unwrap_or_default();
+                // Never before the day's bill is due: a day run early (today) waits for it.
+                let next = (now + chrono::Duration::from_std(wait).unwrap_or_default())
+                    .max(self.bill_due(day));
                 metrics::counter!("bill_days_total", "result" => "failed").increment(1);
                 if not_ready {
                     tracing::info!(%day, "WeChat has not made the day's bill yet; asking again later");

@@ -148,9 +148,12 @@ impl Store {
         dispatch!(self.open_bill_days(days, now))
     }
 
-    /// The latest day ever opened.
-    pub async fn latest_bill_day(&self) -> Result<Option<NaiveDate>, StoreError> {
-        dispatch!(self.latest_bill_day())
+    /// The latest day opened before `day`.
+    pub async fn latest_bill_day_before(
+        &self,
+        day: NaiveDate,
+    ) -> Result<Option<NaiveDate>, StoreError> {
+        dispatch!(self.latest_bill_day_before(day))
     }
 
     /// Claims the oldest open day due at `now`, leased until `lease_until` (one replica gets it).

@@ -1124,7 +1124,17 @@ async fn bill_day_case(store: Store) {
         .open_bill_days(&[day, day.pred_opt().unwrap()], now)
         .await
         .unwrap();
-    assert_eq!(store.latest_bill_day().await.unwrap(), Some(day));
+    assert_eq!(
+        store.latest_bill_day_before(day).await.unwrap(),
+        day.pred_opt()
+    );
+    assert_eq!(
+        store
+            .latest_bill_day_before(day.succ_opt().unwrap())
+            .await
+            .unwrap(),
+        Some(day)
+    );
     // Oldest first; a leased day is not claimed again, by anyone, until its lease ends.
     let first = store
         .claim_due_bill_day(now, now + 600)

@@ -7,7 +7,7 @@ use std::time::Duration;
 use chrono::{Duration as Span, Utc};
 
 use crate::admin::sign_in;
-use crate::helpers::TestApp;
+use crate::helpers::{demo_merchant, test_terms, TestApp};
 
 /// A paid order of one unit of product 1: its number.
 async fn paid_order(app: &TestApp) -> String {
@@ -346,4 +346,45 @@ async fn the_daily_job_reconciles_yesterday_and_retries_a_bill_not_made_yet() {
         .await
         .unwrap();
     assert_eq!(response.status(), 400);
+}
+
+#[tokio::test]
+async fn the_job_fills_the_days_it_missed_and_each_day_is_run_by_one_replica() {
+    let app = TestApp::spawn().await;
+    // Two replicas' checkout services; yesterday's bill is due from 00:00 Beijing time.
+    let replica = || async {
+        let mut terms = test_terms(Duration::from_secs(1), None);
+        terms.bill_fetch_at = chrono::NaiveTime::MIN;
+        app.checkout_on(demo_merchant(), terms).await
+    };
+    let (one, two) = (replica().await, replica().await);
+    let now = Utc::now();
+    let today = (now + Span::hours(8)).date_naive();
+    let day = |back: i64| (today - Span::days(back)).format("%Y-%m-%d").to_string();
+    // The last day the job knew: four days ago. The shop was down since.
+    sqlx::query(
+        "INSERT INTO bill_days (day, status, next_at, finished_at, created_at, updated_at)
+         VALUES ($1, 'done', 0, 0, 0, 0)",
+    )
+    .bind(day(4))
+    .execute(&app.db)
+    .await
+    .unwrap();
+    let (ran_one, ran_two) = tokio::join!(one.bill_turn(now), two.bill_turn(now));
+    let (ran_one, ran_two) = (ran_one.unwrap(), ran_two.unwrap());
+    assert_eq!(ran_one.len() + ran_two.len(), 3, "{ran_one:?} {ran_two:?}");
+    let days: Vec<(String, String, i64, i64)> = sqlx::query_as(
+        "SELECT day, status, no_bill, attempts FROM bill_days WHERE day > $1 ORDER BY day",
+    )
+    .bind(day(4))
+    .fetch_all(&app.db)
+    .await
+    .unwrap();
+    assert_eq!(
+        days,
+        [3, 2, 1].map(|back| (day(back), "done".to_owned(), 1, 1)),
+        "each missed day once, by one replica"
+    );
+    // Nothing is due any more.
+    assert!(one.bill_turn(now).await.unwrap().is_empty());
 }

@@ -646,6 +646,15 @@ impl TestApp {
         merchant: Merchant,
         terms: wxpay_checkout::checkout::Terms,
     ) -> Reconciler {
+        Reconciler::new(self.checkout_on(merchant, terms).await)
+    }
+
+    /// A checkout service of its own over the shop's database and sandbox (another replica's).
+    pub async fn checkout_on(
+        &self,
+        merchant: Merchant,
+        terms: wxpay_checkout::checkout::Terms,
+    ) -> wxpay_checkout::checkout::Checkout {
         let rt = AppRuntime::current();
         let store = wxpay_checkout::store::Store::connect(&self.database_url, &rt)
             .await
@@ -662,7 +671,7 @@ impl TestApp {
         let shutdown = tokio_util::sync::CancellationToken::new();
         let (checkout, _background) =
             wxpay_checkout::checkout::Checkout::start(store, wechat, terms, &rt, &shutdown);
-        Reconciler::new(checkout)
+        checkout
     }
 
     /// When the order was created.

@@ -84,11 +84,16 @@ impl Db {
         Ok(())
     }
 
-    /// The latest day ever opened.
-    pub async fn latest_bill_day(&self) -> Result<Option<NaiveDate>, StoreError> {
-        let day: Option<String> = sqlx::query_scalar("SELECT MAX(day) FROM bill_days")
-            .fetch_one(&self.reader)
-            .await?;
+    /// The latest day opened before `day`.
+    pub async fn latest_bill_day_before(
+        &self,
+        day: NaiveDate,
+    ) -> Result<Option<NaiveDate>, StoreError> {
+        let day: Option<String> =
+            sqlx::query_scalar("SELECT MAX(day) FROM bill_days WHERE day < $1")
+                .bind(day_text(day))
+                .fetch_one(&self.reader)
+                .await?;
         day.map(|d| {
             NaiveDate::parse_from_str(&d, "%Y-%m-%d")
                 .map_err(|_| StoreError::Corrupt("bill_days.day".into()))
