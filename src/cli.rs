@@ -269,6 +269,51 @@ pub async fn bill(settings: &Settings, date: &str) -> ExitCode {
     }
 }
 
+/// `backup FILE`: a consistent, checked copy of the live SQLite database at FILE, taken beside
+/// the running shop.
+pub async fn backup(settings: &Settings, file: &Path) -> ExitCode {
+    let store = match open_store(settings).await {
+        Ok(store) => store,
+        Err(code) => return code,
+    };
+    let result = store.backup_to(file).await;
+    store.close().await;
+    match result {
+        Ok(report) => {
+            println!(
+                "{}: {} bytes, the database as it was at {} (checked: integrity ok)",
+                report.path.display(),
+                report.bytes,
+                crate::console::beijing_display(report.taken_at)
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{e}; no backup was kept");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `restore FILE`: puts a checked backup in place of the configured SQLite database; refused
+/// while a shop (or a command) has it open.
+pub async fn restore(settings: &Settings, file: &Path) -> ExitCode {
+    match crate::store::backup::restore(&settings.database_url, file).await {
+        Ok(database) => {
+            println!(
+                "{} restored from {} (checked: integrity ok); start the shop",
+                database.display(),
+                file.display()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{e}; nothing was restored");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 /// `orders`: the orders matching the arguments, newest first, to standard output.
 pub async fn orders(settings: &Settings, args: &OrdersArgs) -> ExitCode {
     let store = match open_store(settings).await {

@@ -76,6 +76,8 @@ pub struct Settings {
     pub reconcile_interval: Duration,
     /// `BILL_FETCH_AT`: when (Beijing time) yesterday's trade bill is fetched and reconciled.
     pub bill_fetch_at: chrono::NaiveTime,
+    /// `BACKUP_DIR`, `BACKUP_EVERY`, `BACKUP_KEEP`: scheduled backups of an SQLite database.
+    pub backups: Option<BackupSchedule>,
     /// `RECONCILE_MAX_ATTEMPTS`; unset, an unpaid order is closed once its time is up (the
     /// shopper gets the whole `ORDER_TTL_SECS`).
     pub reconcile_max_attempts: Option<u32>,
@@ -371,6 +373,27 @@ impl Settings {
                 )
             })?
         };
+        let backups = match get("BACKUP_DIR").filter(|d| !d.trim().is_empty()) {
+            None => None,
+            Some(dir) => {
+                let every = get("BACKUP_EVERY").unwrap_or_else(|| "1h".into());
+                let every = parse_every(every.trim()).ok_or_else(|| {
+                    error(
+                        "BACKUP_EVERY",
+                        "must be a period like 30m, 1h or 1d (at most 7d)",
+                    )
+                })?;
+                let keep: usize = parse_or(&get, "BACKUP_KEEP", "24")?;
+                if !(1..=10_000).contains(&keep) {
+                    return Err(error("BACKUP_KEEP", "must be from 1 to 10000"));
+                }
+                Some(BackupSchedule {
+                    dir: dir.trim().into(),
+                    every,
+                    keep,
+                })
+            }
+        };
         let reconcile_max_attempts = match get("RECONCILE_MAX_ATTEMPTS") {
             None => None,
             Some(_) => {
@@ -488,6 +511,7 @@ impl Settings {
             order_ttl: Duration::from_secs(order_ttl_secs),
             reconcile_interval: Duration::from_secs(reconcile_interval_secs),
             bill_fetch_at,
+            backups,
             reconcile_max_attempts,
             request_body_timeout: Duration::from_secs(body_timeout_secs),
             pending_per_client,
@@ -640,6 +664,32 @@ fn merchant(get: &impl Fn(&str) -> Option<String>) -> Result<(Mode, Merchant), C
             ))
         }
     }
+}
+
+/// Scheduled backups (`BACKUP_DIR`, `BACKUP_EVERY`, `BACKUP_KEEP`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BackupSchedule {
+    pub dir: std::path::PathBuf,
+    pub every: Duration,
+    /// Backups kept; the oldest beyond are deleted.
+    pub keep: usize,
+}
+
+/// A period: a whole number of seconds (`90s`), minutes (`30m`), hours (`1h`) or days (`1d`),
+/// at most a week.
+fn parse_every(text: &str) -> Option<Duration> {
+    let (number, unit) = text.split_at(text.len().checked_sub(1)?);
+    let n: u64 = number.parse().ok()?;
+    let secs = n.checked_mul(match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => return None,
+    })?;
+    (1..=7 * 86_400)
+        .contains(&secs)
+        .then(|| Duration::from_secs(secs))
 }
 
 fn parse_or<T: FromStr>(

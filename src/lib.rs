@@ -6,7 +6,7 @@
 //! `serve` (the default; with no merchant credentials it also starts the built-in sandbox and
 //! pays through it over real HTTP), `sandbox`, `healthcheck`, `catalogue import FILE
 //! [--stock]`, `orders [--status S] [--since DATE] [--format table|csv|json]`, `refund
-//! OUT_TRADE_NO [AMOUNT]`, `bill DATE` and `admin hash-password`; the configuration variables ([`config`], tabled in the README); the catalogue file
+//! OUT_TRADE_NO [AMOUNT]`, `bill DATE`, `backup FILE`, `restore FILE` and `admin hash-password`; the configuration variables ([`config`], tabled in the README); the catalogue file
 //! formats ([`catalogue`]); the shop's pages (`/`, the cart `/cart`, the contact form
 //! `/checkout`, the direct buy `POST /orders`, `/pay/{no}` with an inline SVG QR code, its success
 //! and failure pages, the receipt `/orders/{no}?t=…`); the merchant console under `/admin`; the seed front end's JSON routes
@@ -33,7 +33,7 @@
 //!   consumer that applies payments to orders (the only place an order becomes paid).
 //! - [`store`]: all SQL — pools, migrations (`migrations/`), typed queries (`store/sql/`, one
 //!   source compiled for SQLite and for PostgreSQL), the order cache, the order desk (group
-//!   commit of new orders).
+//!   commit of new orders), backups of SQLite taken live and restored (`store/backup.rs`).
 //! - [`wxpay`]: the WeChat Pay v2 protocol — signing, the strict XML codec, typed messages,
 //!   the client (with the merchant's client certificate for refunds), the payment notify,
 //!   refunds and the encrypted refund notify, the daily trade bill and its strict reader,
@@ -46,8 +46,8 @@
 //! - [`console`]: the merchant console's flows — sign-in (argon2, sessions, CSRF tokens, the
 //!   lock-out), the order list and an order's timeline, shipping, products, the dashboard, the
 //!   daily bill's results.
-//! - [`cli`]: the merchant's command line (`orders`, `catalogue import`, `refund`, `bill`, `admin
-//!   hash-password`).
+//! - [`cli`]: the merchant's command line (`orders`, `catalogue import`, `refund`, `bill`,
+//!   `backup`, `restore`, `admin hash-password`).
 //! - [`startup`]: builds the application from settings, runs it, shuts it down in order.
 //! - [`telemetry`]: tracing set-up and the metrics recorder.
 //! - [`rt`]: keeps shared sockets and tasks on the application runtime, out of the web workers'

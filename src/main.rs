@@ -25,6 +25,8 @@ const USAGE: &str = "usage: wxpay-checkout [COMMAND]
                without it); needs the client certificate (WEIXIN_CERT_P12 or _PEM)
   bill DATE    reconciles one Beijing day (2026-11-29) against WeChat Pay's trade bill now, as
                the daily job does at BILL_FETCH_AT, and prints what differs
+  backup FILE  a consistent copy of the live SQLite database, checked before it is kept
+  restore FILE puts a checked backup in place of DATABASE_URL's SQLite file (the shop stopped)
   admin hash-password
                reads a password (no echo) and prints the ADMIN_PASSWORD_HASH for it
 
@@ -38,6 +40,8 @@ enum Command {
     Orders(cli::OrdersArgs),
     Refund { no: String, amount: Option<String> },
     Bill { date: String },
+    Backup { file: PathBuf },
+    Restore { file: PathBuf },
     HashPassword,
 }
 
@@ -73,6 +77,13 @@ fn command(args: &[String]) -> Result<Option<Command>, String> {
             date: (*date).to_owned(),
         },
         ["bill", ..] => return Err("bill takes one DATE, like 2026-11-29".into()),
+        ["backup", file] => Command::Backup {
+            file: PathBuf::from(file),
+        },
+        ["restore", file] => Command::Restore {
+            file: PathBuf::from(file),
+        },
+        ["backup" | "restore", ..] => return Err("backup and restore take one FILE".into()),
         ["admin", "hash-password"] => Command::HashPassword,
         ["-h" | "--help" | "help"] => return Ok(None),
         other => return Err(format!("unknown command {:?}", other.join(" "))),
@@ -113,6 +124,8 @@ async fn main() -> ExitCode {
             return cli::refund(&settings, &no, amount.as_deref()).await
         }
         Command::Bill { date } => return cli::bill(&settings, &date).await,
+        Command::Backup { file } => return cli::backup(&settings, &file).await,
+        Command::Restore { file } => return cli::restore(&settings, &file).await,
         Command::Serve | Command::Sandbox => {}
         Command::HashPassword => unreachable!("handled above"),
     }
@@ -136,6 +149,8 @@ async fn main() -> ExitCode {
         | Command::Orders(_)
         | Command::Refund { .. }
         | Command::Bill { .. }
+        | Command::Backup { .. }
+        | Command::Restore { .. }
         | Command::HashPassword => unreachable!("handled above"),
     };
     match result {

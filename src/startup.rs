@@ -208,6 +208,21 @@ impl Application {
         }
         let (checkout, background) = Checkout::start(store.clone(), wechat, terms, &rt, &shutdown);
         let reconciler = rt.spawn(Reconciler::new(checkout.clone()).run(shutdown.child_token()));
+        if let Some(schedule) = &settings.backups {
+            if settings.database_url.starts_with("sqlite:") {
+                let schedule = crate::store::backup::Schedule {
+                    dir: schedule.dir.clone(),
+                    every: schedule.every,
+                    keep: schedule.keep,
+                };
+                rt.spawn(store.clone().run_backups(schedule, shutdown.child_token()));
+            } else {
+                tracing::warn!(
+                    "BACKUP_DIR is for SQLite databases; back PostgreSQL up with pg_dump or \
+                     point-in-time recovery"
+                );
+            }
+        }
         let sandbox_base = sandbox.as_ref().map(SandboxServer::base_url);
         let console =
             crate::console::Console::start(store.clone(), settings.admin_password_hash.as_deref())

@@ -102,6 +102,8 @@ pub struct Dashboard {
     pub refunds_in_progress: i64,
     /// The daily bill's discrepancies no later run resolved.
     pub bill_discrepancies: i64,
+    /// When the last good backup was taken (SQLite), if ever.
+    pub last_backup: Option<DateTime<Utc>>,
 }
 
 /// The console service. Cheap to clone.
@@ -369,12 +371,14 @@ impl Console {
         let (pending, refund_due) = self.store().attention_counts().await?;
         let refunds_in_progress = self.store().refunds_in_progress().await?;
         let bill_discrepancies = self.store().open_discrepancies().await?;
+        let last_backup = self.store().last_backup().await?.map(|(at, _)| at);
         Ok(Dashboard {
             days,
             pending,
             refund_due,
             refunds_in_progress,
             bill_discrepancies,
+            last_backup,
         })
     }
 }
@@ -398,6 +402,16 @@ pub async fn all_orders(
         if done {
             return Ok(all);
         }
+    }
+}
+
+/// How long ago `then` was, roughly: `5 min`, `3 h`, `2 d`.
+pub fn age(then: DateTime<Utc>, now: DateTime<Utc>) -> String {
+    let secs = (now - then).num_seconds().max(0);
+    match secs {
+        s if s < 3600 => format!("{} min", s / 60),
+        s if s < 2 * 86_400 => format!("{} h", s / 3600),
+        s => format!("{} d", s / 86_400),
     }
 }
 

@@ -26,6 +26,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use crate::domain::{Fen, OutTradeNo};
 use crate::rt::AppRuntime;
 
+pub mod backup;
 mod cache;
 mod console_types;
 mod desk;
@@ -93,6 +94,8 @@ pub struct Store {
     /// Where connections are opened and driven: the application runtime given to
     /// [`Store::connect`], never a web worker's (see [`crate::rt`]).
     rt: AppRuntime,
+    /// An SQLite database is marked in use while any store has it open (see [`backup`]).
+    _in_use: Option<Arc<backup::InUse>>,
 }
 
 /// Calls the same method on whichever backend is in use, on the store's runtime.
@@ -114,10 +117,20 @@ impl Store {
     /// Opens the database at `url` (`sqlite:…`, created if missing, or `postgres://…`) and
     /// applies pending migrations. Connections are opened and driven on `rt`.
     pub async fn connect(url: &str, rt: &AppRuntime) -> Result<Store, StoreError> {
+        let in_use = match backup::sqlite_file(url) {
+            Ok(file) => {
+                if let Some(folder) = file.parent() {
+                    create_folder(folder)?;
+                }
+                Some(Arc::new(backup::hold(&file)?))
+            }
+            Err(_) => None,
+        };
         let backend = rt.run(Self::open(url)).await?;
         Ok(Store {
             backend,
             rt: rt.clone(),
+            _in_use: in_use,
         })
     }
 

@@ -1,6 +1,7 @@
 //! One integration-test binary: the real server, real HTTP, real SQLite files.
 
 mod admin;
+mod backup;
 mod bills;
 mod browser;
 mod cart;

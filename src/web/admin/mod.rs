@@ -236,6 +236,9 @@ struct DashboardPage {
     refund_due: i64,
     refunds_in_progress: i64,
     bill_discrepancies: i64,
+    /// How old the last good backup is (`None`: never), and whether that is too old (a day).
+    backup_age: Option<String>,
+    backup_stale: bool,
     today_refunded: String,
     bars: Vec<Bar>,
     rows: Vec<DayRow>,
@@ -260,6 +263,7 @@ pub async fn dashboard(
         refund_due,
         refunds_in_progress,
         bill_discrepancies,
+        last_backup,
     } = state.console.dashboard(Utc::now()).await?;
     let most = days.iter().map(|d| d.revenue.0).max().unwrap_or(0).max(1);
     let bars = days
@@ -292,6 +296,8 @@ pub async fn dashboard(
         refund_due,
         refunds_in_progress,
         bill_discrepancies,
+        backup_age: last_backup.map(|at| crate::console::age(at, Utc::now())),
+        backup_stale: last_backup.is_none_or(|at| Utc::now() - at > chrono::Duration::days(1)),
         today_refunded: today.map_or(Fen(0), |d| d.refunded).to_string(),
         bars,
         rows: days
