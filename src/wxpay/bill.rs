@@ -185,6 +185,8 @@ pub enum BillError {
     NoSummary,
     #[error("bill summary: {0}")]
     Summary(&'static str),
+    #[error("bill {0}: the lines add up past any real day")]
+    Overflow(&'static str),
     #[error("bill {what}: the summary says {stated}, the lines add up to {summed}")]
     Totals {
         what: &'static str,
@@ -462,6 +464,38 @@ fn check_totals(lines: &[BillLine], summary: &Summary) -> Result<(), BillError> 
             summed: count,
         });
     }
+    // Each amount is bounded (twelve digits of yuan), not their number: a column whose lines
+    // cannot all be added up in an i64 is refused, so that no sum of a column, here or in
+    // whatever adds up the lines later (the day's figures), can overflow.
+    const COLUMNS: [&str; 6] = [
+        "应结订单金额",
+        "代金券金额",
+        "订单金额",
+        "手续费",
+        "退款金额",
+        "申请退款金额",
+    ];
+    let mut magnitudes = [0i128; 6];
+    for l in lines {
+        let (refund, requested) = l
+            .refund
+            .as_ref()
+            .map_or((0, 0), |r| (r.refund_fee, r.requested_fee));
+        let amounts = [
+            l.settlement_fee,
+            l.coupon_fee,
+            l.total_fee,
+            l.charge,
+            refund,
+            requested,
+        ];
+        for (m, a) in magnitudes.iter_mut().zip(amounts) {
+            *m += i128::from(a).abs();
+        }
+    }
+    if let Some(i) = magnitudes.iter().position(|m| *m > i128::from(i64::MAX)) {
+        return Err(BillError::Overflow(COLUMNS[i]));
+    }
     let sum = |f: &dyn Fn(&BillLine) -> i64| lines.iter().map(f).sum::<i64>();
     let mut checks = vec![
         (
@@ -691,6 +725,43 @@ mod tests {
             assert!(parse(bad.as_bytes(), "10000100").is_err(), "{why}");
         }
         assert_eq!(parse(&[0xff, 0xfe], "10000100"), Err(BillError::NotUtf8));
+    }
+
+    #[test]
+    fn lines_that_add_up_past_an_i64_are_refused_not_summed() {
+        // 93 fees of 999,999,999,999.99999 yuan: each in bounds, together past i64::MAX
+        // thousandths of a fen (the day's figures add them up).
+        let huge = PAID.replace("`0.60000,", "`999999999999.99999,");
+        let text = bill(
+            &[huge.as_str(); 93],
+            "`93,`9300.00,`0.00,`0.00,`0.00000,`9300.00,`0.00",
+        );
+        assert_eq!(
+            parse(text.as_bytes(), "10000100"),
+            Err(BillError::Overflow("手续费"))
+        );
+        // Amounts the summary checks: refused before they are summed (summing them panicked
+        // in a debug build and wrapped in a release one).
+        let line = parse(
+            bill(&[PAID], "`1,`100.00,`0.00,`0.00,`0.60000,`100.00,`0.00").as_bytes(),
+            "10000100",
+        )
+        .unwrap()
+        .lines
+        .remove(0);
+        let big = BillLine {
+            settlement_fee: i64::MAX / 2 + 1,
+            total_fee: 0,
+            ..line
+        };
+        let summary = Summary {
+            trades: 2,
+            ..Summary::default()
+        };
+        assert_eq!(
+            check_totals(&[big.clone(), big], &summary),
+            Err(BillError::Overflow("应结订单金额"))
+        );
     }
 
     #[test]
