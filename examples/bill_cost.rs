@@ -87,7 +87,7 @@ async fn main() -> anyhow::Result<()> {
     // over the day (1,000 apart at 100,000 and 100), and `findings` others halfway between them
     // 1.00 yuan higher.
     let spacing = (payments / (2 * findings.max(1))).max(1) * 2;
-    let omitted = |i: usize| findings > 0 && i % spacing == 0 && i / spacing < findings;
+    let omitted = |i: usize| findings > 0 && i.is_multiple_of(spacing) && i / spacing < findings;
     let altered = |i: usize| findings > 0 && i % spacing == spacing / 2 && i / spacing < findings;
     let clean = bill_text(clean_day, payments, |_| Some(0));
     let with_findings = bill_text(findings_day, payments, |i| {
