@@ -104,6 +104,8 @@ pub struct Dashboard {
     pub bill_discrepancies: i64,
     /// When the last good backup was taken (SQLite), if ever.
     pub last_backup: Option<DateTime<Utc>>,
+    /// Whether the shop backs its database up itself (SQLite; PostgreSQL has pg_dump).
+    pub backs_up_itself: bool,
 }
 
 /// The console service. Cheap to clone.
@@ -379,6 +381,7 @@ impl Console {
             refunds_in_progress,
             bill_discrepancies,
             last_backup,
+            backs_up_itself: self.store().backs_up_itself(),
         })
     }
 }

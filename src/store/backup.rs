@@ -186,6 +186,12 @@ impl Store {
         })
     }
 
+    /// Whether this is an SQLite database, which the shop backs up itself (PostgreSQL has its
+    /// own tools).
+    pub fn backs_up_itself(&self) -> bool {
+        matches!(self.backend, Backend::Sqlite(_))
+    }
+
     /// The last good backup recorded, if any: when and where.
     pub async fn last_backup(&self) -> Result<Option<(DateTime<Utc>, String)>, StoreError> {
         let Backend::Sqlite(db) = &self.backend else {

@@ -223,7 +223,15 @@ async fn the_sandboxs_own_notify_pays_the_order() {
         app.wait_for_status(&no, "paid", Duration::from_secs(5))
             .await
     );
-    let sandbox = app.sandbox_order(&no).await;
+    // The sandbox notes the shop's SUCCESS once it has read it, a moment after the shop sent it.
+    let mut sandbox = app.sandbox_order(&no).await;
+    for _ in 0..500 {
+        if sandbox["notify_acknowledged"] == true {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        sandbox = app.sandbox_order(&no).await;
+    }
     assert_eq!(sandbox["notify_acknowledged"], true);
     assert_eq!(sandbox["notify_attempts"], 1);
 }

@@ -239,6 +239,7 @@ struct DashboardPage {
     /// How old the last good backup is (`None`: never), and whether that is too old (a day).
     backup_age: Option<String>,
     backup_stale: bool,
+    backs_up_itself: bool,
     today_refunded: String,
     bars: Vec<Bar>,
     rows: Vec<DayRow>,
@@ -264,6 +265,7 @@ pub async fn dashboard(
         refunds_in_progress,
         bill_discrepancies,
         last_backup,
+        backs_up_itself,
     } = state.console.dashboard(Utc::now()).await?;
     let most = days.iter().map(|d| d.revenue.0).max().unwrap_or(0).max(1);
     let bars = days
@@ -297,7 +299,9 @@ pub async fn dashboard(
         refunds_in_progress,
         bill_discrepancies,
         backup_age: last_backup.map(|at| crate::console::age(at, Utc::now())),
-        backup_stale: last_backup.is_none_or(|at| Utc::now() - at > chrono::Duration::days(1)),
+        backup_stale: backs_up_itself
+            && last_backup.is_none_or(|at| Utc::now() - at > chrono::Duration::days(1)),
+        backs_up_itself,
         today_refunded: today.map_or(Fen(0), |d| d.refunded).to_string(),
         bars,
         rows: days
