@@ -38,6 +38,9 @@
 //!   the client (with the merchant's client certificate for refunds), the payment notify,
 //!   refunds and the encrypted refund notify, the daily trade bill and its strict reader,
 //!   Beijing time.
+//! - [`webhooks`]: outgoing webhooks' wire format (Standard Webhooks): the event's JSON, the
+//!   `whsec_` secret, the `v1,` HMAC-SHA256 signature and its headers. (Their outbox and
+//!   delivery are to come.)
 //! - [`sandbox`]: WeChat Pay's side of the same protocol, served over HTTP (and over TLS with
 //!   its own CA for `/secapi/` refunds): the product's zero-configuration default and the
 //!   backbone of the end-to-end tests.
@@ -58,7 +61,7 @@
 //! `payments`, `store`, `wxpay`, `domain` and `rt`; `payments` uses `store` and `domain`;
 //! `store` uses `domain`, `rt` and `wxpay`'s `SignType`; `catalogue` uses `store` (its entry
 //! type) and `domain`; `sandbox` uses `wxpay`, `rt` and `domain`'s money formatting; `wxpay` uses
-//! `rt` only; `domain` and `rt` use nothing of ours.
+//! `rt` only; `domain`, `rt` and `webhooks` use nothing of ours.
 
 pub mod catalogue;
 pub mod checkout;
@@ -73,6 +76,7 @@ pub mod startup;
 pub mod store;
 pub mod telemetry;
 pub mod web;
+pub mod webhooks;
 pub mod wxpay;
 
 #[cfg(test)]
@@ -96,6 +100,7 @@ mod layers {
         ("telemetry", &["config"]),
         ("config", &["sandbox", "wxpay", "domain"]),
         ("catalogue", &["store", "domain"]),
+        ("webhooks", &[]),
     ];
 
     fn rust_files(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
