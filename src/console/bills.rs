@@ -1,33 +1,13 @@
 //! The daily bill as the merchant reads it: each day's reconciliation and its discrepancies, in
-//! the console and on the command line (running a day is the checkout's, which talks to WeChat).
+//! words and figures for the console and the command line (reading and running a day are the
+//! checkout's).
 
-use chrono::NaiveDate;
-
-use super::{beijing_display, Console, ConsoleError};
+use super::beijing_display;
 use crate::domain::Fen;
 use crate::store::{BillDay, BillDayStatus, Discrepancy, DiscrepancyKind};
 
 /// Days the console's bill page lists.
 pub const BILL_DAYS_LISTED: i64 = 60;
-
-impl Console {
-    /// The latest days' reconciliations, newest first.
-    pub async fn bill_days(&self) -> Result<Vec<BillDay>, ConsoleError> {
-        Ok(self.store().bill_days(BILL_DAYS_LISTED).await?)
-    }
-
-    /// One day's reconciliation and its discrepancies (open ones first); `None` for a day never
-    /// reconciled.
-    pub async fn bill_day(
-        &self,
-        day: NaiveDate,
-    ) -> Result<Option<(BillDay, Vec<Discrepancy>)>, ConsoleError> {
-        let Some(found) = self.store().bill_day(day).await? else {
-            return Ok(None);
-        };
-        Ok(Some((found, self.store().bill_discrepancies(day).await?)))
-    }
-}
 
 /// What kind of discrepancy, in the merchant's words.
 pub fn kind_label(kind: DiscrepancyKind) -> &'static str {

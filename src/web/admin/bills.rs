@@ -9,7 +9,7 @@ use chrono::{NaiveDate, Utc};
 use serde::Deserialize;
 
 use super::{chrome, AdminChrome, Session};
-use crate::console::{charges, day_state, kind_label, ConsoleError};
+use crate::console::{charges, day_state, kind_label, ConsoleError, BILL_DAYS_LISTED};
 use crate::web::shop::render;
 use crate::web::{no_store, AppState, WebError};
 
@@ -38,8 +38,8 @@ pub async fn bills(
     session: web::ReqData<Session>,
 ) -> Result<HttpResponse, WebError> {
     let days = state
-        .console
-        .bill_days()
+        .checkout
+        .bill_days(BILL_DAYS_LISTED)
         .await?
         .into_iter()
         .map(|d| DayRow {
@@ -104,7 +104,7 @@ pub async fn bill_day(
     day: web::Path<String>,
 ) -> Result<HttpResponse, WebError> {
     let day = parse_day(&day)?;
-    let Some((found, discrepancies)) = state.console.bill_day(day).await? else {
+    let Some((found, discrepancies)) = state.checkout.bill_day(day).await? else {
         return Err(WebError::Checkout(
             crate::checkout::CheckoutError::NotFound(crate::checkout::Missing::BillDay),
         ));
