@@ -292,14 +292,7 @@ async fn main() -> anyhow::Result<()> {
                 if !pay {
                     return;
                 }
-                let Ok(order) = http
-                    .get(format!("{sandbox}sandbox/orders/{no}"))
-                    .send()
-                    .await
-                else {
-                    return;
-                };
-                let Ok(order) = order.json::<serde_json::Value>().await else {
+                let Some(order) = refunds::sandbox_order(&http, &sandbox, &no).await else {
                     return;
                 };
                 let Some(code_url) = order["code_url"].as_str() else {
@@ -329,14 +322,7 @@ async fn main() -> anyhow::Result<()> {
                     return;
                 };
                 // The payment's own time, as the sandbox (and its bill) has it.
-                let Ok(held) = http
-                    .get(format!("{sandbox}sandbox/orders/{no}"))
-                    .send()
-                    .await
-                else {
-                    return;
-                };
-                let Ok(held) = held.json::<serde_json::Value>().await else {
+                let Some(held) = refunds::sandbox_order(&http, &sandbox, &no).await else {
                     return;
                 };
                 let Some(time_end) = held["time_end"].as_str() else {

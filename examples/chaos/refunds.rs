@@ -75,13 +75,7 @@ impl Refunds {
         storm: &mut JoinSet<()>,
         count: usize,
     ) -> anyhow::Result<()> {
-        let candidates: Vec<(String, i64, i64)> = sqlx::query_as(
-            "SELECT out_trade_no, total_fee, refunded_fee FROM orders
-             WHERE status = 'paid' AND refunded_fee < total_fee ORDER BY RANDOM() LIMIT $1",
-        )
-        .bind(count as i64)
-        .fetch_all(db)
-        .await?;
+        let candidates = refundable(db, count).await?;
         for (no, total_fee, refunded_fee) in candidates {
             let left = total_fee - refunded_fee;
             let part = || (left > 1).then(|| rand::rng().random_range(1..left));
@@ -123,13 +117,7 @@ impl Refunds {
     /// deadline if its answer does not come, leaving a refund WeChat made and the shop does
     /// not know the outcome of. Returns when all have ended.
     pub async fn lose_answers(&self, db: &AnyPool, count: usize) -> anyhow::Result<()> {
-        let candidates: Vec<(String, i64, i64)> = sqlx::query_as(
-            "SELECT out_trade_no, total_fee, refunded_fee FROM orders
-             WHERE status = 'paid' AND refunded_fee < total_fee ORDER BY RANDOM() LIMIT $1",
-        )
-        .bind(count as i64)
-        .fetch_all(db)
-        .await?;
+        let candidates = refundable(db, count).await?;
         let mut commands = JoinSet::new();
         for (no, total_fee, refunded_fee) in candidates {
             let left = total_fee - refunded_fee;
@@ -184,14 +172,7 @@ impl Refunds {
         for no in closed {
             let (http, sandbox, tally) = (http.clone(), sandbox.to_owned(), self.tally.clone());
             storm.spawn(async move {
-                let Ok(order) = http
-                    .get(format!("{sandbox}sandbox/orders/{no}"))
-                    .send()
-                    .await
-                else {
-                    return;
-                };
-                let Ok(order) = order.json::<serde_json::Value>().await else {
+                let Some(order) = sandbox_order(&http, &sandbox, &no).await else {
                     return;
                 };
                 let Some(code_url) = order["code_url"].as_str() else {
@@ -414,6 +395,32 @@ async fn shop_books(db: &AnyPool) -> anyhow::Result<(Vec<ShopRefund>, HashMap<St
 }
 
 /// Counts as `closed 3, succeeded 9`.
+/// Up to `count` paid orders with something left to refund, at random: (number, total, refunded).
+async fn refundable(db: &AnyPool, count: usize) -> anyhow::Result<Vec<(String, i64, i64)>> {
+    Ok(sqlx::query_as(
+        "SELECT out_trade_no, total_fee, refunded_fee FROM orders
+         WHERE status = 'paid' AND refunded_fee < total_fee ORDER BY RANDOM() LIMIT $1",
+    )
+    .bind(count as i64)
+    .fetch_all(db)
+    .await?)
+}
+
+/// What the sandbox holds about an order (`/sandbox/orders/{no}`); `None` when it cannot be read.
+pub async fn sandbox_order(
+    http: &reqwest::Client,
+    sandbox: &str,
+    no: &str,
+) -> Option<serde_json::Value> {
+    http.get(format!("{sandbox}sandbox/orders/{no}"))
+        .send()
+        .await
+        .ok()?
+        .json()
+        .await
+        .ok()
+}
+
 pub fn listed(counts: &BTreeMap<String, usize>) -> String {
     let listed: Vec<String> = counts.iter().map(|(k, n)| format!("{k} {n}")).collect();
     if listed.is_empty() {

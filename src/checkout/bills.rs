@@ -116,7 +116,7 @@ impl Checkout {
             else {
                 break;
             };
-            ran.push(self.run_claimed(day.day, now).await?);
+            ran.push(self.run_claimed(&day, now).await?);
         }
         Ok(ran)
     }
@@ -128,15 +128,14 @@ impl Checkout {
         if day > beijing_date(now) {
             return Err(BillProblem::Future.into());
         }
-        if self
+        let Some(claimed) = self
             .store()
             .claim_bill_day(day, now.timestamp(), lease_end(now))
             .await?
-            .is_none()
-        {
+        else {
             return Err(BillProblem::Busy.into());
-        }
-        self.run_claimed(day, now).await
+        };
+        self.run_claimed(&claimed, now).await
     }
 
     /// The latest `limit` days' reconciliations, newest first.
@@ -158,23 +157,16 @@ impl Checkout {
     /// When the bill of `day` is due: `BILL_FETCH_AT` the next day, Beijing time.
     fn bill_due(&self, day: NaiveDate) -> DateTime<Utc> {
         let next = day.succ_opt().expect("a day after");
-        beijing_midnight(next)
-            + chrono::Duration::from_std(
-                self.terms()
-                    .bill_fetch_at
-                    .signed_duration_since(chrono::NaiveTime::MIN)
-                    .to_std()
-                    .unwrap_or_default(),
-            )
-            .unwrap_or_default()
+        beijing_midnight(next) + (self.terms().bill_fetch_at - chrono::NaiveTime::MIN)
     }
 
-    /// Runs a day this caller has claimed and records how it went.
+    /// Runs a day this caller has claimed (as the claim returned it) and records how it went.
     async fn run_claimed(
         &self,
-        day: NaiveDate,
+        claimed: &BillDay,
         now: DateTime<Utc>,
     ) -> Result<BillDay, CheckoutError> {
+        let day = claimed.day;
         let store = self.store();
         let today = beijing_date(now);
         if day < today - chrono::Duration::days(BILL_KEPT_DAYS) {
@@ -216,9 +208,8 @@ impl Checkout {
                 let wait = if not_ready {
                     NOT_READY_RETRY
                 } else {
-                    let attempts = store.bill_day(day).await?.map_or(1, |d| d.attempts);
                     FIRST_RETRY
-                        .saturating_mul(1 << (attempts - 1).clamp(0, 12))
+                        .saturating_mul(1 << (claimed.attempts - 1).clamp(0, 12))
                         .min(MAX_RETRY)
                 };
                 // Never before the day's bill is due: a day run early (today) waits for it.
