@@ -460,5 +460,6 @@ fn terms() -> anyhow::Result<Terms> {
         pending_per_client: 0,
         order_rate_per_minute: 0,
         checkout_fields: Vec::new(),
+        outbox: Default::default(),
     })
 }

@@ -11,6 +11,7 @@ use url::Url;
 
 use crate::domain::ContactField;
 use crate::sandbox::Faults;
+use crate::webhooks::{Secret, Target, TargetKind};
 use crate::wxpay::{Merchant, SignType};
 
 /// Demo merchant used on both sides in sandbox mode. Not a secret: it only opens the sandbox.
@@ -97,6 +98,90 @@ pub struct Settings {
     /// generated on the first start.
     pub admin_password_hash: Option<String>,
     pub log_format: LogFormat,
+    /// `WEBHOOK_URLS`, `WEBHOOK_SECRET`, `WECOM_ROBOT_URL`, `DINGTALK_ROBOT_URL`,
+    /// `DINGTALK_ROBOT_SECRET`, `WEBHOOK_RETRY_SCALE`: where events go.
+    pub webhooks: WebhookSettings,
+}
+
+/// Where events go and how they are signed.
+#[derive(Debug, Clone)]
+pub struct WebhookSettings {
+    /// The webhook URLs, then the robots.
+    pub targets: Vec<Target>,
+    pub secret: Option<Secret>,
+    /// `WEBHOOK_RETRY_SCALE`: multiplies the retry schedule (for tests and demos).
+    pub retry_scale: f64,
+}
+
+/// Most `WEBHOOK_URLS` entries.
+const MAX_WEBHOOK_URLS: usize = 10;
+
+fn webhook_settings(get: &impl Fn(&str) -> Option<String>) -> Result<WebhookSettings, ConfigError> {
+    let mut targets = Vec::new();
+    let urls = get("WEBHOOK_URLS").unwrap_or_default();
+    for (n, url) in urls
+        .split(|c: char| c == ',' || c.is_whitespace())
+        .filter(|u| !u.is_empty())
+        .enumerate()
+    {
+        // The URL itself is not repeated: it may hold a token.
+        let target = Target::new(TargetKind::Webhook, url)
+            .map_err(|e| error("WEBHOOK_URLS", format!("entry {}: {e}", n + 1)))?;
+        if targets.iter().any(|t: &Target| t.url() == target.url()) {
+            return Err(error(
+                "WEBHOOK_URLS",
+                format!("entry {} is listed twice", n + 1),
+            ));
+        }
+        targets.push(target);
+    }
+    if targets.len() > MAX_WEBHOOK_URLS {
+        return Err(error(
+            "WEBHOOK_URLS",
+            format!("at most {MAX_WEBHOOK_URLS} URLs"),
+        ));
+    }
+    let secret = match get("WEBHOOK_SECRET").filter(|s| !s.trim().is_empty()) {
+        Some(text) => {
+            Some(Secret::parse(&text).map_err(|e| error("WEBHOOK_SECRET", e.to_string()))?)
+        }
+        None if !targets.is_empty() => {
+            return Err(error(
+                "WEBHOOK_SECRET",
+                "is required with WEBHOOK_URLS (make one with `wxpay-checkout webhook-secret`)",
+            ))
+        }
+        None => None,
+    };
+    for (var, kind) in [
+        ("WECOM_ROBOT_URL", TargetKind::WeCom),
+        ("DINGTALK_ROBOT_URL", TargetKind::DingTalk),
+    ] {
+        if let Some(url) = get(var).filter(|u| !u.trim().is_empty()) {
+            let mut target = Target::new(kind, &url).map_err(|e| error(var, e.to_string()))?;
+            if kind == TargetKind::DingTalk {
+                if let Some(secret) = get("DINGTALK_ROBOT_SECRET")
+                    .as_deref()
+                    .and_then(crate::webhooks::robots::robot_secret)
+                {
+                    target = target.with_robot_secret(secret);
+                }
+            }
+            targets.push(target);
+        }
+    }
+    let retry_scale: f64 = parse_or(get, "WEBHOOK_RETRY_SCALE", "1")?;
+    if !(retry_scale > 0.0 && retry_scale <= 1.0) {
+        return Err(error(
+            "WEBHOOK_RETRY_SCALE",
+            "must be above 0 and at most 1",
+        ));
+    }
+    Ok(WebhookSettings {
+        targets,
+        secret,
+        retry_scale,
+    })
 }
 
 /// The built-in sandbox's own knobs (`SANDBOX_*`), for tests and demos.
@@ -373,6 +458,7 @@ impl Settings {
                 )
             })?
         };
+        let webhooks = webhook_settings(&get)?;
         let backups = match get("BACKUP_DIR").filter(|d| !d.trim().is_empty()) {
             None => None,
             Some(dir) => {
@@ -512,6 +598,7 @@ impl Settings {
             reconcile_interval: Duration::from_secs(reconcile_interval_secs),
             bill_fetch_at,
             backups,
+            webhooks,
             reconcile_max_attempts,
             request_body_timeout: Duration::from_secs(body_timeout_secs),
             pending_per_client,
@@ -907,10 +994,36 @@ mod tests {
                 "WEIXIN_PARTNERKEY",
             ),
             (&[("WEIXIN_PARTNERKEY", KEY)], "WEIXIN_APPID"),
+            (
+                &[("WEBHOOK_URLS", "https://erp.example.com/h")],
+                "WEBHOOK_SECRET",
+            ),
+            (
+                &[
+                    ("WEBHOOK_URLS", "https://erp.example.com/h"),
+                    ("WEBHOOK_SECRET", "whsec_c2hvcnQ="),
+                ],
+                "WEBHOOK_SECRET",
+            ),
+            (
+                &[("WEBHOOK_URLS", "ftp://erp.example.com/h?token=T0K")],
+                "WEBHOOK_URLS",
+            ),
+            (
+                &[("WEBHOOK_URLS", "https://a.example/h https://a.example/h")],
+                "WEBHOOK_URLS",
+            ),
+            (
+                &[("WECOM_ROBOT_URL", "qyapi.weixin.qq.com")],
+                "WECOM_ROBOT_URL",
+            ),
+            (&[("WEBHOOK_RETRY_SCALE", "0")], "WEBHOOK_RETRY_SCALE"),
         ];
         for (vars, var) in cases {
             let err = settings(vars).unwrap_err();
             assert_eq!(err.var, *var, "{vars:?}");
+            // A URL's token is never repeated.
+            assert!(!err.to_string().contains("T0K"));
             assert!(!err.to_string().contains('\n'));
             assert!(err.to_string().contains(var));
         }

@@ -6,7 +6,7 @@
 //! `serve` (the default; with no merchant credentials it also starts the built-in sandbox and
 //! pays through it over real HTTP), `sandbox`, `healthcheck`, `catalogue import FILE
 //! [--stock]`, `orders [--status S] [--since DATE] [--format table|csv|json]`, `refund
-//! OUT_TRADE_NO [AMOUNT]`, `bill DATE`, `backup FILE`, `restore FILE` and `admin hash-password`; the configuration variables ([`config`], tabled in the README); the catalogue file
+//! OUT_TRADE_NO [AMOUNT]`, `bill DATE`, `backup FILE`, `restore FILE`, `webhook-secret` and `admin hash-password`; the configuration variables ([`config`], tabled in the README); the catalogue file
 //! formats ([`catalogue`]); the shop's pages (`/`, the cart `/cart`, the contact form
 //! `/checkout`, the direct buy `POST /orders`, `/pay/{no}` with an inline SVG QR code, its success
 //! and failure pages, the receipt `/orders/{no}?t=…`); the merchant console under `/admin`; the seed front end's JSON routes
@@ -22,7 +22,8 @@
 //!   prepay, the payment status, the notify, the receipt, refunds exactly once and late payments
 //!   refunded) and the reconciliation job (an order is over only when WeChat says so; finished
 //!   orders are watched for late money; refunds are followed until settled; each day is
-//!   reconciled against WeChat's trade bill), with one error type,
+//!   reconciled against WeChat's trade bill) and the delivery of outgoing events, with one
+//!   error type,
 //!   [`checkout::CheckoutError`].
 //! - [`web`]: HTTP routes — shop, cart and checkout form (the cart lives in a cookie), pay page,
 //!   receipt, seed JSON API, notify, operations. Thin: each handler calls one checkout flow and
@@ -38,9 +39,11 @@
 //!   the client (with the merchant's client certificate for refunds), the payment notify,
 //!   refunds and the encrypted refund notify, the daily trade bill and its strict reader,
 //!   Beijing time.
-//! - [`webhooks`]: outgoing webhooks' wire format (Standard Webhooks): the event's JSON, the
-//!   `whsec_` secret, the `v1,` HMAC-SHA256 signature and its headers. (Their outbox and
-//!   delivery are to come.)
+//! - [`webhooks`]: outgoing events' wire formats: Standard Webhooks (the event's JSON, the
+//!   `whsec_` secret, the `v1,` HMAC-SHA256 signature and its headers), the targets, and the
+//!   WeCom and DingTalk robots' markdown messages. The outbox they are delivered from is the
+//!   store's (`store/sql/outbox.rs`, written in the transactions of the changes); fan-out and
+//!   delivery are the checkout's (`checkout/outbox.rs`).
 //! - [`sandbox`]: WeChat Pay's side of the same protocol, served over HTTP (and over TLS with
 //!   its own CA for `/secapi/` refunds): the product's zero-configuration default and the
 //!   backbone of the end-to-end tests.
@@ -50,7 +53,7 @@
 //!   lock-out), the order list and an order's timeline, shipping, products, the dashboard, the
 //!   daily bill's results.
 //! - [`cli`]: the merchant's command line (`orders`, `catalogue import`, `refund`, `bill`,
-//!   `backup`, `restore`, `admin hash-password`).
+//!   `backup`, `restore`, `webhook-secret`, `admin hash-password`).
 //! - [`startup`]: builds the application from settings, runs it, shuts it down in order.
 //! - [`telemetry`]: tracing set-up and the metrics recorder.
 //! - [`rt`]: keeps shared sockets and tasks on the application runtime, out of the web workers'
@@ -58,7 +61,7 @@
 //!
 //! Dependencies point one way (a test below checks every `crate::` path against this list):
 //! `web` uses `checkout`, `wxpay` (wire formats), `domain` and `telemetry`; `checkout` uses
-//! `payments`, `store`, `wxpay`, `domain` and `rt`; `payments` uses `store` and `domain`;
+//! `payments`, `store`, `wxpay`, `webhooks`, `domain` and `rt`; `payments` uses `store` and `domain`;
 //! `store` uses `domain`, `rt` and `wxpay`'s `SignType`; `catalogue` uses `store` (its entry
 //! type) and `domain`; `sandbox` uses `wxpay`, `rt` and `domain`'s money formatting; `wxpay` uses
 //! `rt` only; `domain`, `rt` and `webhooks` use nothing of ours.
@@ -91,14 +94,17 @@ mod layers {
         ("sandbox", &["wxpay", "rt", "domain"]),
         ("store", &["domain", "rt", "wxpay"]),
         ("payments", &["store", "domain"]),
-        ("checkout", &["payments", "store", "wxpay", "domain", "rt"]),
+        (
+            "checkout",
+            &["payments", "store", "wxpay", "domain", "rt", "webhooks"],
+        ),
         (
             "web",
             &["checkout", "console", "wxpay", "domain", "telemetry"],
         ),
         ("console", &["store", "domain", "catalogue"]),
         ("telemetry", &["config"]),
-        ("config", &["sandbox", "wxpay", "domain"]),
+        ("config", &["sandbox", "wxpay", "domain", "webhooks"]),
         ("catalogue", &["store", "domain"]),
         ("webhooks", &[]),
     ];

@@ -27,6 +27,8 @@ const USAGE: &str = "usage: wxpay-checkout [COMMAND]
                the daily job does at BILL_FETCH_AT, and prints what differs
   backup FILE  a consistent copy of the live SQLite database, checked before it is kept
   restore FILE puts a checked backup in place of DATABASE_URL's SQLite file (the shop stopped)
+  webhook-secret
+               prints a new random whsec_ secret for WEBHOOK_SECRET
   admin hash-password
                reads a password (no echo) and prints the ADMIN_PASSWORD_HASH for it
 
@@ -43,6 +45,7 @@ enum Command {
     Backup { file: PathBuf },
     Restore { file: PathBuf },
     HashPassword,
+    WebhookSecret,
 }
 
 /// The command the arguments name.
@@ -85,6 +88,7 @@ fn command(args: &[String]) -> Result<Option<Command>, String> {
         },
         ["backup" | "restore", ..] => return Err("backup and restore take one FILE".into()),
         ["admin", "hash-password"] => Command::HashPassword,
+        ["webhook-secret"] => Command::WebhookSecret,
         ["-h" | "--help" | "help"] => return Ok(None),
         other => return Err(format!("unknown command {:?}", other.join(" "))),
     }))
@@ -104,8 +108,14 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    if let Command::HashPassword = command {
-        return cli::hash_password();
+    match command {
+        Command::HashPassword => return cli::hash_password(),
+        Command::WebhookSecret => {
+            // Asked for on the merchant's terminal: printed there, never logged.
+            println!("{}", wxpay_checkout::webhooks::Secret::generate());
+            return ExitCode::SUCCESS;
+        }
+        _ => {}
     }
     let settings = match Settings::from_env() {
         Ok(settings) => settings,
@@ -127,7 +137,7 @@ async fn main() -> ExitCode {
         Command::Backup { file } => return cli::backup(&settings, &file).await,
         Command::Restore { file } => return cli::restore(&settings, &file).await,
         Command::Serve | Command::Sandbox => {}
-        Command::HashPassword => unreachable!("handled above"),
+        Command::HashPassword | Command::WebhookSecret => unreachable!("handled above"),
     }
     let serving = matches!(command, Command::Serve);
     if let Err(e) = settings.check_exposure(serving).and_then(|()| {
@@ -151,7 +161,8 @@ async fn main() -> ExitCode {
         | Command::Bill { .. }
         | Command::Backup { .. }
         | Command::Restore { .. }
-        | Command::HashPassword => unreachable!("handled above"),
+        | Command::HashPassword
+        | Command::WebhookSecret => unreachable!("handled above"),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -90,6 +90,12 @@ pub fn terms(settings: &Settings, addr: SocketAddr) -> Terms {
         pending_per_client: settings.pending_per_client,
         order_rate_per_minute: settings.order_rate_per_minute,
         checkout_fields: settings.checkout_fields.clone(),
+        outbox: crate::checkout::OutboxTerms {
+            targets: settings.webhooks.targets.clone(),
+            secret: settings.webhooks.secret.clone(),
+            retry_scale: settings.webhooks.retry_scale,
+            console_base: settings.public_base_url.clone(),
+        },
     }
 }
 

@@ -21,6 +21,8 @@ pub enum Missing {
     Product,
     /// A day the daily bill never reconciled.
     BillDay,
+    /// An event delivery (to a target still configured).
+    Delivery,
 }
 
 impl Missing {
@@ -29,6 +31,7 @@ impl Missing {
             Missing::Order => "order",
             Missing::Product => "product",
             Missing::BillDay => "reconciled day",
+            Missing::Delivery => "delivery",
         }
     }
 }

@@ -24,6 +24,7 @@ mod error;
 pub mod flight;
 pub mod limits;
 pub mod notify;
+pub mod outbox;
 mod prepay;
 pub mod reconcile;
 pub mod refunds;
@@ -43,6 +44,7 @@ pub use self::error::{loggable, CheckoutError, Missing, NotifyRefusal, LOGGABLE_
 pub use self::flight::Flights;
 pub use self::limits::{RateLimiter, Shopper};
 pub use self::notify::NotifyReceipt;
+pub use self::outbox::{DeliveryView, OutboxTerms};
 pub use self::prepay::{NativeCode, PayStep, Prepared};
 pub use self::refunds::{FollowReport, RefundProblem};
 use crate::domain::ContactField;
@@ -50,8 +52,8 @@ use crate::domain::{OrderStatus, OutTradeNo};
 use crate::payments::Payments;
 use crate::rt::AppRuntime;
 pub use crate::store::{
-    BillDay, BillDayStatus, Contact, DayFigures, Discrepancy, DiscrepancyKind, NewItem, Order,
-    OrderItem, Product, Refund, RefundState, Shipment,
+    BillDay, BillDayStatus, Contact, DayFigures, DeliveryState, Discrepancy, DiscrepancyKind,
+    NewItem, Order, OrderItem, Product, Refund, RefundState, Shipment,
 };
 use crate::store::{ClientLimits, CreateOrderError, OrderDesk, OrderRequest, Store, StoreError};
 use crate::wxpay::types::OrderQueryResponse;
@@ -100,6 +102,8 @@ pub struct Terms {
     pub order_rate_per_minute: u32,
     /// The contact the checkout asks for (`CHECKOUT_FIELDS`), in form order.
     pub checkout_fields: Vec<ContactField>,
+    /// Where events go (webhooks, chat robots) and how they are signed.
+    pub outbox: OutboxTerms,
 }
 
 impl Terms {
@@ -175,6 +179,7 @@ impl Checkout {
         let (desk, desk_task) = OrderDesk::start(store.clone(), rt, shutdown.child_token());
         let consumer = rt.spawn(consumer.run(shutdown.child_token()));
         let checkout = Checkout::new(store, desk, wechat, payments, terms);
+        rt.spawn(checkout.clone().run_outbox(shutdown.child_token()));
         if checkout.terms().auto_refund_late_payments && checkout.wechat().can_refund() {
             rt.spawn(
                 checkout

@@ -106,6 +106,9 @@ pub struct Dashboard {
     pub last_backup: Option<DateTime<Utc>>,
     /// Whether the shop backs its database up itself (SQLite; PostgreSQL has pg_dump).
     pub backs_up_itself: bool,
+    /// Outgoing event deliveries waiting, and given up.
+    pub deliveries_waiting: i64,
+    pub deliveries_failed: i64,
 }
 
 /// The console service. Cheap to clone.
@@ -374,7 +377,10 @@ impl Console {
         let refunds_in_progress = self.store().refunds_in_progress().await?;
         let bill_discrepancies = self.store().open_discrepancies().await?;
         let last_backup = self.store().last_backup().await?.map(|(at, _)| at);
+        let deliveries = self.store().delivery_counts().await?;
         Ok(Dashboard {
+            deliveries_waiting: deliveries.pending,
+            deliveries_failed: deliveries.failed,
             days,
             pending,
             refund_due,

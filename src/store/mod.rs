@@ -109,8 +109,13 @@ macro_rules! dispatch {
 }
 
 mod bills;
+pub mod outbox;
 pub use bills::{
     BillDay, BillDayStatus, DayFigures, DayFindings, Discrepancy, DiscrepancyKind, RecordedPayment,
+};
+pub use outbox::{
+    Attempted, Delivery, DeliveryCounts, DeliveryState, FannedEvent, OutboxEvent, BILL_DISCREPANCY,
+    ORDER_CLOSED, ORDER_PAID, ORDER_REFUND_DUE, REFUND_SUCCEEDED,
 };
 
 impl Store {

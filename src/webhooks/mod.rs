@@ -12,6 +12,10 @@
 
 use std::fmt;
 
+pub mod robots;
+pub mod targets;
+pub use targets::{BadTarget, Target, TargetKind};
+
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine;
 use hmac::{Hmac, Mac};
@@ -54,6 +58,11 @@ impl Secret {
             return Err(BadSecret);
         }
         Ok(Secret(SecretBox::new(Box::new(bytes))))
+    }
+
+    /// Any text kept as a secret (a chat robot's signing secret).
+    pub(crate) fn from_text(text: &str) -> Secret {
+        Secret(SecretBox::new(Box::new(text.as_bytes().to_vec())))
     }
 
     /// A fresh random secret (32 bytes), as `whsec_<base64>` text for the merchant to keep.

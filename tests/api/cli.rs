@@ -197,3 +197,21 @@ async fn bill_reconciles_a_day_and_prints_what_differs() {
     assert_eq!(code, 2);
     assert!(err.contains("usage"), "{err}");
 }
+
+#[tokio::test]
+async fn webhook_secret_prints_a_fresh_secret_the_shop_accepts() {
+    let dir = tempfile::TempDir::new().unwrap();
+    let url = format!("sqlite://{}/unused.db", dir.path().display());
+    let (code, first, err) = run(&url, &["webhook-secret"], "").await;
+    assert_eq!(code, 0, "{err}");
+    let (_, second, _) = run(&url, &["webhook-secret"], "").await;
+    assert_ne!(first, second);
+    let secret = wxpay_checkout::webhooks::Secret::parse(first.trim());
+    assert!(secret.is_ok(), "{first}");
+    let app = TestApp::spawn_with(&[
+        ("WEBHOOK_URLS", "http://127.0.0.1:9/hooks"),
+        ("WEBHOOK_SECRET", first.trim()),
+    ])
+    .await;
+    assert_eq!(app.get("/").await.status(), 200);
+}

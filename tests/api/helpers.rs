@@ -825,5 +825,6 @@ pub fn test_terms(
         pending_per_client: 0,
         order_rate_per_minute: 0,
         checkout_fields: Vec::new(),
+        outbox: Default::default(),
     }
 }

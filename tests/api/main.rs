@@ -22,3 +22,4 @@ mod sandbox_bill;
 mod sandbox_refunds;
 mod server;
 mod shop;
+mod webhooks;

@@ -13,7 +13,8 @@ const DAY_COLUMNS: &str = "d.day, d.status, d.attempts, d.next_at, d.last_error,
      d.matched, (SELECT COUNT(*) FROM bill_discrepancies x \
                  WHERE x.day = d.day AND x.resolved_at IS NULL) AS open_discrepancies";
 
-const DISCREPANCY_COLUMNS: &str = "kind, reference, out_trade_no, wechat_fee, shop_fee, detail, \
+pub(super) const DISCREPANCY_COLUMNS: &str =
+    "kind, reference, out_trade_no, wechat_fee, shop_fee, detail, \
      action, found_at, resolved_at";
 
 fn day_text(day: NaiveDate) -> String {
@@ -45,7 +46,7 @@ fn day_from_row(row: &DbRow) -> Result<BillDay, StoreError> {
     })
 }
 
-fn discrepancy_from_row(row: &DbRow) -> Result<Discrepancy, StoreError> {
+pub(super) fn discrepancy_from_row(row: &DbRow) -> Result<Discrepancy, StoreError> {
     let kind: String = row.try_get("kind")?;
     Ok(Discrepancy {
         kind: DiscrepancyKind::parse(&kind)
@@ -212,21 +213,31 @@ impl Db {
                 .await?;
             } else {
                 new.push(d.kind);
-                sqlx::query(
+                let id: i64 = sqlx::query_scalar(
                     "INSERT INTO bill_discrepancies (day, kind, reference, out_trade_no,
                          wechat_fee, shop_fee, detail, action, found_at)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+                     RETURNING id",
                 )
                 .bind(&day)
                 .bind(&key.0)
                 .bind(&key.1)
-                .bind(out_trade_no)
+                .bind(out_trade_no.as_deref())
                 .bind(d.wechat_fee.map(|f| f.0))
                 .bind(d.shop_fee.map(|f| f.0))
                 .bind(bounded(&d.detail, 300))
                 .bind(bounded(&d.action, 300))
                 .bind(now)
-                .execute(&mut *tx)
+                .fetch_one(&mut *tx)
+                .await?;
+                super::outbox::write(
+                    &mut tx,
+                    crate::store::BILL_DISCREPANCY,
+                    out_trade_no.as_deref(),
+                    &id.to_string(),
+                    d.kind.as_str(),
+                    now,
+                )
                 .await?;
             }
             found.insert(key);

@@ -312,9 +312,12 @@ async fn apply_all(tx: &mut Tx<'_>, ids: &[i64], now: i64) -> Result<Vec<Applied
             list.push_bind(c.id);
         }
         pay.push(") RETURNING orders.out_trade_no");
+        let mut nos = Vec::with_capacity(fast.len());
         for row in pay.build().fetch_all(&mut **tx).await? {
-            paid.insert(row.try_get::<String, _>(0)?);
+            nos.push(row.try_get::<String, _>(0)?);
         }
+        super::outbox::write_paid(tx, &nos, now).await?;
+        paid.extend(nos);
     }
     let mut by_id: std::collections::HashMap<i64, &Taken> =
         taken.iter().map(|c| (c.id, c)).collect();
@@ -402,6 +405,7 @@ async fn settle_payment(tx: &mut Tx<'_>, event: &Taken, now: i64) -> Result<Outc
         .execute(&mut **tx)
         .await?;
         if paid.rows_affected() == 1 {
+            super::outbox::write(tx, ORDER_PAID, Some(no), no, "", now).await?;
             return Ok(Outcome::Paid);
         }
     }
@@ -434,5 +438,6 @@ async fn settle_payment(tx: &mut Tx<'_>, event: &Taken, now: i64) -> Result<Outc
     .bind(no)
     .execute(&mut **tx)
     .await?;
+    super::outbox::write(tx, ORDER_REFUND_DUE, Some(no), no, outcome.as_str(), now).await?;
     Ok(outcome)
 }

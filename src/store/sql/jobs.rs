@@ -154,6 +154,15 @@ impl Db {
         let done = closed.rows_affected() == 1;
         if done {
             restore_stock(&mut tx, no.as_str(), now).await?;
+            super::outbox::write(
+                &mut tx,
+                ORDER_CLOSED,
+                Some(no.as_str()),
+                no.as_str(),
+                "",
+                now,
+            )
+            .await?;
         }
         tx.commit().await?;
         self.closed(no, done);

@@ -8,7 +8,8 @@
 //! lists, timeline and figures), [`orders`] (creating and reading orders, the
 //! prepay), [`jobs`] (what the reconciliation job claims, expires and closes), [`inbox`]
 //! (recording payments and applying them to orders), [`refunds`] (recording refunds against
-//! what was paid, settling them).
+//! what was paid, settling them), [`outbox`] (events written with the changes that cause them,
+//! their deliveries).
 
 mod bills;
 mod catalogue;
@@ -16,6 +17,7 @@ mod console;
 mod inbox;
 mod jobs;
 mod orders;
+mod outbox;
 mod refunds;
 
 use chrono::{DateTime, Utc};
@@ -24,7 +26,9 @@ use sqlx::Row;
 use super::{DbRow, Kind, EXPLAIN, NOW_SQL, RELAX_AFTER, RELAX_BEFORE, RELAX_IN_TX, SKIP_LOCKED};
 use crate::domain::{Fen, OrderStatus, OutTradeNo};
 use crate::store::types::*;
-use crate::store::{now_secs, StoreError};
+use crate::store::{
+    now_secs, StoreError, ORDER_CLOSED, ORDER_PAID, ORDER_REFUND_DUE, REFUND_SUCCEEDED,
+};
 
 type Tx<'c> = sqlx::Transaction<'c, Kind>;
 
@@ -138,6 +142,7 @@ async fn close_in(
     let done = closed.rows_affected() == 1;
     if done {
         restore_stock(tx, no, now).await?;
+        outbox::write(tx, ORDER_CLOSED, Some(no), no, "", now).await?;
     }
     Ok(done)
 }

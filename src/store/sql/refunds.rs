@@ -341,6 +341,15 @@ impl Db {
             .bind(&no)
             .execute(&mut *tx)
             .await?;
+            super::outbox::write(
+                &mut tx,
+                ORDER_REFUND_DUE,
+                Some(&no),
+                &no,
+                "refund_closed",
+                now,
+            )
+            .await?;
         } else if state == RefundState::Closed {
             sqlx::query(
                 "UPDATE orders SET refunded_fee = refunded_fee - $1, updated_at = $2
@@ -363,6 +372,10 @@ impl Db {
                 restore_stock(&mut tx, &no, now).await?;
                 restocked = true;
             }
+        }
+        if state == RefundState::Succeeded {
+            super::outbox::write(&mut tx, REFUND_SUCCEEDED, Some(&no), out_refund_no, "", now)
+                .await?;
         }
         let mut detail = format!("{out_refund_no} {}", Fen(fee));
         if let Some(failure) = failure {

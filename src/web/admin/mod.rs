@@ -1,10 +1,12 @@
 //! The merchant console, `/admin`: sign-in, the dashboard, orders (list, one order's story,
-//! shipping, CSV export), products and the daily bill (`bills.rs`). Everything under `/admin` but the sign-in page goes
+//! shipping, CSV export), products, the daily bill (`bills.rs`) and the outgoing events'
+//! deliveries (`webhooks.rs`). Everything under `/admin` but the sign-in page goes
 //! through [`require_session`], which sends a browser without a live session to the sign-in page
 //! and refuses any form without its session's CSRF token — a route added to the scope is guarded
 //! by construction.
 
 mod bills;
+mod webhooks;
 
 use actix_web::body::BoxBody;
 use actix_web::cookie::{Cookie, SameSite};
@@ -46,6 +48,8 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/admin/bills"),
     ("GET", "/admin/bills/2026-11-29"),
     ("POST", "/admin/bills/run"),
+    ("GET", "/admin/webhooks"),
+    ("POST", "/admin/webhooks/1/wecom/resend"),
     ("POST", "/admin/logout"),
 ];
 
@@ -240,6 +244,8 @@ struct DashboardPage {
     backup_age: Option<String>,
     backup_stale: bool,
     backs_up_itself: bool,
+    deliveries_waiting: i64,
+    deliveries_failed: i64,
     today_refunded: String,
     bars: Vec<Bar>,
     rows: Vec<DayRow>,
@@ -266,6 +272,8 @@ pub async fn dashboard(
         bill_discrepancies,
         last_backup,
         backs_up_itself,
+        deliveries_waiting,
+        deliveries_failed,
     } = state.console.dashboard(Utc::now()).await?;
     let most = days.iter().map(|d| d.revenue.0).max().unwrap_or(0).max(1);
     let bars = days
@@ -302,6 +310,8 @@ pub async fn dashboard(
         backup_stale: backs_up_itself
             && last_backup.is_none_or(|at| Utc::now() - at > chrono::Duration::days(1)),
         backs_up_itself,
+        deliveries_waiting,
+        deliveries_failed,
         today_refunded: today.map_or(Fen(0), |d| d.refunded).to_string(),
         bars,
         rows: days
@@ -787,6 +797,11 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .route("/bills", web::get().to(bills::bills))
             .route("/bills/run", web::post().to(bills::run))
             .route("/bills/{day}", web::get().to(bills::bill_day))
+            .route("/webhooks", web::get().to(webhooks::list))
+            .route(
+                "/webhooks/{seq}/{target}/resend",
+                web::post().to(webhooks::resend),
+            )
             .route("/logout", web::post().to(logout)),
     );
 }
