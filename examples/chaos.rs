@@ -15,7 +15,9 @@
 //! first pay page, no notify it could not record. At the end, with the faults off, it waits for
 //! every refund to settle and checks that WeChat's refunds and the shop's are the same ones — and
 //! that WeChat's trade bill of each day reconciles (`wxpay-checkout bill`) without one line that
-//! differs. Prints rounds, stops, notifies, refunds and violations, and exits non-zero on any.
+//! differs — and that every paid order had exactly one `order.paid` event delivered to the
+//! merchant's webhook receiver (which refuses one delivery in five; see `chaos/webhooks.rs`).
+//! Prints rounds, stops, notifies, refunds and violations, and exits non-zero on any.
 //!
 //! Usage: `chaos BINARY [ROUNDS] [ORDERS_PER_ROUND]`
 
@@ -34,6 +36,8 @@ use notify::signed_notify_at;
 #[path = "chaos/refunds.rs"]
 mod refunds;
 use refunds::{Merchant, Refunds};
+#[path = "chaos/webhooks.rs"]
+mod webhooks;
 
 struct Proc(Child);
 
@@ -186,7 +190,11 @@ async fn main() -> anyhow::Result<()> {
         "the sandbox wrote no certificates into {}",
         certs.display()
     );
+    let hooks = webhooks::Hooks::start()?;
     let wechat = vec![
+        ("WEBHOOK_URLS", hooks.url.clone()),
+        ("WEBHOOK_SECRET", webhooks::SECRET.to_owned()),
+        ("WEBHOOK_RETRY_SCALE", "0.001".to_owned()),
         ("WEIXIN_API_BASE", format!("https://127.0.0.1:{tls_port}/")),
         ("WEIXIN_CA_PEM", ca.display().to_string()),
         ("WEIXIN_CERT_P12", p12.display().to_string()),
@@ -684,6 +692,9 @@ async fn main() -> anyhow::Result<()> {
             ));
         }
     }
+    // Every paid order's order.paid event, delivered once by id.
+    let (hook_violations, hook_figures) = hooks.check(&db).await?;
+    violations.extend(hook_violations.into_iter().map(|v| format!("end: {v}")));
     drop(running);
     let stats: serde_json::Value = http
         .get(format!("{sandbox}sandbox/stats"))
@@ -724,6 +735,7 @@ async fn main() -> anyhow::Result<()> {
         figures.late_refunds,
         waited.elapsed().as_secs_f64()
     );
+    println!("{hook_figures}");
     println!(
         "daily bills reconciled: {} ({})",
         bill_days.len(),

@@ -214,6 +214,7 @@ impl Application {
         }
         let (checkout, background) = Checkout::start(store.clone(), wechat, terms, &rt, &shutdown);
         let reconciler = rt.spawn(Reconciler::new(checkout.clone()).run(shutdown.child_token()));
+        rt.spawn(checkout.clone().run_outbox(shutdown.child_token()));
         if let Some(schedule) = &settings.backups {
             if settings.database_url.starts_with("sqlite:") {
                 let schedule = crate::store::backup::Schedule {

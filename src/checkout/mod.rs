@@ -179,7 +179,6 @@ impl Checkout {
         let (desk, desk_task) = OrderDesk::start(store.clone(), rt, shutdown.child_token());
         let consumer = rt.spawn(consumer.run(shutdown.child_token()));
         let checkout = Checkout::new(store, desk, wechat, payments, terms);
-        rt.spawn(checkout.clone().run_outbox(shutdown.child_token()));
         if checkout.terms().auto_refund_late_payments && checkout.wechat().can_refund() {
             rt.spawn(
                 checkout

@@ -98,8 +98,10 @@ impl Checkout {
         &self.inner.terms.outbox
     }
 
-    /// Runs the delivery job until `shutdown`: fan out, deliver, now and then prune.
-    pub(super) async fn run_outbox(self, shutdown: CancellationToken) {
+    /// Runs the delivery job until `shutdown`: fan out, deliver, now and then prune. The
+    /// shop runs it (every replica); a one-shot command does not — what it changes, the
+    /// running shop delivers.
+    pub async fn run_outbox(self, shutdown: CancellationToken) {
         let client = match sender() {
             Ok(client) => client,
             Err(e) => {

@@ -1252,3 +1252,151 @@ async fn bill_day_case(store: Store) {
     let expired = store.bill_day(first.day).await.unwrap().unwrap();
     assert_eq!(expired.status, BillDayStatus::Expired);
 }
+
+/// The outbox: an event is fanned out once (a second replica's fan-out does nothing), each
+/// target and order gets one delivery at a time in the events' order, a claim is leased, a
+/// target answering again brings its waiting retries forward, and delivered events are pruned.
+#[tokio::test]
+async fn the_outbox_fans_out_once_and_keeps_each_orders_events_in_order() {
+    let (_dir, store) = fresh().await;
+    outbox_case(store).await;
+    if let Some(store) = fresh_postgres().await {
+        outbox_case(store).await;
+    }
+}
+
+async fn outbox_case(store: Store) {
+    use crate::store::{Attempted, FannedEvent};
+    for (kind, no, subject) in [
+        ("order.paid", "'A'", "A"),
+        ("order.paid", "'B'", "B"),
+        ("refund.succeeded", "'A'", "R1"),
+        ("bill.discrepancy", "NULL", "7"),
+    ] {
+        store
+            .raw(&format!(
+                "INSERT INTO outbox_events (kind, out_trade_no, subject, created_at)
+                 VALUES ('{kind}', {no}, '{subject}', 1000)"
+            ))
+            .await
+            .unwrap();
+    }
+    let events = store.unfanned_events(10).await.unwrap();
+    assert_eq!(events.len(), 4);
+    let fanned: Vec<FannedEvent> = events
+        .iter()
+        .map(|e| FannedEvent {
+            seq: e.seq,
+            event_id: format!("evt_{}", e.seq),
+            data: "{}".into(),
+            out_trade_no: e.out_trade_no.clone(),
+            targets: vec!["t1".into(), "t2".into()],
+        })
+        .collect();
+    let now = 2000;
+    assert_eq!(store.fan_out(&fanned, now).await.unwrap(), 4);
+    // Another replica that read the same events fans out nothing.
+    assert_eq!(store.fan_out(&fanned, now).await.unwrap(), 0);
+    assert!(store.unfanned_events(10).await.unwrap().is_empty());
+    assert_eq!(
+        store
+            .raw_i64("SELECT COUNT(*) FROM outbox_deliveries")
+            .await,
+        8
+    );
+
+    let claimed = store.claim_deliveries(now, now + 60, 100).await.unwrap();
+    let subjects = |ds: &[crate::store::Delivery]| -> Vec<(String, String)> {
+        ds.iter()
+            .map(|d| (d.target.clone(), d.kind.clone()))
+            .collect()
+    };
+    // A's refund waits for A's payment, per target.
+    assert_eq!(claimed.len(), 6, "{:?}", subjects(&claimed));
+    assert!(claimed.iter().all(|d| d.kind != "refund.succeeded"));
+    // Leased: nobody else takes them.
+    assert!(store
+        .claim_deliveries(now, now + 60, 100)
+        .await
+        .unwrap()
+        .is_empty());
+    let a_paid = events[0].seq;
+    store
+        .finish_delivery(
+            a_paid,
+            "t1",
+            &Attempted::Delivered {
+                result: "HTTP 200".into(),
+            },
+            now,
+        )
+        .await
+        .unwrap();
+    store
+        .finish_delivery(
+            a_paid,
+            "t2",
+            &Attempted::Refused {
+                result: "HTTP 503".into(),
+                retry_at: Some(now + 600),
+            },
+            now,
+        )
+        .await
+        .unwrap();
+    // t1 may now send A's refund; t2 may not while A's payment waits for its retry.
+    let next = store.claim_deliveries(now, now + 60, 100).await.unwrap();
+    assert_eq!(subjects(&next), [("t1".into(), "refund.succeeded".into())]);
+    assert!(store
+        .claim_deliveries(now + 1, now + 61, 100)
+        .await
+        .unwrap()
+        .is_empty());
+    // t2 answers again: its waiting retry is due now.
+    assert_eq!(store.hurry_target("t2", now + 1).await.unwrap(), 1);
+    let hurried = store
+        .claim_deliveries(now + 1, now + 61, 100)
+        .await
+        .unwrap();
+    assert_eq!(subjects(&hurried), [("t2".into(), "order.paid".into())]);
+    // Given up: no longer pending, counted, and sent again on request.
+    store
+        .finish_delivery(
+            a_paid,
+            "t2",
+            &Attempted::Refused {
+                result: "HTTP 503".into(),
+                retry_at: None,
+            },
+            now + 2,
+        )
+        .await
+        .unwrap();
+    let counts = store.delivery_counts().await.unwrap();
+    assert_eq!((counts.pending, counts.failed), (6, 1));
+    assert!(store.resend_delivery(a_paid, "t2", now + 3).await.unwrap());
+    assert!(!store.resend_delivery(a_paid, "t9", now + 3).await.unwrap());
+    assert_eq!(store.delivery_counts().await.unwrap().failed, 0);
+    // Everything delivered: old events go, with their deliveries.
+    for d in store.deliveries(None, None, 100).await.unwrap() {
+        store
+            .finish_delivery(
+                d.seq,
+                &d.target,
+                &Attempted::Delivered {
+                    result: "HTTP 204".into(),
+                },
+                now + 4,
+            )
+            .await
+            .unwrap();
+    }
+    assert_eq!(store.deliveries_of("A").await.unwrap().len(), 4);
+    assert_eq!(store.prune_outbox(1001).await.unwrap(), 4);
+    assert_eq!(
+        store
+            .raw_i64("SELECT COUNT(*) FROM outbox_deliveries")
+            .await,
+        0
+    );
+}
