@@ -194,6 +194,8 @@ async fn start_checkout(
         .map_err(|e| format!("opening the database (DATABASE_URL): {e}"))?;
     let shutdown = tokio_util::sync::CancellationToken::new();
     let terms = crate::startup::terms(settings, settings.listen_addr);
+    // As the shop does: what this command changes is delivered by the running shop.
+    store.write_events(!terms.outbox.targets.is_empty());
     let (checkout, background) =
         crate::checkout::Checkout::start(store.clone(), client, terms, &rt, &shutdown);
     Ok((

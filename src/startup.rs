@@ -212,6 +212,7 @@ impl Application {
                  shoppers the whole time (the pay page counts down to the earlier)"
             );
         }
+        store.write_events(!terms.outbox.targets.is_empty());
         let (checkout, background) = Checkout::start(store.clone(), wechat, terms, &rt, &shutdown);
         let reconciler = rt.spawn(Reconciler::new(checkout.clone()).run(shutdown.child_token()));
         rt.spawn(checkout.clone().run_outbox(shutdown.child_token()));

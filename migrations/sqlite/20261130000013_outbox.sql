@@ -19,11 +19,12 @@ CREATE TABLE outbox_events (
     -- refund_closed).
     detail        TEXT    NOT NULL DEFAULT '' CHECK (length(detail) <= 64),
     created_at    INTEGER NOT NULL,
-    -- Set once, by the fan-out.
+    -- Set once, by the fan-out — left empty when no target took the event (it is never sent).
     event_id      TEXT    UNIQUE CHECK (length(event_id) BETWEEN 1 AND 64),
     data          TEXT    CHECK (length(data) <= 16384),
     fanned_at     INTEGER,
-    CHECK ((fanned_at IS NULL) = (event_id IS NULL AND data IS NULL))
+    CHECK (fanned_at IS NOT NULL OR (event_id IS NULL AND data IS NULL)),
+    CHECK ((event_id IS NULL) = (data IS NULL))
 );
 CREATE INDEX outbox_events_unfanned ON outbox_events (seq) WHERE fanned_at IS NULL;
 CREATE INDEX outbox_events_by_time ON outbox_events (created_at);

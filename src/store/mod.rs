@@ -152,6 +152,7 @@ impl Store {
                 writer: pool.clone(),
                 reader: pool,
                 cache,
+                events: Arc::new(std::sync::atomic::AtomicBool::new(true)),
             })
         } else if url.starts_with("sqlite:") {
             let options = SqliteConnectOptions::from_str(url)?
@@ -178,6 +179,7 @@ impl Store {
                 writer,
                 reader,
                 cache,
+                events: Arc::new(std::sync::atomic::AtomicBool::new(true)),
             })
         } else {
             return Err(StoreError::UnsupportedUrl);

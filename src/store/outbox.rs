@@ -112,7 +112,18 @@ pub struct DeliveryCounts {
 }
 
 impl Store {
-    /// Events not fanned out yet, oldest first.
+    /// Whether changes write outbox events (on when a store opens). The shop turns it off when
+    /// no webhook or robot is configured: nothing would be sent, and the hot paths skip the
+    /// writes. Shared by the store's clones.
+    pub fn write_events(&self, on: bool) {
+        match &self.backend {
+            Backend::Sqlite(db) => db.write_events(on),
+            Backend::Postgres(db) => db.write_events(on),
+        }
+    }
+
+    /// Events not fanned out yet, oldest first (read on a reader: the fan-out's conditional
+    /// update settles races).
     pub async fn unfanned_events(&self, limit: i64) -> Result<Vec<OutboxEvent>, StoreError> {
         dispatch!(self.unfanned_events(limit))
     }
@@ -121,6 +132,18 @@ impl Store {
     /// another replica fanned out first is left alone. Returns how many were fanned here.
     pub async fn fan_out(&self, events: &[FannedEvent], now: i64) -> Result<usize, StoreError> {
         dispatch!(self.fan_out(events, now))
+    }
+
+    /// Marks every event up to `through` fanned out with no id, no data and no delivery — when
+    /// no target is configured. One statement, committed without waiting for the disk: an event
+    /// nobody is sent may be fanned out again after a power cut at no cost.
+    pub async fn fan_out_untaken(&self, through: i64, now: i64) -> Result<u64, StoreError> {
+        dispatch!(self.fan_out_untaken(through, now))
+    }
+
+    /// Whether any delivery is due at `now` (a read: the claim, a write, is made only then).
+    pub async fn has_due_deliveries(&self, now: i64) -> Result<bool, StoreError> {
+        dispatch!(self.has_due_deliveries(now))
     }
 
     /// Claims up to `limit` deliveries due at `now` — for each target and order only the

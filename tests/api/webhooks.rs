@@ -272,6 +272,15 @@ async fn every_paid_order_gives_one_signed_event_and_the_robots_a_message() {
         "{page}"
     );
     assert!(page.contains("已送达 Delivered"));
+    let order_page = http
+        .get(app.url(&format!("/admin/orders/{}", nos[0])))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(order_page.contains("id=\"deliveries\"") && order_page.contains("WeCom robot"));
     assert!(!page.contains("t0ken") && !page.contains("R0B0T") && !page.contains("D1NG"));
     let (seq, target): (i64, String) = sqlx::query_as(
         "SELECT d.event_seq, d.target FROM outbox_deliveries AS d

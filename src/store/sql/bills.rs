@@ -230,6 +230,10 @@ impl Db {
                 .bind(now)
                 .fetch_one(&mut *tx)
                 .await?;
+                if !self.events() {
+                    found.insert(key);
+                    continue;
+                }
                 super::outbox::write(
                     &mut tx,
                     crate::store::BILL_DISCREPANCY,

@@ -118,7 +118,7 @@ impl Db {
             if let Some(relax) = RELAX_IN_TX {
                 sqlx::query(relax).execute(&mut *tx).await?;
             }
-            let applied = apply_all(&mut tx, ids, now).await?;
+            let applied = apply_all(&mut tx, ids, now, self.events()).await?;
             tx.commit().await?;
             Ok::<_, StoreError>(applied)
         }
@@ -284,7 +284,12 @@ async fn take(tx: &mut Tx<'_>, ids: &[i64], now: i64) -> Result<Vec<Taken>, Stor
 
 /// Applies events inside `tx`. Payments for distinct pending orders — nearly all of them — are
 /// applied by one statement; the rest one by one.
-async fn apply_all(tx: &mut Tx<'_>, ids: &[i64], now: i64) -> Result<Vec<Applied>, StoreError> {
+async fn apply_all(
+    tx: &mut Tx<'_>,
+    ids: &[i64],
+    now: i64,
+    events: bool,
+) -> Result<Vec<Applied>, StoreError> {
     let taken = take(tx, ids, now).await?;
     let mut per_order: std::collections::HashMap<&str, usize> = Default::default();
     for c in &taken {
@@ -316,7 +321,9 @@ async fn apply_all(tx: &mut Tx<'_>, ids: &[i64], now: i64) -> Result<Vec<Applied
         for row in pay.build().fetch_all(&mut **tx).await? {
             nos.push(row.try_get::<String, _>(0)?);
         }
-        super::outbox::write_paid(tx, &nos, now).await?;
+        if events {
+            super::outbox::write_paid(tx, &nos, now).await?;
+        }
         paid.extend(nos);
     }
     let mut by_id: std::collections::HashMap<i64, &Taken> =
@@ -337,7 +344,7 @@ async fn apply_all(tx: &mut Tx<'_>, ids: &[i64], now: i64) -> Result<Vec<Applied
                 outcome: Outcome::Paid,
             }
         } else {
-            settle(tx, c, now).await?
+            settle(tx, c, now, events).await?
         });
     }
     Ok(applied)
@@ -345,10 +352,15 @@ async fn apply_all(tx: &mut Tx<'_>, ids: &[i64], now: i64) -> Result<Vec<Applied
 
 /// Applies one taken event to its order, one statement at a time, and corrects the outcome
 /// written by [`take`] where it differs.
-async fn settle(tx: &mut Tx<'_>, event: &Taken, now: i64) -> Result<Applied, StoreError> {
+async fn settle(
+    tx: &mut Tx<'_>,
+    event: &Taken,
+    now: i64,
+    events: bool,
+) -> Result<Applied, StoreError> {
     let no = event.out_trade_no.as_str();
     let outcome = if event.success {
-        settle_payment(tx, event, now).await?
+        settle_payment(tx, event, now, events).await?
     } else {
         // A failed attempt: shown on the order, which stays open (the shopper may scan again).
         let noted = sqlx::query(
@@ -380,7 +392,12 @@ async fn settle(tx: &mut Tx<'_>, event: &Taken, now: i64) -> Result<Applied, Sto
 
 /// Applies a payment: it pays a pending order of the same amount and currency; any other money
 /// WeChat took for the order is due back.
-async fn settle_payment(tx: &mut Tx<'_>, event: &Taken, now: i64) -> Result<Outcome, StoreError> {
+async fn settle_payment(
+    tx: &mut Tx<'_>,
+    event: &Taken,
+    now: i64,
+    events: bool,
+) -> Result<Outcome, StoreError> {
     let no = event.out_trade_no.as_str();
     let tid = event
         .transaction_id
@@ -405,7 +422,9 @@ async fn settle_payment(tx: &mut Tx<'_>, event: &Taken, now: i64) -> Result<Outc
         .execute(&mut **tx)
         .await?;
         if paid.rows_affected() == 1 {
-            super::outbox::write(tx, ORDER_PAID, Some(no), no, "", now).await?;
+            if events {
+                super::outbox::write(tx, ORDER_PAID, Some(no), no, "", now).await?;
+            }
             return Ok(Outcome::Paid);
         }
     }
@@ -424,7 +443,7 @@ async fn settle_payment(tx: &mut Tx<'_>, event: &Taken, now: i64) -> Result<Outc
     let outcome = if status == "pending" {
         // WeChat took another amount (or currency) for this order: it cannot be paid any more,
         // and that money goes back.
-        close_in(tx, no, now, None).await?;
+        close_in(tx, no, now, None, events).await?;
         Outcome::AmountMismatch
     } else {
         Outcome::PaidAfterClose
@@ -438,6 +457,8 @@ async fn settle_payment(tx: &mut Tx<'_>, event: &Taken, now: i64) -> Result<Outc
     .bind(no)
     .execute(&mut **tx)
     .await?;
-    super::outbox::write(tx, ORDER_REFUND_DUE, Some(no), no, outcome.as_str(), now).await?;
+    if events {
+        super::outbox::write(tx, ORDER_REFUND_DUE, Some(no), no, outcome.as_str(), now).await?;
+    }
     Ok(outcome)
 }

@@ -154,6 +154,8 @@ impl Db {
         let done = closed.rows_affected() == 1;
         if done {
             restore_stock(&mut tx, no.as_str(), now).await?;
+        }
+        if done && self.events() {
             super::outbox::write(
                 &mut tx,
                 ORDER_CLOSED,
@@ -184,6 +186,7 @@ impl Db {
             no.as_str(),
             now.timestamp(),
             watch_from.map(|t| t.timestamp()),
+            self.events(),
         )
         .await?;
         tx.commit().await?;

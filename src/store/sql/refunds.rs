@@ -341,15 +341,17 @@ impl Db {
             .bind(&no)
             .execute(&mut *tx)
             .await?;
-            super::outbox::write(
-                &mut tx,
-                ORDER_REFUND_DUE,
-                Some(&no),
-                &no,
-                "refund_closed",
-                now,
-            )
-            .await?;
+            if self.events() {
+                super::outbox::write(
+                    &mut tx,
+                    ORDER_REFUND_DUE,
+                    Some(&no),
+                    &no,
+                    "refund_closed",
+                    now,
+                )
+                .await?;
+            }
         } else if state == RefundState::Closed {
             sqlx::query(
                 "UPDATE orders SET refunded_fee = refunded_fee - $1, updated_at = $2
@@ -373,7 +375,7 @@ impl Db {
                 restocked = true;
             }
         }
-        if state == RefundState::Succeeded {
+        if state == RefundState::Succeeded && self.events() {
             super::outbox::write(&mut tx, REFUND_SUCCEEDED, Some(&no), out_refund_no, "", now)
                 .await?;
         }

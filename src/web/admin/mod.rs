@@ -527,6 +527,8 @@ struct OrderPage {
     can_ship: bool,
     timeline: Vec<EventRow>,
     refunds: Vec<RefundRow>,
+    /// The order's outgoing events: kind, receiver, state and attempts.
+    deliveries: Vec<(String, String, String, i64)>,
     /// What may still be refunded, in yuan (`None`: the order cannot be refunded now).
     refundable: Option<String>,
     /// Money taken for an order that could not take it, still to be sent back.
@@ -558,6 +560,21 @@ pub async fn order(
         timeline,
         refunds,
     } = state.console.order(&no).await?;
+    let deliveries = state
+        .checkout
+        .order_deliveries(&order.out_trade_no)
+        .await?
+        .into_iter()
+        .map(|v| {
+            let d = v.delivery;
+            (
+                d.kind,
+                v.target_label.unwrap_or(d.target),
+                webhooks::state_label(d.state).to_owned(),
+                d.attempts,
+            )
+        })
+        .collect();
     let remaining = Fen(order.total_fee.0 - order.refunded_fee.0);
     let status = ListStatus::of(
         order.status,
@@ -637,6 +654,7 @@ pub async fn order(
                 out_refund_no: r.out_refund_no,
             })
             .collect(),
+        deliveries,
         refundable: (order.status == crate::domain::OrderStatus::Paid && remaining.0 > 0)
             .then(|| remaining.yuan()),
         late_due: order.refund_due,

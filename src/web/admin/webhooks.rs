@@ -30,7 +30,7 @@ struct Row {
     created: String,
 }
 
-fn state_label(state: DeliveryState) -> &'static str {
+pub(super) fn state_label(state: DeliveryState) -> &'static str {
     match state {
         DeliveryState::Pending => "待发送 Pending",
         DeliveryState::Delivered => "已送达 Delivered",
