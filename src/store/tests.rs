@@ -1305,7 +1305,10 @@ async fn outbox_case(store: Store) {
         8
     );
 
+    assert!(store.has_due_deliveries(now).await.unwrap());
+    assert!(!store.has_due_deliveries(now - 1).await.unwrap());
     let claimed = store.claim_deliveries(now, now + 60, 100).await.unwrap();
+    assert!(!store.has_due_deliveries(now).await.unwrap(), "all leased");
     let subjects = |ds: &[crate::store::Delivery]| -> Vec<(String, String)> {
         ds.iter()
             .map(|d| (d.target.clone(), d.kind.clone()))

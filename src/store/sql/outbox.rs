@@ -147,7 +147,7 @@ impl Db {
 
     pub async fn has_due_deliveries(&self, now: i64) -> Result<bool, StoreError> {
         let due: Option<i64> = sqlx::query_scalar(
-            "SELECT 1 FROM outbox_deliveries
+            "SELECT event_seq FROM outbox_deliveries
              WHERE state = 'pending' AND next_at <= $1 AND leased_until <= $1 LIMIT 1",
         )
         .bind(now)
