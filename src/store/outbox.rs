@@ -141,7 +141,8 @@ impl Store {
         dispatch!(self.fan_out_untaken(through, now))
     }
 
-    /// Whether any delivery is due at `now` (a read: the claim, a write, is made only then).
+    /// Whether any delivery could be claimed at `now` (a read, with the claim's conditions: the
+    /// claim, a write, is made only then).
     pub async fn has_due_deliveries(&self, now: i64) -> Result<bool, StoreError> {
         dispatch!(self.has_due_deliveries(now))
     }

@@ -147,8 +147,13 @@ impl Db {
 
     pub async fn has_due_deliveries(&self, now: i64) -> Result<bool, StoreError> {
         let due: Option<i64> = sqlx::query_scalar(
-            "SELECT event_seq FROM outbox_deliveries
-             WHERE state = 'pending' AND next_at <= $1 AND leased_until <= $1 LIMIT 1",
+            "SELECT d.event_seq FROM outbox_deliveries AS d
+             WHERE d.state = 'pending' AND d.next_at <= $1 AND d.leased_until <= $1
+               AND NOT EXISTS (
+                   SELECT 1 FROM outbox_deliveries AS p
+                   WHERE p.target = d.target AND p.out_trade_no = d.out_trade_no
+                     AND p.state = 'pending' AND p.event_seq < d.event_seq)
+             LIMIT 1",
         )
         .bind(now)
         .fetch_optional(&self.reader)
