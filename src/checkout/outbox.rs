@@ -215,14 +215,8 @@ impl Checkout {
     /// Fans out up to [`FAN_OUT_BATCH`] new events; how many there were.
     async fn fan_out(&self) -> Result<usize, CheckoutError> {
         let events = self.store().unfanned_events(FAN_OUT_BATCH).await?;
-        let Some(last) = events.last() else {
+        if events.is_empty() {
             return Ok(0);
-        };
-        if self.outbox().targets.is_empty() {
-            self.store()
-                .fan_out_untaken(last.seq, Utc::now().timestamp())
-                .await?;
-            return Ok(events.len());
         }
         let mut fanned = Vec::with_capacity(events.len());
         for event in &events {

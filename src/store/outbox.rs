@@ -134,13 +134,6 @@ impl Store {
         dispatch!(self.fan_out(events, now))
     }
 
-    /// Marks every event up to `through` fanned out with no id, no data and no delivery — when
-    /// no target is configured. One statement, committed without waiting for the disk: an event
-    /// nobody is sent may be fanned out again after a power cut at no cost.
-    pub async fn fan_out_untaken(&self, through: i64, now: i64) -> Result<u64, StoreError> {
-        dispatch!(self.fan_out_untaken(through, now))
-    }
-
     /// Whether any delivery could be claimed at `now` (a read, with the claim's conditions: the
     /// claim, a write, is made only then).
     pub async fn has_due_deliveries(&self, now: i64) -> Result<bool, StoreError> {

@@ -791,10 +791,15 @@ pub fn sigterm(child: &std::process::Child) {
 
 /// Polls a `SELECT COUNT(*) …` until it is zero, failing after `deadline`.
 pub async fn wait_for_zero(db: &sqlx::AnyPool, count_sql: &str, deadline: Duration) {
+    wait_for_count(db, count_sql, 0, deadline).await;
+}
+
+/// Polls a `SELECT COUNT(*) …` until it is `want`, failing after `deadline`.
+pub async fn wait_for_count(db: &sqlx::AnyPool, count_sql: &str, want: i64, deadline: Duration) {
     let until = tokio::time::Instant::now() + deadline;
     loop {
         let count: i64 = sqlx::query_scalar(count_sql).fetch_one(db).await.unwrap();
-        if count == 0 {
+        if count == want {
             return;
         }
         assert!(

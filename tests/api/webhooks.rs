@@ -19,7 +19,10 @@ use tempfile::TempDir;
 
 use crate::admin::sign_in;
 use crate::crash::{free_port, start_shop_with};
-use crate::helpers::{database_url, no_redirects, place_order_at, raw_pool, wait_until, TestApp};
+use crate::helpers::{
+    database_url, no_redirects, place_order_at, raw_pool, wait_for_count, wait_for_zero,
+    wait_until, TestApp,
+};
 use crate::notify::{notify_fields, signed};
 
 /// The secret the shop signs with, as the merchant would configure it.
@@ -347,23 +350,13 @@ async fn a_receiver_that_was_down_gets_every_event_after_it_returns_in_order_per
         .unwrap();
     assert_eq!(refund.status(), 303);
     let db = app.db.clone();
-    let until = tokio::time::Instant::now() + Duration::from_secs(15);
-    loop {
-        let succeeded: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM outbox_events WHERE kind = 'refund.succeeded'",
-        )
-        .fetch_one(&db)
-        .await
-        .unwrap();
-        if succeeded == 1 {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < until,
-            "the refund never succeeded"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_for_count(
+        &db,
+        "SELECT COUNT(*) FROM outbox_events WHERE kind = 'refund.succeeded'",
+        1,
+        Duration::from_secs(15),
+    )
+    .await;
     // Refused a few times while down; nothing taken.
     assert!(
         wait_until(Duration::from_secs(15), || hooks.seen().len() >= 4).await,
@@ -407,22 +400,12 @@ async fn a_receiver_that_was_down_gets_every_event_after_it_returns_in_order_per
     assert_eq!(refund["data"]["out_trade_no"], a.as_str());
     assert!(refund["data"]["refund_fee"].as_i64().unwrap() > 0);
     // Nothing is left waiting once the shop has recorded what the receiver took.
-    let until = tokio::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        let waiting: i64 =
-            sqlx::query_scalar("SELECT COUNT(*) FROM outbox_deliveries WHERE state <> 'delivered'")
-                .fetch_one(&db)
-                .await
-                .unwrap();
-        if waiting == 0 {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < until,
-            "{waiting} still waiting"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_for_zero(
+        &db,
+        "SELECT COUNT(*) FROM outbox_deliveries WHERE state <> 'delivered'",
+        Duration::from_secs(10),
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -468,19 +451,13 @@ async fn sigkill_between_the_change_and_its_delivery_loses_no_event() {
         assert!(answer.contains("SUCCESS"), "{answer}");
         orders.push(no);
     }
-    let until = tokio::time::Instant::now() + Duration::from_secs(15);
-    loop {
-        let paid: i64 =
-            sqlx::query_scalar("SELECT COUNT(*) FROM outbox_events WHERE kind = 'order.paid'")
-                .fetch_one(&db)
-                .await
-                .unwrap();
-        if paid == 10 {
-            break;
-        }
-        assert!(tokio::time::Instant::now() < until, "events not written");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_for_count(
+        &db,
+        "SELECT COUNT(*) FROM outbox_events WHERE kind = 'order.paid'",
+        10,
+        Duration::from_secs(15),
+    )
+    .await;
     shop.kill();
     // The receiver comes up, and the shop again on the same database.
     let hooks = Receiver::start_on(hook_port).await;

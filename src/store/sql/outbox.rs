@@ -161,38 +161,6 @@ impl Db {
         Ok(due.is_some())
     }
 
-    pub async fn fan_out_untaken(&self, through: i64, now: i64) -> Result<u64, StoreError> {
-        let mut conn = self.writer.acquire().await?;
-        if let Some(relax) = RELAX_BEFORE {
-            sqlx::query(relax).execute(&mut *conn).await?;
-        }
-        let result = async {
-            let mut tx = sqlx::Connection::begin(&mut *conn).await?;
-            if let Some(relax) = RELAX_IN_TX {
-                sqlx::query(relax).execute(&mut *tx).await?;
-            }
-            let done = sqlx::query(
-                "UPDATE outbox_events SET fanned_at = $1 WHERE fanned_at IS NULL AND seq <= $2",
-            )
-            .bind(now)
-            .bind(through)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-            tx.commit().await?;
-            Ok::<_, StoreError>(done)
-        }
-        .await;
-        if let Some(restore) = RELAX_AFTER {
-            if let Err(e) = sqlx::query(restore).execute(&mut *conn).await {
-                // Never hand a connection back that would commit without flushing.
-                conn.close_on_drop();
-                return Err(e.into());
-            }
-        }
-        result
-    }
-
     pub async fn claim_deliveries(
         &self,
         now: i64,
