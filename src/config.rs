@@ -41,6 +41,8 @@ pub struct Settings {
     pub mode: Mode,
     /// `SHOP_NAME`: on every page and first in WeChat's `body`.
     pub shop_name: String,
+    /// `ICP_BEIAN` and `SHOP_CONTACT`: in every page's footer.
+    pub footer: Footer,
     pub listen_addr: SocketAddr,
     /// `OPS_LISTEN_ADDR`: `/healthz` and `/metrics`.
     pub ops_listen_addr: SocketAddr,
@@ -101,6 +103,42 @@ pub struct Settings {
     /// `WEBHOOK_URLS`, `WEBHOOK_SECRET`, `WECOM_ROBOT_URL`, `DINGTALK_ROBOT_URL`,
     /// `DINGTALK_ROBOT_SECRET`, `WEBHOOK_RETRY_SCALE`: where events go.
     pub webhooks: WebhookSettings,
+}
+
+/// What China's rules for web pages ask every page's footer to show.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Footer {
+    /// `ICP_BEIAN`: the site's ICP filing number (`京ICP备12345678号-1`), linked to MIIT's
+    /// filing system as the rules require.
+    pub icp_beian: Option<String>,
+    /// `SHOP_CONTACT`: how shoppers reach the merchant's customer service.
+    pub shop_contact: Option<String>,
+}
+
+/// `ICP_BEIAN` and `SHOP_CONTACT`: one line of text each.
+fn footer(get: &impl Fn(&str) -> Option<String>) -> Result<Footer, ConfigError> {
+    let line = |var: &'static str, most: usize| -> Result<Option<String>, ConfigError> {
+        let Some(text) = get(var).map(|t| t.trim().to_owned()) else {
+            return Ok(None);
+        };
+        if text.chars().count() > most || text.chars().any(char::is_control) {
+            return Err(error(var, format!("at most {most} characters on one line")));
+        }
+        Ok(Some(text))
+    };
+    let icp_beian = line("ICP_BEIAN", 40)?;
+    if let Some(number) = &icp_beian {
+        if !number.contains("ICP") {
+            return Err(error(
+                "ICP_BEIAN",
+                "must be the ICP filing number as MIIT issued it, e.g. 京ICP备12345678号-1",
+            ));
+        }
+    }
+    Ok(Footer {
+        icp_beian,
+        shop_contact: line("SHOP_CONTACT", 80)?,
+    })
 }
 
 /// Where events go and how they are signed.
@@ -360,6 +398,8 @@ impl Settings {
             ));
         }
 
+        let footer = footer(&get)?;
+
         let notify_url = get("WEIXIN_NOTIFYURL")
             .map(|text| http_url("WEIXIN_NOTIFYURL", &text))
             .transpose()?;
@@ -571,6 +611,7 @@ impl Settings {
         Ok(Settings {
             mode,
             shop_name,
+            footer,
             listen_addr,
             ops_listen_addr,
             database_url,
@@ -884,6 +925,26 @@ mod tests {
         }
         let err = settings(&[("CATALOGUE_FILE", "goods.xlsx")]).unwrap_err();
         assert_eq!(err.var, "CATALOGUE_FILE");
+    }
+
+    #[test]
+    fn the_footer_takes_a_filing_number_and_a_one_line_contact() {
+        let s = settings(&[
+            ("ICP_BEIAN", " 京ICP备12345678号-1 "),
+            ("SHOP_CONTACT", "400-800-8888"),
+        ])
+        .unwrap();
+        assert_eq!(s.footer.icp_beian.as_deref(), Some("京ICP备12345678号-1"));
+        assert_eq!(s.footer.shop_contact.as_deref(), Some("400-800-8888"));
+        assert_eq!(settings(&[]).unwrap().footer, Footer::default());
+        for (var, bad) in [
+            ("ICP_BEIAN", "12345678"),
+            ("ICP_BEIAN", &"京ICP备".repeat(10)),
+            ("SHOP_CONTACT", "line\nbreak"),
+            ("SHOP_CONTACT", &"9".repeat(81)),
+        ] {
+            assert_eq!(settings(&[(var, bad)]).unwrap_err().var, var, "{bad}");
+        }
     }
 
     #[test]

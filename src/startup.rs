@@ -79,6 +79,8 @@ fn bind_sandbox(
 pub fn terms(settings: &Settings, addr: SocketAddr) -> Terms {
     Terms {
         shop_name: settings.shop_name.clone(),
+        icp_beian: settings.footer.icp_beian.clone(),
+        shop_contact: settings.footer.shop_contact.clone(),
         notify_url: settings.notify_url(addr),
         refund_notify_url: settings.refund_notify_url(addr),
         auto_refund_late_payments: settings.auto_refund_late_payments,

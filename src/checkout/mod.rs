@@ -20,6 +20,7 @@ pub mod bills;
 pub mod cart;
 mod confirm;
 pub mod contact;
+pub mod doctor;
 mod error;
 pub mod flight;
 pub mod limits;
@@ -77,6 +78,10 @@ pub const NATIVE_CALLS_PER_MINUTE: u32 = 60;
 pub struct Terms {
     /// The shop's name (`SHOP_NAME`): on every page, and first in WeChat's `body`.
     pub shop_name: String,
+    /// The site's ICP filing number (`ICP_BEIAN`), in every page's footer.
+    pub icp_beian: Option<String>,
+    /// How shoppers reach customer service (`SHOP_CONTACT`), in every page's footer.
+    pub shop_contact: Option<String>,
     pub notify_url: Url,
     /// Where WeChat sends refund notifies (`WEIXIN_REFUND_NOTIFYURL`).
     pub refund_notify_url: Url,

@@ -10,6 +10,7 @@ mod cli;
 mod client;
 mod closing;
 mod crash;
+mod doctor;
 mod fidelity;
 mod helpers;
 mod hostile;

@@ -6,6 +6,7 @@
 //! by construction.
 
 mod bills;
+mod health;
 mod webhooks;
 
 use actix_web::body::BoxBody;
@@ -49,6 +50,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/admin/bills/2026-11-29"),
     ("POST", "/admin/bills/run"),
     ("GET", "/admin/webhooks"),
+    ("GET", "/admin/doctor"),
     ("POST", "/admin/webhooks/1/wecom/resend"),
     ("POST", "/admin/logout"),
 ];
@@ -820,6 +822,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                 "/webhooks/{seq}/{target}/resend",
                 web::post().to(webhooks::resend),
             )
+            .route("/doctor", web::get().to(health::doctor))
             .route("/logout", web::post().to(logout)),
     );
 }
