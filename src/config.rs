@@ -103,6 +103,11 @@ pub struct Settings {
     /// `WEBHOOK_URLS`, `WEBHOOK_SECRET`, `WECOM_ROBOT_URL`, `DINGTALK_ROBOT_URL`,
     /// `DINGTALK_ROBOT_SECRET`, `WEBHOOK_RETRY_SCALE`: where events go.
     pub webhooks: WebhookSettings,
+    /// `NOTIFY_ALARM_WINDOW_SECS` and `NOTIFY_ALARM_MIN_PAYMENTS`: the missing-notify alarm is
+    /// raised when, over the window, at least that many payments were confirmed by asking
+    /// WeChat and fewer than half as many notifies arrived.
+    pub notify_alarm_window: Duration,
+    pub notify_alarm_min_payments: u32,
 }
 
 /// What China's rules for web pages ask every page's footer to show.
@@ -484,6 +489,17 @@ impl Settings {
                 format!("must be between {MIN_ORDER_TTL_SECS} and {MAX_ORDER_TTL_SECS} seconds"),
             ));
         }
+        let notify_alarm_window: u64 = parse_or(&get, "NOTIFY_ALARM_WINDOW_SECS", "1800")?;
+        if !(10..=86_400).contains(&notify_alarm_window) {
+            return Err(error(
+                "NOTIFY_ALARM_WINDOW_SECS",
+                "must be between 10 and 86400 seconds",
+            ));
+        }
+        let notify_alarm_min_payments: u32 = parse_or(&get, "NOTIFY_ALARM_MIN_PAYMENTS", "3")?;
+        if notify_alarm_min_payments == 0 {
+            return Err(error("NOTIFY_ALARM_MIN_PAYMENTS", "must be at least 1"));
+        }
         let reconcile_interval_secs: u64 = parse_or(&get, "RECONCILE_INTERVAL_SECS", "30")?;
         if reconcile_interval_secs == 0 {
             return Err(error("RECONCILE_INTERVAL_SECS", "must be at least 1"));
@@ -635,6 +651,8 @@ impl Settings {
             ca_pem_file,
             refund_notify_url,
             auto_refund_late_payments,
+            notify_alarm_window: Duration::from_secs(notify_alarm_window),
+            notify_alarm_min_payments,
             order_ttl: Duration::from_secs(order_ttl_secs),
             reconcile_interval: Duration::from_secs(reconcile_interval_secs),
             bill_fetch_at,
@@ -942,6 +960,8 @@ mod tests {
             ("ICP_BEIAN", &"京ICP备".repeat(10)),
             ("SHOP_CONTACT", "line\nbreak"),
             ("SHOP_CONTACT", &"9".repeat(81)),
+            ("NOTIFY_ALARM_WINDOW_SECS", "5"),
+            ("NOTIFY_ALARM_MIN_PAYMENTS", "0"),
         ] {
             assert_eq!(settings(&[(var, bad)]).unwrap_err().var, var, "{bad}");
         }

@@ -92,6 +92,10 @@ pub fn terms(settings: &Settings, addr: SocketAddr) -> Terms {
         pending_per_client: settings.pending_per_client,
         order_rate_per_minute: settings.order_rate_per_minute,
         checkout_fields: settings.checkout_fields.clone(),
+        notify_alarm: crate::checkout::health::NotifyAlarmTerms {
+            window: settings.notify_alarm_window,
+            min_payments: settings.notify_alarm_min_payments,
+        },
         outbox: crate::checkout::OutboxTerms {
             targets: settings.webhooks.targets.clone(),
             secret: settings.webhooks.secret.clone(),
@@ -218,6 +222,7 @@ impl Application {
         let (checkout, background) = Checkout::start(store.clone(), wechat, terms, &rt, &shutdown);
         let reconciler = rt.spawn(Reconciler::new(checkout.clone()).run(shutdown.child_token()));
         rt.spawn(checkout.clone().run_outbox(shutdown.child_token()));
+        rt.spawn(checkout.clone().run_notify_health(shutdown.child_token()));
         if let Some(schedule) = &settings.backups {
             if settings.database_url.starts_with("sqlite:") {
                 let schedule = crate::store::backup::Schedule {

@@ -23,6 +23,7 @@ pub mod contact;
 pub mod doctor;
 mod error;
 pub mod flight;
+pub mod health;
 pub mod limits;
 pub mod notify;
 pub mod outbox;
@@ -109,6 +110,8 @@ pub struct Terms {
     pub checkout_fields: Vec<ContactField>,
     /// Where events go (webhooks, chat robots) and how they are signed.
     pub outbox: OutboxTerms,
+    /// When the missing-notify alarm is raised.
+    pub notify_alarm: health::NotifyAlarmTerms,
 }
 
 impl Terms {
@@ -149,6 +152,8 @@ struct Inner {
     /// The status path's order queries: one per order every [`QUERY_EVERY`], shared by the
     /// polls that ask together. `None` when WeChat could not be asked.
     queries: Flights<Option<OrderQueryResponse>>,
+    /// Notifies noted for the notify log, until the next flush.
+    notify_log: health::NotifyLog,
     /// Orders placed per client a minute.
     order_rate: RateLimiter,
     /// `create/native` calls per client a minute.
@@ -215,6 +220,7 @@ impl Checkout {
                 payments,
                 prepays: Flights::new(Duration::ZERO),
                 queries: Flights::new(QUERY_EVERY),
+                notify_log: Default::default(),
                 order_rate: RateLimiter::new(terms.order_rate_per_minute),
                 native_rate: RateLimiter::new(if terms.limits_clients() {
                     NATIVE_CALLS_PER_MINUTE

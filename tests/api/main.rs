@@ -15,6 +15,7 @@ mod fidelity;
 mod helpers;
 mod hostile;
 mod notify;
+mod notify_health;
 mod reconcile;
 mod refunds;
 mod replicas;

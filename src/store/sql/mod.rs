@@ -14,6 +14,7 @@
 mod bills;
 mod catalogue;
 mod console;
+mod health;
 mod inbox;
 mod jobs;
 mod orders;
