@@ -15,19 +15,23 @@ fn fixed(text: &str, known: &[&'static str], column: &str) -> Result<&'static st
 
 impl Db {
     pub async fn log_notifies(&self, entries: &[NotifyLogEntry]) -> Result<(), StoreError> {
-        let mut insert = sqlx::QueryBuilder::<Kind>::new(
-            "INSERT INTO notify_log (at, kind, outcome, reason, out_trade_no, count) ",
-        );
-        insert.push_values(entries, |mut row, e| {
-            row.push_bind(e.at.timestamp())
-                .push_bind(e.kind)
-                .push_bind(e.outcome)
-                .push_bind(e.reason.as_deref())
-                .push_bind(e.out_trade_no.as_deref())
-                .push_bind(e.count);
-        });
+        // Six values a line: 1,000 lines a statement stay well inside both databases' limits on
+        // bound parameters.
         let mut tx = self.writer.begin().await?;
-        insert.build().execute(&mut *tx).await?;
+        for chunk in entries.chunks(1_000) {
+            let mut insert = sqlx::QueryBuilder::<Kind>::new(
+                "INSERT INTO notify_log (at, kind, outcome, reason, out_trade_no, count) ",
+            );
+            insert.push_values(chunk, |mut row, e| {
+                row.push_bind(e.at.timestamp())
+                    .push_bind(e.kind)
+                    .push_bind(e.outcome)
+                    .push_bind(e.reason.as_deref())
+                    .push_bind(e.out_trade_no.as_deref())
+                    .push_bind(e.count);
+            });
+            insert.build().execute(&mut *tx).await?;
+        }
         tx.commit().await?;
         Ok(())
     }
