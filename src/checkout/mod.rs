@@ -26,6 +26,7 @@ pub mod limits;
 pub mod notify;
 pub mod outbox;
 mod prepay;
+pub mod privacy;
 pub mod reconcile;
 pub mod refunds;
 
@@ -104,6 +105,8 @@ pub struct Terms {
     pub checkout_fields: Vec<ContactField>,
     /// Where events go (webhooks, chat robots) and how they are signed.
     pub outbox: OutboxTerms,
+    /// The privacy notice and how long contact details are kept.
+    pub privacy: privacy::PrivacyTerms,
 }
 
 impl Terms {

@@ -232,3 +232,22 @@ impl From<sqlx::Error> for RefundRefused {
         RefundRefused::Store(e.into())
     }
 }
+
+/// One order of a buyer, with the contact given with it (the console's export).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BuyerData {
+    pub out_trade_no: OutTradeNo,
+    pub contact: super::Contact,
+}
+
+/// A record of the access log: a console session saw, exported or deleted buyers' details.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContactAccess {
+    pub at: DateTime<Utc>,
+    /// The session as a short one-way id of its token.
+    pub session: String,
+    /// `view`, `export`, `delete` or `csv`.
+    pub action: String,
+    /// The order, the buyer's phone hash, or the CSV's filters.
+    pub subject: String,
+}

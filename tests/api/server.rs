@@ -219,6 +219,9 @@ async fn the_healthcheck_command_reports_the_shops_health() {
     assert!(!check(nothing.to_string()).await.unwrap().success());
 }
 
+/// A live shop's `CONTACT_KEY` (32 bytes, base64).
+const CONTACT_KEY: &str = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=";
+
 #[tokio::test]
 async fn logs_are_json_lines_that_carry_the_order_number_and_never_the_api_key() {
     use crate::crash::{free_port, Shop};
@@ -259,6 +262,7 @@ async fn logs_are_json_lines_that_carry_the_order_number_and_never_the_api_key()
         )
         .env("WEIXIN_API_BASE", &sandbox_url)
         .env("AUTO_REFUND_LATE_PAYMENTS", "false")
+        .env("CONTACT_KEY", CONTACT_KEY)
         .env("RUST_LOG", "debug")
         .env("LOG_FORMAT", "json")
         .stdout(std::fs::File::create(dir.path().join("shop.log")).unwrap())
@@ -323,6 +327,10 @@ async fn logs_are_json_lines_that_carry_the_order_number_and_never_the_api_key()
     for log in ["shop.log", "sandbox.log"] {
         let text = std::fs::read_to_string(dir.path().join(log)).unwrap();
         assert!(!text.contains(key), "{log} shows the API key");
+        assert!(!text.contains(CONTACT_KEY), "{log} shows the contact key");
+        // Nor the buyer's phone number, in any spelling.
+        assert!(!text.contains("13800138000"), "{log} shows the buyer's phone");
+        assert!(!text.contains("138 0013 8000"), "{log} shows the buyer's phone");
         assert!(text.lines().count() > 3, "{log} is nearly empty");
         for line in text.lines().filter(|l| !l.trim().is_empty()) {
             serde_json::from_str::<serde_json::Value>(line)
