@@ -14,6 +14,7 @@ mod fidelity;
 mod helpers;
 mod hostile;
 mod notify;
+mod privacy;
 mod reconcile;
 mod refunds;
 mod replicas;

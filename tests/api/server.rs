@@ -329,8 +329,14 @@ async fn logs_are_json_lines_that_carry_the_order_number_and_never_the_api_key()
         assert!(!text.contains(key), "{log} shows the API key");
         assert!(!text.contains(CONTACT_KEY), "{log} shows the contact key");
         // Nor the buyer's phone number, in any spelling.
-        assert!(!text.contains("13800138000"), "{log} shows the buyer's phone");
-        assert!(!text.contains("138 0013 8000"), "{log} shows the buyer's phone");
+        assert!(
+            !text.contains("13800138000"),
+            "{log} shows the buyer's phone"
+        );
+        assert!(
+            !text.contains("138 0013 8000"),
+            "{log} shows the buyer's phone"
+        );
         assert!(text.lines().count() > 3, "{log} is nearly empty");
         for line in text.lines().filter(|l| !l.trim().is_empty()) {
             serde_json::from_str::<serde_json::Value>(line)

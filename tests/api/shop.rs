@@ -431,7 +431,10 @@ async fn a_live_shop_starts_with_no_demo_products() {
             ("SHOP_NAME", "龙井茶庄"),
             ("AUTO_REFUND_LATE_PAYMENTS", "false"),
             // A live shop that asks for contact details seals them with a key of its own.
-            ("CONTACT_KEY", "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="),
+            (
+                "CONTACT_KEY",
+                "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=",
+            ),
         ],
     );
     let app = wxpay_checkout::startup::Application::build(&settings)
