@@ -142,7 +142,9 @@ async fn main() -> ExitCode {
     let serving = matches!(command, Command::Serve);
     if let Err(e) = settings.check_exposure(serving).and_then(|()| {
         if serving {
-            settings.check_refunds()
+            settings
+                .check_refunds()
+                .and_then(|()| settings.check_contacts())
         } else {
             Ok(())
         }

@@ -145,8 +145,10 @@ pub fn client_config(
 }
 
 /// Opens the database (`DATABASE_URL`) with the contact keys (`CONTACT_KEY`, or the one
-/// generated before or now; see [`Store::use_contact_keys`]).
+/// generated before or now; see [`Store::use_contact_keys`]). A live shop that asks for contact
+/// details and has no `CONTACT_KEY` is refused first.
 pub async fn open_store(settings: &Settings, rt: &AppRuntime) -> anyhow::Result<Store> {
+    settings.check_contacts()?;
     let store = Store::connect(&settings.database_url, rt)
         .await
         .context("opening the database (DATABASE_URL)")?;
@@ -198,7 +200,6 @@ impl Application {
     pub async fn build(settings: &Settings) -> anyhow::Result<Application> {
         // The one place the application runtime is captured; everything below gets it.
         settings.check_refunds()?;
-        settings.check_contacts()?;
         let rt = AppRuntime::current();
         let store = open_store(settings, &rt).await?;
         if let Some(file) = &settings.catalogue_file {

@@ -209,9 +209,11 @@ impl Store {
     ) -> Result<usize, StoreError> {
         let mut total = 0;
         while !shutdown.is_cancelled() {
+            // A batch re-seals fewer than it read when rows changed meanwhile (deleted,
+            // re-sealed by another replica); those are not read again.
             let done = self.reseal_contacts(RESEAL_BATCH).await?;
             total += done;
-            if done < RESEAL_BATCH as usize {
+            if done == 0 {
                 break;
             }
         }

@@ -45,6 +45,54 @@ fn a_bad_setting_stops_start_up_with_one_line_naming_it() {
 }
 
 #[test]
+fn bad_contact_settings_stop_start_up_with_one_line_and_never_echo_the_key() {
+    let key = "c2VjcmV0LWJ1dC1ub3QtMzItYnl0ZXM=";
+    let live = [
+        ("WEIXIN_APPID", "wx1234567890abcdef"),
+        ("WEIXIN_PARTNER", "1234567890"),
+        ("WEIXIN_PARTNERKEY", "Zx9Qw8Er7Ty6Ui5Op4As3Df2Gh1Jk0Lm"),
+        ("SHOP_NAME", "龙井茶庄"),
+        ("AUTO_REFUND_LATE_PAYMENTS", "false"),
+    ];
+    for (vars, var) in [
+        (vec![("CONTACT_KEY", key)], "CONTACT_KEY"),
+        (
+            vec![("CONTACT_KEY", &*format!("{CONTACT_KEY},{key}"))],
+            "CONTACT_KEY",
+        ),
+        (
+            vec![("CONTACT_RETENTION_DAYS", "0")],
+            "CONTACT_RETENTION_DAYS",
+        ),
+        (
+            vec![("CONTACT_RETENTION_DAYS", "3 years")],
+            "CONTACT_RETENTION_DAYS",
+        ),
+        // A live shop that asks for contact details needs a key of its own.
+        (live.to_vec(), "CONTACT_KEY"),
+    ] {
+        let dir = TempDir::new().unwrap();
+        let output = Command::new(env!("CARGO_BIN_EXE_wxpay-checkout"))
+            .envs(vars.iter().copied())
+            .env(
+                "DATABASE_URL",
+                format!("sqlite://{}/x.db", dir.path().display()),
+            )
+            .output()
+            .unwrap();
+        assert_eq!(output.status.code(), Some(2), "{vars:?}");
+        let stderr = String::from_utf8(output.stderr).unwrap();
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+        assert!(stderr.contains(var), "{vars:?}: {stderr}");
+        assert!(
+            !stderr.contains(key) && !stderr.contains(CONTACT_KEY),
+            "{stderr}"
+        );
+        assert!(!dir.path().join("x.db").exists(), "nothing is created");
+    }
+}
+
+#[test]
 fn the_api_key_is_not_printed_when_credentials_are_wrong() {
     let key = "a-secret-key-that-is-not-32-chars";
     let output = Command::new(env!("CARGO_BIN_EXE_wxpay-checkout"))

@@ -30,15 +30,17 @@ pub(super) fn contact_from_row(
     Ok((!contact.is_empty()).then_some(contact))
 }
 
-/// Writes `sealed` as order `no`'s contact inside `tx`, emptying any plaintext.
-async fn write_sealed(tx: &mut Tx<'_>, no: &str, sealed: &Sealed) -> Result<(), StoreError> {
+/// Seals and stores an order's contact inside `tx` (the order's creation).
+pub(super) async fn insert_in(
+    tx: &mut Tx<'_>,
+    keys: &ContactKeys,
+    no: &str,
+    contact: &Contact,
+) -> Result<(), StoreError> {
+    let sealed = keys.seal(no, contact)?;
     sqlx::query(
         "INSERT INTO order_contacts (out_trade_no, sealed, key_id, phone_hash, name_hash)
-         VALUES ($1, $2, $3, $4, $5)
-         ON CONFLICT (out_trade_no) DO UPDATE SET
-             sealed = excluded.sealed, key_id = excluded.key_id,
-             phone_hash = excluded.phone_hash, name_hash = excluded.name_hash,
-             name = NULL, phone = NULL, address = NULL, email = NULL, note = NULL",
+         VALUES ($1, $2, $3, $4, $5)",
     )
     .bind(no)
     .bind(&sealed.sealed)
@@ -50,14 +52,38 @@ async fn write_sealed(tx: &mut Tx<'_>, no: &str, sealed: &Sealed) -> Result<(), 
     Ok(())
 }
 
-/// Seals and stores an order's contact inside `tx` (the order's creation).
-pub(super) async fn insert_in(
+/// Replaces order `no`'s contact with `sealed` inside `tx`, emptying any plaintext — only if
+/// the row is still under `was` (the key it was read under; `None`: plaintext), so a contact
+/// deleted or anonymised meanwhile is not brought back. False when it was not replaced.
+async fn reseal_in(
     tx: &mut Tx<'_>,
-    keys: &ContactKeys,
     no: &str,
-    contact: &Contact,
-) -> Result<(), StoreError> {
-    write_sealed(tx, no, &keys.seal(no, contact)?).await
+    was: Option<&str>,
+    sealed: &Sealed,
+) -> Result<bool, StoreError> {
+    let mut query = sqlx::QueryBuilder::<Kind>::new("UPDATE order_contacts SET sealed = ");
+    query.push_bind(&sealed.sealed);
+    query.push(", key_id = ");
+    query.push_bind(&sealed.key_id);
+    query.push(", phone_hash = ");
+    query.push_bind(&sealed.phone_hash);
+    query.push(", name_hash = ");
+    query.push_bind(&sealed.name_hash);
+    query.push(
+        ", name = NULL, phone = NULL, address = NULL, email = NULL, note = NULL \
+         WHERE out_trade_no = ",
+    );
+    query.push_bind(no);
+    match was {
+        Some(id) => {
+            query.push(" AND key_id = ");
+            query.push_bind(id);
+        }
+        None => {
+            query.push(" AND key_id IS NULL");
+        }
+    }
+    Ok(query.build().execute(&mut **tx).await?.rows_affected() == 1)
 }
 
 impl Db {
@@ -126,7 +152,8 @@ impl Db {
             return Ok(0);
         };
         let mut query = sqlx::QueryBuilder::<Kind>::new(format!(
-            "SELECT c.out_trade_no, {CONTACT_COLUMNS} FROM order_contacts c WHERE c.key_id IS NULL"
+            "SELECT c.out_trade_no, c.key_id, {CONTACT_COLUMNS} FROM order_contacts c \
+             WHERE c.key_id IS NULL"
         ));
         let older: Vec<String> = keys.ids().into_iter().skip(1).collect();
         if !older.is_empty() {
@@ -144,18 +171,22 @@ impl Db {
         let mut done = 0;
         for row in &rows {
             let no: String = row.try_get("out_trade_no")?;
+            let was: Option<String> = row.try_get("key_id")?;
             let Some(contact) = contact_from_row(&keys, &no, row)? else {
                 // A row from before sealing with nothing in it: nothing to keep.
-                sqlx::query("DELETE FROM order_contacts WHERE out_trade_no = $1")
-                    .bind(&no)
-                    .execute(&mut *tx)
-                    .await?;
+                sqlx::query(
+                    "DELETE FROM order_contacts WHERE out_trade_no = $1 AND key_id IS NULL",
+                )
+                .bind(&no)
+                .execute(&mut *tx)
+                .await?;
                 continue;
             };
             let sealed = keys.seal(&no, &contact)?;
             debug_assert_eq!(sealed.key_id, current);
-            write_sealed(&mut tx, &no, &sealed).await?;
-            done += 1;
+            if reseal_in(&mut tx, &no, was.as_deref(), &sealed).await? {
+                done += 1;
+            }
         }
         tx.commit().await?;
         Ok(done)
