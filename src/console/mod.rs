@@ -23,7 +23,9 @@ use sha2::Digest;
 use crate::catalogue::{parse_price, MAX_STOCK};
 use crate::domain::{Fen, OutTradeNo};
 use crate::store::{AdminSession, Contact, Order, OrderItem, Product, Store, StoreError};
-pub use crate::store::{DaySales, ListStatus, OrderEvent, OrderFilter, OrderSummary};
+pub use crate::store::{
+    ContactKeyUse, DaySales, ListStatus, OrderEvent, OrderFilter, OrderSummary,
+};
 pub use bills::{
     bill_headline, charges, day_state, discrepancy_line, kind_label, BILL_DAYS_LISTED,
 };

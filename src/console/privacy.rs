@@ -4,7 +4,7 @@
 
 use super::{token_hash, Console, ConsoleError};
 use crate::domain::OutTradeNo;
-use crate::store::{BuyerData, ContactAccess};
+use crate::store::{BuyerData, ContactAccess, ContactKeyUse};
 
 /// Records of the access log the console shows.
 pub const ACCESS_LISTED: i64 = 500;
@@ -94,6 +94,11 @@ impl Console {
             Some(hash) => format!("{no} buyer {} ({} orders)", &hash[..12], data.len()),
             None => no.to_string(),
         }
+    }
+
+    /// Where the stored contacts stand against `CONTACT_KEY` (re-sealing done or not).
+    pub async fn contact_key_use(&self) -> Result<ContactKeyUse, ConsoleError> {
+        Ok(self.store().contact_key_use().await?)
     }
 
     /// The latest records of the access log, newest first.

@@ -251,3 +251,18 @@ pub struct ContactAccess {
     /// The order, the buyer's phone hash, or the CSV's filters.
     pub subject: String,
 }
+
+/// Where the stored contacts stand against the key ring (the console's privacy page): when
+/// nothing waits and nothing is unreadable, the older keys of `CONTACT_KEY` may be dropped.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ContactKeyUse {
+    /// The current key's id.
+    pub current: Option<String>,
+    /// Contacts sealed under the current key.
+    pub current_rows: i64,
+    /// Contacts under an older key of the ring, or in plain text from before sealing: waiting
+    /// to be re-sealed.
+    pub waiting_rows: i64,
+    /// Contacts under a key the ring does not hold: unreadable.
+    pub unreadable_rows: i64,
+}

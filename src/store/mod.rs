@@ -35,8 +35,8 @@ mod postgres;
 mod sqlite;
 mod types;
 pub use console_types::{
-    AdminSession, BuyerData, ContactAccess, DaySales, ListStatus, OrderEvent, OrderFilter,
-    OrderSummary, Refund, RefundAsk, RefundRefused, RefundState, Settled, LATE_REASON,
+    AdminSession, BuyerData, ContactAccess, ContactKeyUse, DaySales, ListStatus, OrderEvent,
+    OrderFilter, OrderSummary, Refund, RefundAsk, RefundRefused, RefundState, Settled, LATE_REASON,
 };
 pub use desk::OrderDesk;
 pub use types::{
@@ -195,6 +195,24 @@ impl Store {
         dispatch!(self.reseal_contacts(limit))
     }
 
+    /// Where the stored contacts stand against the key ring.
+    pub async fn contact_key_use(&self) -> Result<ContactKeyUse, StoreError> {
+        let ids = self.keys().ids();
+        let mut usage = ContactKeyUse {
+            current: ids.first().cloned(),
+            ..Default::default()
+        };
+        for (key, rows) in dispatch!(self.contacts_by_key())? {
+            match key {
+                Some(id) if ids.first() == Some(&id) => usage.current_rows += rows,
+                Some(id) if ids.contains(&id) => usage.waiting_rows += rows,
+                None => usage.waiting_rows += rows,
+                Some(_) => usage.unreadable_rows += rows,
+            }
+        }
+        Ok(usage)
+    }
+
     /// Contacts sealed under a key the store was not given: unreadable until it is.
     pub async fn contacts_under_unknown_keys(&self) -> Result<i64, StoreError> {
         dispatch!(self.contacts_under_unknown_keys())
@@ -251,14 +269,18 @@ impl Store {
         dispatch!(self.delete_buyer(no, actor))
     }
 
-    /// The search hash of a buyer's phone under the current key (the access log's subject).
-    pub fn buyer_hash(&self, phone: &str) -> Option<String> {
-        let keys = match &self.backend {
+    /// The key ring in use now.
+    fn keys(&self) -> Arc<contacts::ContactKeys> {
+        match &self.backend {
             Backend::Sqlite(db) => db.keys.read().map(|k| k.clone()),
             Backend::Postgres(db) => db.keys.read().map(|k| k.clone()),
         }
-        .unwrap_or_else(|poisoned| poisoned.into_inner().clone());
-        keys.phone_hashes(phone).into_iter().next()
+        .unwrap_or_else(|poisoned| poisoned.into_inner().clone())
+    }
+
+    /// The search hash of a buyer's phone under the current key (the access log's subject).
+    pub fn buyer_hash(&self, phone: &str) -> Option<String> {
+        self.keys().phone_hashes(phone).into_iter().next()
     }
 
     /// Records that a console session saw, exported or deleted buyers' details.

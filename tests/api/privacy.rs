@@ -447,6 +447,15 @@ async fn contacts_sealed_under_one_key_are_read_after_rotation_and_moved_to_the_
     assert_eq!(now.len(), 1, "{now:?}");
     assert_ne!(now, under_a);
 
+    // The console says the old key may go.
+    let (http, _) = sign_in(&rotated).await;
+    let (_, privacy) = page(&http, &rotated, "/admin/privacy").await;
+    assert!(
+        privacy.contains("id=\"keys-waiting\">0<") && privacy.contains("id=\"keys-done\""),
+        "{privacy}"
+    );
+    assert!(privacy.contains("id=\"keys-current\">2<"));
+
     // The new key alone reads it all and finds it by phone.
     let b = TestApp::spawn_with(&[("DATABASE_URL", url.as_str()), ("CONTACT_KEY", KEY_B)]).await;
     assert_eq!(shows_buyer(&b, &no).await, (200, true));
@@ -458,6 +467,54 @@ async fn contacts_sealed_under_one_key_are_read_after_rotation_and_moved_to_the_
     let (status, shown) = shows_buyer(&old, &no).await;
     assert!(!shown);
     assert_eq!(status, 500);
+    let (http, _) = sign_in(&old).await;
+    let (_, privacy) = page(&http, &old, "/admin/privacy").await;
+    assert!(
+        privacy.contains("id=\"keys-unreadable\" class=\"alert\">2<"),
+        "{privacy}"
+    );
+    assert!(!privacy.contains("keys-done"));
+}
+
+#[tokio::test]
+async fn a_generated_key_outlives_restarts_and_gives_way_to_a_configured_one() {
+    // Sandbox mode without CONTACT_KEY: a key is generated once, kept in the database.
+    let first = TestApp::spawn().await;
+    let no = buy_as(&first, &ZHAO).await;
+    let generated = || {
+        let db = first.db.clone();
+        async move {
+            sqlx::query_scalar::<_, String>("SELECT key FROM contact_key")
+                .fetch_all(&db)
+                .await
+                .unwrap()
+        }
+    };
+    let key = generated().await;
+    assert_eq!(key.len(), 1);
+    let url = first.database_url.clone();
+    let again = TestApp::spawn_with(&[("DATABASE_URL", url.as_str())]).await;
+    assert_eq!(shows_buyer(&again, &no).await, (200, true));
+    assert_eq!(generated().await, key, "the same key, not a new one");
+
+    // A configured key takes over: the generated one still reads, and the rows move.
+    let keyed =
+        TestApp::spawn_with(&[("DATABASE_URL", url.as_str()), ("CONTACT_KEY", KEY_A)]).await;
+    assert_eq!(shows_buyer(&keyed, &no).await, (200, true));
+    let (http, _) = sign_in(&keyed).await;
+    let until = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, privacy) = page(&http, &keyed, "/admin/privacy").await;
+        if privacy.contains("id=\"keys-done\"") {
+            assert!(privacy.contains("id=\"keys-current\">1<"), "{privacy}");
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < until,
+            "not re-sealed: {privacy}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 #[tokio::test]

@@ -192,6 +192,15 @@ impl Db {
         Ok(done)
     }
 
+    /// How many contacts are stored under each key (`None`: plaintext from before sealing).
+    pub async fn contacts_by_key(&self) -> Result<Vec<(Option<String>, i64)>, StoreError> {
+        Ok(sqlx::query_as(
+            "SELECT key_id, CAST(COUNT(*) AS BIGINT) FROM order_contacts GROUP BY key_id",
+        )
+        .fetch_all(&self.reader)
+        .await?)
+    }
+
     /// Contacts sealed under a key the ring does not hold (they cannot be read).
     pub async fn contacts_under_unknown_keys(&self) -> Result<i64, StoreError> {
         let keys = self.keys();

@@ -71,6 +71,7 @@ struct PrivacyPage {
     chrome: AdminChrome,
     rows: Vec<AccessRow>,
     listed: i64,
+    keys: crate::console::ContactKeyUse,
 }
 
 /// The access log, newest first.
@@ -90,8 +91,10 @@ pub async fn access_log(
             subject: a.subject,
         })
         .collect();
+    let keys = state.console.contact_key_use().await?;
     Ok(no_store(render(&PrivacyPage {
         chrome: chrome(&state, &session),
+        keys,
         rows,
         listed: crate::console::privacy::ACCESS_LISTED,
     })?))
