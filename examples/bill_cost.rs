@@ -449,6 +449,9 @@ fn stand_in(dir: &Path, rt: &AppRuntime) -> anyhow::Result<Client> {
 fn terms() -> anyhow::Result<Terms> {
     Ok(Terms {
         shop_name: "茶舍 Tea House".into(),
+        icp_beian: None,
+        shop_contact: None,
+        notify_alarm: Default::default(),
         refund_notify_url: "http://127.0.0.1:9/weixin/pay/refund/notify".parse()?,
         auto_refund_late_payments: false,
         notify_url: "http://127.0.0.1:9/weixin/pay/notify/url".parse()?,

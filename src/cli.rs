@@ -181,6 +181,80 @@ pub async fn refund(settings: &Settings, no: &str, amount: Option<&str>) -> Exit
     }
 }
 
+/// `doctor`: examines the credentials, the clock, the client certificate and the notify URLs
+/// against WeChat Pay (see [`crate::checkout::doctor`]) and prints each finding with WeChat's own
+/// text. Exit 1 when something would stop payments or refunds. Needs no database.
+pub async fn doctor(settings: &Settings) -> ExitCode {
+    use crate::checkout::doctor::{self, Verdict};
+    let rt = AppRuntime::current();
+    let terms = crate::startup::terms(settings, settings.listen_addr);
+    let (config, unreadable) = match crate::startup::client_config(settings, None) {
+        Ok(config) => (config, None),
+        Err(e) => (
+            crate::wxpay::ClientConfig::new(
+                settings.api_base.clone(),
+                settings.merchant.clone(),
+                settings.sign_type,
+            ),
+            Some(doctor::unreadable_certificate(&format!("{e:#}"))),
+        ),
+    };
+    let client = match crate::wxpay::Client::new(config, &rt) {
+        Ok(client) => client,
+        Err(e) => {
+            println!("[FAIL] cannot make an HTTPS client: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut examination =
+        doctor::examine(&client, &terms.notify_url, &terms.refund_notify_url).await;
+    if let Some(finding) = unreadable {
+        examination.findings.retain(|f| f.check != "certificate");
+        examination.push_front(finding);
+    } else if settings.builtin_sandbox {
+        examination.findings.retain(|f| f.check != "certificate");
+        examination.push_front(doctor::sandbox_certificate());
+    }
+    let mode = if settings.builtin_sandbox {
+        " (sandbox mode: the running shop's built-in sandbox; payments are simulated)"
+    } else {
+        ""
+    };
+    println!(
+        "WeChat Pay at {}{mode}\nmch_id {}, appid {}, API v2 {}\n",
+        examination.api_base,
+        examination.mch_id,
+        examination.appid,
+        settings.sign_type.as_str()
+    );
+    for finding in &examination.findings {
+        let mark = match finding.verdict {
+            Verdict::Ok => "[ OK ]",
+            Verdict::Warn => "[WARN]",
+            Verdict::Fail => "[FAIL]",
+        };
+        println!("{mark} {}: {}", finding.title, finding.said);
+        if let Some(raw) = &finding.raw {
+            println!("       answer: {raw}");
+        }
+        for advice in &finding.advice {
+            println!("       - {advice}");
+        }
+    }
+    let failed = examination
+        .findings
+        .iter()
+        .filter(|f| f.verdict == Verdict::Fail)
+        .count();
+    if failed > 0 {
+        println!("\n{failed} problem(s) would stop payments or refunds.");
+        ExitCode::FAILURE
+    } else {
+        println!("\nNothing found that would stop payments.");
+        ExitCode::SUCCESS
+    }
+}
+
 /// The checkout service over the configured database and WeChat Pay, for one command.
 async fn start_checkout(
     settings: &Settings,

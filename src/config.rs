@@ -41,6 +41,8 @@ pub struct Settings {
     pub mode: Mode,
     /// `SHOP_NAME`: on every page and first in WeChat's `body`.
     pub shop_name: String,
+    /// `ICP_BEIAN` and `SHOP_CONTACT`: in every page's footer.
+    pub footer: Footer,
     pub listen_addr: SocketAddr,
     /// `OPS_LISTEN_ADDR`: `/healthz` and `/metrics`.
     pub ops_listen_addr: SocketAddr,
@@ -108,6 +110,47 @@ pub struct Settings {
     /// `WEBHOOK_URLS`, `WEBHOOK_SECRET`, `WECOM_ROBOT_URL`, `DINGTALK_ROBOT_URL`,
     /// `DINGTALK_ROBOT_SECRET`, `WEBHOOK_RETRY_SCALE`: where events go.
     pub webhooks: WebhookSettings,
+    /// `NOTIFY_ALARM_WINDOW_SECS` and `NOTIFY_ALARM_MIN_PAYMENTS`: the missing-notify alarm is
+    /// raised when, over the window, at least that many payments were confirmed by asking
+    /// WeChat and fewer than half as many notifies arrived.
+    pub notify_alarm_window: Duration,
+    pub notify_alarm_min_payments: u32,
+}
+
+/// What China's rules for web pages ask every page's footer to show.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Footer {
+    /// `ICP_BEIAN`: the site's ICP filing number (`京ICP备12345678号-1`), linked to MIIT's
+    /// filing system as the rules require.
+    pub icp_beian: Option<String>,
+    /// `SHOP_CONTACT`: how shoppers reach the merchant's customer service.
+    pub shop_contact: Option<String>,
+}
+
+/// `ICP_BEIAN` and `SHOP_CONTACT`: one line of text each.
+fn footer(get: &impl Fn(&str) -> Option<String>) -> Result<Footer, ConfigError> {
+    let line = |var: &'static str, most: usize| -> Result<Option<String>, ConfigError> {
+        let Some(text) = get(var).map(|t| t.trim().to_owned()) else {
+            return Ok(None);
+        };
+        if text.chars().count() > most || text.chars().any(char::is_control) {
+            return Err(error(var, format!("at most {most} characters on one line")));
+        }
+        Ok(Some(text))
+    };
+    let icp_beian = line("ICP_BEIAN", 40)?;
+    if let Some(number) = &icp_beian {
+        if !number.contains("ICP") {
+            return Err(error(
+                "ICP_BEIAN",
+                "must be the ICP filing number as MIIT issued it, e.g. 京ICP备12345678号-1",
+            ));
+        }
+    }
+    Ok(Footer {
+        icp_beian,
+        shop_contact: line("SHOP_CONTACT", 80)?,
+    })
 }
 
 /// `CONTACT_KEY`'s keys, 32 bytes each. `Debug` shows how many, never a key.
@@ -420,6 +463,8 @@ impl Settings {
             ));
         }
 
+        let footer = footer(&get)?;
+
         let notify_url = get("WEIXIN_NOTIFYURL")
             .map(|text| http_url("WEIXIN_NOTIFYURL", &text))
             .transpose()?;
@@ -503,6 +548,17 @@ impl Settings {
                 "ORDER_TTL_SECS",
                 format!("must be between {MIN_ORDER_TTL_SECS} and {MAX_ORDER_TTL_SECS} seconds"),
             ));
+        }
+        let notify_alarm_window: u64 = parse_or(&get, "NOTIFY_ALARM_WINDOW_SECS", "1800")?;
+        if !(10..=86_400).contains(&notify_alarm_window) {
+            return Err(error(
+                "NOTIFY_ALARM_WINDOW_SECS",
+                "must be between 10 and 86400 seconds",
+            ));
+        }
+        let notify_alarm_min_payments: u32 = parse_or(&get, "NOTIFY_ALARM_MIN_PAYMENTS", "3")?;
+        if notify_alarm_min_payments == 0 {
+            return Err(error("NOTIFY_ALARM_MIN_PAYMENTS", "must be at least 1"));
         }
         let reconcile_interval_secs: u64 = parse_or(&get, "RECONCILE_INTERVAL_SECS", "30")?;
         if reconcile_interval_secs == 0 {
@@ -653,6 +709,7 @@ impl Settings {
         Ok(Settings {
             mode,
             shop_name,
+            footer,
             listen_addr,
             ops_listen_addr,
             database_url,
@@ -676,6 +733,8 @@ impl Settings {
             ca_pem_file,
             refund_notify_url,
             auto_refund_late_payments,
+            notify_alarm_window: Duration::from_secs(notify_alarm_window),
+            notify_alarm_min_payments,
             order_ttl: Duration::from_secs(order_ttl_secs),
             reconcile_interval: Duration::from_secs(reconcile_interval_secs),
             bill_fetch_at,
@@ -987,6 +1046,28 @@ mod tests {
         }
         let err = settings(&[("CATALOGUE_FILE", "goods.xlsx")]).unwrap_err();
         assert_eq!(err.var, "CATALOGUE_FILE");
+    }
+
+    #[test]
+    fn the_footer_takes_a_filing_number_and_a_one_line_contact() {
+        let s = settings(&[
+            ("ICP_BEIAN", " 京ICP备12345678号-1 "),
+            ("SHOP_CONTACT", "400-800-8888"),
+        ])
+        .unwrap();
+        assert_eq!(s.footer.icp_beian.as_deref(), Some("京ICP备12345678号-1"));
+        assert_eq!(s.footer.shop_contact.as_deref(), Some("400-800-8888"));
+        assert_eq!(settings(&[]).unwrap().footer, Footer::default());
+        for (var, bad) in [
+            ("ICP_BEIAN", "12345678"),
+            ("ICP_BEIAN", &"京ICP备".repeat(10)),
+            ("SHOP_CONTACT", "line\nbreak"),
+            ("SHOP_CONTACT", &"9".repeat(81)),
+            ("NOTIFY_ALARM_WINDOW_SECS", "5"),
+            ("NOTIFY_ALARM_MIN_PAYMENTS", "0"),
+        ] {
+            assert_eq!(settings(&[(var, bad)]).unwrap_err().var, var, "{bad}");
+        }
     }
 
     #[test]

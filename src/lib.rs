@@ -6,7 +6,7 @@
 //! `serve` (the default; with no merchant credentials it also starts the built-in sandbox and
 //! pays through it over real HTTP), `sandbox`, `healthcheck`, `catalogue import FILE
 //! [--stock]`, `orders [--status S] [--since DATE] [--format table|csv|json]`, `refund
-//! OUT_TRADE_NO [AMOUNT]`, `bill DATE`, `backup FILE`, `restore FILE`, `webhook-secret` and `admin hash-password`; the configuration variables ([`config`], tabled in the README); the catalogue file
+//! OUT_TRADE_NO [AMOUNT]`, `bill DATE`, `backup FILE`, `restore FILE`, `webhook-secret`, `doctor` and `admin hash-password`; the configuration variables ([`config`], tabled in the README); the catalogue file
 //! formats ([`catalogue`]); the shop's pages (`/`, the cart `/cart`, the contact form
 //! `/checkout` with its privacy notice, the direct buy `POST /orders`, `/pay/{no}` with an inline SVG QR code, its success
 //! and failure pages, the receipt `/orders/{no}?t=…`); the merchant console under `/admin`; the seed front end's JSON routes
@@ -22,8 +22,10 @@
 //!   prepay, the payment status, the notify, the receipt, refunds exactly once and late payments
 //!   refunded) and the reconciliation job (an order is over only when WeChat says so; finished
 //!   orders are watched for late money; refunds are followed until settled; each day is
-//!   reconciled against WeChat's trade bill), the delivery of outgoing events, and the buyer's
-//!   privacy notice and retention job (`checkout/privacy.rs`), with one error type,
+//!   reconciled against WeChat's trade bill), the delivery of outgoing events, notify health
+//!   (the notify log and the missing-notify alarm, `checkout/health.rs`), the doctor's
+//!   going-live checks (`checkout/doctor.rs`) and the buyer's privacy notice and retention
+//!   job (`checkout/privacy.rs`), with one error type,
 //!   [`checkout::CheckoutError`].
 //! - [`web`]: HTTP routes — shop, cart and checkout form (the cart lives in a cookie), pay page,
 //!   receipt, seed JSON API, notify, operations. Thin: each handler calls one checkout flow and
@@ -34,10 +36,10 @@
 //!   consumer that applies payments to orders (the only place an order becomes paid).
 //! - [`store`]: all SQL — pools, migrations (`migrations/`), typed queries (`store/sql/`, one
 //!   source compiled for SQLite and for PostgreSQL), the order cache, the order desk (group
-//!   commit of new orders), backups of SQLite taken live and restored (`store/backup.rs`),
-//!   buyers' contact details sealed at rest with `CONTACT_KEY` and found by keyed hashes
-//!   (`store/contacts.rs`; re-sealing, retention, a buyer's export and delete and the access
-//!   log in `store/sql/contacts.rs`).
+//!   commit of new orders), backups of SQLite taken live and restored (`store/backup.rs`), the
+//!   notify log and health alarms (`store/health.rs`), buyers' contact details sealed at rest
+//!   with `CONTACT_KEY` and found by keyed hashes (`store/contacts.rs`; re-sealing, retention,
+//!   a buyer's export and delete and the access log in `store/sql/contacts.rs`).
 //! - [`wxpay`]: the WeChat Pay v2 protocol — signing, the strict XML codec, typed messages,
 //!   the client (with the merchant's client certificate for refunds), the payment notify,
 //!   refunds and the encrypted refund notify, the daily trade bill and its strict reader,
@@ -57,7 +59,7 @@
 //!   daily bill's results, a buyer's export and deletion and the log of who saw buyers' details
 //!   (`console/privacy.rs`).
 //! - [`cli`]: the merchant's command line (`orders`, `catalogue import`, `refund`, `bill`,
-//!   `backup`, `restore`, `webhook-secret`, `admin hash-password`).
+//!   `backup`, `restore`, `webhook-secret`, `doctor`, `admin hash-password`).
 //! - [`startup`]: builds the application from settings, runs it, shuts it down in order.
 //! - [`telemetry`]: tracing set-up and the metrics recorder.
 //! - [`rt`]: keeps shared sockets and tasks on the application runtime, out of the web workers'

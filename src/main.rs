@@ -27,6 +27,8 @@ const USAGE: &str = "usage: wxpay-checkout [COMMAND]
                the daily job does at BILL_FETCH_AT, and prints what differs
   backup FILE  a consistent copy of the live SQLite database, checked before it is kept
   restore FILE puts a checked backup in place of DATABASE_URL's SQLite file (the shop stopped)
+  doctor       checks the credentials, clock, client certificate and notify URLs against
+               WeChat Pay and explains what is wrong; exit 1 when payments or refunds would fail
   webhook-secret
                prints a new random whsec_ secret for WEBHOOK_SECRET
   admin hash-password
@@ -46,6 +48,7 @@ enum Command {
     Restore { file: PathBuf },
     HashPassword,
     WebhookSecret,
+    Doctor,
 }
 
 /// The command the arguments name.
@@ -89,6 +92,7 @@ fn command(args: &[String]) -> Result<Option<Command>, String> {
         ["backup" | "restore", ..] => return Err("backup and restore take one FILE".into()),
         ["admin", "hash-password"] => Command::HashPassword,
         ["webhook-secret"] => Command::WebhookSecret,
+        ["doctor"] => Command::Doctor,
         ["-h" | "--help" | "help"] => return Ok(None),
         other => return Err(format!("unknown command {:?}", other.join(" "))),
     }))
@@ -119,12 +123,25 @@ async fn main() -> ExitCode {
     }
     let settings = match Settings::from_env() {
         Ok(settings) => settings,
+        Err(e) if matches!(command, Command::Doctor) => {
+            // The doctor's first finding: a setting the shop would refuse to start with.
+            println!("[FAIL] 配置 Configuration: {e}");
+            return ExitCode::FAILURE;
+        }
         Err(e) => {
             eprintln!("{e}");
             return ExitCode::from(2);
         }
     };
     match command {
+        Command::Doctor => {
+            if let Err(e) = settings.check_contacts() {
+                // As above: the shop would refuse to start without CONTACT_KEY.
+                println!("[FAIL] 配置 Configuration: {e}");
+                return ExitCode::FAILURE;
+            }
+            return cli::doctor(&settings).await;
+        }
         Command::Healthcheck => return healthcheck(&settings).await,
         Command::ImportCatalogue { file, restock } => {
             return cli::import_catalogue(&settings, &file, restock).await
@@ -157,6 +174,7 @@ async fn main() -> ExitCode {
         Command::Serve => serve(settings).await,
         Command::Sandbox => sandbox(settings).await,
         Command::Healthcheck
+        | Command::Doctor
         | Command::ImportCatalogue { .. }
         | Command::Orders(_)
         | Command::Refund { .. }

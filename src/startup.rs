@@ -79,6 +79,8 @@ fn bind_sandbox(
 pub fn terms(settings: &Settings, addr: SocketAddr) -> Terms {
     Terms {
         shop_name: settings.shop_name.clone(),
+        icp_beian: settings.footer.icp_beian.clone(),
+        shop_contact: settings.footer.shop_contact.clone(),
         notify_url: settings.notify_url(addr),
         refund_notify_url: settings.refund_notify_url(addr),
         auto_refund_late_payments: settings.auto_refund_late_payments,
@@ -90,6 +92,10 @@ pub fn terms(settings: &Settings, addr: SocketAddr) -> Terms {
         pending_per_client: settings.pending_per_client,
         order_rate_per_minute: settings.order_rate_per_minute,
         checkout_fields: settings.checkout_fields.clone(),
+        notify_alarm: crate::checkout::health::NotifyAlarmTerms {
+            window: settings.notify_alarm_window,
+            min_payments: settings.notify_alarm_min_payments,
+        },
         outbox: crate::checkout::OutboxTerms {
             targets: settings.webhooks.targets.clone(),
             secret: settings.webhooks.secret.clone(),
@@ -267,6 +273,7 @@ impl Application {
         rt.spawn(checkout.clone().run_outbox(shutdown.child_token()));
         rt.spawn(checkout.clone().run_retention(shutdown.child_token()));
         rt.spawn(reseal_contacts(store.clone(), shutdown.child_token()));
+        rt.spawn(checkout.clone().run_notify_health(shutdown.child_token()));
         if let Some(schedule) = &settings.backups {
             if settings.database_url.starts_with("sqlite:") {
                 let schedule = crate::store::backup::Schedule {

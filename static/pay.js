@@ -1,6 +1,8 @@
 // The pay page: counts down to the order's expiry and polls the shop's status endpoint every
 // 3 seconds, moving to the success or failure page when the order's state is final. A failed
-// attempt (PAYERROR) is not final: the shopper may scan again, so the page stays.
+// attempt (PAYERROR) is not final: the shopper may scan again, so the page stays. When the
+// shopper comes back to the page (from WeChat, another app or tab), it asks at once rather
+// than at the next tick; the shop then asks WeChat if its own record is still unpaid.
 (function () {
   "use strict";
   var root = document.getElementById("pay");
@@ -20,16 +22,30 @@
   tick();
   setInterval(tick, 1000);
 
+  var timer = null;
+  var asking = false;
+  function next(ms) {
+    clearTimeout(timer);
+    timer = setTimeout(poll, ms);
+  }
   function poll() {
+    if (asking) return;
+    asking = true;
     fetch(statusUrl, { headers: { Accept: "application/json" }, cache: "no-store" })
       .then(function (r) { return r.ok ? r.json() : null; })
       .then(function (result) {
+        asking = false;
         var state = result && result.data && result.data.trade_state;
         if (state === "SUCCESS") { window.location.replace(successUrl); return; }
         if (FAILED.indexOf(state) >= 0) { window.location.replace(failedUrl); return; }
-        setTimeout(poll, 3000);
+        next(3000);
       })
-      .catch(function () { setTimeout(poll, 3000); });
+      .catch(function () { asking = false; next(3000); });
   }
-  setTimeout(poll, 3000);
+  document.addEventListener("visibilitychange", function () {
+    if (document.visibilityState === "visible") next(0);
+  });
+  window.addEventListener("pageshow", function (e) { if (e.persisted) next(0); });
+  window.addEventListener("focus", function () { next(0); });
+  next(3000);
 })();

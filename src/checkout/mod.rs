@@ -20,8 +20,10 @@ pub mod bills;
 pub mod cart;
 mod confirm;
 pub mod contact;
+pub mod doctor;
 mod error;
 pub mod flight;
+pub mod health;
 pub mod limits;
 pub mod notify;
 pub mod outbox;
@@ -78,6 +80,10 @@ pub const NATIVE_CALLS_PER_MINUTE: u32 = 60;
 pub struct Terms {
     /// The shop's name (`SHOP_NAME`): on every page, and first in WeChat's `body`.
     pub shop_name: String,
+    /// The site's ICP filing number (`ICP_BEIAN`), in every page's footer.
+    pub icp_beian: Option<String>,
+    /// How shoppers reach customer service (`SHOP_CONTACT`), in every page's footer.
+    pub shop_contact: Option<String>,
     pub notify_url: Url,
     /// Where WeChat sends refund notifies (`WEIXIN_REFUND_NOTIFYURL`).
     pub refund_notify_url: Url,
@@ -107,6 +113,8 @@ pub struct Terms {
     pub outbox: OutboxTerms,
     /// The privacy notice and how long contact details are kept.
     pub privacy: privacy::PrivacyTerms,
+    /// When the missing-notify alarm is raised.
+    pub notify_alarm: health::NotifyAlarmTerms,
 }
 
 impl Terms {
@@ -147,6 +155,8 @@ struct Inner {
     /// The status path's order queries: one per order every [`QUERY_EVERY`], shared by the
     /// polls that ask together. `None` when WeChat could not be asked.
     queries: Flights<Option<OrderQueryResponse>>,
+    /// Notifies noted for the notify log, until the next flush.
+    notify_log: health::NotifyLog,
     /// Orders placed per client a minute.
     order_rate: RateLimiter,
     /// `create/native` calls per client a minute.
@@ -213,6 +223,7 @@ impl Checkout {
                 payments,
                 prepays: Flights::new(Duration::ZERO),
                 queries: Flights::new(QUERY_EVERY),
+                notify_log: Default::default(),
                 order_rate: RateLimiter::new(terms.order_rate_per_minute),
                 native_rate: RateLimiter::new(if terms.limits_clients() {
                     NATIVE_CALLS_PER_MINUTE

@@ -6,6 +6,7 @@
 //! body's size is bounded before it gets here.)
 
 use super::confirm::{payment_event, Reported};
+use super::health::NotifyKind;
 use super::{Checkout, CheckoutError, NotifyRefusal};
 use crate::domain::{Fen, OutTradeNo};
 use crate::store::{PaymentEvent, PaymentResult, PaymentSource};
@@ -50,10 +51,12 @@ impl LogBudget {
 }
 
 /// A notify recorded durably: answer WeChat SUCCESS.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NotifyReceipt {
     /// False for a payment recorded before (a duplicate notify).
     pub new: bool,
+    /// The order it paid (or failed).
+    pub out_trade_no: OutTradeNo,
 }
 
 impl Checkout {
@@ -62,19 +65,30 @@ impl Checkout {
     pub async fn receive_notify(&self, body: &[u8]) -> Result<NotifyReceipt, CheckoutError> {
         let result = self.record_notify(body).await;
         let outcome = match &result {
-            Ok(receipt) if receipt.new => "accepted",
-            Ok(_) => "duplicate",
+            Ok(receipt) => {
+                let outcome = if receipt.new { "accepted" } else { "duplicate" };
+                self.note_notify(
+                    NotifyKind::Payment,
+                    outcome,
+                    None,
+                    Some(receipt.out_trade_no.as_str()),
+                );
+                outcome
+            }
             Err(CheckoutError::NotifyRefused { refusal, detail }) => {
                 // Refusals are what a flood of forgeries produces: logged within a budget,
                 // always counted.
                 if REFUSAL_LOGS.allow() {
                     tracing::warn!(reason = refusal.reason(), %detail, "payment notify refused");
                 }
+                self.note_notify(NotifyKind::Payment, "refused", Some(refusal.reason()), None);
                 refusal.reason()
             }
             Err(e) => {
                 tracing::warn!(error = %e, "payment notify not recorded");
-                "temporarily unavailable"
+                let reason = "temporarily unavailable";
+                self.note_notify(NotifyKind::Payment, "refused", Some(reason), None);
+                reason
             }
         };
         metrics::counter!("notify_total", "outcome" => outcome).increment(1);
@@ -172,6 +186,9 @@ impl Checkout {
             duplicate = !recorded.new,
             "payment notify accepted"
         );
-        Ok(NotifyReceipt { new: recorded.new })
+        Ok(NotifyReceipt {
+            new: recorded.new,
+            out_trade_no: event.out_trade_no,
+        })
     }
 }

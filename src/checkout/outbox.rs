@@ -315,6 +315,21 @@ impl Checkout {
                 }),
                 None => json!({ "out_refund_no": event.subject }),
             },
+            EventType::NotifyMissing | EventType::NotifyRestored => {
+                // What was measured when the alarm changed, as the store kept it.
+                let alarm = store.alarm(&event.subject).await?;
+                let measured: Value = alarm
+                    .as_ref()
+                    .and_then(|a| serde_json::from_str(&a.detail).ok())
+                    .unwrap_or_else(|| json!({}));
+                json!({
+                    "alarm": event.subject, "at": rfc3339(event.created_at),
+                    "window_secs": measured["window_secs"],
+                    "confirmed_by_asking": measured["confirmed_by_asking"],
+                    "confirmed_by_notify": measured["confirmed_by_notify"],
+                    "notifies": measured["notifies"], "refused": measured["refused"],
+                })
+            }
             EventType::BillDiscrepancy => {
                 let found = match event.subject.parse::<i64>() {
                     Ok(id) => store.discrepancy(id).await?,
@@ -560,7 +575,34 @@ fn robot_message(kind: EventType, data: &Value, console: Option<&url::Url>) -> (
                 .collect()
         })
         .unwrap_or_default();
+    let count = |key: &str| data[key].as_i64().unwrap_or(0);
+    let minutes = count("window_secs") / 60;
     let (title, mut lines) = match kind {
+        EventType::NotifyMissing | EventType::NotifyRestored => {
+            let title = if kind == EventType::NotifyMissing {
+                "支付通知没有到达 / Payment notifies are not arriving"
+            } else {
+                "支付通知已恢复 / Payment notifies arrive again"
+            };
+            let mut lines = vec![format!(
+                "> 最近 {minutes} 分钟 In the last {minutes} min: {} 笔靠主动查询确认 confirmed by \
+                 asking WeChat, {} 条通知到达 notifies arrived",
+                count("confirmed_by_asking"),
+                count("notifies")
+            )];
+            if kind == EventType::NotifyMissing {
+                lines.push(
+                    "> 请检查通知地址 Check the notify URL: `wxpay-checkout doctor`".to_owned(),
+                );
+            }
+            if let Some(link) = console.and_then(|base| base.join("admin/notifies").ok()) {
+                lines.push(format!("[在控制台查看 / Open in the console]({link})"));
+            }
+            return (
+                title.to_owned(),
+                format!("**{title}**\n{}", lines.join("\n")),
+            );
+        }
         EventType::OrderPaid => (
             "新订单已支付 / New paid order",
             vec![

@@ -41,13 +41,20 @@ impl Checkout {
         }
         let shop = &terms.shop_name;
         let days = terms.privacy.retention_days;
+        let (ask_zh, ask_en) = match &terms.shop_contact {
+            Some(contact) => (
+                format!("{shop}（{contact}）"),
+                format!("{shop} ({contact})"),
+            ),
+            None => (shop.clone(), shop.clone()),
+        };
         format!(
             "个人信息说明：{shop}仅为配送和售后收集您在此填写的联系信息，加密保存，不用于其他用途；\
-             订单完成{days}天后自动匿名化。如需查询、导出或删除您的信息，请联系{shop}。 \
+             订单完成{days}天后自动匿名化。如需查询、导出或删除您的信息，请联系{ask_zh}。 \
              Privacy: {shop} collects the contact details you give here only to deliver your \
              order and serve you after the sale. They are stored encrypted, used for nothing \
              else, and anonymised {days} days after the order is finished. To see, export or \
-             delete them, ask {shop}."
+             delete them, ask {ask_en}."
         )
     }
 

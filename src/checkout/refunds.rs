@@ -313,6 +313,7 @@ impl Checkout {
     /// the result is on disk.
     pub async fn receive_refund_notify(&self, body: &[u8]) -> Result<(), CheckoutError> {
         let merchant = &self.wechat().config().merchant;
+        let mut verified: Option<OutTradeNo> = None;
         let result = match parse_refund_notify(body, merchant) {
             Err(e) => Err(CheckoutError::notify(refund_notify_refusal(&e), &e)),
             Ok(notice) => match OutTradeNo::parse(&notice.out_trade_no) {
@@ -330,16 +331,30 @@ impl Checkout {
                         "notify",
                     )
                     .await
-                    .map(drop),
+                    .map(|_| verified = Some(no)),
             },
         };
+        let kind = super::health::NotifyKind::Refund;
         let outcome = match &result {
-            Ok(()) => "accepted",
+            Ok(()) => {
+                self.note_notify(
+                    kind,
+                    "accepted",
+                    None,
+                    verified.as_ref().map(|n| n.as_str()),
+                );
+                "accepted"
+            }
             Err(CheckoutError::NotifyRefused { refusal, detail }) => {
                 tracing::warn!(reason = refusal.reason(), %detail, "refund notify refused");
+                self.note_notify(kind, "refused", Some(refusal.reason()), None);
                 refusal.reason()
             }
-            Err(_) => "temporarily unavailable",
+            Err(_) => {
+                let reason = "temporarily unavailable";
+                self.note_notify(kind, "refused", Some(reason), None);
+                reason
+            }
         };
         metrics::counter!("refund_notify_total", "outcome" => outcome).increment(1);
         result

@@ -208,6 +208,9 @@ impl Subject {
 /// Delivers one notify: at once, then after each wait of the schedule, until acknowledged.
 /// Payment notifies may be dropped or doubled by faults, refund notifies dropped.
 pub(super) async fn deliver(sandbox: Arc<Sandbox>, subject: Subject, url: String, body: String) {
+    if matches!(subject, Subject::Payment { .. }) && sandbox.faults().draw_probe_notify() {
+        probe(&sandbox, &url, &body).await;
+    }
     for attempt in 0..=NOTIFY_RETRY_SCHEDULE_SECS.len() {
         if attempt > 0 {
             let wait = sandbox.scaled(NOTIFY_RETRY_SCHEDULE_SECS[attempt - 1]);
@@ -239,6 +242,29 @@ pub(super) async fn deliver(sandbox: Arc<Sandbox>, subject: Subject, url: String
         ?subject,
         "sandbox notify never acknowledged; giving up as WeChat does"
     );
+}
+
+/// WeChat's signature probe: the notify with a signature made with another key, which a shop
+/// that checks signatures refuses. Its answer is counted, never retried.
+async fn probe(sandbox: &Sandbox, url: &str, body: &str) {
+    let Ok(mut fields) = xml::decode(body.as_bytes()) else {
+        return;
+    };
+    let sign_type = fields
+        .get("sign_type")
+        .and_then(|t| t.parse().ok())
+        .unwrap_or(SignType::Md5);
+    fields.remove("sign");
+    let other_key = secrecy::SecretString::from("0123456789abcdef0123456789abcdef");
+    let forged = sign::sign(&fields, &other_key, sign_type);
+    fields.insert("sign".into(), forged);
+    let counter = if send(sandbox, url, &xml::encode(&fields)).await {
+        tracing::warn!("the shop acknowledged a mis-signed probe notify");
+        &sandbox.counters.probe_notifies_acknowledged
+    } else {
+        &sandbox.counters.probe_notifies_refused
+    };
+    counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
 }
 
 /// One POST; true when the answer is WeChat's SUCCESS XML.

@@ -66,6 +66,13 @@ pub struct Faults {
     /// Share of bill downloads answered `Bill Creating` (error_code 20003): the bill is not
     /// made yet; nothing is wrong with the request.
     pub bill_creating: f64,
+    /// Seconds added to the HTTP `Date` of every API answer: a merchant server whose clock is
+    /// off by the opposite, as the doctor sees it.
+    pub clock_skew_secs: i64,
+    /// Share of payments whose notify is preceded by a deliberately mis-signed copy, as WeChat
+    /// sends to test that merchants check signatures (the shop must answer FAIL; the answers
+    /// are counted in `/sandbox/stats`).
+    pub probe_notify: f64,
 }
 
 /// What to do with one refund call, besides the [`ApiFault`] every call draws.
@@ -174,6 +181,10 @@ impl Faults {
         rand::rng().random::<f64>() < self.bill_alter_amount
     }
 
+    pub fn draw_probe_notify(&self) -> bool {
+        rand::rng().random::<f64>() < self.probe_notify
+    }
+
     pub fn draw_bill_creating(&self) -> bool {
         rand::rng().random::<f64>() < self.bill_creating
     }
@@ -200,6 +211,7 @@ impl Faults {
             ("bill_omit_line", self.bill_omit_line),
             ("bill_alter_amount", self.bill_alter_amount),
             ("bill_creating", self.bill_creating),
+            ("probe_notify", self.probe_notify),
         ];
         for (name, share) in shares {
             if !(0.0..=1.0).contains(&share) {
@@ -274,6 +286,12 @@ impl FromStr for Faults {
                 "bill_omit_line" => faults.bill_omit_line = share()?,
                 "bill_alter_amount" => faults.bill_alter_amount = share()?,
                 "bill_creating" => faults.bill_creating = share()?,
+                "probe_notify" => faults.probe_notify = share()?,
+                "clock_skew_secs" => {
+                    faults.clock_skew_secs = value.trim().parse().map_err(|_| {
+                        BadFaults(format!("clock_skew_secs: {value:?} is not a whole number"))
+                    })?
+                }
                 other => return Err(BadFaults(format!("unknown fault {other:?}"))),
             }
         }

@@ -99,8 +99,24 @@ async fn secapi_refund(
     serve(&sandbox, Endpoint::Refund, &body).await
 }
 
-/// One API call: faults (drawn here, for every call), authentication, the call, the answer.
+/// One API call, its `Date` skewed by the `clock_skew_secs` fault.
 async fn serve(sandbox: &Arc<Sandbox>, endpoint: Endpoint, body: &[u8]) -> HttpResponse {
+    let skew = sandbox.faults().clock_skew_secs;
+    let mut response = serve_unskewed(sandbox, endpoint, body).await;
+    if skew != 0 {
+        let date = chrono::Utc::now() + chrono::Duration::seconds(skew);
+        let text = date.format("%a, %d %b %Y %H:%M:%S GMT").to_string();
+        if let Ok(value) = actix_web::http::header::HeaderValue::from_str(&text) {
+            response
+                .headers_mut()
+                .insert(actix_web::http::header::DATE, value);
+        }
+    }
+    response
+}
+
+/// One API call: faults (drawn here, for every call), authentication, the call, the answer.
+async fn serve_unskewed(sandbox: &Arc<Sandbox>, endpoint: Endpoint, body: &[u8]) -> HttpResponse {
     sandbox
         .counters
         .calls(endpoint)
@@ -460,6 +476,8 @@ async fn stats(sandbox: web::Data<Sandbox>) -> HttpResponse {
         "downloadbill": c.downloadbill.load(Ordering::Relaxed),
         "notify_attempts": c.notify_attempts.load(Ordering::Relaxed),
         "refund_notify_attempts": c.refund_notify_attempts.load(Ordering::Relaxed),
+        "probe_notifies_refused": c.probe_notifies_refused.load(Ordering::Relaxed),
+        "probe_notifies_acknowledged": c.probe_notifies_acknowledged.load(Ordering::Relaxed),
         "orders": sandbox.book().len(),
     }))
 }

@@ -128,6 +128,9 @@ struct Counters {
     downloadbill: AtomicU64,
     notify_attempts: AtomicU64,
     refund_notify_attempts: AtomicU64,
+    /// Mis-signed probe notifies the shop refused (right) and acknowledged (wrong).
+    probe_notifies_refused: AtomicU64,
+    probe_notifies_acknowledged: AtomicU64,
 }
 
 impl Counters {

@@ -112,9 +112,14 @@ macro_rules! dispatch {
 }
 
 mod bills;
+pub mod health;
 pub mod outbox;
 pub use bills::{
     BillDay, BillDayStatus, DayFigures, DayFindings, Discrepancy, DiscrepancyKind, RecordedPayment,
+};
+pub use health::{
+    Alarm, LoggedNotify, NotifyFigures, NotifyLogEntry, NOTIFY_MISSING, NOTIFY_MISSING_EVENT,
+    NOTIFY_RESTORED_EVENT,
 };
 pub use outbox::{
     Attempted, Delivery, DeliveryCounts, DeliveryState, FannedEvent, OutboxEvent, BILL_DISCREPANCY,

@@ -1410,3 +1410,77 @@ async fn outbox_case(store: Store) {
         0
     );
 }
+
+#[tokio::test]
+async fn the_notify_log_takes_big_batches_and_an_alarm_changes_once() {
+    let (_dir, store) = fresh().await;
+    notify_health_case(store).await;
+    if let Some(store) = fresh_postgres().await {
+        notify_health_case(store).await;
+    }
+}
+
+async fn notify_health_case(store: Store) {
+    use crate::store::{NotifyLogEntry, NOTIFY_MISSING, NOTIFY_MISSING_EVENT};
+    // More lines than one statement binds: written in chunks, in one transaction.
+    let entries: Vec<NotifyLogEntry> = (0..2_500)
+        .map(|n| NotifyLogEntry {
+            at: time(1_000 + n),
+            kind: "payment",
+            outcome: if n % 2 == 0 { "accepted" } else { "duplicate" },
+            reason: None,
+            out_trade_no: Some(format!("N{n}")),
+            count: 1,
+        })
+        .chain([NotifyLogEntry {
+            at: time(5_000),
+            kind: "payment",
+            outcome: "refused",
+            reason: Some("invalid signature".into()),
+            out_trade_no: None,
+            count: 40,
+        }])
+        .collect();
+    store.log_notifies(&entries).await.unwrap();
+    let newest = store.notify_log(None, 10).await.unwrap();
+    assert_eq!(newest.len(), 10);
+    assert_eq!(newest[0].entry.reason.as_deref(), Some("invalid signature"));
+    assert_eq!(newest[0].entry.count, 40);
+    let older = store.notify_log(Some(newest[9].id), 5).await.unwrap();
+    assert!(older[0].id < newest[9].id);
+    let figures = store.notify_figures(3_000).await.unwrap();
+    assert_eq!(
+        (figures.notifies, figures.refused),
+        (500, 40),
+        "lines from 3000 on: {figures:?}"
+    );
+    assert_eq!(store.notify_figures(0).await.unwrap().notifies, 2_500);
+
+    // Raised once (one event), again changes nothing; cleared once.
+    store.write_events(true);
+    assert!(store.alarm(NOTIFY_MISSING).await.unwrap().is_none());
+    assert!(store
+        .set_alarm(NOTIFY_MISSING, true, "{\"n\":1}", NOTIFY_MISSING_EVENT, 100)
+        .await
+        .unwrap());
+    assert!(!store
+        .set_alarm(NOTIFY_MISSING, true, "{\"n\":2}", NOTIFY_MISSING_EVENT, 101)
+        .await
+        .unwrap());
+    let alarm = store.alarm(NOTIFY_MISSING).await.unwrap().unwrap();
+    assert_eq!(alarm.raised_at, Some(time(100)));
+    assert_eq!(alarm.detail, "{\"n\":1}");
+    assert!(store
+        .set_alarm(NOTIFY_MISSING, false, "{}", "notify.restored", 200)
+        .await
+        .unwrap());
+    assert_eq!(
+        store
+            .raw_i64(
+                "SELECT CAST(COUNT(*) AS BIGINT) FROM outbox_events WHERE kind LIKE 'notify.%'"
+            )
+            .await,
+        2
+    );
+    assert_eq!(store.prune_notify_log(3_000).await.unwrap(), 2_000);
+}

@@ -266,6 +266,8 @@ impl ResponseError for WebError {
             shop_name: String::new(),
             sandbox: false,
             cart_items: 0,
+            icp_beian: None,
+            shop_contact: None,
         };
         let mut response = match view.render(neutral) {
             Some(body) => HttpResponse::build(status)

@@ -33,6 +33,9 @@ pub struct Chrome {
     pub shop_name: String,
     pub sandbox: bool,
     pub cart_items: i64,
+    /// The ICP filing number and the customer-service contact (China's page rules).
+    pub icp_beian: Option<String>,
+    pub shop_contact: Option<String>,
 }
 
 /// The cookie that holds the shopper's cart.
@@ -188,6 +191,8 @@ impl AppState {
             shop_name: self.checkout.terms().shop_name.clone(),
             sandbox: self.sandbox(),
             cart_items: cart_of(req).lines().iter().map(|l| l.num).sum(),
+            icp_beian: self.checkout.terms().icp_beian.clone(),
+            shop_contact: self.checkout.terms().shop_contact.clone(),
         }
     }
 }

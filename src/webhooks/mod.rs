@@ -145,15 +145,21 @@ pub enum EventType {
     RefundSucceeded,
     OrderClosed,
     BillDiscrepancy,
+    /// The missing-notify alarm was raised: payments are being confirmed by asking WeChat.
+    NotifyMissing,
+    /// It was cleared: notifies arrive again.
+    NotifyRestored,
 }
 
 impl EventType {
-    pub const ALL: [EventType; 5] = [
+    pub const ALL: [EventType; 7] = [
         EventType::OrderPaid,
         EventType::OrderRefundDue,
         EventType::RefundSucceeded,
         EventType::OrderClosed,
         EventType::BillDiscrepancy,
+        EventType::NotifyMissing,
+        EventType::NotifyRestored,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -163,6 +169,8 @@ impl EventType {
             EventType::RefundSucceeded => "refund.succeeded",
             EventType::OrderClosed => "order.closed",
             EventType::BillDiscrepancy => "bill.discrepancy",
+            EventType::NotifyMissing => "notify.missing",
+            EventType::NotifyRestored => "notify.restored",
         }
     }
 

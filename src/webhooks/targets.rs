@@ -113,12 +113,19 @@ impl Target {
     }
 
     /// Whether events of `kind` go to this target: webhooks take every event; the robots tell
-    /// the staff of paid orders and of money to give back.
+    /// the staff of paid orders, of money to give back, and of notifies gone missing (and
+    /// back).
     pub fn takes(&self, kind: EventType) -> bool {
         match self.kind {
             TargetKind::Webhook => true,
             TargetKind::WeCom | TargetKind::DingTalk => {
-                matches!(kind, EventType::OrderPaid | EventType::OrderRefundDue)
+                matches!(
+                    kind,
+                    EventType::OrderPaid
+                        | EventType::OrderRefundDue
+                        | EventType::NotifyMissing
+                        | EventType::NotifyRestored
+                )
             }
         }
     }

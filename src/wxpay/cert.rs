@@ -20,12 +20,15 @@ pub struct ClientCert {
     key_pem: SecretString,
     /// The leaf's subject, as `CN=…, OU=…`.
     subject: String,
+    /// The leaf's validity, Unix seconds (`notBefore`, `notAfter`).
+    validity: (i64, i64),
 }
 
 impl fmt::Debug for ClientCert {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ClientCert")
             .field("subject", &self.subject)
+            .field("validity", &self.validity)
             .field("key", &"[REDACTED]")
             .finish()
     }
@@ -78,6 +81,7 @@ impl ClientCert {
             chain_pem,
             key_pem: key_pem.into(),
             subject: leaf.subject().to_owned(),
+            validity: validity(leaf.as_der())?,
         })
     }
 
@@ -102,6 +106,7 @@ impl ClientCert {
             .find(|p| KEY_TAGS.contains(&p.tag()))
             .ok_or(CertError::NoKey)?;
         Ok(ClientCert {
+            validity: validity(leaf.contents())?,
             chain_pem: pem::encode_many(&certs),
             key_pem: pem::encode(&key).into(),
             subject,
@@ -111,6 +116,11 @@ impl ClientCert {
     /// The leaf certificate's subject (WeChat's names the mch_id as its `CN`).
     pub fn subject(&self) -> &str {
         &self.subject
+    }
+
+    /// When the leaf certificate starts and stops being valid, Unix seconds.
+    pub fn validity(&self) -> (i64, i64) {
+        self.validity
     }
 
     /// The certificate chain as PEM.
@@ -163,6 +173,17 @@ impl ClientCert {
     }
 }
 
+/// A DER certificate's validity, Unix seconds.
+fn validity(der: &[u8]) -> Result<(i64, i64), CertError> {
+    let (_, cert) = x509_parser::parse_x509_certificate(der)
+        .map_err(|e| CertError::Certificate(e.to_string()))?;
+    let validity = cert.validity();
+    Ok((
+        validity.not_before.timestamp(),
+        validity.not_after.timestamp(),
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -186,9 +207,13 @@ mod tests {
             cert.subject()
         );
         cert.identity().expect("reqwest takes the pair");
+        // rcgen's default validity: 1975 to 4096.
+        assert_eq!(cert.validity().0, 157_766_400);
+        assert!(cert.validity().1 > 4_000_000_000);
         let p12 = cert.to_p12("1900000109").unwrap();
         let back = ClientCert::from_p12(&p12, "1900000109").unwrap();
         assert_eq!(back.subject(), cert.subject());
+        assert_eq!(back.validity(), cert.validity());
         assert_eq!(back.chain_pem(), cert.chain_pem());
         back.identity().expect("reqwest takes the p12's pair");
         assert!(!format!("{back:?}").contains("PRIVATE"));

@@ -248,6 +248,17 @@ impl WxError {
     }
 }
 
+/// What one probing question to WeChat brought back.
+#[derive(Debug)]
+pub struct Probe {
+    /// The answer's HTTP `Date` header, as sent.
+    pub date: Option<String>,
+    /// The answer's fields, as sent (verified or not).
+    pub raw: Option<Fields>,
+    /// The answer judged as every call's is.
+    pub result: Result<(), WxError>,
+}
+
 /// Largest answer read; WeChat's are well under 4 KiB.
 const MAX_ANSWER_BYTES: usize = 64 * 1024;
 /// How long a bill download may take, from connecting to its last byte: a busy day's bill is
@@ -299,6 +310,11 @@ impl Client {
         &self.config
     }
 
+    /// The runtime its connections live on (see [`crate::rt`]).
+    pub fn runtime(&self) -> &AppRuntime {
+        &self.rt
+    }
+
     pub fn sign_type(&self) -> SignType {
         self.config.sign_type
     }
@@ -334,6 +350,42 @@ impl Client {
             return Err(invalid(endpoint, ResponseProblem::Mismatch("out_trade_no")));
         }
         Ok(response)
+    }
+
+    /// One orderquery, never retried, with the answer's HTTP `Date` header (RFC 7231 text) and
+    /// its raw fields when it had any: a harmless question whose answer says whether WeChat
+    /// takes the credentials, and what time WeChat thinks it is.
+    pub async fn probe_order_query(&self, out_trade_no: &str) -> Probe {
+        let endpoint = Endpoint::OrderQuery;
+        let mut fields = Fields::new();
+        fields.insert("out_trade_no".into(), out_trade_no.into());
+        let url = self.url(&self.config.base_url, endpoint);
+        let started = Instant::now();
+        let fetched = self
+            .rt
+            .run(Self::fetch_dated(
+                &self.http,
+                endpoint,
+                url,
+                self.signed_body(fields),
+                MAX_ANSWER_BYTES,
+                self.config.timeout,
+            ))
+            .await;
+        let (date, raw, result) = match fetched {
+            Ok((answer, date)) => (
+                date,
+                xml::decode(&answer).ok(),
+                self.judge(endpoint, &answer),
+            ),
+            Err(e) => (None, None, Err(e)),
+        };
+        self.observe(endpoint, started, &result);
+        Probe {
+            date,
+            raw,
+            result: result.map(drop),
+        }
     }
 
     /// The order's refunds (`/pay/refundquery`, no client certificate needed). An order without
@@ -578,6 +630,20 @@ impl Client {
         limit: usize,
         timeout: Duration,
     ) -> Result<Vec<u8>, WxError> {
+        Self::fetch_dated(http, endpoint, url, body, limit, timeout)
+            .await
+            .map(|(answer, _)| answer)
+    }
+
+    /// [`Client::fetch`], also returning the answer's HTTP `Date` header.
+    async fn fetch_dated(
+        http: &reqwest::Client,
+        endpoint: Endpoint,
+        url: Url,
+        body: String,
+        limit: usize,
+        timeout: Duration,
+    ) -> Result<(Vec<u8>, Option<String>), WxError> {
         let transport = |source| WxError::Transport { endpoint, source };
         let mut response = http
             .post(url)
@@ -593,6 +659,11 @@ impl Client {
                 status: response.status().as_u16(),
             });
         }
+        let date = response
+            .headers()
+            .get(reqwest::header::DATE)
+            .and_then(|d| d.to_str().ok())
+            .map(str::to_owned);
         let mut answer = Vec::new();
         while let Some(chunk) = response.chunk().await.map_err(transport)? {
             if answer.len() + chunk.len() > limit {
@@ -600,7 +671,7 @@ impl Client {
             }
             answer.extend_from_slice(&chunk);
         }
-        Ok(answer)
+        Ok((answer, date))
     }
 
     /// return_code → signature and merchant → result_code.

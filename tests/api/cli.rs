@@ -13,7 +13,7 @@ async fn run(database_url: &str, args: &[&str], stdin: &str) -> (i32, String, St
 }
 
 /// [`run`] with more of the environment.
-async fn run_with(
+pub(crate) async fn run_with(
     database_url: &str,
     env: &[(&str, &str)],
     args: &[&str],

@@ -817,6 +817,9 @@ pub fn test_terms(
 ) -> wxpay_checkout::checkout::Terms {
     wxpay_checkout::checkout::Terms {
         shop_name: "茶舍 Tea House".into(),
+        icp_beian: None,
+        shop_contact: None,
+        notify_alarm: Default::default(),
         refund_notify_url: "http://127.0.0.1:9/weixin/pay/refund/notify"
             .parse()
             .unwrap(),

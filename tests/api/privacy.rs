@@ -519,11 +519,23 @@ async fn a_generated_key_outlives_restarts_and_gives_way_to_a_configured_one() {
 
 #[tokio::test]
 async fn the_checkout_form_shows_the_privacy_notice_only_when_it_asks_for_details() {
-    let app = TestApp::spawn_with(&[("CONTACT_RETENTION_DAYS", "400")]).await;
+    let app = TestApp::spawn_with(&[
+        ("CONTACT_RETENTION_DAYS", "400"),
+        ("SHOP_CONTACT", "客服 400-800-1234"),
+    ])
+    .await;
     let (status, form) = page(&app.http, &app, "/checkout?sku_id=1&num=1").await;
     assert_eq!(status, 200, "{form}");
-    assert!(form.contains("id=\"privacy-notice\""));
-    assert!(form.contains("400"), "the retention period is stated");
+    let notice = form
+        .split("id=\"privacy-notice\">")
+        .nth(1)
+        .and_then(|rest| rest.split("</p>").next())
+        .expect("the notice");
+    assert!(notice.contains("anonymised 400 days"), "{notice}");
+    assert!(
+        notice.contains("ask 茶舍 Tea House (客服 400-800-1234)"),
+        "{notice}"
+    );
     let own = TestApp::spawn_with(&[(
         "PRIVACY_NOTICE",
         "我们只用您的地址发货。We use your address only to ship.",

@@ -393,11 +393,17 @@ async fn visits_in_an_orders_last_seconds_make_no_new_unifiedorder() {
 }
 
 #[tokio::test]
-async fn the_shops_name_is_on_every_page_and_first_in_wechats_body() {
-    let app = TestApp::spawn_with(&[("SHOP_NAME", "龙井茶庄")]).await;
+async fn the_shops_name_filing_number_and_contact_are_on_every_page_and_first_in_wechats_body() {
+    let app = TestApp::spawn_with(&[
+        ("SHOP_NAME", "龙井茶庄"),
+        ("ICP_BEIAN", "浙ICP备12345678号-1"),
+        ("SHOP_CONTACT", "0571-8888 8888 <周一至周五>"),
+    ])
+    .await;
     let no = app.place_order(1, 1).await;
     for path in [
         "/".to_string(),
+        "/cart".to_string(),
         format!("/pay/{no}"),
         // An error page too.
         "/pay/no-such-order".to_string(),
@@ -407,7 +413,27 @@ async fn the_shops_name_is_on_every_page_and_first_in_wechats_body() {
             page.contains("<a href=\"/\" class=\"brand\">龙井茶庄</a>"),
             "{path}: {page}"
         );
+        // MIIT's rule: the filing number at the foot of the page, linked to its system.
+        assert!(
+            page.contains(
+                "<a id=\"icp-beian\" href=\"https://beian.miit.gov.cn/\" target=\"_blank\" \
+                 rel=\"noopener\">浙ICP备12345678号-1</a>"
+            ),
+            "{path}: {page}"
+        );
+        assert!(
+            page.contains("客服 Customer service: 0571-8888 8888 &#60;周一至周五&#62;"),
+            "{path}: the contact, escaped: {page}"
+        );
     }
+    // Beside the amount, whom the shopper pays; under the code, why a phone cannot scan it.
+    let pay = app.get(&format!("/pay/{no}")).await.text().await.unwrap();
+    assert!(pay.contains("收款方 Payee: 龙井茶庄"), "{pay}");
+    assert!(pay.contains("id=\"scan-hint\""), "{pay}");
+    // Without the variables the footer carries neither.
+    let plain = TestApp::spawn().await;
+    let page = plain.get("/").await.text().await.unwrap();
+    assert!(!page.contains("icp-beian") && !page.contains("shop-contact"));
     let body: String = sqlx::query_scalar("SELECT body FROM orders WHERE out_trade_no = $1")
         .bind(&no)
         .fetch_one(&app.db)

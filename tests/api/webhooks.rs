@@ -50,7 +50,7 @@ impl Received {
 /// A receiver: records every request; answers 200 (a robot's `errcode` 0) while up, 503 while
 /// down.
 #[derive(Clone)]
-struct Receiver {
+pub(crate) struct Receiver {
     port: u16,
     up: Arc<AtomicBool>,
     seen: Arc<Mutex<Vec<Received>>>,
@@ -83,7 +83,7 @@ async fn receive(
 }
 
 impl Receiver {
-    async fn start() -> Receiver {
+    pub(crate) async fn start() -> Receiver {
         Self::start_on(free_port()).await
     }
 
@@ -108,7 +108,7 @@ impl Receiver {
         receiver
     }
 
-    fn url(&self, path: &str) -> String {
+    pub(crate) fn url(&self, path: &str) -> String {
         format!("http://127.0.0.1:{}{path}", self.port)
     }
 
@@ -117,7 +117,7 @@ impl Receiver {
     }
 
     /// The events it took (answered 200), in the order they arrived.
-    fn taken(&self) -> Vec<serde_json::Value> {
+    pub(crate) fn taken(&self) -> Vec<serde_json::Value> {
         self.seen()
             .iter()
             .filter(|r| r.answered_ok)

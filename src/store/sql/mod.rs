@@ -16,6 +16,7 @@ mod bills;
 mod catalogue;
 mod console;
 mod contacts;
+mod health;
 mod inbox;
 mod jobs;
 mod orders;

@@ -7,6 +7,7 @@
 //! by construction.
 
 mod bills;
+mod health;
 mod privacy;
 mod webhooks;
 
@@ -61,6 +62,8 @@ pub const ROUTES: &[(&str, &str)] = &[
     ),
     ("GET", "/admin/privacy"),
     ("GET", "/admin/webhooks"),
+    ("GET", "/admin/doctor"),
+    ("GET", "/admin/notifies"),
     ("POST", "/admin/webhooks/1/wecom/resend"),
     ("POST", "/admin/logout"),
 ];
@@ -258,6 +261,10 @@ struct DashboardPage {
     backs_up_itself: bool,
     deliveries_waiting: i64,
     deliveries_failed: i64,
+    /// Since when the missing-notify alarm is raised (Beijing time), and the window's figures.
+    notify_alarm_since: Option<String>,
+    notify_by_asking: i64,
+    notifies: i64,
     today_refunded: String,
     bars: Vec<Bar>,
     rows: Vec<DayRow>,
@@ -287,6 +294,7 @@ pub async fn dashboard(
         deliveries_waiting,
         deliveries_failed,
     } = state.console.dashboard(Utc::now()).await?;
+    let health = state.checkout.notify_health().await?;
     let most = days.iter().map(|d| d.revenue.0).max().unwrap_or(0).max(1);
     let bars = days
         .iter()
@@ -324,6 +332,9 @@ pub async fn dashboard(
         backs_up_itself,
         deliveries_waiting,
         deliveries_failed,
+        notify_alarm_since: health.raised_at().map(crate::console::beijing_display),
+        notify_by_asking: health.figures.by_asking,
+        notifies: health.figures.notifies,
         today_refunded: today.map_or(Fen(0), |d| d.refunded).to_string(),
         bars,
         rows: days
@@ -864,6 +875,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                 "/webhooks/{seq}/{target}/resend",
                 web::post().to(webhooks::resend),
             )
+            .route("/doctor", web::get().to(health::doctor))
+            .route("/notifies", web::get().to(health::notifies))
             .route("/logout", web::post().to(logout)),
     );
 }
