@@ -42,7 +42,18 @@ async fn place(store: &Store, contact: Contact) -> Order {
         }],
         shop_name: "茶舍".into(),
         ttl: Duration::from_secs(600),
-        client: None,
+        // A client of its own each time (the same cart and contact from one client would be
+        // sent to its order already waiting).
+        client: Some(ClientLimits {
+            key: format!(
+                "198.51.100.{}",
+                store
+                    .raw_i64("SELECT CAST(COUNT(*) AS BIGINT) FROM orders")
+                    .await
+            ),
+            max_pending: 10,
+            unprepaid_hold: Duration::from_secs(120),
+        }),
         contact,
     };
     store
@@ -215,6 +226,13 @@ async fn retention_case(store: Store) {
             .await
             .unwrap());
     }
+    // The order keeps its client's address and a cart key (digesting the contact).
+    let kept_of_buyer = format!(
+        "SELECT CAST(COUNT(client) + COUNT(cart) AS BIGINT) FROM orders \
+         WHERE out_trade_no = '{}'",
+        old.out_trade_no
+    );
+    assert_eq!(store.raw_i64(&kept_of_buyer).await, 2);
     // The old one finished 40 days ago.
     store
         .raw(&format!(
@@ -231,6 +249,11 @@ async fn retention_case(store: Store) {
     assert_eq!(store.order_contact(&old.out_trade_no).await.unwrap(), None);
     let kept = store.order_now(&old.out_trade_no).await.unwrap().unwrap();
     assert_eq!(kept.total_fee, old.total_fee);
+    assert_eq!(
+        store.raw_i64(&kept_of_buyer).await,
+        0,
+        "the client's address and the cart key go with the contact"
+    );
     let events = store.order_events(&old.out_trade_no).await.unwrap();
     let event = events
         .iter()

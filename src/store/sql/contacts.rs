@@ -353,8 +353,9 @@ impl Db {
     }
 }
 
-/// Deletes order `no`'s contact inside `tx` and forgets the contact's part of its cart key,
-/// noting `kind` on its timeline. False when it had none.
+/// Deletes order `no`'s contact inside `tx`, with what else the order kept of its buyer — the
+/// client's address (per-client limits) and the cart key (which digests the contact) — noting
+/// `kind` on its timeline. False when it had none.
 async fn remove_contact(
     tx: &mut Tx<'_>,
     no: &str,
@@ -369,7 +370,7 @@ async fn remove_contact(
         .rows_affected()
         == 1;
     if gone {
-        sqlx::query("UPDATE orders SET cart = NULL WHERE out_trade_no = $1")
+        sqlx::query("UPDATE orders SET cart = NULL, client = NULL WHERE out_trade_no = $1")
             .bind(no)
             .execute(&mut **tx)
             .await?;
