@@ -312,9 +312,12 @@ async fn a_deleted_buyer_is_gone_from_every_table_and_the_csv_and_the_export_is_
         assert_eq!(order["contact"]["address"], ZHAO.address);
     }
 
-    // The CSV carries them before the delete.
+    // The CSV carries them before the delete — also searched by phone, a search the access
+    // log must not keep in plain.
     let csv = page(&http, &app, "/admin/orders.csv").await.1;
     assert!(csv.contains(ZHAO.phone) && csv.contains(QIAN.phone));
+    let (_, searched) = page(&http, &app, "/admin/orders.csv?q=13912345678").await;
+    assert!(searched.contains(ZHAO.phone) && !searched.contains(QIAN.phone));
 
     // Delete, which needs the box ticked.
     let what_was_stored = [
@@ -343,12 +346,12 @@ async fn a_deleted_buyer_is_gone_from_every_table_and_the_csv_and_the_export_is_
     );
 
     // Gone from every table — neither plain nor sealed nor hashed — and from the CSV.
-    for needle in
-        what_was_stored
-            .iter()
-            .map(String::as_str)
-            .chain([ZHAO.phone, ZHAO.name, "南京东路"])
-    {
+    for needle in what_was_stored.iter().map(String::as_str).chain([
+        ZHAO.phone,
+        "1234 5678",
+        ZHAO.name,
+        "南京东路",
+    ]) {
         assert_eq!(
             columns_holding(&app, needle).await,
             Vec::<String>::new(),

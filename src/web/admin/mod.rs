@@ -352,7 +352,7 @@ pub async fn dashboard(
 }
 
 /// The order list's query: every field as typed.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 pub struct ListQuery {
     status: Option<String>,
     q: Option<String>,
@@ -514,7 +514,12 @@ pub async fn orders_csv(
         .filter(|o| o.name.is_some() || o.phone.is_some())
         .count();
     if with_contacts > 0 {
-        let filters = query.without_page();
+        // The filters, but not a search's text: it may be a phone number or a name.
+        let filters = ListQuery {
+            q: query.q.as_ref().map(|_| "…".to_owned()),
+            ..query.0.clone()
+        }
+        .without_page();
         let subject = format!(
             "{with_contacts} orders{}{filters}",
             if filters.is_empty() { "" } else { " · " }
