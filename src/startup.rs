@@ -186,13 +186,13 @@ async fn reseal_contacts(store: Store, shutdown: CancellationToken) {
             tracing::error!(error = %e, "re-sealing contact details failed; it is tried again at the next start")
         }
     }
-    match store.contacts_under_unknown_keys().await {
-        Ok(0) => {}
-        Ok(n) => tracing::error!(
-            contacts = n,
+    match store.contact_key_use().await {
+        Ok(usage) if usage.unreadable_rows > 0 => tracing::error!(
+            contacts = usage.unreadable_rows,
             "contact details sealed under a key CONTACT_KEY does not hold cannot be read: add \
              the old key after the current one"
         ),
+        Ok(_) => {}
         Err(e) => tracing::warn!(error = %e, "counting unreadable contact details failed"),
     }
 }

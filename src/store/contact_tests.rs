@@ -143,6 +143,16 @@ async fn sealed_case(store: Store) {
             .await,
         std::slice::from_ref(&new_id)
     );
+    let usage = store.contact_key_use().await.unwrap();
+    assert_eq!(usage.current.as_deref(), Some(new_id.as_str()));
+    assert_eq!(
+        (
+            usage.current_rows,
+            usage.waiting_rows,
+            usage.unreadable_rows
+        ),
+        (1, 1, 0)
+    );
     // Re-sealing moves the old row; then the new key alone reads and finds everything.
     let done = store
         .reseal_all_contacts(&Default::default())
@@ -161,11 +171,27 @@ async fn sealed_case(store: Store) {
         Some(contact("王小明", PHONE))
     );
     assert_eq!(found(&store, PHONE).await, std::slice::from_ref(&no));
-    assert_eq!(store.contacts_under_unknown_keys().await.unwrap(), 0);
+    let usage = store.contact_key_use().await.unwrap();
+    assert_eq!(
+        (
+            usage.current_rows,
+            usage.waiting_rows,
+            usage.unreadable_rows
+        ),
+        (2, 0, 0)
+    );
     // The old key alone reads none of it, and says so.
     store.set_keys(ContactKeys::new(&[old]));
     assert!(store.order_contact(&order.out_trade_no).await.is_err());
-    assert_eq!(store.contacts_under_unknown_keys().await.unwrap(), 2);
+    let usage = store.contact_key_use().await.unwrap();
+    assert_eq!(
+        (
+            usage.current_rows,
+            usage.waiting_rows,
+            usage.unreadable_rows
+        ),
+        (0, 0, 2)
+    );
 }
 
 #[tokio::test]

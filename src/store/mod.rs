@@ -218,11 +218,6 @@ impl Store {
         Ok(usage)
     }
 
-    /// Contacts sealed under a key the store was not given: unreadable until it is.
-    pub async fn contacts_under_unknown_keys(&self) -> Result<i64, StoreError> {
-        dispatch!(self.contacts_under_unknown_keys())
-    }
-
     /// Re-seals every contact not under the current key, a batch at a time, until none is
     /// left or `shutdown`; then, on SQLite, checkpoints the log so that no page of before
     /// stays in it. Returns how many were re-sealed.

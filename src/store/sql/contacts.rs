@@ -201,19 +201,6 @@ impl Db {
         .await?)
     }
 
-    /// Contacts sealed under a key the ring does not hold (they cannot be read).
-    pub async fn contacts_under_unknown_keys(&self) -> Result<i64, StoreError> {
-        let keys = self.keys();
-        let mut query = sqlx::QueryBuilder::<Kind>::new(
-            "SELECT CAST(COUNT(*) AS BIGINT) FROM order_contacts WHERE key_id IS NOT NULL",
-        );
-        for id in keys.ids() {
-            query.push(" AND key_id <> ");
-            query.push_bind(id);
-        }
-        Ok(query.build_query_scalar().fetch_one(&self.reader).await?)
-    }
-
     /// Removes the contact of up to `limit` orders finished before `before` (paid or closed,
     /// nothing owed back, no refund under way; the last change of the order counts), each with
     /// an event on its timeline that says so without the data. The order, its items, payments
