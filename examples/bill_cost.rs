@@ -464,5 +464,6 @@ fn terms() -> anyhow::Result<Terms> {
         order_rate_per_minute: 0,
         checkout_fields: Vec::new(),
         outbox: Default::default(),
+        privacy: Default::default(),
     })
 }

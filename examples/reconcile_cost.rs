@@ -120,6 +120,7 @@ async fn main() -> anyhow::Result<()> {
         order_rate_per_minute: 0,
         checkout_fields: Vec::new(),
         outbox: Default::default(),
+        privacy: Default::default(),
     };
     let shutdown = tokio_util::sync::CancellationToken::new();
     let (checkout, _background) = Checkout::start(store, wechat, terms, &rt, &shutdown);

@@ -72,10 +72,10 @@ impl OrdersArgs {
 }
 
 async fn open_store(settings: &Settings) -> Result<Store, ExitCode> {
-    Store::connect(&settings.database_url, &AppRuntime::current())
+    crate::startup::open_store(settings, &AppRuntime::current())
         .await
         .map_err(|e| {
-            eprintln!("opening the database (DATABASE_URL): {e}");
+            eprintln!("{e:#}");
             ExitCode::FAILURE
         })
 }
@@ -263,9 +263,9 @@ async fn start_checkout(
     let client = crate::startup::client_config(settings, None)
         .and_then(|config| Ok(crate::wxpay::Client::new(config, &rt)?))
         .map_err(|e| format!("{e:#}"))?;
-    let store = Store::connect(&settings.database_url, &rt)
+    let store = crate::startup::open_store(settings, &rt)
         .await
-        .map_err(|e| format!("opening the database (DATABASE_URL): {e}"))?;
+        .map_err(|e| format!("{e:#}"))?;
     let shutdown = tokio_util::sync::CancellationToken::new();
     let terms = crate::startup::terms(settings, settings.listen_addr);
     // As the shop does: what this command changes is delivered by the running shop.

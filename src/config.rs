@@ -96,6 +96,13 @@ pub struct Settings {
     pub catalogue_file: Option<std::path::PathBuf>,
     /// `CHECKOUT_FIELDS`: the contact the checkout asks for, in form order (empty: none).
     pub checkout_fields: Vec<ContactField>,
+    /// `CONTACT_KEY`: the keys buyers' contact details are sealed with, the first current
+    /// (empty: a key generated and kept in the database; see [`Settings::check_contacts`]).
+    pub contact_keys: ContactKeySetting,
+    /// `CONTACT_RETENTION_DAYS`: a finished order's contact is anonymised this many days on.
+    pub contact_retention_days: u32,
+    /// `PRIVACY_NOTICE`: the merchant's privacy notice on the contact form (unset: the default).
+    pub privacy_notice: Option<String>,
     /// `ADMIN_PASSWORD_HASH`: the console's password as an argon2 PHC string; unset, one is
     /// generated on the first start.
     pub admin_password_hash: Option<String>,
@@ -144,6 +151,59 @@ fn footer(get: &impl Fn(&str) -> Option<String>) -> Result<Footer, ConfigError> 
         icp_beian,
         shop_contact: line("SHOP_CONTACT", 80)?,
     })
+}
+
+/// `CONTACT_KEY`'s keys, 32 bytes each. `Debug` shows how many, never a key.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct ContactKeySetting(pub Vec<[u8; 32]>);
+
+impl std::fmt::Debug for ContactKeySetting {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "ContactKeySetting({} keys)", self.0.len())
+    }
+}
+
+/// Most keys `CONTACT_KEY` may hold (the current one and those being rotated out).
+const MAX_CONTACT_KEYS: usize = 8;
+/// Longest `PRIVACY_NOTICE`, in characters.
+pub const MAX_PRIVACY_NOTICE: usize = 2000;
+
+/// `CONTACT_KEY`: base64 keys of 32 bytes, comma-separated, the first current. The value is
+/// never echoed.
+fn contact_keys(text: &str) -> Result<ContactKeySetting, ConfigError> {
+    use base64::Engine;
+    let mut keys = Vec::new();
+    for (i, part) in text.split(',').map(str::trim).enumerate() {
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(part)
+            .or_else(|_| base64::engine::general_purpose::STANDARD_NO_PAD.decode(part))
+            .map_err(|_| {
+                error(
+                    "CONTACT_KEY",
+                    format!(
+                        "key {} is not base64 (make one with `openssl rand -base64 32`)",
+                        i + 1
+                    ),
+                )
+            })?;
+        let key: [u8; 32] = bytes.try_into().map_err(|_| {
+            error(
+                "CONTACT_KEY",
+                format!(
+                    "key {} is not 32 bytes (make one with `openssl rand -base64 32`)",
+                    i + 1
+                ),
+            )
+        })?;
+        keys.push(key);
+    }
+    if keys.len() > MAX_CONTACT_KEYS {
+        return Err(error(
+            "CONTACT_KEY",
+            format!("at most {MAX_CONTACT_KEYS} keys (the current one first, then old ones)"),
+        ));
+    }
+    Ok(ContactKeySetting(keys))
 }
 
 /// Where events go and how they are signed.
@@ -607,6 +667,28 @@ impl Settings {
                 .unwrap_or("name,phone,address"),
         )?;
 
+        let contact_keys = match get("CONTACT_KEY") {
+            None => ContactKeySetting::default(),
+            Some(text) => contact_keys(&text)?,
+        };
+        let contact_retention_days: u32 = parse_or(&get, "CONTACT_RETENTION_DAYS", "1095")?;
+        if !(1..=36_500).contains(&contact_retention_days) {
+            return Err(error(
+                "CONTACT_RETENTION_DAYS",
+                "must be from 1 to 36500 days",
+            ));
+        }
+        let privacy_notice = get("PRIVACY_NOTICE").map(|v| v.trim().to_owned());
+        if privacy_notice
+            .as_ref()
+            .is_some_and(|n| n.chars().count() > MAX_PRIVACY_NOTICE)
+        {
+            return Err(error(
+                "PRIVACY_NOTICE",
+                format!("at most {MAX_PRIVACY_NOTICE} characters"),
+            ));
+        }
+
         let admin_password_hash = get("ADMIN_PASSWORD_HASH").map(|v| v.trim().to_owned());
         if let Some(phc) = &admin_password_hash {
             if !phc.starts_with("$argon2") || phc.len() > 200 {
@@ -665,6 +747,9 @@ impl Settings {
             trusted_proxies,
             catalogue_file,
             checkout_fields,
+            contact_keys,
+            contact_retention_days,
+            privacy_notice,
             admin_password_hash,
             log_format,
         })
@@ -725,6 +810,24 @@ impl Settings {
                 "late payments are refunded automatically, which needs the merchant's API client \
                  certificate: set WEIXIN_CERT_P12 (or WEIXIN_CERT_PEM and WEIXIN_KEY_PEM), or \
                  AUTO_REFUND_LATE_PAYMENTS=false to refund by hand",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Refuses a live shop that asks buyers for contact details without `CONTACT_KEY`: a key
+    /// generated into the database would sit next to what it protects. (Sandbox mode, and a
+    /// shop that asks for no contact, may run on a generated key.)
+    pub fn check_contacts(&self) -> Result<(), ConfigError> {
+        if self.mode == Mode::Live
+            && !self.checkout_fields.is_empty()
+            && self.contact_keys.0.is_empty()
+        {
+            return Err(error(
+                "CONTACT_KEY",
+                "required in live mode while CHECKOUT_FIELDS asks for contact details: base64 of \
+                 32 random bytes, e.g. from `openssl rand -base64 32`; keep it apart from the \
+                 database and its backups",
             ));
         }
         Ok(())
@@ -1189,5 +1292,73 @@ mod tests {
         let sandbox = settings(&[]).unwrap();
         assert!(sandbox.auto_refund_late_payments);
         sandbox.check_refunds().unwrap();
+    }
+
+    #[test]
+    fn contact_keys_and_retention_are_checked_without_echoing_a_key() {
+        let a = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="; // 32 bytes
+        let b = "ZmVkY2JhOTg3NjU0MzIxMGZlZGNiYTk4NzY1NDMyMTA"; // 32 bytes, unpadded
+        let s = settings(&[]).unwrap();
+        assert_eq!(s.contact_retention_days, 1095);
+        assert!(s.contact_keys.0.is_empty());
+        assert_eq!(s.privacy_notice, None);
+        let s = settings(&[
+            ("CONTACT_KEY", &format!("{a}, {b}")),
+            ("CONTACT_RETENTION_DAYS", "30"),
+        ])
+        .unwrap();
+        assert_eq!(s.contact_keys.0.len(), 2);
+        assert_eq!(&s.contact_keys.0[0], b"0123456789abcdef0123456789abcdef");
+        assert_eq!(s.contact_retention_days, 30);
+        assert!(!format!("{s:?}").contains(a));
+        assert!(!format!("{s:?}").contains("0123456789abcdef"));
+        let short = "c2VjcmV0LXNob3J0";
+        for (vars, var) in [
+            (vec![("CONTACT_KEY", short)], "CONTACT_KEY"),
+            (vec![("CONTACT_KEY", "not base64!")], "CONTACT_KEY"),
+            (vec![("CONTACT_KEY", &*format!("{a},"))], "CONTACT_KEY"),
+            (
+                vec![("CONTACT_RETENTION_DAYS", "0")],
+                "CONTACT_RETENTION_DAYS",
+            ),
+            (
+                vec![("CONTACT_RETENTION_DAYS", "-3")],
+                "CONTACT_RETENTION_DAYS",
+            ),
+            (
+                vec![("CONTACT_RETENTION_DAYS", "a year")],
+                "CONTACT_RETENTION_DAYS",
+            ),
+            (
+                vec![("CONTACT_RETENTION_DAYS", "36501")],
+                "CONTACT_RETENTION_DAYS",
+            ),
+            (
+                vec![("PRIVACY_NOTICE", &*"x".repeat(2001))],
+                "PRIVACY_NOTICE",
+            ),
+        ] {
+            let err = settings(&vars).unwrap_err();
+            assert_eq!(err.var, var, "{vars:?}");
+            assert!(!err.to_string().contains(short));
+            assert!(!err.to_string().contains('\n'));
+        }
+        // Live mode with contact fields needs a key of its own; without fields, or in sandbox
+        // mode, a generated one does.
+        let live = [
+            ("WEIXIN_APPID", "wx1"),
+            ("WEIXIN_PARTNER", "1"),
+            ("WEIXIN_PARTNERKEY", KEY),
+            ("SHOP_NAME", "龙井茶庄"),
+        ];
+        let err = settings(&live).unwrap().check_contacts().unwrap_err();
+        assert_eq!(err.var, "CONTACT_KEY");
+        let mut keyed = live.to_vec();
+        keyed.push(("CONTACT_KEY", a));
+        settings(&keyed).unwrap().check_contacts().unwrap();
+        let mut no_fields = live.to_vec();
+        no_fields.push(("CHECKOUT_FIELDS", ""));
+        settings(&no_fields).unwrap().check_contacts().unwrap();
+        settings(&[]).unwrap().check_contacts().unwrap();
     }
 }

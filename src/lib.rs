@@ -8,7 +8,7 @@
 //! [--stock]`, `orders [--status S] [--since DATE] [--format table|csv|json]`, `refund
 //! OUT_TRADE_NO [AMOUNT]`, `bill DATE`, `backup FILE`, `restore FILE`, `webhook-secret`, `doctor` and `admin hash-password`; the configuration variables ([`config`], tabled in the README); the catalogue file
 //! formats ([`catalogue`]); the shop's pages (`/`, the cart `/cart`, the contact form
-//! `/checkout`, the direct buy `POST /orders`, `/pay/{no}` with an inline SVG QR code, its success
+//! `/checkout` with its privacy notice, the direct buy `POST /orders`, `/pay/{no}` with an inline SVG QR code, its success
 //! and failure pages, the receipt `/orders/{no}?t=…`); the merchant console under `/admin`; the seed front end's JSON routes
 //! (`/weixin/pay/create/native`, `/weixin/pay/status/query`, in its `Result` shape with code
 //! `20000`); WeChat's notify routes (`/weixin/pay/notify/url` and `/weixin/pay/refund/notify`,
@@ -23,8 +23,9 @@
 //!   refunded) and the reconciliation job (an order is over only when WeChat says so; finished
 //!   orders are watched for late money; refunds are followed until settled; each day is
 //!   reconciled against WeChat's trade bill), the delivery of outgoing events, notify health
-//!   (the notify log and the missing-notify alarm, `checkout/health.rs`) and the doctor's
-//!   going-live checks (`checkout/doctor.rs`), with one error type,
+//!   (the notify log and the missing-notify alarm, `checkout/health.rs`), the doctor's
+//!   going-live checks (`checkout/doctor.rs`) and the buyer's privacy notice and retention
+//!   job (`checkout/privacy.rs`), with one error type,
 //!   [`checkout::CheckoutError`].
 //! - [`web`]: HTTP routes — shop, cart and checkout form (the cart lives in a cookie), pay page,
 //!   receipt, seed JSON API, notify, operations. Thin: each handler calls one checkout flow and
@@ -36,7 +37,9 @@
 //! - [`store`]: all SQL — pools, migrations (`migrations/`), typed queries (`store/sql/`, one
 //!   source compiled for SQLite and for PostgreSQL), the order cache, the order desk (group
 //!   commit of new orders), backups of SQLite taken live and restored (`store/backup.rs`), the
-//!   notify log and health alarms (`store/health.rs`).
+//!   notify log and health alarms (`store/health.rs`), buyers' contact details sealed at rest
+//!   with `CONTACT_KEY` and found by keyed hashes (`store/contacts.rs`; re-sealing, retention,
+//!   a buyer's export and delete and the access log in `store/sql/contacts.rs`).
 //! - [`wxpay`]: the WeChat Pay v2 protocol — signing, the strict XML codec, typed messages,
 //!   the client (with the merchant's client certificate for refunds), the payment notify,
 //!   refunds and the encrypted refund notify, the daily trade bill and its strict reader,
@@ -53,7 +56,8 @@
 //! - [`config`]: settings from the environment; secrets wrapped.
 //! - [`console`]: the merchant console's flows — sign-in (argon2, sessions, CSRF tokens, the
 //!   lock-out), the order list and an order's timeline, shipping, products, the dashboard, the
-//!   daily bill's results.
+//!   daily bill's results, a buyer's export and deletion and the log of who saw buyers' details
+//!   (`console/privacy.rs`).
 //! - [`cli`]: the merchant's command line (`orders`, `catalogue import`, `refund`, `bill`,
 //!   `backup`, `restore`, `webhook-secret`, `doctor`, `admin hash-password`).
 //! - [`startup`]: builds the application from settings, runs it, shuts it down in order.

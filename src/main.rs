@@ -134,7 +134,14 @@ async fn main() -> ExitCode {
         }
     };
     match command {
-        Command::Doctor => return cli::doctor(&settings).await,
+        Command::Doctor => {
+            if let Err(e) = settings.check_contacts() {
+                // As above: the shop would refuse to start without CONTACT_KEY.
+                println!("[FAIL] 配置 Configuration: {e}");
+                return ExitCode::FAILURE;
+            }
+            return cli::doctor(&settings).await;
+        }
         Command::Healthcheck => return healthcheck(&settings).await,
         Command::ImportCatalogue { file, restock } => {
             return cli::import_catalogue(&settings, &file, restock).await
@@ -152,7 +159,9 @@ async fn main() -> ExitCode {
     let serving = matches!(command, Command::Serve);
     if let Err(e) = settings.check_exposure(serving).and_then(|()| {
         if serving {
-            settings.check_refunds()
+            settings
+                .check_refunds()
+                .and_then(|()| settings.check_contacts())
         } else {
             Ok(())
         }

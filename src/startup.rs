@@ -102,6 +102,10 @@ pub fn terms(settings: &Settings, addr: SocketAddr) -> Terms {
             retry_scale: settings.webhooks.retry_scale,
             console_base: settings.public_base_url.clone(),
         },
+        privacy: crate::checkout::privacy::PrivacyTerms {
+            retention_days: settings.contact_retention_days,
+            notice: settings.privacy_notice.clone(),
+        },
     }
 }
 
@@ -146,6 +150,53 @@ pub fn client_config(
     Ok(config)
 }
 
+/// Opens the database (`DATABASE_URL`) with the contact keys (`CONTACT_KEY`, or the one
+/// generated before or now; see [`Store::use_contact_keys`]). A live shop that asks for contact
+/// details and has no `CONTACT_KEY` is refused first.
+pub async fn open_store(settings: &Settings, rt: &AppRuntime) -> anyhow::Result<Store> {
+    settings.check_contacts()?;
+    let store = Store::connect(&settings.database_url, rt)
+        .await
+        .context("opening the database (DATABASE_URL)")?;
+    let key_id = store
+        .use_contact_keys(&settings.contact_keys.0)
+        .await
+        .context("the contact keys (CONTACT_KEY)")?;
+    if settings.contact_keys.0.is_empty() && !settings.checkout_fields.is_empty() {
+        tracing::warn!(
+            key_id,
+            "contact details are sealed with a key generated into the database; set CONTACT_KEY \
+             to keep the key apart from the data"
+        );
+    }
+    Ok(store)
+}
+
+/// Re-seals, in the background, every contact not sealed under the current key: rows from
+/// before sealing, and those of keys being rotated out (`CONTACT_KEY=new,old`). When it is
+/// done the old keys may be dropped from `CONTACT_KEY`.
+async fn reseal_contacts(store: Store, shutdown: CancellationToken) {
+    match store.reseal_all_contacts(&shutdown).await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(
+            contacts = n,
+            "contact details re-sealed under the current key"
+        ),
+        Err(e) => {
+            tracing::error!(error = %e, "re-sealing contact details failed; it is tried again at the next start")
+        }
+    }
+    match store.contact_key_use().await {
+        Ok(usage) if usage.unreadable_rows > 0 => tracing::error!(
+            contacts = usage.unreadable_rows,
+            "contact details sealed under a key CONTACT_KEY does not hold cannot be read: add \
+             the old key after the current one"
+        ),
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = %e, "counting unreadable contact details failed"),
+    }
+}
+
 impl Application {
     /// Connects the store (running migrations, importing `CATALOGUE_FILE`, seeding the demo
     /// catalogue into an empty one in sandbox mode),
@@ -156,9 +207,7 @@ impl Application {
         // The one place the application runtime is captured; everything below gets it.
         settings.check_refunds()?;
         let rt = AppRuntime::current();
-        let store = Store::connect(&settings.database_url, &rt)
-            .await
-            .context("opening the database (DATABASE_URL)")?;
+        let store = open_store(settings, &rt).await?;
         if let Some(file) = &settings.catalogue_file {
             let entries = crate::catalogue::read_file(file)
                 .with_context(|| format!("CATALOGUE_FILE {}", file.display()))?;
@@ -222,6 +271,8 @@ impl Application {
         let (checkout, background) = Checkout::start(store.clone(), wechat, terms, &rt, &shutdown);
         let reconciler = rt.spawn(Reconciler::new(checkout.clone()).run(shutdown.child_token()));
         rt.spawn(checkout.clone().run_outbox(shutdown.child_token()));
+        rt.spawn(checkout.clone().run_retention(shutdown.child_token()));
+        rt.spawn(reseal_contacts(store.clone(), shutdown.child_token()));
         rt.spawn(checkout.clone().run_notify_health(shutdown.child_token()));
         if let Some(schedule) = &settings.backups {
             if settings.database_url.starts_with("sqlite:") {

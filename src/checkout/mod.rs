@@ -28,6 +28,7 @@ pub mod limits;
 pub mod notify;
 pub mod outbox;
 mod prepay;
+pub mod privacy;
 pub mod reconcile;
 pub mod refunds;
 
@@ -110,6 +111,8 @@ pub struct Terms {
     pub checkout_fields: Vec<ContactField>,
     /// Where events go (webhooks, chat robots) and how they are signed.
     pub outbox: OutboxTerms,
+    /// The privacy notice and how long contact details are kept.
+    pub privacy: privacy::PrivacyTerms,
     /// When the missing-notify alarm is raised.
     pub notify_alarm: health::NotifyAlarmTerms,
 }

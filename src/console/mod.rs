@@ -1,6 +1,7 @@
 //! The merchant console's flows: signing in (argon2, sessions, the lock-out), the order list and
 //! an order's whole story, shipping, products, the dashboard's figures, and the daily bill's
-//! results (`bills.rs`). The web console and
+//! results (`bills.rs`), a buyer's export and deletion and the access log (`privacy.rs`). The web
+//! console and
 //! the command line both go through here; SQL is the store's.
 //!
 //! Passwords: `ADMIN_PASSWORD_HASH` (an argon2 PHC string) when set; otherwise a random password
@@ -9,6 +10,7 @@
 //! their own. Five failed logins from one client in 15 minutes lock it out for 15 minutes.
 
 mod bills;
+pub mod privacy;
 
 use std::sync::Arc;
 
@@ -21,7 +23,9 @@ use sha2::Digest;
 use crate::catalogue::{parse_price, MAX_STOCK};
 use crate::domain::{Fen, OutTradeNo};
 use crate::store::{AdminSession, Contact, Order, OrderItem, Product, Store, StoreError};
-pub use crate::store::{DaySales, ListStatus, OrderEvent, OrderFilter, OrderSummary};
+pub use crate::store::{
+    ContactKeyUse, DaySales, ListStatus, OrderEvent, OrderFilter, OrderSummary,
+};
 pub use bills::{
     bill_headline, charges, day_state, discrepancy_line, kind_label, BILL_DAYS_LISTED,
 };

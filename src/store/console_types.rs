@@ -232,3 +232,37 @@ impl From<sqlx::Error> for RefundRefused {
         RefundRefused::Store(e.into())
     }
 }
+
+/// One order of a buyer, with the contact given with it (the console's export).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BuyerData {
+    pub out_trade_no: OutTradeNo,
+    pub contact: super::Contact,
+}
+
+/// A record of the access log: a console session saw, exported or deleted buyers' details.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContactAccess {
+    pub at: DateTime<Utc>,
+    /// The session as a short one-way id of its token.
+    pub session: String,
+    /// `view`, `export`, `delete` or `csv`.
+    pub action: String,
+    /// The order, the buyer's phone hash, or the CSV's filters.
+    pub subject: String,
+}
+
+/// Where the stored contacts stand against the key ring (the console's privacy page): when
+/// nothing waits and nothing is unreadable, the older keys of `CONTACT_KEY` may be dropped.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ContactKeyUse {
+    /// The current key's id.
+    pub current: Option<String>,
+    /// Contacts sealed under the current key.
+    pub current_rows: i64,
+    /// Contacts under an older key of the ring, or in plain text from before sealing: waiting
+    /// to be re-sealed.
+    pub waiting_rows: i64,
+    /// Contacts under a key the ring does not hold: unreadable.
+    pub unreadable_rows: i64,
+}

@@ -29,13 +29,14 @@ use crate::rt::AppRuntime;
 pub mod backup;
 mod cache;
 mod console_types;
+pub mod contacts;
 mod desk;
 mod postgres;
 mod sqlite;
 mod types;
 pub use console_types::{
-    AdminSession, DaySales, ListStatus, OrderEvent, OrderFilter, OrderSummary, Refund, RefundAsk,
-    RefundRefused, RefundState, Settled, LATE_REASON,
+    AdminSession, BuyerData, ContactAccess, ContactKeyUse, DaySales, ListStatus, OrderEvent,
+    OrderFilter, OrderSummary, Refund, RefundAsk, RefundRefused, RefundState, Settled, LATE_REASON,
 };
 pub use desk::OrderDesk;
 pub use types::{
@@ -50,6 +51,8 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 const READERS: u32 = 4;
 /// PostgreSQL connections per replica.
 const PG_CONNECTIONS: u32 = 16;
+/// Contacts re-sealed per transaction.
+const RESEAL_BATCH: i64 = 200;
 
 /// A store failure.
 #[derive(Debug, thiserror::Error)]
@@ -137,11 +140,162 @@ impl Store {
             Err(_) => None,
         };
         let backend = rt.run(Self::open(url)).await?;
-        Ok(Store {
+        let store = Store {
             backend,
             rt: rt.clone(),
             _in_use: in_use,
-        })
+        };
+        // A key generated before is read, so that any store can open what it sealed;
+        // [`Store::use_contact_keys`] adds the configured ones (and generates one if need be).
+        if let Some(stored) = dispatch!(store.generated_contact_key())? {
+            let key = contacts::ContactKeys::decode(&stored)
+                .ok_or_else(|| StoreError::Corrupt("contact_key.key".into()))?;
+            store.set_keys(contacts::ContactKeys::new(&[key]));
+        }
+        Ok(store)
+    }
+
+    fn set_keys(&self, keys: contacts::ContactKeys) {
+        match &self.backend {
+            Backend::Sqlite(db) => db.set_keys(keys),
+            Backend::Postgres(db) => db.set_keys(keys),
+        }
+    }
+
+    /// Gives the store its contact keys (`CONTACT_KEY`, the first current). With none, the key
+    /// generated before is used, or one is generated and stored in the database (sandbox mode,
+    /// or a shop that asks for no contact; see the README). A generated key stays readable
+    /// after keys are configured, until the re-encryption has moved every row off it. Returns
+    /// the current key's id.
+    pub async fn use_contact_keys(
+        &self,
+        configured: &[[u8; contacts::KEY_LEN]],
+    ) -> Result<String, StoreError> {
+        let stored = dispatch!(self.generated_contact_key())?;
+        let mut ring: Vec<[u8; contacts::KEY_LEN]> = configured.to_vec();
+        match stored {
+            Some(text) => ring.push(
+                contacts::ContactKeys::decode(&text)
+                    .ok_or_else(|| StoreError::Corrupt("contact_key.key".into()))?,
+            ),
+            None if ring.is_empty() => {
+                let fresh = contacts::ContactKeys::encode(&contacts::ContactKeys::generate());
+                let text = dispatch!(self.store_generated_contact_key(&fresh))?;
+                ring.push(
+                    contacts::ContactKeys::decode(&text)
+                        .ok_or_else(|| StoreError::Corrupt("contact_key.key".into()))?,
+                );
+            }
+            None => {}
+        }
+        let keys = contacts::ContactKeys::new(&ring);
+        let current = keys.current_id().unwrap_or_default().to_owned();
+        self.set_keys(keys);
+        Ok(current)
+    }
+
+    /// Re-seals up to `limit` contacts not sealed under the current key (older keys'
+    /// rows, and plaintext from before sealing), with fresh search hashes; how many.
+    pub async fn reseal_contacts(&self, limit: i64) -> Result<usize, StoreError> {
+        dispatch!(self.reseal_contacts(limit))
+    }
+
+    /// Where the stored contacts stand against the key ring.
+    pub async fn contact_key_use(&self) -> Result<ContactKeyUse, StoreError> {
+        let ids = self.keys().ids();
+        let mut usage = ContactKeyUse {
+            current: ids.first().cloned(),
+            ..Default::default()
+        };
+        for (key, rows) in dispatch!(self.contacts_by_key())? {
+            match key {
+                Some(id) if ids.first() == Some(&id) => usage.current_rows += rows,
+                Some(id) if ids.contains(&id) => usage.waiting_rows += rows,
+                None => usage.waiting_rows += rows,
+                Some(_) => usage.unreadable_rows += rows,
+            }
+        }
+        Ok(usage)
+    }
+
+    /// Re-seals every contact not under the current key, a batch at a time, until none is
+    /// left or `shutdown`; then, on SQLite, checkpoints the log so that no page of before
+    /// stays in it. Returns how many were re-sealed.
+    pub async fn reseal_all_contacts(
+        &self,
+        shutdown: &tokio_util::sync::CancellationToken,
+    ) -> Result<usize, StoreError> {
+        let mut total = 0;
+        while !shutdown.is_cancelled() {
+            // A batch re-seals fewer than it read when rows changed meanwhile (deleted,
+            // re-sealed by another replica); those are not read again.
+            let done = self.reseal_contacts(RESEAL_BATCH).await?;
+            total += done;
+            if done == 0 {
+                break;
+            }
+        }
+        if total > 0 {
+            if let Backend::Sqlite(db) = &self.backend {
+                self.rt
+                    .run(sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)").execute(&db.writer))
+                    .await?;
+            }
+        }
+        Ok(total)
+    }
+
+    /// Removes the contact of up to `limit` orders finished before `before` (see the SQL's
+    /// doc); the orders, payments and refunds stay.
+    pub async fn anonymise_contacts(
+        &self,
+        before: chrono::DateTime<chrono::Utc>,
+        limit: i64,
+    ) -> Result<Vec<OutTradeNo>, StoreError> {
+        dispatch!(self.anonymise_contacts(before.timestamp(), limit))
+    }
+
+    /// Every order of the buyer of order `no` (by phone) with its contact.
+    pub async fn buyer_data(&self, no: &OutTradeNo) -> Result<Vec<BuyerData>, StoreError> {
+        dispatch!(self.buyer_data(no))
+    }
+
+    /// Deletes the contact of every order of the buyer of order `no`; the orders stay.
+    pub async fn delete_buyer(
+        &self,
+        no: &OutTradeNo,
+        actor: &str,
+    ) -> Result<Vec<OutTradeNo>, StoreError> {
+        dispatch!(self.delete_buyer(no, actor))
+    }
+
+    /// The key ring in use now.
+    fn keys(&self) -> Arc<contacts::ContactKeys> {
+        match &self.backend {
+            Backend::Sqlite(db) => db.keys.read().map(|k| k.clone()),
+            Backend::Postgres(db) => db.keys.read().map(|k| k.clone()),
+        }
+        .unwrap_or_else(|poisoned| poisoned.into_inner().clone())
+    }
+
+    /// The search hash of a buyer's phone under the current key (the access log's subject).
+    pub fn buyer_hash(&self, phone: &str) -> Option<String> {
+        self.keys().phone_hashes(phone).into_iter().next()
+    }
+
+    /// Records that a console session saw, exported or deleted buyers' details.
+    pub async fn record_contact_access(
+        &self,
+        session: &str,
+        action: &str,
+        subject: &str,
+    ) -> Result<(), StoreError> {
+        dispatch!(self.record_contact_access(session, action, subject))
+    }
+
+    /// The latest `limit` records of the access log, newest first.
+    pub async fn contact_access(&self, limit: i64) -> Result<Vec<ContactAccess>, StoreError> {
+        dispatch!(self.contact_access(limit))
     }
 
     async fn open(url: &str) -> Result<Backend, StoreError> {
@@ -158,6 +312,7 @@ impl Store {
                 reader: pool,
                 cache,
                 events: Arc::new(std::sync::atomic::AtomicBool::new(true)),
+                keys: Default::default(),
             })
         } else if url.starts_with("sqlite:") {
             let options = SqliteConnectOptions::from_str(url)?
@@ -165,6 +320,8 @@ impl Store {
                 .journal_mode(SqliteJournalMode::Wal)
                 .synchronous(SqliteSynchronous::Full)
                 .foreign_keys(true)
+                // What is deleted (a buyer's contact) is overwritten, not left in free pages.
+                .pragma("secure_delete", "ON")
                 .busy_timeout(BUSY_TIMEOUT);
             if let Some(folder) = options.get_filename().parent() {
                 create_folder(folder)?;
@@ -185,6 +342,7 @@ impl Store {
                 reader,
                 cache,
                 events: Arc::new(std::sync::atomic::AtomicBool::new(true)),
+                keys: Default::default(),
             })
         } else {
             return Err(StoreError::UnsupportedUrl);
@@ -682,5 +840,7 @@ fn create_folder(folder: &Path) -> Result<(), StoreError> {
     })
 }
 
+#[cfg(test)]
+mod contact_tests;
 #[cfg(test)]
 mod tests;

@@ -35,16 +35,16 @@ pub(crate) async fn fresh_postgres() -> Option<Store> {
         .unwrap();
     admin.close().await;
     let base = url.rsplit_once('/').map_or(url.as_str(), |(base, _)| base);
-    Some(
-        Store::connect(&format!("{base}/{name}"), &AppRuntime::current())
-            .await
-            .unwrap(),
-    )
+    let store = Store::connect(&format!("{base}/{name}"), &AppRuntime::current())
+        .await
+        .unwrap();
+    store.use_contact_keys(&[]).await.unwrap();
+    Some(store)
 }
 
 impl Store {
     /// Runs a statement as it is (test set-ups).
-    async fn raw(&self, sql: &str) -> Result<u64, sqlx::Error> {
+    pub(crate) async fn raw(&self, sql: &str) -> Result<u64, sqlx::Error> {
         match &self.backend {
             Backend::Sqlite(db) => sqlx::query(sql)
                 .execute(&db.writer)
@@ -57,14 +57,14 @@ impl Store {
         }
     }
 
-    async fn raw_i64(&self, sql: &str) -> i64 {
+    pub(crate) async fn raw_i64(&self, sql: &str) -> i64 {
         match &self.backend {
             Backend::Sqlite(db) => sqlx::query_scalar(sql).fetch_one(&db.writer).await.unwrap(),
             Backend::Postgres(db) => sqlx::query_scalar(sql).fetch_one(&db.writer).await.unwrap(),
         }
     }
 
-    async fn raw_strings(&self, sql: &str) -> Vec<String> {
+    pub(crate) async fn raw_strings(&self, sql: &str) -> Vec<String> {
         match &self.backend {
             Backend::Sqlite(db) => sqlx::query_scalar(sql).fetch_all(&db.writer).await.unwrap(),
             Backend::Postgres(db) => sqlx::query_scalar(sql).fetch_all(&db.writer).await.unwrap(),
@@ -72,10 +72,11 @@ impl Store {
     }
 }
 
-async fn fresh() -> (TempDir, Store) {
+pub(crate) async fn fresh() -> (TempDir, Store) {
     let dir = TempDir::new().unwrap();
     let url = format!("sqlite://{}/nested/shop.db", dir.path().display());
     let store = Store::connect(&url, &AppRuntime::current()).await.unwrap();
+    store.use_contact_keys(&[]).await.unwrap();
     (dir, store)
 }
 
@@ -856,6 +857,12 @@ async fn the_order_list_is_served_by_indexes() {
             .unwrap();
     }
     tx.commit().await.unwrap();
+    // Written as before contacts were sealed: sealed now, as at start-up.
+    let resealed = store
+        .reseal_all_contacts(&Default::default())
+        .await
+        .unwrap();
+    assert_eq!(resealed, 5_000);
     sqlx::query("ANALYZE")
         .execute(pools(&store).0)
         .await

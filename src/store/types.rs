@@ -29,13 +29,19 @@ pub struct OrderRequest {
 
 /// The buyer's contact as given at checkout: the fields the shop asks for (`CHECKOUT_FIELDS`),
 /// already checked and normalised; the others `None`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+/// Stored sealed (see `contacts.rs`), as the JSON of its given fields.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub struct Contact {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
     /// A mainland mobile number, 11 digits.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub phone: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub address: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub email: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
 }
 

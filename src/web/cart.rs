@@ -218,6 +218,8 @@ struct CheckoutPage {
     /// The direct buy's product and quantity (absent: the cart's checkout).
     buy_now: Option<NewItem>,
     problems: usize,
+    /// The privacy notice, when the form asks for contact details.
+    privacy_notice: Option<String>,
     chrome: Chrome,
 }
 
@@ -279,6 +281,8 @@ async fn checkout_form(
         fields,
         buy_now,
         problems: problems.len(),
+        privacy_notice: (!state.checkout.terms().checkout_fields.is_empty())
+            .then(|| state.checkout.privacy_notice()),
         chrome: state.chrome(req),
     };
     let mut response = no_store(render(&page)?);

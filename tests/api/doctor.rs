@@ -51,6 +51,11 @@ async fn doctor(
         ("SHOP_NAME", "龙井茶庄"),
         ("WEIXIN_API_BASE", sandbox.as_str()),
         ("PUBLIC_BASE_URL", base.as_str()),
+        // A live shop that asks for contact details seals them with a key of its own.
+        (
+            "CONTACT_KEY",
+            "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=",
+        ),
     ]
     .iter()
     .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -114,6 +119,15 @@ async fn the_doctor_passes_with_the_right_settings_and_names_each_cause() {
         !out.contains("0123456789abcdef0123456789abcdef"),
         "the key is never printed"
     );
+
+    // Without CONTACT_KEY the shop would not start: the first finding, and nothing asked.
+    let (code, out) = doctor(&app, &good, &[("CONTACT_KEY", "")]).await;
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.starts_with("[FAIL] 配置 Configuration") && out.contains("CONTACT_KEY"),
+        "{out}"
+    );
+    assert!(!out.contains("ORDERNOTEXIST"), "{out}");
 
     let (code, out) = doctor(&app, &good, &[("WEIXIN_APPID", "wx0000000000000001")]).await;
     assert_eq!(code, 1, "{out}");

@@ -834,5 +834,6 @@ pub fn test_terms(
         order_rate_per_minute: 0,
         checkout_fields: Vec::new(),
         outbox: Default::default(),
+        privacy: Default::default(),
     }
 }

@@ -16,6 +16,7 @@ mod helpers;
 mod hostile;
 mod notify;
 mod notify_health;
+mod privacy;
 mod reconcile;
 mod refunds;
 mod replicas;

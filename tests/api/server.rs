@@ -45,6 +45,54 @@ fn a_bad_setting_stops_start_up_with_one_line_naming_it() {
 }
 
 #[test]
+fn bad_contact_settings_stop_start_up_with_one_line_and_never_echo_the_key() {
+    let key = "c2VjcmV0LWJ1dC1ub3QtMzItYnl0ZXM=";
+    let live = [
+        ("WEIXIN_APPID", "wx1234567890abcdef"),
+        ("WEIXIN_PARTNER", "1234567890"),
+        ("WEIXIN_PARTNERKEY", "Zx9Qw8Er7Ty6Ui5Op4As3Df2Gh1Jk0Lm"),
+        ("SHOP_NAME", "龙井茶庄"),
+        ("AUTO_REFUND_LATE_PAYMENTS", "false"),
+    ];
+    for (vars, var) in [
+        (vec![("CONTACT_KEY", key)], "CONTACT_KEY"),
+        (
+            vec![("CONTACT_KEY", &*format!("{CONTACT_KEY},{key}"))],
+            "CONTACT_KEY",
+        ),
+        (
+            vec![("CONTACT_RETENTION_DAYS", "0")],
+            "CONTACT_RETENTION_DAYS",
+        ),
+        (
+            vec![("CONTACT_RETENTION_DAYS", "3 years")],
+            "CONTACT_RETENTION_DAYS",
+        ),
+        // A live shop that asks for contact details needs a key of its own.
+        (live.to_vec(), "CONTACT_KEY"),
+    ] {
+        let dir = TempDir::new().unwrap();
+        let output = Command::new(env!("CARGO_BIN_EXE_wxpay-checkout"))
+            .envs(vars.iter().copied())
+            .env(
+                "DATABASE_URL",
+                format!("sqlite://{}/x.db", dir.path().display()),
+            )
+            .output()
+            .unwrap();
+        assert_eq!(output.status.code(), Some(2), "{vars:?}");
+        let stderr = String::from_utf8(output.stderr).unwrap();
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+        assert!(stderr.contains(var), "{vars:?}: {stderr}");
+        assert!(
+            !stderr.contains(key) && !stderr.contains(CONTACT_KEY),
+            "{stderr}"
+        );
+        assert!(!dir.path().join("x.db").exists(), "nothing is created");
+    }
+}
+
+#[test]
 fn the_api_key_is_not_printed_when_credentials_are_wrong() {
     let key = "a-secret-key-that-is-not-32-chars";
     let output = Command::new(env!("CARGO_BIN_EXE_wxpay-checkout"))
@@ -219,6 +267,9 @@ async fn the_healthcheck_command_reports_the_shops_health() {
     assert!(!check(nothing.to_string()).await.unwrap().success());
 }
 
+/// A live shop's `CONTACT_KEY` (32 bytes, base64).
+const CONTACT_KEY: &str = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=";
+
 #[tokio::test]
 async fn logs_are_json_lines_that_carry_the_order_number_and_never_the_api_key() {
     use crate::crash::{free_port, Shop};
@@ -259,6 +310,7 @@ async fn logs_are_json_lines_that_carry_the_order_number_and_never_the_api_key()
         )
         .env("WEIXIN_API_BASE", &sandbox_url)
         .env("AUTO_REFUND_LATE_PAYMENTS", "false")
+        .env("CONTACT_KEY", CONTACT_KEY)
         .env("RUST_LOG", "debug")
         .env("LOG_FORMAT", "json")
         .stdout(std::fs::File::create(dir.path().join("shop.log")).unwrap())
@@ -323,6 +375,16 @@ async fn logs_are_json_lines_that_carry_the_order_number_and_never_the_api_key()
     for log in ["shop.log", "sandbox.log"] {
         let text = std::fs::read_to_string(dir.path().join(log)).unwrap();
         assert!(!text.contains(key), "{log} shows the API key");
+        assert!(!text.contains(CONTACT_KEY), "{log} shows the contact key");
+        // Nor the buyer's phone number, in any spelling.
+        assert!(
+            !text.contains("13800138000"),
+            "{log} shows the buyer's phone"
+        );
+        assert!(
+            !text.contains("138 0013 8000"),
+            "{log} shows the buyer's phone"
+        );
         assert!(text.lines().count() > 3, "{log} is nearly empty");
         for line in text.lines().filter(|l| !l.trim().is_empty()) {
             serde_json::from_str::<serde_json::Value>(line)

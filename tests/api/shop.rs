@@ -456,6 +456,11 @@ async fn a_live_shop_starts_with_no_demo_products() {
             ("WEIXIN_API_BASE", "http://127.0.0.1:9/"),
             ("SHOP_NAME", "龙井茶庄"),
             ("AUTO_REFUND_LATE_PAYMENTS", "false"),
+            // A live shop that asks for contact details seals them with a key of its own.
+            (
+                "CONTACT_KEY",
+                "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=",
+            ),
         ],
     );
     let app = wxpay_checkout::startup::Application::build(&settings)

@@ -4,15 +4,17 @@
 
 use super::*;
 use crate::store::console_types::*;
+use crate::store::contacts::ContactKeys;
 
 /// A payment event as the timeline reads it: received_at, source, result, transaction_id,
 /// total_fee, outcome.
 type PaymentRow = (i64, String, String, Option<String>, i64, Option<String>);
 
-/// Columns of the order list, from `orders o LEFT JOIN order_contacts c`.
+/// Columns of the order list, from `orders o LEFT JOIN order_contacts c`, then the contact's
+/// (`contacts::CONTACT_COLUMNS`).
 const SUMMARY_COLUMNS: &str =
     "o.out_trade_no, o.created_at, o.status, o.refund_due, o.shipped_at, o.refunded_fee, \
-     o.total_fee, o.transaction_id, o.pay_time, o.body, c.name, c.phone";
+     o.total_fee, o.transaction_id, o.pay_time, o.body";
 
 impl Db {
     /// The console's generated password (its argon2 PHC string), if one was made.
@@ -142,11 +144,14 @@ impl Db {
         filter: &OrderFilter,
         limit: i64,
     ) -> Result<Vec<OrderSummary>, StoreError> {
-        let rows = list_query("", filter, limit)
+        let keys = self.keys();
+        let rows = list_query("", &keys, filter, limit)
             .build()
             .fetch_all(&self.reader)
             .await?;
-        rows.iter().map(summary_from_row).collect()
+        rows.iter()
+            .map(|row| summary_from_row(&keys, row))
+            .collect()
     }
 
     /// How the database would run [`Db::list_orders`] for `filter`: a line per step.
@@ -155,7 +160,7 @@ impl Db {
         filter: &OrderFilter,
         limit: i64,
     ) -> Result<Vec<String>, StoreError> {
-        let rows = list_query(EXPLAIN, filter, limit)
+        let rows = list_query(EXPLAIN, &self.keys(), filter, limit)
             .build()
             .fetch_all(&self.reader)
             .await?;
@@ -388,11 +393,13 @@ pub(super) async fn add_event(
 /// The order list's statement for `filter`, after `prefix` (empty, or [`EXPLAIN`]).
 fn list_query<'a>(
     prefix: &str,
+    keys: &ContactKeys,
     filter: &'a OrderFilter,
     limit: i64,
 ) -> sqlx::QueryBuilder<'a, Kind> {
+    let contact = super::contacts::CONTACT_COLUMNS;
     let mut query = sqlx::QueryBuilder::<Kind>::new(format!(
-        "{prefix}SELECT {SUMMARY_COLUMNS} FROM orders o
+        "{prefix}SELECT {SUMMARY_COLUMNS}, {contact} FROM orders o
          LEFT JOIN order_contacts c ON c.out_trade_no = o.out_trade_no WHERE 1 = 1"
     ));
     match filter.status {
@@ -428,10 +435,19 @@ fn list_query<'a>(
         query.push_bind(search.as_str());
         query.push(" UNION SELECT out_trade_no FROM orders WHERE transaction_id = ");
         query.push_bind(search.as_str());
-        query.push(" UNION SELECT out_trade_no FROM order_contacts WHERE phone = ");
-        query.push_bind(search.as_str());
-        query.push(" UNION SELECT out_trade_no FROM order_contacts WHERE name = ");
-        query.push_bind(search.as_str());
+        // Contacts are sealed: a phone or name is found by its keyed hash, under every key of
+        // the ring (rows a rotation has not re-sealed yet carry an older key's).
+        for (column, hashes) in [
+            ("phone_hash", keys.phone_hashes(search)),
+            ("name_hash", keys.name_hashes(search)),
+        ] {
+            for hash in hashes {
+                query.push(format!(
+                    " UNION SELECT out_trade_no FROM order_contacts WHERE {column} = "
+                ));
+                query.push_bind(hash);
+            }
+        }
         query.push(")");
     }
     if let Some(from) = filter.from {
@@ -456,11 +472,12 @@ fn list_query<'a>(
     query
 }
 
-fn summary_from_row(row: &DbRow) -> Result<OrderSummary, StoreError> {
+fn summary_from_row(keys: &ContactKeys, row: &DbRow) -> Result<OrderSummary, StoreError> {
     let corrupt = |what: &str| StoreError::Corrupt(format!("orders.{what}"));
     let status: String = row.try_get("status")?;
     let status = OrderStatus::parse(&status).ok_or_else(|| corrupt("status"))?;
     let no: String = row.try_get("out_trade_no")?;
+    let contact = super::contacts::contact_from_row(keys, &no, row)?.unwrap_or_default();
     Ok(OrderSummary {
         out_trade_no: stored_no(&no, "orders.out_trade_no")?,
         created_at: time(row.try_get("created_at")?),
@@ -474,7 +491,7 @@ fn summary_from_row(row: &DbRow) -> Result<OrderSummary, StoreError> {
         transaction_id: row.try_get("transaction_id")?,
         pay_time: row.try_get::<Option<i64>, _>("pay_time")?.map(time),
         body: row.try_get("body")?,
-        name: row.try_get("name")?,
-        phone: row.try_get("phone")?,
+        name: contact.name,
+        phone: contact.phone,
     })
 }

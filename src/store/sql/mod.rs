@@ -7,13 +7,15 @@
 //! refunds), [`catalogue`] (products), [`console`] (the merchant console's sessions,
 //! lists, timeline and figures), [`orders`] (creating and reading orders, the
 //! prepay), [`jobs`] (what the reconciliation job claims, expires and closes), [`inbox`]
-//! (recording payments and applying them to orders), [`refunds`] (recording refunds against
+//! (recording payments and applying them to orders), [`contacts`] (buyers' contact details:
+//! sealed, re-sealed, anonymised, exported, deleted, and who looked), [`refunds`] (recording refunds against
 //! what was paid, settling them), [`outbox`] (events written with the changes that cause them,
 //! their deliveries).
 
 mod bills;
 mod catalogue;
 mod console;
+mod contacts;
 mod health;
 mod inbox;
 mod jobs;
@@ -42,6 +44,10 @@ pub struct Db {
     pub cache: std::sync::Arc<crate::store::cache::OrderCache>,
     /// Whether changes write outbox events (see [`outbox`]); shared by the store's clones.
     pub events: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    /// The keys contacts are sealed with (see `store/contacts.rs`); shared by the store's
+    /// clones, replaced whole when the store is given its keys.
+    pub keys:
+        std::sync::Arc<std::sync::RwLock<std::sync::Arc<crate::store::contacts::ContactKeys>>>,
 }
 
 const ORDER_COLUMNS: &str = "out_trade_no, total_fee, status, body, product_id, expires_at, \

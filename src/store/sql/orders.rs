@@ -2,14 +2,7 @@
 //! and storing their prepay.
 
 use super::*;
-
-type ContactRow = (
-    Option<String>,
-    Option<String>,
-    Option<String>,
-    Option<String>,
-    Option<String>,
-);
+use crate::store::contacts::ContactKeys;
 
 impl Db {
     /// Creates an order for `items`, reserving their stock, in one transaction: either every
@@ -19,8 +12,9 @@ impl Db {
         request: &OrderRequest,
         now: DateTime<Utc>,
     ) -> Result<Order, CreateOrderError> {
+        let keys = self.keys();
         let mut tx = self.writer.begin().await?;
-        let order = create_in(&mut tx, request, now).await?;
+        let order = create_in(&mut tx, &keys, request, now).await?;
         tx.commit().await?;
         Ok(order)
     }
@@ -34,11 +28,12 @@ impl Db {
         now: DateTime<Utc>,
     ) -> Result<Vec<Result<Order, CreateOrderError>>, StoreError> {
         use sqlx::Acquire;
+        let keys = self.keys();
         let mut tx = self.writer.begin().await?;
         let mut results = Vec::with_capacity(requests.len());
         for request in requests {
             let mut savepoint = (&mut tx).begin().await?;
-            match create_in(&mut savepoint, request, now).await {
+            match create_in(&mut savepoint, &keys, request, now).await {
                 Ok(order) => {
                     savepoint.commit().await?;
                     results.push(Ok(order));
@@ -111,24 +106,6 @@ impl Db {
             .collect())
     }
 
-    /// The buyer's contact given with an order, if any.
-    pub async fn order_contact(&self, no: &OutTradeNo) -> Result<Option<Contact>, StoreError> {
-        let row: Option<ContactRow> = sqlx::query_as(
-            "SELECT name, phone, address, email, note FROM order_contacts
-             WHERE out_trade_no = $1",
-        )
-        .bind(no.as_str())
-        .fetch_optional(&self.reader)
-        .await?;
-        Ok(row.map(|(name, phone, address, email, note)| Contact {
-            name,
-            phone,
-            address,
-            email,
-            note,
-        }))
-    }
-
     /// Moves a pending order's payment deadline to `until`, while it has no prepay (a prepay's
     /// `time_expire` never changes). False when nothing changed.
     pub async fn extend_expiry(
@@ -195,9 +172,12 @@ impl Db {
 
 /// What an order holds and for whom, as a key: `product:num` per line, in product order, then
 /// a digest of the contact when there is one — the same cart for another address is another
-/// order.
-fn cart_key(items: &[NewItem], contact: &Contact) -> String {
-    use sha2::Digest;
+/// order. The digest is keyed (see `contacts.rs`), so the key says nothing of the contact.
+fn cart_key(
+    keys: &ContactKeys,
+    items: &[NewItem],
+    contact: &Contact,
+) -> Result<String, StoreError> {
     let mut lines: Vec<(i64, i64)> = items.iter().map(|i| (i.product_id, i.num)).collect();
     lines.sort_unstable();
     let mut key = lines
@@ -206,15 +186,18 @@ fn cart_key(items: &[NewItem], contact: &Contact) -> String {
         .collect::<Vec<_>>()
         .join(",");
     if !contact.is_empty() {
-        let mut digest = sha2::Sha256::new();
-        for (_, value) in contact.fields() {
-            digest.update(value.unwrap_or_default());
-            digest.update([0x1f]);
-        }
+        let parts: Vec<&str> = contact
+            .fields()
+            .iter()
+            .map(|(_, value)| value.unwrap_or_default())
+            .collect();
+        let digest = keys.digest(&parts).ok_or_else(|| {
+            StoreError::Corrupt("a contact needs a key and the store has none (CONTACT_KEY)".into())
+        })?;
         key.push('#');
-        key.push_str(&hex::encode(&digest.finalize()[..8]));
+        key.push_str(&digest);
     }
-    key
+    Ok(key)
 }
 
 /// A new receipt token: 128 random bits, as 32 hex digits.
@@ -226,6 +209,7 @@ fn receipt_token() -> String {
 /// Creates one order and reserves its stock inside `tx`.
 async fn create_in(
     tx: &mut Tx<'_>,
+    keys: &ContactKeys,
     request: &OrderRequest,
     now: DateTime<Utc>,
 ) -> Result<Order, CreateOrderError> {
@@ -235,7 +219,7 @@ async fn create_in(
     }
     let created = now.timestamp();
     let expires = created + request.ttl.as_secs() as i64;
-    let cart = cart_key(items, &request.contact);
+    let cart = cart_key(keys, items, &request.contact)?;
     if let Some(client) = &request.client {
         // The same cart, still payable: send the shopper back to it rather than reserve twice.
         let hold = client.unprepaid_hold.as_secs() as i64;
@@ -333,19 +317,7 @@ async fn create_in(
     .execute(&mut **tx)
     .await?;
     if !request.contact.is_empty() {
-        let c = &request.contact;
-        sqlx::query(
-            "INSERT INTO order_contacts (out_trade_no, name, phone, address, email, note)
-             VALUES ($1, $2, $3, $4, $5, $6)",
-        )
-        .bind(no.as_str())
-        .bind(&c.name)
-        .bind(&c.phone)
-        .bind(&c.address)
-        .bind(&c.email)
-        .bind(&c.note)
-        .execute(&mut **tx)
-        .await?;
+        super::contacts::insert_in(tx, keys, no.as_str(), &request.contact).await?;
     }
     for (item, name, price) in &lines {
         sqlx::query(

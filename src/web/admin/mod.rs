@@ -1,12 +1,14 @@
 //! The merchant console, `/admin`: sign-in, the dashboard, orders (list, one order's story,
-//! shipping, CSV export), products, the daily bill (`bills.rs`) and the outgoing events'
-//! deliveries (`webhooks.rs`). Everything under `/admin` but the sign-in page goes
+//! shipping, CSV export), products, the daily bill (`bills.rs`), the outgoing events'
+//! deliveries (`webhooks.rs`) and the buyer's privacy (`privacy.rs`: a buyer's export and
+//! deletion, the access log). Everything under `/admin` but the sign-in page goes
 //! through [`require_session`], which sends a browser without a live session to the sign-in page
 //! and refuses any form without its session's CSRF token — a route added to the scope is guarded
 //! by construction.
 
 mod bills;
 mod health;
+mod privacy;
 mod webhooks;
 
 use actix_web::body::BoxBody;
@@ -24,6 +26,7 @@ use super::pay::beijing_display;
 use super::shop::{render, see_other};
 use super::{cookie_value, no_store, AppState, WebError};
 use crate::checkout::contact::mobile_number;
+use crate::console::privacy::Access;
 use crate::console::{
     ConsoleError, Dashboard, ListStatus, OrderDetail, OrderFilter, OrderSummary, SESSION_HOURS,
 };
@@ -49,6 +52,15 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/admin/bills"),
     ("GET", "/admin/bills/2026-11-29"),
     ("POST", "/admin/bills/run"),
+    (
+        "POST",
+        "/admin/orders/20261130000000000000000000001/buyer/export",
+    ),
+    (
+        "POST",
+        "/admin/orders/20261130000000000000000000001/buyer/delete",
+    ),
+    ("GET", "/admin/privacy"),
     ("GET", "/admin/webhooks"),
     ("GET", "/admin/doctor"),
     ("GET", "/admin/notifies"),
@@ -340,7 +352,7 @@ pub async fn dashboard(
 }
 
 /// The order list's query: every field as typed.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 pub struct ListQuery {
     status: Option<String>,
     q: Option<String>,
@@ -491,11 +503,32 @@ pub async fn orders(
 /// Chinese), amounts in yuan, times in Beijing time.
 pub async fn orders_csv(
     state: web::Data<AppState>,
+    session: web::ReqData<Session>,
     query: web::Query<ListQuery>,
 ) -> Result<HttpResponse, WebError> {
     let mut filter = query.filter()?;
     filter.after = None;
     let orders = state.console.all_orders(&filter).await?;
+    let with_contacts = orders
+        .iter()
+        .filter(|o| o.name.is_some() || o.phone.is_some())
+        .count();
+    if with_contacts > 0 {
+        // The filters, but not a search's text: it may be a phone number or a name.
+        let filters = ListQuery {
+            q: query.q.as_ref().map(|_| "…".to_owned()),
+            ..query.0.clone()
+        }
+        .without_page();
+        let subject = format!(
+            "{with_contacts} orders{}{filters}",
+            if filters.is_empty() { "" } else { " · " }
+        );
+        state
+            .console
+            .record_access(&session.token, Access::Csv, &subject)
+            .await?;
+    }
     let body = crate::console::orders_csv(&orders, true)
         .map_err(|e| WebError::Console(ConsoleError::Invalid(e.to_string())))?;
     Ok(no_store(
@@ -571,6 +604,13 @@ pub async fn order(
         timeline,
         refunds,
     } = state.console.order(&no).await?;
+    if !contact.is_empty() {
+        // The page shows the buyer's details: the access log says which session saw them.
+        state
+            .console
+            .record_access(&session.token, Access::View, order.out_trade_no.as_str())
+            .await?;
+    }
     let deliveries = state
         .checkout
         .order_deliveries(&order.out_trade_no)
@@ -821,6 +861,15 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .route("/orders/{out_trade_no}", web::get().to(order))
             .route("/orders/{out_trade_no}/ship", web::post().to(ship))
             .route("/orders/{out_trade_no}/refunds", web::post().to(refund))
+            .route(
+                "/orders/{out_trade_no}/buyer/export",
+                web::post().to(privacy::export),
+            )
+            .route(
+                "/orders/{out_trade_no}/buyer/delete",
+                web::post().to(privacy::delete),
+            )
+            .route("/privacy", web::get().to(privacy::access_log))
             .route("/products", web::get().to(products))
             .route("/products/{sku}", web::post().to(update_product))
             .route("/bills", web::get().to(bills::bills))
