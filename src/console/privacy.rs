@@ -26,6 +26,8 @@ pub enum Access {
     Delete,
     /// The order list's CSV carried contacts.
     Csv,
+    /// A page of the order list showed contacts.
+    List,
 }
 
 impl Access {
@@ -35,6 +37,7 @@ impl Access {
             Access::Export => "export",
             Access::Delete => "delete",
             Access::Csv => "csv",
+            Access::List => "list",
         }
     }
 }

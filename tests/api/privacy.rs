@@ -367,6 +367,9 @@ async fn a_deleted_buyer_is_gone_from_every_table_and_the_csv_and_the_export_is_
     assert!(csv.contains(QIAN.phone), "another buyer stays");
     let (_, list) = page(&http, &app, &format!("/admin/orders?q={}", ZHAO.phone)).await;
     assert!(!list.contains(&first));
+    // A list page that shows buyers is a view of their details too.
+    let (_, list) = page(&http, &app, "/admin/orders").await;
+    assert!(list.contains(QIAN.name));
     // The orders and the payment stay; their timelines say what happened, not what it was.
     assert_eq!(app.order_row(&first).await.0, "paid");
     let (_, order) = page(&http, &app, &format!("/admin/orders/{first}")).await;
@@ -384,6 +387,7 @@ async fn a_deleted_buyer_is_gone_from_every_table_and_the_csv_and_the_export_is_
         "access-export",
         "access-delete",
         "access-csv",
+        "access-list",
     ] {
         assert!(log.contains(action), "{action} is not logged: {log}");
     }

@@ -471,6 +471,20 @@ pub async fn orders(
 ) -> Result<HttpResponse, WebError> {
     let filter = query.filter()?;
     let orders = state.console.orders(&filter).await?;
+    let with_contacts = orders
+        .iter()
+        .filter(|o| o.name.is_some() || o.phone.is_some())
+        .count();
+    if with_contacts > 0 {
+        state
+            .console
+            .record_access(
+                &session.token,
+                Access::List,
+                &access_subject(&query, with_contacts),
+            )
+            .await?;
+    }
     let base = query.without_page();
     let next = (orders.len() as i64 == crate::console::PAGE_SIZE)
         .then(|| orders.last())
@@ -499,6 +513,20 @@ pub async fn orders(
     Ok(no_store(render(&page)?))
 }
 
+/// What the access log says a list or CSV showed: how many orders with contacts, and the
+/// filters — but not a search's text, which may be a phone number or a name.
+fn access_subject(query: &ListQuery, with_contacts: usize) -> String {
+    let filters = ListQuery {
+        q: query.q.as_ref().map(|_| "…".to_owned()),
+        ..query.clone()
+    }
+    .without_page();
+    format!(
+        "{with_contacts} orders{}{filters}",
+        if filters.is_empty() { "" } else { " · " }
+    )
+}
+
 /// The same list as CSV, every page of it: UTF-8 with a byte-order mark (so Excel reads the
 /// Chinese), amounts in yuan, times in Beijing time.
 pub async fn orders_csv(
@@ -514,19 +542,13 @@ pub async fn orders_csv(
         .filter(|o| o.name.is_some() || o.phone.is_some())
         .count();
     if with_contacts > 0 {
-        // The filters, but not a search's text: it may be a phone number or a name.
-        let filters = ListQuery {
-            q: query.q.as_ref().map(|_| "…".to_owned()),
-            ..query.0.clone()
-        }
-        .without_page();
-        let subject = format!(
-            "{with_contacts} orders{}{filters}",
-            if filters.is_empty() { "" } else { " · " }
-        );
         state
             .console
-            .record_access(&session.token, Access::Csv, &subject)
+            .record_access(
+                &session.token,
+                Access::Csv,
+                &access_subject(&query, with_contacts),
+            )
             .await?;
     }
     let body = crate::console::orders_csv(&orders, true)
