@@ -212,8 +212,17 @@ pub async fn doctor(settings: &Settings) -> ExitCode {
         examination.findings.retain(|f| f.check != "certificate");
         examination.push_front(finding);
     } else if settings.builtin_sandbox {
-        examination.findings.retain(|f| f.check != "certificate");
-        examination.push_front(doctor::sandbox_certificate());
+        for finding in &mut examination.findings {
+            if finding.check == "certificate" {
+                *finding = doctor::sandbox_certificate();
+            }
+            if finding.check == "credentials" && finding.verdict == Verdict::Fail {
+                finding.advice.push(
+                    "sandbox mode: the built-in sandbox runs inside the shop — start \
+                     `wxpay-checkout` and run the doctor beside it",
+                );
+            }
+        }
     }
     let mode = if settings.builtin_sandbox {
         " (sandbox mode: the running shop's built-in sandbox; payments are simulated)"

@@ -213,3 +213,38 @@ async fn the_console_shows_the_doctors_findings() {
         assert!(page.contains(expected), "{expected:?} in {page}");
     }
 }
+
+#[tokio::test]
+async fn in_sandbox_mode_the_doctor_examines_the_running_shops_sandbox() {
+    let app = TestApp::spawn().await;
+    let sandbox = format!(
+        "{}:{}",
+        app.sandbox.host_str().unwrap(),
+        app.sandbox.port().unwrap()
+    );
+    let shop = app.addr.to_string();
+    let env = [
+        ("SANDBOX_LISTEN_ADDR", sandbox.as_str()),
+        ("LISTEN_ADDR", shop.as_str()),
+    ];
+    let (code, out, _) = run_with("sqlite::memory:", &env, &["doctor"], "").await;
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("(sandbox mode:"), "{out}");
+    assert!(out.contains("[ OK ] 商户凭证"), "{out}");
+    assert!(
+        out.contains("[ OK ] 商户API证书 Client certificate: sandbox mode"),
+        "{out}"
+    );
+    // With the shop stopped there is no sandbox to ask, and the doctor says what to do.
+    let port = crate::crash::free_port();
+    let nowhere = format!("127.0.0.1:{port}");
+    let (code, out, _) = run_with(
+        "sqlite::memory:",
+        &[("SANDBOX_LISTEN_ADDR", nowhere.as_str())],
+        &["doctor"],
+        "",
+    )
+    .await;
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("start `wxpay-checkout`"), "{out}");
+}
