@@ -38,6 +38,13 @@ pub async fn sign_in(app: &TestApp) -> (reqwest::Client, String) {
     (http, csrf_of(&page))
 }
 
+/// A console page, answered 200, as the signed-in `http` sees it.
+pub async fn page(app: &TestApp, http: &reqwest::Client, path: &str) -> String {
+    let response = http.get(app.url(path)).send().await.unwrap();
+    assert_eq!(response.status(), 200, "{path}");
+    response.text().await.unwrap()
+}
+
 fn csrf_of(page: &str) -> String {
     let marker = "name=\"csrf\" value=\"";
     let at = page.find(marker).expect("a form with a CSRF token") + marker.len();

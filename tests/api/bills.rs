@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use chrono::{Duration as Span, Utc};
 
-use crate::admin::sign_in;
+use crate::admin::{page, sign_in};
 use crate::helpers::{demo_merchant, test_terms, TestApp};
 
 /// A paid order of one unit of product 1: its number.
@@ -56,12 +56,6 @@ async fn run_day(app: &TestApp, http: &reqwest::Client, csrf: &str, day: &str) -
         format!("/admin/bills/{day}")
     );
     page(app, http, &format!("/admin/bills/{day}")).await
-}
-
-async fn page(app: &TestApp, http: &reqwest::Client, path: &str) -> String {
-    let response = http.get(app.url(path)).send().await.unwrap();
-    assert_eq!(response.status(), 200, "{path}");
-    response.text().await.unwrap()
 }
 
 /// The day's open discrepancies as stored: (kind, reference, wechat_fee, shop_fee, action).

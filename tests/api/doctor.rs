@@ -195,14 +195,7 @@ async fn the_doctor_passes_with_the_right_settings_and_names_each_cause() {
 async fn the_console_shows_the_doctors_findings() {
     let app = TestApp::spawn().await;
     let (http, _) = crate::admin::sign_in(&app).await;
-    let page = http
-        .get(app.url("/admin/doctor"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let page = crate::admin::page(&app, &http, "/admin/doctor").await;
     for expected in [
         "<tr class=\"verdict-ok\" id=\"check-credentials\">",
         "<tr class=\"verdict-ok\" id=\"check-clock\">",

@@ -39,13 +39,7 @@ async fn alarm_gauge(app: &TestApp) -> Option<String> {
 /// A console page, signed in.
 async fn admin_page(app: &TestApp, path: &str) -> String {
     let (http, _) = crate::admin::sign_in(app).await;
-    http.get(app.url(path))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap()
+    crate::admin::page(app, &http, path).await
 }
 
 fn event_types(receiver: &Receiver) -> Vec<String> {

@@ -471,20 +471,7 @@ pub async fn orders(
 ) -> Result<HttpResponse, WebError> {
     let filter = query.filter()?;
     let orders = state.console.orders(&filter).await?;
-    let with_contacts = orders
-        .iter()
-        .filter(|o| o.name.is_some() || o.phone.is_some())
-        .count();
-    if with_contacts > 0 {
-        state
-            .console
-            .record_access(
-                &session.token,
-                Access::List,
-                &access_subject(&query, with_contacts),
-            )
-            .await?;
-    }
+    record_shown(&state, &session, &query, &orders, Access::List).await?;
     let base = query.without_page();
     let next = (orders.len() as i64 == crate::console::PAGE_SIZE)
         .then(|| orders.last())
@@ -513,18 +500,37 @@ pub async fn orders(
     Ok(no_store(render(&page)?))
 }
 
-/// What the access log says a list or CSV showed: how many orders with contacts, and the
-/// filters — but not a search's text, which may be a phone number or a name.
-fn access_subject(query: &ListQuery, with_contacts: usize) -> String {
+/// Notes in the access log that a list page or CSV showed buyers, when it did: how many
+/// orders with contacts, and the filters — but not a search's text, which may be a phone
+/// number or a name.
+async fn record_shown(
+    state: &AppState,
+    session: &Session,
+    query: &ListQuery,
+    orders: &[crate::console::OrderSummary],
+    access: Access,
+) -> Result<(), WebError> {
+    let with_contacts = orders
+        .iter()
+        .filter(|o| o.name.is_some() || o.phone.is_some())
+        .count();
+    if with_contacts == 0 {
+        return Ok(());
+    }
     let filters = ListQuery {
         q: query.q.as_ref().map(|_| "…".to_owned()),
         ..query.clone()
     }
     .without_page();
-    format!(
+    let subject = format!(
         "{with_contacts} orders{}{filters}",
         if filters.is_empty() { "" } else { " · " }
-    )
+    );
+    state
+        .console
+        .record_access(&session.token, access, &subject)
+        .await?;
+    Ok(())
 }
 
 /// The same list as CSV, every page of it: UTF-8 with a byte-order mark (so Excel reads the
@@ -537,20 +543,7 @@ pub async fn orders_csv(
     let mut filter = query.filter()?;
     filter.after = None;
     let orders = state.console.all_orders(&filter).await?;
-    let with_contacts = orders
-        .iter()
-        .filter(|o| o.name.is_some() || o.phone.is_some())
-        .count();
-    if with_contacts > 0 {
-        state
-            .console
-            .record_access(
-                &session.token,
-                Access::Csv,
-                &access_subject(&query, with_contacts),
-            )
-            .await?;
-    }
+    record_shown(&state, &session, &query, &orders, Access::Csv).await?;
     let body = crate::console::orders_csv(&orders, true)
         .map_err(|e| WebError::Console(ConsoleError::Invalid(e.to_string())))?;
     Ok(no_store(
