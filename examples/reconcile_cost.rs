@@ -12,7 +12,7 @@ use wxpay_checkout::config::{SANDBOX_APPID, SANDBOX_KEY, SANDBOX_MCH_ID};
 use wxpay_checkout::rt::AppRuntime;
 use wxpay_checkout::sandbox::{SandboxConfig, SandboxServer};
 use wxpay_checkout::store::Store;
-use wxpay_checkout::wxpay::types::UnifiedOrderRequest;
+use wxpay_checkout::wxpay::types::{Trade, UnifiedOrderRequest};
 use wxpay_checkout::wxpay::{Client, ClientConfig, Merchant, SignType};
 
 #[tokio::main]
@@ -84,7 +84,9 @@ async fn main() -> anyhow::Result<()> {
                 total_fee: 100,
                 spbill_create_ip: "127.0.0.1".into(),
                 notify_url: "http://127.0.0.1:9/n".into(),
-                product_id: "1".into(),
+                trade: Trade::Native {
+                    product_id: "1".into(),
+                },
                 attach: None,
                 time_start: None,
                 time_expire: None,

@@ -18,7 +18,7 @@ use super::{trade_state, Checkout, CheckoutError, OrderItem, Shopper, UNPREPAID_
 use crate::domain::{Fen, OrderStatus, OutTradeNo};
 use crate::store::{Order, PaymentSource, Prepay};
 use crate::wxpay::time::format_beijing;
-use crate::wxpay::types::UnifiedOrderRequest;
+use crate::wxpay::types::{Trade, UnifiedOrderRequest};
 use crate::wxpay::ErrCode;
 
 /// A stored code_url that dies before its order does is replaced when it has less than this
@@ -166,7 +166,9 @@ impl Checkout {
             total_fee: order.total_fee.0,
             spbill_create_ip: terms.spbill_create_ip.clone(),
             notify_url: terms.notify_url.to_string(),
-            product_id: order.product_id.clone(),
+            trade: Trade::Native {
+                product_id: order.product_id.clone(),
+            },
             attach: None,
             // Fixed by the order, so every re-entry repeats them exactly.
             time_start: Some(format_beijing(order.created_at)),
@@ -176,7 +178,7 @@ impl Checkout {
             Ok(answer) => {
                 let prepay = Prepay {
                     prepay_id: answer.prepay_id,
-                    code_url: answer.code_url,
+                    code_url: answer.code_url.unwrap_or_default(),
                     code_url_expires_at: (now + crate::wxpay::PREPAY_VALIDITY)
                         .min(order.expires_at),
                     sign_type: self.wechat().sign_type(),

@@ -1,5 +1,6 @@
-//! WeChat Pay v2 (XML API) as the Native checkout speaks it: signatures, the XML codec, typed
-//! messages, the client, the payment notify, refunds (request, query, the encrypted refund
+//! WeChat Pay v2 (XML API) as the checkout speaks it (Native, H5 and JSAPI): signatures, the XML
+//! codec, typed messages, the client, the JSAPI page's signed parameters, the official account's
+//! OAuth (the JSAPI payer's openid), the payment notify, refunds (request, query, the encrypted refund
 //! notify), the daily trade bill and Beijing time. It has no web-framework or
 //! database types, and of this crate it uses only [`crate::rt`] (the client's connections live
 //! on the application runtime), so it could be published on its own with that one file; the
@@ -8,7 +9,9 @@
 pub mod bill;
 pub mod cert;
 pub mod client;
+pub mod jsapi;
 pub mod notify;
+pub mod oauth;
 pub mod refund;
 pub mod sign;
 pub mod time;

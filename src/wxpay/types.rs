@@ -136,19 +136,52 @@ fn parse_fen(text: &str) -> Option<i64> {
     text.parse().ok()
 }
 
-/// A unified order for a Native (QR code) payment. Amount in fen; times in Beijing
-/// `yyyyMMddHHmmss`. The client adds `appid`, `mch_id`, `nonce_str`, `sign_type` and `sign`.
+/// A unified order: Native (QR code), H5 (`MWEB`, a phone browser outside WeChat) or JSAPI
+/// (inside WeChat). Amount in fen; times in Beijing `yyyyMMddHHmmss`. The client adds `appid`,
+/// `mch_id`, `nonce_str`, `sign_type` and `sign`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UnifiedOrderRequest {
     pub body: String,
     pub out_trade_no: String,
     pub total_fee: i64,
+    /// Native: the server's address. H5: the shopper's (WeChat compares it with the browser
+    /// that opens `mweb_url`).
     pub spbill_create_ip: String,
     pub notify_url: String,
-    pub product_id: String,
+    pub trade: Trade,
     pub attach: Option<String>,
     pub time_start: Option<String>,
     pub time_expire: Option<String>,
+}
+
+/// The trade type of a unified order, with what each one requires.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Trade {
+    /// `NATIVE`: `product_id` is required.
+    Native { product_id: String },
+    /// `MWEB` (H5 payment): `scene_info` names the site the shopper pays from.
+    Mweb { wap_url: String, wap_name: String },
+    /// `JSAPI`: the payer's `openid` under the official account's appid.
+    Jsapi { openid: String },
+}
+
+impl Trade {
+    /// WeChat's `trade_type`.
+    pub fn trade_type(&self) -> &'static str {
+        match self {
+            Trade::Native { .. } => "NATIVE",
+            Trade::Mweb { .. } => "MWEB",
+            Trade::Jsapi { .. } => "JSAPI",
+        }
+    }
+}
+
+/// H5's `scene_info`: `{"h5_info":{"type":"Wap","wap_url":…,"wap_name":…}}`.
+pub fn h5_scene_info(wap_url: &str, wap_name: &str) -> String {
+    serde_json::json!({
+        "h5_info": {"type": "Wap", "wap_url": wap_url, "wap_name": wap_name}
+    })
+    .to_string()
 }
 
 impl UnifiedOrderRequest {
@@ -159,8 +192,18 @@ impl UnifiedOrderRequest {
         f.insert("total_fee".into(), self.total_fee.to_string());
         f.insert("spbill_create_ip".into(), self.spbill_create_ip.clone());
         f.insert("notify_url".into(), self.notify_url.clone());
-        f.insert("trade_type".into(), "NATIVE".into());
-        f.insert("product_id".into(), self.product_id.clone());
+        f.insert("trade_type".into(), self.trade.trade_type().into());
+        match &self.trade {
+            Trade::Native { product_id } => {
+                f.insert("product_id".into(), product_id.clone());
+            }
+            Trade::Mweb { wap_url, wap_name } => {
+                f.insert("scene_info".into(), h5_scene_info(wap_url, wap_name));
+            }
+            Trade::Jsapi { openid } => {
+                f.insert("openid".into(), openid.clone());
+            }
+        }
         f.insert("fee_type".into(), "CNY".into());
         for (name, value) in [
             ("attach", &self.attach),
@@ -175,28 +218,42 @@ impl UnifiedOrderRequest {
     }
 }
 
-/// The prepay WeChat created: `code_url` is what the QR code carries; both are valid 2 hours.
+/// The prepay WeChat created (valid 2 hours): Native's `code_url` is what the QR code carries;
+/// H5's `mweb_url` (valid 5 minutes) is where the shopper's browser goes; JSAPI has the
+/// `prepay_id` alone, for the page's `getBrandWCPayRequest`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UnifiedOrderResponse {
     pub trade_type: String,
     pub prepay_id: String,
-    pub code_url: String,
+    pub code_url: Option<String>,
+    pub mweb_url: Option<String>,
 }
 
 impl UnifiedOrderResponse {
+    /// The answer, with the field its trade type needs.
     pub fn from_fields(f: &Fields) -> Result<Self, FieldError> {
-        Ok(UnifiedOrderResponse {
+        let answer = UnifiedOrderResponse {
             trade_type: required(f, "trade_type")?,
             prepay_id: required(f, "prepay_id")?,
-            code_url: required(f, "code_url")?,
-        })
+            code_url: optional(f, "code_url"),
+            mweb_url: optional(f, "mweb_url"),
+        };
+        match answer.trade_type.as_str() {
+            "NATIVE" if answer.code_url.is_none() => Err(FieldError::Missing("code_url")),
+            "MWEB" if answer.mweb_url.is_none() => Err(FieldError::Missing("mweb_url")),
+            _ => Ok(answer),
+        }
     }
 
     pub fn to_fields(&self) -> Fields {
         let mut f = Fields::new();
         f.insert("trade_type".into(), self.trade_type.clone());
         f.insert("prepay_id".into(), self.prepay_id.clone());
-        f.insert("code_url".into(), self.code_url.clone());
+        for (name, value) in [("code_url", &self.code_url), ("mweb_url", &self.mweb_url)] {
+            if let Some(value) = value {
+                f.insert(name.into(), value.clone());
+            }
+        }
         f
     }
 }
@@ -401,7 +458,9 @@ mod tests {
             total_fee: 888,
             spbill_create_ip: "123.12.12.123".into(),
             notify_url: "http://www.weixin.qq.com/wxpay/pay.php".into(),
-            product_id: "12235413214070356458058".into(),
+            trade: Trade::Native {
+                product_id: "12235413214070356458058".into(),
+            },
             attach: None,
             time_start: Some("20091225091010".into()),
             time_expire: None,

@@ -10,7 +10,7 @@ use secrecy::SecretString;
 use url::Url;
 use wxpay_checkout::rt::AppRuntime;
 use wxpay_checkout::wxpay::client::ResponseProblem;
-use wxpay_checkout::wxpay::types::UnifiedOrderRequest;
+use wxpay_checkout::wxpay::types::{Trade, UnifiedOrderRequest};
 use wxpay_checkout::wxpay::{
     sign, xml, Client, ClientConfig, ErrCode, Fields, Merchant, RetryPolicy, SignType, TradeState,
     VerifyError, WxError,
@@ -204,7 +204,9 @@ fn unified_order() -> UnifiedOrderRequest {
         total_fee: 1250,
         spbill_create_ip: "127.0.0.1".into(),
         notify_url: "http://127.0.0.1:8080/weixin/pay/notify/url".into(),
-        product_id: "1".into(),
+        trade: Trade::Native {
+            product_id: "1".into(),
+        },
         attach: None,
         time_start: Some("20261128200000".into()),
         time_expire: Some("20261128201000".into()),
@@ -217,7 +219,10 @@ async fn signed_requests_are_accepted_with_both_algorithms() {
     for sign_type in [SignType::Md5, SignType::HmacSha256] {
         let client = wechat.client(sign_type);
         let prepay = client.unified_order(&unified_order()).await.unwrap();
-        assert_eq!(prepay.code_url, "weixin://wxpay/bizpayurl?pr=AbCdEf1");
+        assert_eq!(
+            prepay.code_url.as_deref(),
+            Some("weixin://wxpay/bizpayurl?pr=AbCdEf1")
+        );
         let query = client.order_query("o-1").await.unwrap();
         assert_eq!(query.trade_state, TradeState::NotPay);
         client.close_order("o-1").await.unwrap();

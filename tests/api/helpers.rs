@@ -76,7 +76,7 @@ use url::Url;
 use wxpay_checkout::config::{SANDBOX_APPID, SANDBOX_KEY, SANDBOX_MCH_ID};
 use wxpay_checkout::sandbox::{SandboxConfig, SandboxCredentials, SandboxHandle, SandboxServer};
 use wxpay_checkout::wxpay::refund::RefundQueryResponse;
-use wxpay_checkout::wxpay::types::UnifiedOrderRequest;
+use wxpay_checkout::wxpay::types::{Trade, UnifiedOrderRequest};
 use wxpay_checkout::wxpay::{
     xml, Client, ClientConfig, Fields, Merchant, RefundStatus, RetryPolicy, SecApi, SignType,
 };
@@ -232,7 +232,9 @@ impl TestSandbox {
             .unified_order(&native_order(no, total_fee))
             .await
             .unwrap();
-        let (status, paid) = self.pay(&prepay.code_url, "success").await;
+        let (status, paid) = self
+            .pay(prepay.code_url.as_deref().unwrap(), "success")
+            .await;
         assert_eq!(status, 200, "{paid}");
         paid["transaction_id"].as_str().unwrap().to_owned()
     }
@@ -266,7 +268,9 @@ pub fn native_order(no: &str, total_fee: i64) -> UnifiedOrderRequest {
         total_fee,
         spbill_create_ip: "127.0.0.1".into(),
         notify_url: "http://127.0.0.1:9/weixin/pay/notify/url".into(),
-        product_id: "1".into(),
+        trade: Trade::Native {
+            product_id: "1".into(),
+        },
         attach: None,
         time_start: None,
         time_expire: None,

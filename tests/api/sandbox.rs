@@ -8,7 +8,7 @@ use chrono::Utc;
 use wxpay_checkout::config::{SANDBOX_APPID, SANDBOX_KEY, SANDBOX_MCH_ID};
 use wxpay_checkout::rt::AppRuntime;
 use wxpay_checkout::wxpay::time::format_beijing;
-use wxpay_checkout::wxpay::types::UnifiedOrderRequest;
+use wxpay_checkout::wxpay::types::{Trade, UnifiedOrderRequest};
 use wxpay_checkout::wxpay::{
     Client, ClientConfig, ErrCode, Merchant, RetryPolicy, SignType, TradeState, WxError,
 };
@@ -37,7 +37,9 @@ fn order(no: &str, notify_url: &str) -> UnifiedOrderRequest {
         total_fee: 2500,
         spbill_create_ip: "127.0.0.1".into(),
         notify_url: notify_url.into(),
-        product_id: "1".into(),
+        trade: Trade::Native {
+            product_id: "1".into(),
+        },
         attach: Some("]]> attach".into()),
         time_start: None,
         time_expire: None,
@@ -127,7 +129,11 @@ async fn the_client_places_queries_and_closes_orders_with_both_sign_types() {
             .unified_order(&order(&no, "http://127.0.0.1:9/n"))
             .await
             .unwrap();
-        assert!(prepay.code_url.starts_with("weixin://wxpay/bizpayurl?pr="));
+        assert!(prepay
+            .code_url
+            .as_deref()
+            .unwrap()
+            .starts_with("weixin://wxpay/bizpayurl?pr="));
         assert_eq!(prepay.trade_type, "NATIVE");
         let query = client.order_query(&no).await.unwrap();
         assert_eq!(query.trade_state, TradeState::NotPay);
@@ -316,7 +322,9 @@ async fn missing_required_fields_are_refused_before_business() {
     // The crate's client sees the same as a typed error.
     let err = client(&sandbox, demo_merchant(), SignType::Md5)
         .unified_order(&UnifiedOrderRequest {
-            product_id: String::new(),
+            trade: Trade::Native {
+                product_id: String::new(),
+            },
             ..order("lack-2", "http://127.0.0.1:9/n")
         })
         .await
@@ -457,7 +465,9 @@ async fn paid_and_closed_orders_answer_orderpaid_and_orderclosed() {
         .unified_order(&order("paid-1", "http://127.0.0.1:9/n"))
         .await
         .unwrap();
-    let (status, receipt) = sandbox.pay(&paid.code_url, "success").await;
+    let (status, receipt) = sandbox
+        .pay(&paid.code_url.clone().unwrap(), "success")
+        .await;
     assert_eq!(status, 200, "{receipt}");
     assert_eq!(receipt["trade_state"], "SUCCESS");
     let err = client
@@ -473,7 +483,13 @@ async fn paid_and_closed_orders_answer_orderpaid_and_orderclosed() {
     assert_eq!(query.transaction_id.as_ref().map(String::len), Some(28));
     assert_eq!(query.attach.as_deref(), Some("]]> attach"));
     // Paying twice is refused.
-    assert_eq!(sandbox.pay(&paid.code_url, "success").await.0, 409);
+    assert_eq!(
+        sandbox
+            .pay(&paid.code_url.clone().unwrap(), "success")
+            .await
+            .0,
+        409
+    );
 
     client
         .unified_order(&order("closed-1", "http://127.0.0.1:9/n"))
@@ -516,7 +532,7 @@ async fn a_failed_payment_is_payerror_and_can_be_paid_again() {
         .unified_order(&order("fails-1", "http://127.0.0.1:9/n"))
         .await
         .unwrap();
-    let (status, receipt) = sandbox.pay(&prepay.code_url, "fail").await;
+    let (status, receipt) = sandbox.pay(&prepay.code_url.clone().unwrap(), "fail").await;
     assert_eq!(
         (status, receipt["trade_state"].as_str()),
         (200, Some("PAYERROR"))
@@ -525,7 +541,9 @@ async fn a_failed_payment_is_payerror_and_can_be_paid_again() {
         client.order_query("fails-1").await.unwrap().trade_state,
         TradeState::PayError
     );
-    let (status, _) = sandbox.pay(&prepay.code_url, "success").await;
+    let (status, _) = sandbox
+        .pay(&prepay.code_url.clone().unwrap(), "success")
+        .await;
     assert_eq!(status, 200);
     assert_eq!(
         client.order_query("fails-1").await.unwrap().trade_state,
@@ -549,14 +567,18 @@ async fn no_payment_after_time_expire_or_after_the_code_url_expires() {
         .await
         .unwrap();
     sandbox.advance_clock(6 * 60).await;
-    let (status, answer) = sandbox.pay(&short.code_url, "success").await;
+    let (status, answer) = sandbox
+        .pay(&short.code_url.clone().unwrap(), "success")
+        .await;
     assert_eq!(status, 409, "{answer}");
     assert_eq!(
         client.order_query("expires-1").await.unwrap().trade_state,
         TradeState::NotPay
     );
     sandbox.advance_clock(2 * 3600).await;
-    let (status, answer) = sandbox.pay(&long.code_url, "success").await;
+    let (status, answer) = sandbox
+        .pay(&long.code_url.clone().unwrap(), "success")
+        .await;
     assert_eq!(status, 409, "{answer}");
     // A re-entry after the code_url expired gets a fresh one, which can be paid.
     let renewed = client
@@ -564,7 +586,13 @@ async fn no_payment_after_time_expire_or_after_the_code_url_expires() {
         .await
         .unwrap();
     assert_ne!(renewed.code_url, long.code_url);
-    assert_eq!(sandbox.pay(&renewed.code_url, "success").await.0, 200);
+    assert_eq!(
+        sandbox
+            .pay(&renewed.code_url.clone().unwrap(), "success")
+            .await
+            .0,
+        200
+    );
     assert_eq!(
         sandbox
             .pay("weixin://wxpay/bizpayurl?pr=nothing", "success")
@@ -583,7 +611,9 @@ async fn notify_is_retried_until_success_exactly_three_deliveries() {
         .unified_order(&order("notify-1", receiver.url.as_str()))
         .await
         .unwrap();
-    sandbox.pay(&prepay.code_url, "success").await;
+    sandbox
+        .pay(&prepay.code_url.clone().unwrap(), "success")
+        .await;
     assert!(wait_until(Duration::from_secs(5), || receiver.count() >= 3).await);
     // The sandbox records the acknowledgement before its delivery loop ends, so once it shows,
     // no further delivery can follow.
@@ -652,7 +682,9 @@ async fn delivery_keeps_retrying_while_the_shop_is_down() {
     let url = format!("http://127.0.0.1:{port}/weixin/pay/notify/url");
     let client = client(&sandbox, demo_merchant(), SignType::Md5);
     let prepay = client.unified_order(&order("down-1", &url)).await.unwrap();
-    sandbox.pay(&prepay.code_url, "success").await;
+    sandbox
+        .pay(&prepay.code_url.clone().unwrap(), "success")
+        .await;
     // Wait (with a deadline a loaded CI machine meets) until at least two deliveries failed,
     // then bring the shop up on that port.
     let until = tokio::time::Instant::now() + Duration::from_secs(20);
@@ -746,7 +778,9 @@ async fn dropped_and_duplicated_notifies() {
         .unified_order(&order("drop-1", receiver.url.as_str()))
         .await
         .unwrap();
-    sandbox.pay(&dropped.code_url, "success").await;
+    sandbox
+        .pay(&dropped.code_url.clone().unwrap(), "success")
+        .await;
     let mut attempts = 0;
     for _ in 0..300 {
         attempts = sandbox.json("sandbox/orders/drop-1").await["notify_attempts"]
@@ -767,7 +801,9 @@ async fn dropped_and_duplicated_notifies() {
         .unified_order(&order("dup-1", receiver.url.as_str()))
         .await
         .unwrap();
-    sandbox.pay(&twice.code_url, "success").await;
+    sandbox
+        .pay(&twice.code_url.clone().unwrap(), "success")
+        .await;
     assert!(
         wait_until(Duration::from_secs(5), || receiver
             .all()
@@ -796,7 +832,7 @@ async fn the_scan_page_shows_the_order_and_pays_by_form() {
     let page = sandbox
         .http
         .get(sandbox.url("scan"))
-        .query(&[("code_url", prepay.code_url.as_str())])
+        .query(&[("code_url", prepay.code_url.as_deref().unwrap())])
         .send()
         .await
         .unwrap();
@@ -816,7 +852,7 @@ async fn the_scan_page_shows_the_order_and_pays_by_form() {
         .http
         .post(sandbox.url("sandbox/pay"))
         .form(&[
-            ("code_url", prepay.code_url.as_str()),
+            ("code_url", prepay.code_url.as_deref().unwrap()),
             ("outcome", "success"),
         ])
         .send()
@@ -831,7 +867,7 @@ async fn the_scan_page_shows_the_order_and_pays_by_form() {
     let again = sandbox
         .http
         .get(sandbox.url("scan"))
-        .query(&[("code_url", prepay.code_url.as_str())])
+        .query(&[("code_url", prepay.code_url.as_deref().unwrap())])
         .send()
         .await
         .unwrap()
