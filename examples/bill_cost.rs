@@ -465,5 +465,10 @@ fn terms() -> anyhow::Result<Terms> {
         checkout_fields: Vec::new(),
         outbox: Default::default(),
         privacy: Default::default(),
+        phones: wxpay_checkout::checkout::PhoneTerms {
+            h5: false,
+            oauth: None,
+            public_base_url: "http://127.0.0.1:9/".parse().unwrap(),
+        },
     })
 }

@@ -123,6 +123,11 @@ async fn main() -> anyhow::Result<()> {
         checkout_fields: Vec::new(),
         outbox: Default::default(),
         privacy: Default::default(),
+        phones: wxpay_checkout::checkout::PhoneTerms {
+            h5: false,
+            oauth: None,
+            public_base_url: "http://127.0.0.1:9/".parse().unwrap(),
+        },
     };
     let shutdown = tokio_util::sync::CancellationToken::new();
     let (checkout, _background) = Checkout::start(store, wechat, terms, &rt, &shutdown);

@@ -18,6 +18,8 @@ use crate::wxpay::{Merchant, SignType};
 pub const SANDBOX_APPID: &str = "wx8888888888888888";
 pub const SANDBOX_MCH_ID: &str = "1900000109";
 pub const SANDBOX_KEY: &str = "8934e7d15453e97507ef794cf7b0519d";
+/// The demo official account's AppSecret (JSAPI's OAuth), shared with the sandbox. Not a secret.
+pub const SANDBOX_MP_APPSECRET: &str = "5ea1d0a5c2b94c7e8f3a6b1d2e4f6a8c";
 
 /// Where payments go.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,6 +57,8 @@ pub struct Settings {
     /// WeChat Pay's base URL. With `builtin_sandbox` it names the sandbox's configured address;
     /// start-up replaces it with the address actually bound.
     pub api_base: Url,
+    /// Paying on a phone: `WEIXIN_H5`, `WEIXIN_MP_APPSECRET` and the OAuth hosts.
+    pub phones: PhoneSettings,
     /// Sandbox mode without `WEIXIN_API_BASE`: `serve` starts the built-in sandbox.
     pub builtin_sandbox: bool,
     pub sandbox: SandboxSettings,
@@ -285,6 +289,21 @@ fn webhook_settings(get: &impl Fn(&str) -> Option<String>) -> Result<WebhookSett
         secret,
         retry_scale,
     })
+}
+
+/// Paying on a phone (see the README's *Paying on a phone*).
+#[derive(Debug, Clone)]
+pub struct PhoneSettings {
+    /// `WEIXIN_H5` (default off; on in sandbox mode): H5 payment in phone browsers.
+    pub h5: bool,
+    /// `WEIXIN_MP_APPSECRET`: the official account's AppSecret; set, JSAPI payment inside
+    /// WeChat is offered (sandbox mode: the demo account's).
+    pub mp_appsecret: Option<SecretString>,
+    /// `WEIXIN_OAUTH_BASE` (`https://open.weixin.qq.com`) and `WEIXIN_MP_API_BASE`
+    /// (`https://api.weixin.qq.com`): where the browser is sent for OAuth, and where the code
+    /// is traded for the openid. Sandbox mode: the sandbox.
+    pub oauth_base: Url,
+    pub mp_api_base: Url,
 }
 
 /// The built-in sandbox's own knobs (`SANDBOX_*`), for tests and demos.
@@ -535,6 +554,36 @@ impl Settings {
             },
         };
 
+        let phones = PhoneSettings {
+            h5: match get("WEIXIN_H5") {
+                None => mode == Mode::Sandbox,
+                Some(_) => flag(&get, "WEIXIN_H5")?,
+            },
+            mp_appsecret: match (get("WEIXIN_MP_APPSECRET"), mode) {
+                (Some(secret), _) => {
+                    if secret.len() != 32 || !secret.bytes().all(|b| b.is_ascii_alphanumeric()) {
+                        return Err(error(
+                            "WEIXIN_MP_APPSECRET",
+                            "must be the official account's AppSecret: 32 letters and digits",
+                        ));
+                    }
+                    Some(SecretString::from(secret))
+                }
+                (None, Mode::Sandbox) => Some(SecretString::from(SANDBOX_MP_APPSECRET)),
+                (None, Mode::Live) => None,
+            },
+            oauth_base: match get("WEIXIN_OAUTH_BASE") {
+                Some(text) => http_url("WEIXIN_OAUTH_BASE", &text)?,
+                None if mode == Mode::Sandbox => api_base.clone(),
+                None => Url::parse(crate::wxpay::oauth::OPEN_BASE).expect("valid URL"),
+            },
+            mp_api_base: match get("WEIXIN_MP_API_BASE") {
+                Some(text) => http_url("WEIXIN_MP_API_BASE", &text)?,
+                None if mode == Mode::Sandbox => api_base.clone(),
+                None => Url::parse(crate::wxpay::oauth::MP_API_BASE).expect("valid URL"),
+            },
+        };
+
         let sign_type = match get("WEIXIN_SIGN_TYPE") {
             None => SignType::Md5,
             Some(text) => text
@@ -717,6 +766,7 @@ impl Settings {
             merchant,
             notify_url,
             api_base,
+            phones,
             builtin_sandbox,
             sandbox: SandboxSettings {
                 time_scale,

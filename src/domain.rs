@@ -112,6 +112,51 @@ impl ContactField {
     }
 }
 
+/// A way of paying an order: WeChat's trade type. Each is its own WeChat order (a *payment
+/// attempt*) with its own `out_trade_no`: Native keeps the order's number, the others add a
+/// letter to it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum PayWay {
+    /// The QR code (`NATIVE`), scanned with WeChat on another device.
+    Native,
+    /// H5 payment (`MWEB`): a phone browser outside WeChat opens WeChat to pay.
+    H5,
+    /// JSAPI: the page inside WeChat's own browser asks WeChat to pay.
+    Jsapi,
+}
+
+impl PayWay {
+    /// WeChat's `trade_type`.
+    pub fn trade_type(self) -> &'static str {
+        match self {
+            PayWay::Native => "NATIVE",
+            PayWay::H5 => "MWEB",
+            PayWay::Jsapi => "JSAPI",
+        }
+    }
+
+    pub fn from_trade_type(text: &str) -> Option<Self> {
+        Some(match text {
+            "NATIVE" => PayWay::Native,
+            "MWEB" => PayWay::H5,
+            "JSAPI" => PayWay::Jsapi,
+            _ => return None,
+        })
+    }
+
+    /// The number this way of paying has at WeChat for order `no`: the order's own for Native,
+    /// the order's number and a letter for the others (`None` when that would pass WeChat's 32
+    /// characters: such an order is paid by QR code only).
+    pub fn attempt_no(self, no: &OutTradeNo) -> Option<OutTradeNo> {
+        let letter = match self {
+            PayWay::Native => return Some(no.clone()),
+            PayWay::H5 => 'H',
+            PayWay::Jsapi => 'J',
+        };
+        OutTradeNo::parse(&format!("{no}{letter}")).ok()
+    }
+}
+
 /// Where an order stands. `Pending` is the only state with a way out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum OrderStatus {

@@ -106,7 +106,40 @@ pub fn terms(settings: &Settings, addr: SocketAddr) -> Terms {
             retention_days: settings.contact_retention_days,
             notice: settings.privacy_notice.clone(),
         },
+        phones: crate::checkout::PhoneTerms {
+            h5: settings.phones.h5,
+            oauth: None,
+            public_base_url: settings.public_base_url(addr),
+        },
     }
+}
+
+/// The official account's OAuth for JSAPI, when `WEIXIN_MP_APPSECRET` is set; in built-in
+/// sandbox mode both its hosts are the sandbox's.
+pub fn oauth(
+    settings: &Settings,
+    sandbox: Option<&SandboxServer>,
+    rt: &AppRuntime,
+) -> anyhow::Result<Option<crate::wxpay::oauth::OAuth>> {
+    let Some(secret) = &settings.phones.mp_appsecret else {
+        return Ok(None);
+    };
+    let (open, api) = match sandbox.map(SandboxServer::base_url) {
+        Some(base) => (base.clone(), base),
+        None => (
+            settings.phones.oauth_base.clone(),
+            settings.phones.mp_api_base.clone(),
+        ),
+    };
+    let oauth = crate::wxpay::oauth::OAuth::new(
+        open,
+        api,
+        settings.merchant.appid.clone(),
+        secret.clone(),
+        rt,
+    )
+    .context("building the official account's OAuth client")?;
+    Ok(Some(oauth))
 }
 
 /// The WeChat Pay client's configuration: the built-in sandbox's addresses, CA and merchant
@@ -254,7 +287,8 @@ impl Application {
             .context("building the WeChat Pay client (WEIXIN_CA_PEM, the client certificate)")?;
 
         let shutdown = CancellationToken::new();
-        let terms = terms(settings, addr);
+        let mut terms = terms(settings, addr);
+        terms.phones.oauth = oauth(settings, sandbox.as_ref(), &rt)?;
         if let Some(after) = terms
             .unpaid_close_after()
             .filter(|a| *a < settings.order_ttl)

@@ -3,6 +3,9 @@
 // attempt (PAYERROR) is not final: the shopper may scan again, so the page stays. When the
 // shopper comes back to the page (from WeChat, another app or tab), it asks at once rather
 // than at the next tick; the shop then asks WeChat if its own record is still unpaid.
+// On a phone: back from WeChat's H5 page it asks at once; inside WeChat its button calls
+// WeixinJSBridge's getBrandWCPayRequest (whose "ok" is only a hint: the page still asks the
+// shop); a phone that can do neither gets a copy-link button.
 (function () {
   "use strict";
   var root = document.getElementById("pay");
@@ -47,5 +50,45 @@
   });
   window.addEventListener("pageshow", function (e) { if (e.persisted) next(0); });
   window.addEventListener("focus", function () { next(0); });
-  next(3000);
+  var statusLine = document.getElementById("status-line");
+  function say(text) { if (statusLine) statusLine.textContent = text; }
+
+  var payJsapi = document.getElementById("pay-jsapi");
+  if (payJsapi) {
+    payJsapi.addEventListener("click", function () {
+      var params = JSON.parse(payJsapi.dataset.params);
+      function invoke() {
+        window.WeixinJSBridge.invoke("getBrandWCPayRequest", params, function (res) {
+          var msg = (res && res.err_msg) || "";
+          if (msg === "get_brand_wcpay_request:ok") {
+            say("正在确认支付… Confirming your payment…");
+            next(0);
+          } else if (msg === "get_brand_wcpay_request:cancel") {
+            say("已取消，可再次支付。Cancelled; you may pay again.");
+          } else {
+            say("支付未完成，可再次支付。The payment did not go through; you may try again.");
+          }
+        });
+      }
+      if (window.WeixinJSBridge) invoke();
+      else document.addEventListener("WeixinJSBridgeReady", invoke, { once: true });
+    });
+  }
+
+  var copy = document.getElementById("copy-link");
+  var link = document.getElementById("page-link");
+  if (copy && link) {
+    copy.addEventListener("click", function () {
+      function copied() { copy.textContent = "已复制 Copied"; }
+      if (navigator.clipboard && navigator.clipboard.writeText) {
+        navigator.clipboard.writeText(link.value).then(copied, function () {
+          link.select(); document.execCommand("copy"); copied();
+        });
+      } else {
+        link.select(); document.execCommand("copy"); copied();
+      }
+    });
+  }
+
+  next(document.getElementById("returned") ? 0 : 3000);
 })();

@@ -353,9 +353,14 @@ impl Checkout {
             ),
             ..found(DiscrepancyKind::WechatOnly, &line.transaction_id)
         };
-        let order = match OutTradeNo::parse(&line.out_trade_no) {
-            Ok(no) => self.store().order_now(&no).await?,
-            Err(_) => None,
+        // The bill names WeChat's number: the order's, or a payment attempt's.
+        let wechat_no = OutTradeNo::parse(&line.out_trade_no).ok();
+        let order = match &wechat_no {
+            Some(no) => match self.order_no_for(no).await? {
+                Some(order_no) => self.store().order_now(&order_no).await?,
+                None => None,
+            },
+            None => None,
         };
         let Some(order) = order else {
             found.detail = format!(
@@ -365,7 +370,8 @@ impl Checkout {
             );
             return Ok(found);
         };
-        let query = match self.wechat().order_query(order.out_trade_no.as_str()).await {
+        let wechat_no = wechat_no.unwrap_or_else(|| order.out_trade_no.clone());
+        let query = match self.wechat().order_query(wechat_no.as_str()).await {
             Ok(query) => query,
             Err(e) if e.is_transient() => return Err(Failure::WeChat(e)),
             Err(e) => {
@@ -382,7 +388,8 @@ impl Checkout {
             );
             return Ok(found);
         }
-        let Some(event) = event_from_query(&order, &query, PaymentSource::Reconcile) else {
+        let Some(event) = event_from_query(&order, &wechat_no, &query, PaymentSource::Reconcile)
+        else {
             found.action = "not recorded: WeChat's answer is malformed".into();
             return Ok(found);
         };
@@ -436,7 +443,7 @@ impl Checkout {
                 // What WeChat says of the order's refunds settles ours, or records one the shop
                 // never asked for.
                 if let Ok(no) = OutTradeNo::parse(&line.out_trade_no) {
-                    if self.store().order_now(&no).await?.is_some() {
+                    if self.order_no_for(&no).await?.is_some() {
                         match self.query_refunds(&no, "bill").await? {
                             Err(e) if e.is_transient() => return Err(Failure::WeChat(e)),
                             Err(e) => action = format!("WeChat's refund query failed ({e})"),

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use super::{Checkout, CheckoutError};
-use crate::domain::Fen;
+use crate::domain::{Fen, OutTradeNo};
 use crate::payments;
 use crate::store::{Order, PaymentEvent, PaymentResult, PaymentSource, CNY};
 use crate::wxpay::types::OrderQueryResponse;
@@ -22,12 +22,24 @@ impl Checkout {
         order: Order,
         source: PaymentSource,
     ) -> Result<Order, CheckoutError> {
+        let no = order.out_trade_no.clone();
+        self.confirm_attempt_by_query(order, &no, source).await
+    }
+
+    /// Asks WeChat about one of the order's numbers (its own, or a payment attempt's) and, if
+    /// it was paid, confirms the payment and waits briefly for it to be applied.
+    pub(super) async fn confirm_attempt_by_query(
+        &self,
+        order: Order,
+        wechat_no: &OutTradeNo,
+        source: PaymentSource,
+    ) -> Result<Order, CheckoutError> {
         let query = self
             .wechat()
-            .order_query(order.out_trade_no.as_str())
+            .order_query(wechat_no.as_str())
             .await
             .map_err(|e| CheckoutError::wechat(e, &order.out_trade_no))?;
-        self.apply_query(order, &query, source).await
+        self.apply_query(order, wechat_no, &query, source).await
     }
 
     /// Confirms the payment a query reports (if any) and returns the order as it then stands.
@@ -36,6 +48,7 @@ impl Checkout {
     pub(super) async fn apply_query(
         &self,
         order: Order,
+        wechat_no: &OutTradeNo,
         query: &OrderQueryResponse,
         source: PaymentSource,
     ) -> Result<Order, CheckoutError> {
@@ -47,7 +60,10 @@ impl Checkout {
                 .note_wechat_state(&order.out_trade_no, state)
                 .await?;
         }
-        let Some(event) = event_from_query(&order, query, source) else {
+        if *wechat_no != order.out_trade_no && noted {
+            self.store().note_attempt_state(wechat_no, state).await?;
+        }
+        let Some(event) = event_from_query(&order, wechat_no, query, source) else {
             return match noted {
                 true => self.load(&order.out_trade_no).await,
                 false => Ok(order),
@@ -68,11 +84,12 @@ impl Checkout {
 /// due back. A malformed transaction id is logged and never recorded.
 pub(super) fn event_from_query(
     order: &Order,
+    wechat_no: &OutTradeNo,
     query: &OrderQueryResponse,
     source: PaymentSource,
 ) -> Option<PaymentEvent> {
     let paid = matches!(query.trade_state, TradeState::Success | TradeState::Refund);
-    if !paid || query.out_trade_no != order.out_trade_no.as_str() {
+    if !paid || query.out_trade_no != wechat_no.as_str() {
         return None;
     }
     let (Some(transaction_id), Some(total_fee), Some(time_end)) =
@@ -88,7 +105,10 @@ pub(super) fn event_from_query(
         coupon_fee: query.coupon_fee,
         time_end,
     };
-    let event = payment_event(order, &reported, source);
+    let event = payment_event(order, &reported, source).map(|mut event| {
+        event.wechat_no = (*wechat_no != order.out_trade_no).then(|| wechat_no.clone());
+        event
+    });
     if event.is_none() {
         tracing::error!(
             out_trade_no = %order.out_trade_no,
@@ -139,6 +159,7 @@ pub(super) fn payment_event(
     }
     let pay_time = crate::wxpay::time::parse_beijing(paid.time_end).ok()?;
     Some(PaymentEvent {
+        wechat_no: None,
         out_trade_no: order.out_trade_no.clone(),
         result: PaymentResult::Paid {
             transaction_id: paid.transaction_id.to_owned(),

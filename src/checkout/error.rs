@@ -107,6 +107,10 @@ pub enum CheckoutError {
     /// The order can no longer be paid (it is paid, closed or failed).
     #[error("the order is {0}")]
     NotPayable(TradeState),
+    /// This way of paying is not open to this order or shopper (H5 off, JSAPI without the
+    /// official account, another WeChat account paying it already); the QR code still is.
+    #[error("{0}")]
+    WayUnavailable(&'static str),
     /// WeChat Pay did not answer, or asked to try again: nothing changed, try again (the order
     /// to go back to, if any).
     #[error("WeChat Pay unavailable: {cause}")]

@@ -27,6 +27,7 @@ pub mod health;
 pub mod limits;
 pub mod notify;
 pub mod outbox;
+pub mod phones;
 mod prepay;
 pub mod privacy;
 pub mod reconcile;
@@ -48,6 +49,7 @@ pub use self::flight::Flights;
 pub use self::limits::{RateLimiter, Shopper};
 pub use self::notify::NotifyReceipt;
 pub use self::outbox::{DeliveryView, OutboxTerms};
+pub use self::phones::{PhoneStep, PhoneTerms};
 pub use self::prepay::{NativeCode, PayStep, Prepared};
 pub use self::refunds::{FollowReport, RefundProblem};
 use crate::domain::ContactField;
@@ -115,6 +117,8 @@ pub struct Terms {
     pub privacy: privacy::PrivacyTerms,
     /// When the missing-notify alarm is raised.
     pub notify_alarm: health::NotifyAlarmTerms,
+    /// Paying on a phone: H5, JSAPI.
+    pub phones: PhoneTerms,
 }
 
 impl Terms {
@@ -152,6 +156,8 @@ struct Inner {
     terms: Terms,
     /// unifiedorder calls in flight, one per order.
     prepays: Flights<Result<Prepared, CheckoutError>>,
+    /// unifiedorder calls for payment attempts (H5, JSAPI) in flight, one per attempt.
+    attempt_prepays: Flights<Result<phones::AttemptPrepared, CheckoutError>>,
     /// The status path's order queries: one per order every [`QUERY_EVERY`], shared by the
     /// polls that ask together. `None` when WeChat could not be asked.
     queries: Flights<Option<OrderQueryResponse>>,
@@ -222,6 +228,7 @@ impl Checkout {
                 wechat,
                 payments,
                 prepays: Flights::new(Duration::ZERO),
+                attempt_prepays: Flights::new(Duration::ZERO),
                 queries: Flights::new(QUERY_EVERY),
                 notify_log: Default::default(),
                 order_rate: RateLimiter::new(terms.order_rate_per_minute),
@@ -403,6 +410,11 @@ impl Checkout {
     /// by concurrent polls — and a payment it reports is confirmed through the payments channel.
     pub async fn status(&self, no: &str) -> Result<Order, CheckoutError> {
         let order = self.order(no).await?;
+        if order.status != OrderStatus::Pending {
+            return Ok(order);
+        }
+        // Paying on a phone: its attempts are asked about too.
+        let order = self.ask_about_attempts(order).await?;
         if order.status != OrderStatus::Pending || order.prepay.is_none() {
             return Ok(order);
         }
@@ -425,7 +437,8 @@ impl Checkout {
             .flatten();
         match answer {
             Some(answer) => {
-                self.apply_query(order, &answer, crate::store::PaymentSource::Query)
+                let no = order.out_trade_no.clone();
+                self.apply_query(order, &no, &answer, crate::store::PaymentSource::Query)
                     .await
             }
             None => Ok(order),

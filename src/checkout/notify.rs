@@ -108,13 +108,24 @@ impl Checkout {
         if let Some(no) = &claimed {
             tracing::Span::current().record("out_trade_no", no.as_str());
         }
-        let order = match &claimed {
-            Some(no) => self.store().order(no).await?,
-            None => None,
+        // The number may be a payment attempt's (H5, JSAPI): its order is the one it pays.
+        let (order, attempt) = match &claimed {
+            Some(no) => match self.store().order(no).await? {
+                Some(order) => (Some(order), None),
+                None => match self.store().attempt(no).await? {
+                    Some(attempt) => (self.store().order(&attempt.order_no).await?, Some(attempt)),
+                    None => (None, None),
+                },
+            },
+            None => (None, None),
         };
-        let sign_type = order
-            .as_ref()
-            .and_then(|o| o.prepay.as_ref().map(|p| p.sign_type))
+        let recorded_sign_type = match &attempt {
+            Some(attempt) => attempt.prepay.as_ref().map(|p| p.sign_type),
+            None => order
+                .as_ref()
+                .and_then(|o| o.prepay.as_ref().map(|p| p.sign_type)),
+        };
+        let sign_type = recorded_sign_type
             .or_else(|| unverified.sign_type_by_length())
             .unwrap_or(SignType::Md5);
         let merchant = &self.wechat().config().merchant;
@@ -139,6 +150,16 @@ impl Checkout {
                 &paid.out_trade_no,
             ));
         };
+        // The verified notify names the number it was for; an attempt's pays its order.
+        let wechat_no = attempt
+            .filter(|a| a.attempt_no.as_str() == paid.out_trade_no)
+            .map(|a| a.attempt_no);
+        if wechat_no.is_none() && paid.out_trade_no != order.out_trade_no.as_str() {
+            return Err(CheckoutError::notify(
+                NotifyRefusal::UnknownOrder,
+                &paid.out_trade_no,
+            ));
+        }
         // An amount or currency other than the order's is recorded all the same (WeChat took
         // that money): applying it marks the money as due back.
         let event = match paid.result_code {
@@ -158,9 +179,15 @@ impl Checkout {
                     coupon_fee: paid.coupon_fee,
                     time_end: &time_end,
                 };
-                payment_event(&order, &reported, PaymentSource::Notify).ok_or_else(|| {
-                    CheckoutError::notify(NotifyRefusal::InvalidFields, "malformed payment fields")
-                })?
+                let mut event = payment_event(&order, &reported, PaymentSource::Notify)
+                    .ok_or_else(|| {
+                        CheckoutError::notify(
+                            NotifyRefusal::InvalidFields,
+                            "malformed payment fields",
+                        )
+                    })?;
+                event.wechat_no = wechat_no;
+                event
             }
             ResultCode::Fail => {
                 if paid.total_fee <= 0 || !(1..=16).contains(&paid.fee_type.len()) {
@@ -170,6 +197,7 @@ impl Checkout {
                     ));
                 }
                 PaymentEvent {
+                    wechat_no,
                     out_trade_no: order.out_trade_no,
                     result: PaymentResult::Failed,
                     total_fee: Fen(paid.total_fee),

@@ -149,7 +149,8 @@ impl Checkout {
                 Standing::Known(known) => return Ok(known),
                 Standing::AskWechat(order) => order,
             };
-        if order.prepay.is_none() && order.expires_at < now + MIN_TIME_TO_PAY {
+        if order.prepay.is_none() && order.attempts == 0 && order.expires_at < now + MIN_TIME_TO_PAY
+        {
             let until = whole_second(now + MIN_TIME_TO_PAY);
             if self.store().extend_expiry(&no, until).await? {
                 tracing::info!(out_trade_no = %no, "payment window extended to WeChat's minimum");
@@ -227,8 +228,9 @@ fn known_without_wechat(
     if order.status != OrderStatus::Pending {
         return Standing::Known(Prepared::Settled(order));
     }
-    let held_too_long =
-        order.prepay.is_none() && unprepaid_hold.is_some_and(|hold| order.created_at + hold <= now);
+    let held_too_long = order.prepay.is_none()
+        && order.attempts == 0
+        && unprepaid_hold.is_some_and(|hold| order.created_at + hold <= now);
     if order.expires_at <= now || held_too_long {
         return Standing::Known(Prepared::Over(order));
     }
@@ -243,7 +245,7 @@ fn known_without_wechat(
 }
 
 /// `t`, rounded up to a whole second (WeChat's times have no fractions).
-fn whole_second(t: DateTime<Utc>) -> DateTime<Utc> {
+pub(super) fn whole_second(t: DateTime<Utc>) -> DateTime<Utc> {
     let floor = DateTime::from_timestamp(t.timestamp(), 0).unwrap_or(t);
     if floor < t {
         floor + chrono::Duration::seconds(1)

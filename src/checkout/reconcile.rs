@@ -49,6 +49,7 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use super::confirm::event_from_query;
+use super::phones::AttemptClose;
 use super::{Checkout, MIN_CLOSE_AGE};
 use crate::domain::OrderStatus;
 use crate::store::{Order, PaymentSource, StoreError};
@@ -92,6 +93,8 @@ pub struct RunReport {
     pub watched: usize,
     /// Payments the watch found for finished orders (now refund_due).
     pub late_payments: usize,
+    /// Payment attempts of orders over another way, closed at WeChat (or found paid: late).
+    pub spare_attempts_closed: usize,
 }
 
 impl RunReport {
@@ -221,6 +224,7 @@ impl Reconciler {
         for step in self.each(watched, now, Self::watch).await? {
             report.count(step);
         }
+        report.spare_attempts_closed = self.checkout.close_spare_attempts(now).await?;
         Ok(report)
     }
 
@@ -257,22 +261,39 @@ impl Reconciler {
     #[tracing::instrument(name = "reconcile", skip_all, fields(out_trade_no = %order.out_trade_no))]
     async fn reconcile(self, order: Order, now: DateTime<Utc>) -> Result<Step, StoreError> {
         let no = order.out_trade_no.clone();
-        let state = match self.checkout.wechat().order_query(no.as_str()).await {
-            Ok(query) => match query.trade_state {
-                TradeState::Success | TradeState::Refund => {
-                    return self.confirm(&order, &query).await
-                }
-                TradeState::Closed | TradeState::Revoked => {
-                    self.note(&order, query.trade_state.as_str()).await?;
-                    return self.close_locally(&order, now).await;
-                }
-                state => state.as_str().to_owned(),
-            },
-            // WeChat does not know an order it gave a prepay for: not proof of anything yet.
-            Err(e) if e.err_code() == Some(&ErrCode::OrderNotExist) => {
-                ErrCode::OrderNotExist.as_str().to_owned()
+        // Its payment attempts on phones first: any of them paid pays the order.
+        for attempt in self.checkout.open_phone_attempts(&order).await? {
+            match self.checkout.query_attempt(&order, &attempt).await? {
+                AttemptClose::Paid => return Ok(Step::Paid),
+                AttemptClose::Transient => return Ok(Step::Transient),
+                AttemptClose::Closed | AttemptClose::Wait => {}
             }
-            Err(e) => return self.query_failed(&order, &e, now).await,
+        }
+        // An order paid on a phone only, never shown as a QR code, has nothing to ask under
+        // its own number.
+        let asked = match &order.prepay {
+            Some(_) => Some(self.checkout.wechat().order_query(no.as_str()).await),
+            None => None,
+        };
+        let state = match asked {
+            None => TradeState::NotPay.as_str().to_owned(),
+            Some(asked) => match asked {
+                Ok(query) => match query.trade_state {
+                    TradeState::Success | TradeState::Refund => {
+                        return self.confirm(&order, &query).await
+                    }
+                    TradeState::Closed | TradeState::Revoked => {
+                        self.note(&order, query.trade_state.as_str()).await?;
+                        return self.close_locally(&order, now).await;
+                    }
+                    state => state.as_str().to_owned(),
+                },
+                // WeChat does not know an order it gave a prepay for: not proof of anything yet.
+                Err(e) if e.err_code() == Some(&ErrCode::OrderNotExist) => {
+                    ErrCode::OrderNotExist.as_str().to_owned()
+                }
+                Err(e) => return self.query_failed(&order, &e, now).await,
+            },
         };
         self.log_if_unexpected(&order, &state);
         let Some(attempts) = self
@@ -404,6 +425,23 @@ impl Reconciler {
 
     /// Closes at WeChat, then here — only once WeChat can take no money for it.
     async fn close(&self, order: &Order, now: DateTime<Utc>) -> Result<Step, StoreError> {
+        // Its payment attempts on phones are closed at WeChat first: the order is over only
+        // once WeChat can take no money for any of them.
+        for attempt in self.checkout.open_phone_attempts(order).await? {
+            match self
+                .checkout
+                .close_attempt_at_wechat(order, &attempt, now)
+                .await?
+            {
+                AttemptClose::Closed => {}
+                AttemptClose::Paid => return Ok(Step::Paid),
+                AttemptClose::Wait => return Ok(Step::Unpaid),
+                AttemptClose::Transient => return Ok(Step::Transient),
+            }
+        }
+        if order.prepay.is_none() {
+            return self.close_locally(order, now).await;
+        }
         let no = order.out_trade_no.as_str();
         let Err(e) = self.checkout.wechat().close_order(no).await else {
             return self.close_locally(order, now).await;
@@ -475,7 +513,7 @@ impl Reconciler {
         if query.trade_state == TradeState::Refund {
             self.note(order, TradeState::Refund.as_str()).await?;
         }
-        match event_from_query(order, query, PaymentSource::Reconcile) {
+        match event_from_query(order, &order.out_trade_no, query, PaymentSource::Reconcile) {
             Some(event) => {
                 self.checkout.inner.payments.confirm(&event).await?;
                 Ok(Step::Paid)
@@ -490,7 +528,7 @@ impl Reconciler {
         order: &Order,
         query: &OrderQueryResponse,
     ) -> Result<Step, StoreError> {
-        match event_from_query(order, query, PaymentSource::Reconcile) {
+        match event_from_query(order, &order.out_trade_no, query, PaymentSource::Reconcile) {
             Some(event) => {
                 let recorded = self.checkout.inner.payments.confirm(&event).await?;
                 if recorded.new {

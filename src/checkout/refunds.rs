@@ -172,7 +172,8 @@ impl Checkout {
     /// before — and applies the answer. Returns the refund as it then stands.
     async fn send_refund(&self, refund: Refund) -> Result<Refund, CheckoutError> {
         let request = RefundRequest {
-            out_trade_no: refund.out_trade_no.to_string(),
+            // The number WeChat knows the payment by (a payment attempt's, when one paid).
+            out_trade_no: refund.wechat_no.to_string(),
             out_refund_no: refund.out_refund_no.clone(),
             total_fee: refund.total_fee.0,
             refund_fee: refund.refund_fee.0,
@@ -258,8 +259,13 @@ impl Checkout {
         };
         let store = self.store();
         let Some(ours) = store.refund(out_refund_no).await? else {
+            // `no` is WeChat's number for the payment: the order's, or a payment attempt's.
+            let Some(order_no) = self.order_no_for(no).await? else {
+                tracing::error!(out_trade_no = %no, %out_refund_no, source, "WeChat reports a refund for no order of this shop");
+                return Ok(false);
+            };
             let recorded = store
-                .record_external_refund(no, out_refund_no, refund_fee, state, refund_id)
+                .record_external_refund(&order_no, out_refund_no, refund_fee, state, refund_id)
                 .await?;
             if recorded {
                 tracing::warn!(
@@ -272,7 +278,7 @@ impl Checkout {
             }
             return Ok(recorded);
         };
-        if ours.out_trade_no != *no || ours.refund_fee != refund_fee {
+        if ours.wechat_no != *no || ours.refund_fee != refund_fee {
             tracing::error!(
                 out_trade_no = %no,
                 %out_refund_no,
@@ -389,7 +395,7 @@ impl Checkout {
                 }
                 _ => {
                     report.queried += 1;
-                    if let Err(e) = self.query_refunds(&refund.out_trade_no, "query").await? {
+                    if let Err(e) = self.query_refunds(&refund.wechat_no, "query").await? {
                         tracing::warn!(out_trade_no = %refund.out_trade_no, error = %e, "refund query failed");
                     }
                     self.store()

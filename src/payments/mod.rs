@@ -384,6 +384,7 @@ mod tests {
 
     fn event(no: &str, transaction_id: &str) -> PaymentEvent {
         PaymentEvent {
+            wechat_no: None,
             out_trade_no: OutTradeNo::parse(no).unwrap(),
             result: PaymentResult::Paid {
                 transaction_id: transaction_id.into(),

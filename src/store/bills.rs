@@ -130,6 +130,7 @@ pub struct Discrepancy {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RecordedPayment {
     pub transaction_id: String,
+    /// The number WeChat knows it by: the order's, or the payment attempt's that paid.
     pub out_trade_no: String,
     pub total_fee: Fen,
     pub pay_time: DateTime<Utc>,

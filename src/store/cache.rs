@@ -137,6 +137,8 @@ mod tests {
             coupon_fee: None,
             receipt_token: None,
             shipment: None,
+            attempts: 0,
+            paid_no: None,
         }
     }
 

@@ -140,6 +140,9 @@ pub struct Refund {
     pub failure: Option<String>,
     /// Times the follower has taken it up.
     pub attempts: i64,
+    /// The number WeChat knows the refunded payment by: the order's, or the payment
+    /// attempt's that paid.
+    pub wechat_no: OutTradeNo,
 }
 
 /// What settling a refund changed.

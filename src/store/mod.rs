@@ -40,9 +40,9 @@ pub use console_types::{
 };
 pub use desk::OrderDesk;
 pub use types::{
-    Applied, CatalogueEntry, ClientLimits, Contact, CreateOrderError, ImportReport, NewItem,
-    NewProduct, Order, OrderItem, OrderRequest, Outcome, PaymentEvent, PaymentResult,
-    PaymentSource, Prepay, Product, Recorded, Shipment, CNY,
+    Applied, Attempt, AttemptPrepay, CatalogueEntry, ClientLimits, Contact, CreateOrderError,
+    ImportReport, NewItem, NewProduct, Order, OrderItem, OrderRequest, Outcome, PaymentEvent,
+    PaymentResult, PaymentSource, Prepay, Product, Recorded, Shipment, CNY,
 };
 
 /// How long a connection waits for SQLite's write lock before giving up.
@@ -111,6 +111,7 @@ macro_rules! dispatch {
     };
 }
 
+mod attempts;
 mod bills;
 pub mod health;
 pub mod outbox;

@@ -459,6 +459,7 @@ mod payments {
 
     fn paid(no: &OutTradeNo, tid: &str, fee: i64) -> PaymentEvent {
         PaymentEvent {
+            wechat_no: None,
             out_trade_no: no.clone(),
             result: PaymentResult::Paid {
                 transaction_id: tid.into(),
@@ -503,6 +504,7 @@ mod payments {
             .await
             .unwrap();
         let failure = PaymentEvent {
+            wechat_no: None,
             out_trade_no: failing.clone(),
             result: PaymentResult::Failed,
             total_fee: Fen(200),
@@ -990,6 +992,7 @@ async fn refunds_case(store: Store) {
         Err(RefundRefused::NotPaid)
     ));
     let event = PaymentEvent {
+        wechat_no: None,
         out_trade_no: no.clone(),
         result: PaymentResult::Paid {
             transaction_id: "4200000000000000000000000001".into(),

@@ -147,6 +147,44 @@ pub struct Order {
     pub receipt_token: Option<String>,
     /// The goods' shipment, once the merchant has sent them.
     pub shipment: Option<Shipment>,
+    /// Payment attempts other than the QR code's (H5, JSAPI) that reached WeChat; with any,
+    /// the QR code's is one too (see [`Attempt`]).
+    pub attempts: i64,
+    /// The attempt number WeChat knows the payment by, when it is not the order's own.
+    pub paid_no: Option<OutTradeNo>,
+}
+
+impl Order {
+    /// The number WeChat knows this order's payment by.
+    pub fn wechat_no(&self) -> &OutTradeNo {
+        self.paid_no.as_ref().unwrap_or(&self.out_trade_no)
+    }
+}
+
+/// A way of paying an order as WeChat knows it: its own WeChat order, number and prepay.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attempt {
+    pub attempt_no: OutTradeNo,
+    pub order_no: OutTradeNo,
+    pub way: crate::domain::PayWay,
+    /// JSAPI: the payer's openid (never shown or logged whole).
+    pub openid: Option<String>,
+    /// H5: the shopper's IP, sent as `spbill_create_ip` (re-entries repeat it).
+    pub client_ip: Option<String>,
+    pub prepay: Option<AttemptPrepay>,
+    /// The last trade_state WeChat reported for it.
+    pub wechat_state: Option<String>,
+    pub created_at: DateTime<Utc>,
+    /// When WeChat could take no (more) money for it: closed there, or paid.
+    pub closed_at: Option<DateTime<Utc>>,
+}
+
+/// An attempt's prepay.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AttemptPrepay {
+    pub prepay_id: String,
+    pub expires_at: DateTime<Utc>,
+    pub sign_type: SignType,
 }
 
 /// How an order's goods were sent.
@@ -282,7 +320,10 @@ pub enum PaymentResult {
 /// to be returned.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PaymentEvent {
+    /// The order it pays.
     pub out_trade_no: OutTradeNo,
+    /// The attempt's number WeChat reported it under, when not the order's own.
+    pub wechat_no: Option<OutTradeNo>,
     pub result: PaymentResult,
     pub total_fee: Fen,
     /// `fee_type`: `CNY` for every payment a domestic merchant takes.

@@ -150,6 +150,7 @@ fn explain(e: &CheckoutError) -> (StatusCode, &'static str, String) {
                 .into(),
         ),
         E::NotPayable(_) => (StatusCode::CONFLICT, CONFLICT, e.to_string()),
+        E::WayUnavailable(why) => (StatusCode::CONFLICT, CONFLICT, (*why).to_owned()),
         E::WechatBusy { .. } | E::NotSettled { .. } => (
             StatusCode::SERVICE_UNAVAILABLE,
             BUSY,

@@ -12,6 +12,7 @@ pub mod limits;
 pub mod notify;
 pub mod ops;
 mod pay;
+mod phone;
 mod qr;
 mod receipt;
 mod seed;
@@ -101,7 +102,12 @@ impl AppState {
     }
 
     /// A cookie of the shop's: never readable by scripts, sent on the shop's own navigation.
-    fn cookie(&self, name: &'static str, value: String, path: String) -> Cookie<'static> {
+    pub(crate) fn cookie(
+        &self,
+        name: &'static str,
+        value: String,
+        path: String,
+    ) -> Cookie<'static> {
         Cookie::build(name, value)
             .path(path)
             .http_only(true)
@@ -136,7 +142,14 @@ impl AppState {
     /// Who is asking: the peer's address, or — when the peer is a trusted proxy — the last
     /// address in `X-Forwarded-For` that is not one of the trusted proxies (entries before it
     /// are the client's own say, and anyone can write them).
-    fn shopper(&self, req: &actix_web::HttpRequest) -> Shopper {
+    pub(crate) fn shopper(&self, req: &actix_web::HttpRequest) -> Shopper {
+        Shopper::from_ip(self.client_ip(req))
+    }
+
+    /// The client's address: the peer's, or — behind a trusted proxy — the last address in
+    /// `X-Forwarded-For` that is not a trusted proxy. (H5 payment sends it to WeChat as
+    /// `spbill_create_ip`.)
+    pub(crate) fn client_ip(&self, req: &actix_web::HttpRequest) -> std::net::IpAddr {
         let peer = req
             .peer_addr()
             .map_or(std::net::Ipv4Addr::UNSPECIFIED.into(), |a| a.ip());
@@ -160,7 +173,7 @@ impl AppState {
                 }
             }
         }
-        Shopper::from_ip(client)
+        client
     }
 
     /// Whether a state-changing form comes from the shop's own pages: the browser's
@@ -251,6 +264,15 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     .route("/checkout", web::get().to(cart::checkout_page))
     .route("/checkout", web::post().to(cart::checkout))
     .route("/pay/{out_trade_no}", web::get().to(pay::pay_page))
+    .route("/pay/{out_trade_no}/h5", web::get().to(phone::pay_h5))
+    .route(
+        "/pay/{out_trade_no}/wechat",
+        web::get().to(phone::oauth_start),
+    )
+    .route(
+        "/pay/{out_trade_no}/wechat/back",
+        web::get().to(phone::oauth_back),
+    )
     .route(
         "/pay/{out_trade_no}/success",
         web::get().to(pay::success_page),

@@ -5,6 +5,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use askama::Template;
 use chrono::Utc;
 
+use super::phone::Device;
 use super::shop::render;
 use super::{no_store, AppState, Chrome, WebError};
 use crate::checkout::{loggable, receipt_token_matches, trade_state, Order, PayStep};
@@ -23,7 +24,23 @@ struct PayPage {
     sandbox_scan_url: Option<String>,
     /// The last attempt failed (PAYERROR): the shopper may scan again.
     payment_failed: bool,
+    /// How this browser pays: `desktop` (the QR code), `h5` (a button to WeChat), `jsapi` (the
+    /// WeChat button inside WeChat) or `none` (a phone that can do neither: instructions).
+    way: &'static str,
+    /// JSAPI: `getBrandWCPayRequest`'s parameters, as JSON.
+    jsapi_params: Option<String>,
+    /// Back from WeChat's H5 page (paid or not): the page asks and checks.
+    returned: bool,
+    /// This page's address, for the *copy link* button.
+    page_url: String,
+    /// Sandbox mode inside WeChat: the sandbox's `WeixinJSBridge` stand-in.
+    bridge_src: Option<String>,
     chrome: Chrome,
+}
+
+#[derive(serde::Deserialize)]
+pub struct PayQuery {
+    returned: Option<String>,
 }
 
 struct ItemView {
@@ -39,7 +56,7 @@ fn see_other(to: String) -> HttpResponse {
 }
 
 /// Where a final order's shopper belongs.
-fn result_location(order: &Order) -> String {
+pub(super) fn result_location(order: &Order) -> String {
     match order.status {
         OrderStatus::Paid => format!("/pay/{}/success", order.out_trade_no),
         _ => format!("/pay/{}/failed", order.out_trade_no),
@@ -51,6 +68,7 @@ pub async fn pay_page(
     state: web::Data<AppState>,
     req: HttpRequest,
     no: web::Path<String>,
+    query: web::Query<PayQuery>,
 ) -> Result<HttpResponse, WebError> {
     let (order, code_url, items, deadline) = match state.checkout.pay(&no).await? {
         PayStep::Ready {
@@ -60,6 +78,23 @@ pub async fn pay_page(
             deadline,
         } => (order, code_url, items, deadline),
         PayStep::Finished(order) => return Ok(see_other(result_location(&order))),
+    };
+    let device = Device::of(&req);
+    let checkout = &state.checkout;
+    let mut jsapi_params = None;
+    let way = match device {
+        Device::Desktop => "desktop",
+        Device::Phone if checkout.h5_enabled() => "h5",
+        Device::WeChat if checkout.jsapi_enabled() => match checkout.jsapi_button(&order).await? {
+            Some(params) => {
+                jsapi_params =
+                    Some(serde_json::to_string(&params).map_err(|_| WebError::Undrawable)?);
+                "jsapi"
+            }
+            // First the openid: the official account's OAuth, then back here.
+            None => return Ok(see_other(format!("/pay/{}/wechat", order.out_trade_no))),
+        },
+        Device::Phone | Device::WeChat => "none",
     };
     let left = (deadline - Utc::now()).num_seconds().max(0);
     let sandbox_scan_url = state.sandbox_base.as_ref().map(|base| {
@@ -83,9 +118,48 @@ pub async fn pay_page(
             .collect(),
         sandbox_scan_url,
         payment_failed: trade_state(&order) == TradeState::PayError,
+        way,
+        bridge_src: match (way, &state.sandbox_base) {
+            ("jsapi", Some(base)) => Some(format!(
+                "{}/sandbox/jsbridge.js",
+                base.as_str().trim_end_matches('/')
+            )),
+            _ => None,
+        },
+        jsapi_params,
+        returned: query.returned.as_deref() == Some("h5"),
+        page_url: format!(
+            "{}/pay/{}",
+            checkout
+                .terms()
+                .phones
+                .public_base_url
+                .as_str()
+                .trim_end_matches('/'),
+            order.out_trade_no
+        ),
         chrome: state.chrome(&req),
     };
-    Ok(no_store(render(&page)?))
+    let mut response = no_store(render(&page)?);
+    // Inside WeChat in sandbox mode the sandbox's WeixinJSBridge stand-in is loaded from the
+    // sandbox, and the page's requests to it allowed; nowhere else.
+    if way == "jsapi" {
+        if let Some(base) = &state.sandbox_base {
+            let origin = base.origin().ascii_serialization();
+            let csp = super::CONTENT_SECURITY_POLICY
+                .replace("script-src 'self'", &format!("script-src 'self' {origin}"))
+                .replace(
+                    "connect-src 'self'",
+                    &format!("connect-src 'self' {origin}"),
+                );
+            response.headers_mut().insert(
+                actix_web::http::header::CONTENT_SECURITY_POLICY,
+                actix_web::http::header::HeaderValue::from_str(&csp)
+                    .map_err(|_| WebError::Undrawable)?,
+            );
+        }
+    }
+    Ok(response)
 }
 
 #[derive(Template)]

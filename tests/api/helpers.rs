@@ -839,5 +839,10 @@ pub fn test_terms(
         checkout_fields: Vec::new(),
         outbox: Default::default(),
         privacy: Default::default(),
+        phones: wxpay_checkout::checkout::PhoneTerms {
+            h5: false,
+            oauth: None,
+            public_base_url: "http://127.0.0.1:9/".parse().unwrap(),
+        },
     }
 }

@@ -372,7 +372,8 @@ impl Db {
         to: i64,
     ) -> Result<Vec<RecordedPayment>, StoreError> {
         let rows: Vec<(String, String, i64, i64)> = sqlx::query_as(
-            "SELECT transaction_id, out_trade_no, total_fee, pay_time FROM payment_events
+            "SELECT transaction_id, COALESCE(wechat_no, out_trade_no), total_fee, pay_time
+             FROM payment_events
              WHERE result = 'SUCCESS' AND pay_time >= $1 AND pay_time < $2",
         )
         .bind(from)
@@ -388,7 +389,8 @@ impl Db {
         transaction_id: &str,
     ) -> Result<Option<RecordedPayment>, StoreError> {
         let row: Option<(String, String, i64, i64)> = sqlx::query_as(
-            "SELECT transaction_id, out_trade_no, total_fee, pay_time FROM payment_events
+            "SELECT transaction_id, COALESCE(wechat_no, out_trade_no), total_fee, pay_time
+             FROM payment_events
              WHERE transaction_id = $1 AND result = 'SUCCESS'",
         )
         .bind(transaction_id)

@@ -24,7 +24,7 @@ impl Db {
         let mut insert = sqlx::QueryBuilder::<Kind>::new(
             "INSERT INTO payment_events
                  (out_trade_no, result, transaction_id, total_fee, fee_type, cash_fee, coupon_fee,
-                  pay_time, source, received_at) ",
+                  pay_time, source, received_at, wechat_no) ",
         );
         insert.push_values(events, |mut row, event| {
             let (result, transaction_id, pay_time) = columns(event);
@@ -37,7 +37,8 @@ impl Db {
                 .push_bind(event.coupon_fee.map(|f| f.0))
                 .push_bind(pay_time)
                 .push_bind(event.source.as_str())
-                .push_bind(received_at);
+                .push_bind(received_at)
+                .push_bind(event.wechat_no.as_ref().map(OutTradeNo::as_str));
         });
         insert.push(" ON CONFLICT DO NOTHING RETURNING id, out_trade_no, transaction_id");
         let inserted = insert.build().fetch_all(&mut *tx).await?;
@@ -181,8 +182,8 @@ async fn record_in(
     let inserted: Option<i64> = sqlx::query_scalar(
         "INSERT INTO payment_events
              (out_trade_no, result, transaction_id, total_fee, fee_type, cash_fee, coupon_fee,
-              pay_time, source, received_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+              pay_time, source, received_at, wechat_no)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
          ON CONFLICT DO NOTHING
          RETURNING id",
     )
@@ -196,6 +197,7 @@ async fn record_in(
     .bind(pay_time)
     .bind(event.source.as_str())
     .bind(received_at)
+    .bind(event.wechat_no.as_ref().map(OutTradeNo::as_str))
     .fetch_optional(&mut **tx)
     .await?;
     if let Some(id) = inserted {
@@ -241,10 +243,12 @@ struct Taken {
     cash_fee: Option<i64>,
     coupon_fee: Option<i64>,
     pay_time: Option<i64>,
+    /// The payment attempt's number, when not the order's own.
+    wechat_no: Option<String>,
 }
 
-const TAKEN_COLUMNS: &str =
-    "id, out_trade_no, result, transaction_id, total_fee, fee_type, cash_fee, coupon_fee, pay_time";
+const TAKEN_COLUMNS: &str = "id, out_trade_no, result, transaction_id, total_fee, fee_type, \
+     cash_fee, coupon_fee, pay_time, wechat_no";
 
 fn taken_from_row(row: &DbRow) -> Result<Taken, StoreError> {
     Ok(Taken {
@@ -259,6 +263,7 @@ fn taken_from_row(row: &DbRow) -> Result<Taken, StoreError> {
         cash_fee: row.try_get("cash_fee")?,
         coupon_fee: row.try_get("coupon_fee")?,
         pay_time: row.try_get("pay_time")?,
+        wechat_no: row.try_get("wechat_no")?,
     })
 }
 
@@ -304,7 +309,7 @@ async fn apply_all(
         let mut pay = sqlx::QueryBuilder::<Kind>::new(
             "UPDATE orders SET status = 'paid', transaction_id = e.transaction_id,
                                pay_time = e.pay_time, cash_fee = e.cash_fee,
-                               coupon_fee = e.coupon_fee, updated_at = ",
+                               coupon_fee = e.coupon_fee, paid_no = e.wechat_no, updated_at = ",
         );
         pay.push_bind(now);
         pay.push(
@@ -346,6 +351,23 @@ async fn apply_all(
         } else {
             settle(tx, c, now, events).await?
         });
+    }
+    // A payment attempt WeChat took money for can take no more: it is over there.
+    let attempts: Vec<&str> = taken
+        .iter()
+        .filter(|c| c.success)
+        .filter_map(|c| c.wechat_no.as_deref())
+        .collect();
+    if !attempts.is_empty() {
+        let mut over = sqlx::QueryBuilder::<Kind>::new("UPDATE payment_attempts SET closed_at = ");
+        over.push_bind(now);
+        over.push(" WHERE closed_at IS NULL AND attempt_no IN (");
+        let mut list = over.separated(", ");
+        for no in attempts {
+            list.push_bind(no);
+        }
+        over.push(")");
+        over.build().execute(&mut **tx).await?;
     }
     Ok(applied)
 }
@@ -409,7 +431,7 @@ async fn settle_payment(
     if event.cny {
         let paid = sqlx::query(
             "UPDATE orders SET status = 'paid', transaction_id = $1, pay_time = $2,
-                               cash_fee = $3, coupon_fee = $4, updated_at = $5
+                               cash_fee = $3, coupon_fee = $4, updated_at = $5, paid_no = $8
              WHERE out_trade_no = $6 AND status = 'pending' AND total_fee = $7",
         )
         .bind(tid)
@@ -419,6 +441,7 @@ async fn settle_payment(
         .bind(now)
         .bind(no)
         .bind(event.total_fee)
+        .bind(event.wechat_no.as_deref())
         .execute(&mut **tx)
         .await?;
         if paid.rows_affected() == 1 {

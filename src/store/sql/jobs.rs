@@ -34,7 +34,8 @@ impl Db {
             "UPDATE orders SET reconcile_due_at = $1
              WHERE reconcile_due_at <= $2 AND status = 'pending' AND out_trade_no IN (
                  SELECT out_trade_no FROM orders
-                 WHERE status = 'pending' AND code_url IS NOT NULL AND reconcile_due_at <= $2
+                 WHERE status = 'pending' AND (code_url IS NOT NULL OR attempts > 0)
+                   AND reconcile_due_at <= $2
                  ORDER BY created_at LIMIT $3 {SKIP_LOCKED})
              RETURNING {ORDER_COLUMNS}"
         ))
@@ -111,7 +112,7 @@ impl Db {
     ) -> Result<Vec<OutTradeNo>, StoreError> {
         let due: Vec<String> = sqlx::query_scalar(
             "SELECT out_trade_no FROM orders
-             WHERE status = 'pending' AND code_url IS NULL
+             WHERE status = 'pending' AND code_url IS NULL AND attempts = 0
                AND (expires_at <= $1 OR created_at <= $2)
              ORDER BY created_at LIMIT $3",
         )
@@ -144,7 +145,7 @@ impl Db {
         let closed = sqlx::query(
             "UPDATE orders SET status = 'closed', is_deleted = 1, closed_at = $1, updated_at = $1
              WHERE out_trade_no = $2 AND status = 'pending' AND code_url IS NULL
-               AND (expires_at <= $1 OR created_at <= $3)",
+               AND attempts = 0 AND (expires_at <= $1 OR created_at <= $3)",
         )
         .bind(now)
         .bind(no.as_str())
@@ -188,6 +189,14 @@ impl Db {
             watch_from.map(|t| t.timestamp()),
             self.events(),
         )
+        .await?;
+        // Closed at WeChat under its own number: so is its QR code's attempt.
+        sqlx::query(
+            "UPDATE payment_attempts SET closed_at = $1 WHERE attempt_no = $2 AND closed_at IS NULL",
+        )
+        .bind(now.timestamp())
+        .bind(no.as_str())
+        .execute(&mut *tx)
         .await?;
         tx.commit().await?;
         self.closed(no, done);

@@ -12,6 +12,7 @@
 //! what was paid, settling them), [`outbox`] (events written with the changes that cause them,
 //! their deliveries).
 
+mod attempts;
 mod bills;
 mod catalogue;
 mod console;
@@ -53,7 +54,8 @@ pub struct Db {
 const ORDER_COLUMNS: &str = "out_trade_no, total_fee, status, body, product_id, expires_at, \
      prepay_id, code_url, code_url_expires_at, sign_type, transaction_id, pay_time, \
      created_at, updated_at, closed_at, reconcile_attempts, is_deleted, refund_due, wechat_state, \
-     watch_step, cash_fee, coupon_fee, receipt_token, shipped_at, carrier, tracking_no, refunded_fee";
+     watch_step, cash_fee, coupon_fee, receipt_token, shipped_at, carrier, tracking_no, refunded_fee, \
+     attempts, paid_no";
 
 fn order_from_row(row: &DbRow) -> Result<Order, StoreError> {
     let corrupt = |what: &str| StoreError::Corrupt(format!("orders.{what}"));
@@ -106,6 +108,11 @@ fn order_from_row(row: &DbRow) -> Result<Order, StoreError> {
                 tracking_no,
             }),
             _ => None,
+        },
+        attempts: row.try_get("attempts")?,
+        paid_no: match row.try_get::<Option<String>, _>("paid_no")? {
+            Some(no) => Some(OutTradeNo::parse(&no).map_err(|_| corrupt("paid_no"))?),
+            None => None,
         },
     })
 }

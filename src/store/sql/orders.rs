@@ -115,7 +115,7 @@ impl Db {
     ) -> Result<bool, StoreError> {
         let done = sqlx::query(
             "UPDATE orders SET expires_at = $1, updated_at = $2
-             WHERE out_trade_no = $3 AND status = 'pending' AND code_url IS NULL
+             WHERE out_trade_no = $3 AND status = 'pending' AND code_url IS NULL AND attempts = 0
                AND expires_at < $1",
         )
         .bind(until.timestamp())
@@ -163,6 +163,8 @@ impl Db {
                 &prepay.prepay_id,
             )
             .await?;
+            // An order paid other ways too: its QR code is one of its attempts.
+            super::attempts::native_attempt(&mut tx, no.as_str()).await?;
         }
         tx.commit().await?;
         self.cache.invalidate(no.as_str());
@@ -355,5 +357,7 @@ async fn create_in(
         coupon_fee: None,
         receipt_token: Some(token),
         shipment: None,
+        attempts: 0,
+        paid_no: None,
     })
 }

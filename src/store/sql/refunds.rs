@@ -7,7 +7,8 @@ use crate::store::console_types::*;
 pub(super) const REFUND_COLUMNS: &str =
     "r.out_refund_no, r.out_trade_no, r.refund_fee, r.reason, r.restock, \
      r.status, r.refund_id, r.requested_by, r.created_at, r.settled_at, r.late, \
-     COALESCE(r.total_fee, o.total_fee) AS payment_fee, r.failure, r.attempts";
+     COALESCE(r.total_fee, o.total_fee) AS payment_fee, r.failure, r.attempts, \
+     COALESCE(r.wechat_no, r.out_trade_no) AS wechat_no";
 
 impl Db {
     /// Records a refund of `fee` for a paid order and reserves it against what was paid, in one
@@ -61,6 +62,7 @@ impl Db {
                 requested_by: ask.requested_by,
                 now,
                 follow_at,
+                wechat_no: None,
             },
         )
         .await?;
@@ -97,15 +99,15 @@ impl Db {
         if cleared.rows_affected() == 0 {
             return Ok(None);
         }
-        let payment: Option<(i64,)> = sqlx::query_as(
-            "SELECT total_fee FROM payment_events
+        let payment: Option<(i64, Option<String>)> = sqlx::query_as(
+            "SELECT total_fee, wechat_no FROM payment_events
              WHERE out_trade_no = $1 AND outcome IN ('paid_after_close', 'amount_mismatch')
              ORDER BY id LIMIT 1",
         )
         .bind(no.as_str())
         .fetch_optional(&mut *tx)
         .await?;
-        let Some((paid,)) = payment else {
+        let Some((paid, wechat_no)) = payment else {
             // Nothing recorded to refund: leave the order as it was.
             tx.rollback().await?;
             return Ok(None);
@@ -122,6 +124,7 @@ impl Db {
                 requested_by,
                 now,
                 follow_at,
+                wechat_no: wechat_no.as_deref(),
             },
         )
         .await?;
@@ -431,14 +434,20 @@ struct NewRefund<'a> {
     requested_by: &'a str,
     now: i64,
     follow_at: i64,
+    /// The attempt number the payment refunded is known by at WeChat; `None`: the one that
+    /// paid the order.
+    wechat_no: Option<&'a str>,
 }
 
 async fn insert_refund(tx: &mut Tx<'_>, new: NewRefund<'_>) -> Result<Refund, StoreError> {
     let out_refund_no = refund_number(new.no, new.now);
-    sqlx::query(
+    let wechat_no: String = sqlx::query_scalar(
         "INSERT INTO refunds (out_refund_no, out_trade_no, refund_fee, reason, restock,
-                              requested_by, created_at, updated_at, late, total_fee, follow_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $7, $8, $9, $10)",
+                              requested_by, created_at, updated_at, late, total_fee, follow_at,
+                              wechat_no)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $7, $8, $9, $10,
+                 COALESCE($11, (SELECT paid_no FROM orders WHERE out_trade_no = $2)))
+         RETURNING COALESCE(wechat_no, out_trade_no)",
     )
     .bind(&out_refund_no)
     .bind(new.no.as_str())
@@ -450,7 +459,8 @@ async fn insert_refund(tx: &mut Tx<'_>, new: NewRefund<'_>) -> Result<Refund, St
     .bind(i64::from(new.late))
     .bind(new.total_fee.0)
     .bind(new.follow_at)
-    .execute(&mut **tx)
+    .bind(new.wechat_no)
+    .fetch_one(&mut **tx)
     .await?;
     super::console::add_event(
         tx,
@@ -476,6 +486,7 @@ async fn insert_refund(tx: &mut Tx<'_>, new: NewRefund<'_>) -> Result<Refund, St
         total_fee: new.total_fee,
         failure: None,
         attempts: 0,
+        wechat_no: stored_no(&wechat_no, "refunds.wechat_no")?,
     })
 }
 
@@ -506,5 +517,6 @@ pub(super) fn refund_from_row(row: &DbRow) -> Result<Refund, StoreError> {
         total_fee: Fen(row.try_get("payment_fee")?),
         failure: row.try_get("failure")?,
         attempts: row.try_get("attempts")?,
+        wechat_no: stored_no(&row.try_get::<String, _>("wechat_no")?, "refunds.wechat_no")?,
     })
 }

@@ -30,7 +30,7 @@ use crate::console::privacy::Access;
 use crate::console::{
     ConsoleError, Dashboard, ListStatus, OrderDetail, OrderFilter, OrderSummary, SESSION_HOURS,
 };
-use crate::domain::{Fen, OutTradeNo};
+use crate::domain::{Fen, OrderStatus, OutTradeNo};
 
 /// The console's session cookie.
 pub const SESSION_COOKIE: &str = "admin_session";
@@ -594,6 +594,9 @@ struct OrderPage {
     late_due: bool,
     /// Refunds need the merchant's client certificate.
     can_refund: bool,
+    /// Its payment attempts (ways of paying, each its own WeChat order): number, trade type,
+    /// what it came to, WeChat's last state, when made.
+    attempts: Vec<(String, &'static str, &'static str, String, String)>,
 }
 
 struct RefundRow {
@@ -641,6 +644,34 @@ pub async fn order(
             )
         })
         .collect();
+    let attempts = state
+        .checkout
+        .attempts(&order)
+        .await?
+        .into_iter()
+        .map(|a| {
+            let came_to = if order.paid_no.as_ref() == Some(&a.attempt_no)
+                || (order.paid_no.is_none()
+                    && order.status == OrderStatus::Paid
+                    && a.attempt_no == order.out_trade_no)
+            {
+                "paid the order"
+            } else if a.closed_at.is_some() {
+                "over at WeChat"
+            } else if a.prepay.is_some() {
+                "open"
+            } else {
+                "not made"
+            };
+            (
+                a.attempt_no.to_string(),
+                a.way.trade_type(),
+                came_to,
+                a.wechat_state.unwrap_or_default(),
+                beijing_display(a.created_at),
+            )
+        })
+        .collect();
     let remaining = Fen(order.total_fee.0 - order.refunded_fee.0);
     let status = ListStatus::of(
         order.status,
@@ -649,6 +680,7 @@ pub async fn order(
         order.refunded_fee.0 > 0,
     );
     let page = OrderPage {
+        attempts,
         chrome: chrome(&state, &session),
         out_trade_no: order.out_trade_no.to_string(),
         status: match status {
