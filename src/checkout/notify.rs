@@ -50,6 +50,11 @@ impl LogBudget {
     }
 }
 
+/// Whether `no` has the shape of a payment attempt's number (see `PayWay::attempt_no`).
+fn is_attempt_no(no: &OutTradeNo) -> bool {
+    no.as_str().len() > 1 && matches!(no.as_str().as_bytes().last(), Some(b'H' | b'J'))
+}
+
 /// A notify recorded durably: answer WeChat SUCCESS.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NotifyReceipt {
@@ -112,10 +117,13 @@ impl Checkout {
         let (order, attempt) = match &claimed {
             Some(no) => match self.store().order(no).await? {
                 Some(order) => (Some(order), None),
-                None => match self.store().attempt(no).await? {
+                // Only an attempt's shape is looked for (an order's number and a letter):
+                // a flood of made-up numbers costs a lookup each (two ending in H or J).
+                None if is_attempt_no(no) => match self.store().attempt(no).await? {
                     Some(attempt) => (self.store().order(&attempt.order_no).await?, Some(attempt)),
                     None => (None, None),
                 },
+                None => (None, None),
             },
             None => (None, None),
         };

@@ -273,6 +273,8 @@ impl Checkout {
                     sign_type: self.wechat().sign_type(),
                 };
                 self.store().record_attempt_prepay(&no, &prepay).await?;
+                metrics::counter!("payment_attempts_total", "trade_type" => attempt.way.trade_type())
+                    .increment(1);
                 tracing::info!(out_trade_no = %order.out_trade_no, attempt = %no, trade_type = attempt.way.trade_type(), "payment attempt prepared");
                 Ok(AttemptPrepared::Prepay {
                     prepay_id: answer.prepay_id,

@@ -136,14 +136,14 @@ impl Db {
         prepay: &Prepay,
     ) -> Result<bool, StoreError> {
         let mut tx = self.writer.begin().await?;
-        let status: Option<String> = sqlx::query_scalar(
+        let updated: Option<(String, i64)> = sqlx::query_as(
             "UPDATE orders SET prepay_id = $1, code_url = $2, code_url_expires_at = $3,
                                sign_type = $4, updated_at = $5,
                                watch_due_at = CASE WHEN status = 'pending' THEN watch_due_at
                                                    ELSE $5 END
              WHERE out_trade_no = $6
                AND (status = 'pending' OR (status = 'closed' AND code_url IS NULL))
-             RETURNING status",
+             RETURNING status, attempts",
         )
         .bind(&prepay.prepay_id)
         .bind(&prepay.code_url)
@@ -153,7 +153,8 @@ impl Db {
         .bind(no.as_str())
         .fetch_optional(&mut *tx)
         .await?;
-        if status.is_some() {
+        let status = updated.as_ref().map(|(status, _)| status.as_str());
+        if let Some((_, attempts)) = &updated {
             super::console::add_event(
                 &mut tx,
                 no.as_str(),
@@ -164,11 +165,13 @@ impl Db {
             )
             .await?;
             // An order paid other ways too: its QR code is one of its attempts.
-            super::attempts::native_attempt(&mut tx, no.as_str()).await?;
+            if *attempts > 0 {
+                super::attempts::native_attempt(&mut tx, no.as_str()).await?;
+            }
         }
         tx.commit().await?;
         self.cache.invalidate(no.as_str());
-        Ok(status.as_deref() == Some("pending"))
+        Ok(status == Some("pending"))
     }
 }
 
