@@ -1,5 +1,5 @@
-//! A WeChat Pay v2 sandbox for the Native flow, faithful enough that a third-party SDK pointed
-//! at its base URL works unchanged: the same paths, the same validation order and answers, signed
+//! A WeChat Pay v2 sandbox for Native, H5 and JSAPI payment, faithful enough that a third-party
+//! SDK pointed at its base URL works unchanged: the same paths, the same validation order and answers, signed
 //! XML, WeChat's code_url form, the notify with WeChat's retry schedule, and refunds — the
 //! `/secapi/pay/refund` call over TLS with the merchant's client certificate (see
 //! [`SandboxServer::start_with_tls`]; on the plain listener it is refused), refunds that settle
