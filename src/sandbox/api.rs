@@ -108,13 +108,16 @@ impl Sandbox {
     /// parameters are wrong, refused before any business processing — an unsigned
     /// `return_code=FAIL` with this `return_msg`. A refund reaches here only over TLS, where the
     /// handshake checked the merchant's certificate (`http.rs` refuses it on the plain listener).
+    /// `base` is the sandbox as the caller reached it (`http://host:port`), where an H5
+    /// `mweb_url` points.
     pub(super) fn execute(
         self: &Arc<Self>,
         endpoint: Endpoint,
         request: &Authenticated,
+        base: &url::Url,
     ) -> Result<Reply, String> {
         let answer = match endpoint {
-            Endpoint::UnifiedOrder => self.unified_order(request),
+            Endpoint::UnifiedOrder => self.unified_order(request, base),
             Endpoint::OrderQuery => self.order_query(request),
             Endpoint::CloseOrder => self.close_order(request),
             Endpoint::RefundQuery => self.refund_query(request),
@@ -124,7 +127,7 @@ impl Sandbox {
         answer.map(Reply::Signed)
     }
 
-    fn unified_order(&self, request: &Authenticated) -> Result<Answer, String> {
+    fn unified_order(&self, request: &Authenticated, base: &url::Url) -> Result<Answer, String> {
         let Authenticated { fields, sign_type } = request;
         let sign_type = *sign_type;
         let now = self.now();
@@ -167,6 +170,18 @@ impl Sandbox {
         {
             return Err(FOREIGN_NOTIFY_URL.into());
         }
+        // A JSAPI payer is a user of the merchant's official account: an openid issued under
+        // another appid (or made up) is refused as WeChat refuses it.
+        if let Some(openid) = non_empty(fields, "openid").filter(|_| checked.trade_type == "JSAPI")
+        {
+            if !self.issued_openid(openid) {
+                return Ok(Answer::fail(
+                    sign_type,
+                    ErrCode::from(PARAM_ERROR),
+                    "appid和openid不匹配",
+                ));
+            }
+        }
         // Only the parameters unifiedorder knows are kept (for re-entries), within a budget:
         // what a stranger pads a request with never stays in memory.
         let params: Fields = fields
@@ -196,7 +211,8 @@ impl Sandbox {
             } else {
                 existing
             };
-            return Ok(Answer::success(sign_type, prepay_fields(order)));
+            let fields = self.prepay_fields(order, base, now);
+            return Ok(Answer::success(sign_type, fields));
         }
 
         let (prepay_id, code_url) = state::new_prepay(now);
@@ -219,7 +235,7 @@ impl Sandbox {
             notify_acknowledged: false,
             refunds: Vec::new(),
         };
-        let answer = Answer::success(sign_type, prepay_fields(&order));
+        let answer = Answer::success(sign_type, self.prepay_fields(&order, base, now));
         book.insert(order);
         Ok(answer)
     }
@@ -325,6 +341,8 @@ pub(super) fn non_empty<'a>(fields: &'a Fields, name: &str) -> Option<&'a str> {
 
 /// A unifiedorder's values, validated.
 struct CheckedUnifiedOrder {
+    /// `NATIVE`, `MWEB` or `JSAPI`.
+    trade_type: &'static str,
     out_trade_no: String,
     body: String,
     attach: Option<String>,
@@ -354,6 +372,14 @@ const MAX_TOTAL_FEE: i64 = 10_000_000_000;
 // has not opened (its shape — 19 characters, `>`, 9 characters — is what
 // jwcqc/WechatPayDemo#5 shows mis-decoded).
 const NO_PERMISSION: &str = "商户号该产品权限未开通，请前往商户平台>产品中心检查后重试";
+/// JSAPI without `openid`, at the `return_code` level (a PHP integration that compares
+/// `return_msg` with this text records it).
+const JSAPI_NEEDS_OPENID: &str = "JSAPI支付必须传openid";
+/// The `err_code` of a JSAPI openid not issued under the order's appid
+/// (`err_code_des=appid和openid不匹配`, as merchants' logs of WeChat's answer show it).
+const PARAM_ERROR: &str = "PARAM_ERROR";
+/// A `scene_info` that is not H5's JSON; WeChat's `X参数格式错误` form, with what is expected.
+const BAD_SCENE_INFO: &str = "scene_info参数格式错误: expected {\"h5_info\":{\"type\":\"Wap\",\"wap_url\":…,\"wap_name\":…}}";
 /// The sandbox's own refusals (no WeChat text exists for them).
 pub(super) const FOREIGN_NOTIFY_URL: &str =
     "notify_url参数格式错误: the built-in sandbox notifies only its own shop";
@@ -406,7 +432,8 @@ fn invalid(des: impl Into<String>) -> Refusal {
     Refusal::Business(ErrCode::InvalidRequest, des.into())
 }
 
-/// WeChat's checks of a Native unifiedorder: required fields first, then each value.
+/// WeChat's checks of a unifiedorder: required fields first (the trade type's too), then each
+/// value. The merchant has three products: Native, H5 (`MWEB`) and JSAPI.
 fn check_unified_order(f: &Fields, now: DateTime<Utc>) -> Result<CheckedUnifiedOrder, Refusal> {
     for name in [
         "body",
@@ -419,14 +446,29 @@ fn check_unified_order(f: &Fields, now: DateTime<Utc>) -> Result<CheckedUnifiedO
         non_empty(f, name).ok_or_else(|| lack(name))?;
     }
     let get = |name: &str| non_empty(f, name).unwrap_or_default();
-    if get("trade_type") != "NATIVE" {
-        // The sandbox's merchant has the Native product only.
-        return Err(malformed(NO_PERMISSION));
-    }
-    let product_id = non_empty(f, "product_id").ok_or_else(|| lack("product_id"))?;
-    if product_id.len() > 32 {
-        return Err(malformed("product_id参数长度有误"));
-    }
+    let trade_type = match get("trade_type") {
+        "NATIVE" => {
+            let product_id = non_empty(f, "product_id").ok_or_else(|| lack("product_id"))?;
+            if product_id.len() > 32 {
+                return Err(malformed("product_id参数长度有误"));
+            }
+            "NATIVE"
+        }
+        "MWEB" => {
+            let scene_info = non_empty(f, "scene_info").ok_or_else(|| lack("scene_info"))?;
+            check_h5_scene_info(scene_info)?;
+            "MWEB"
+        }
+        "JSAPI" => {
+            let openid = non_empty(f, "openid").ok_or_else(|| malformed(JSAPI_NEEDS_OPENID))?;
+            if !crate::wxpay::oauth::valid_openid(openid) {
+                return Err(malformed("openid参数格式错误"));
+            }
+            "JSAPI"
+        }
+        // APP, MICROPAY, …: products the sandbox's merchant has not opened.
+        _ => return Err(malformed(NO_PERMISSION)),
+    };
     // 128 bytes of UTF-8, not characters: a Chinese character is three.
     let body = get("body");
     if body.len() > 128 {
@@ -466,6 +508,7 @@ fn check_unified_order(f: &Fields, now: DateTime<Utc>) -> Result<CheckedUnifiedO
         }
     }
     Ok(CheckedUnifiedOrder {
+        trade_type,
         out_trade_no: out_trade_no.to_owned(),
         body: body.to_owned(),
         attach: non_empty(f, "attach").map(str::to_owned),
@@ -473,6 +516,26 @@ fn check_unified_order(f: &Fields, now: DateTime<Utc>) -> Result<CheckedUnifiedO
         notify_url: notify_url.to_owned(),
         time_expire,
     })
+}
+
+/// H5's `scene_info`: JSON whose `h5_info` names the site (`type`, `wap_url`, `wap_name`, each
+/// a non-empty string), at most 256 bytes.
+fn check_h5_scene_info(scene_info: &str) -> Result<(), Refusal> {
+    if scene_info.len() > 256 {
+        return Err(malformed("scene_info参数长度有误"));
+    }
+    let json: serde_json::Value =
+        serde_json::from_str(scene_info).map_err(|_| malformed(BAD_SCENE_INFO))?;
+    let named = |field: &str| {
+        json.pointer(&format!("/h5_info/{field}"))
+            .and_then(serde_json::Value::as_str)
+            .is_some_and(|v| !v.trim().is_empty())
+    };
+    if ["type", "wap_url", "wap_name"].into_iter().all(named) {
+        Ok(())
+    } else {
+        Err(malformed(BAD_SCENE_INFO))
+    }
 }
 
 /// An amount in fen as a request carries it: digits only, from 1 fen to [`MAX_TOTAL_FEE`].
@@ -506,13 +569,28 @@ pub(super) fn cash_fee(order: &Trade) -> i64 {
             .unwrap_or(0)
 }
 
-fn prepay_fields(order: &Trade) -> Fields {
-    let mut f = Fields::new();
-    f.insert("device_info".into(), String::new());
-    f.insert("trade_type".into(), "NATIVE".into());
-    f.insert("prepay_id".into(), order.prepay_id.clone());
-    f.insert("code_url".into(), order.code_url.clone());
-    f
+impl Sandbox {
+    /// A prepay's answer: Native's `code_url`, H5's `mweb_url` (a fresh ticket each time it is
+    /// asked for), JSAPI's `prepay_id` alone.
+    fn prepay_fields(&self, order: &Trade, base: &url::Url, now: DateTime<Utc>) -> Fields {
+        let mut f = Fields::new();
+        f.insert("device_info".into(), String::new());
+        f.insert("trade_type".into(), order.trade_type().into());
+        f.insert("prepay_id".into(), order.prepay_id.clone());
+        match order.trade_type() {
+            "NATIVE" => {
+                f.insert("code_url".into(), order.code_url.clone());
+            }
+            "MWEB" => {
+                f.insert(
+                    "mweb_url".into(),
+                    self.mweb_url(base, &order.prepay_id, now),
+                );
+            }
+            _ => {}
+        }
+        f
+    }
 }
 
 /// An order query's answer as WeChat shapes it: `total_fee` and `trade_state_desc` in every
@@ -552,7 +630,7 @@ pub(super) fn payment_fields(order: &Trade, payment: &state::Payment) -> Fields 
     for (name, value) in [
         ("openid", payment.openid.as_str()),
         ("is_subscribe", "N"),
-        ("trade_type", "NATIVE"),
+        ("trade_type", order.trade_type()),
         ("bank_type", payment.bank_type.as_str()),
         ("total_fee", total_fee.as_str()),
         ("cash_fee", cash_fee.as_str()),

@@ -5,6 +5,8 @@
 
 use std::sync::Arc;
 
+use chrono::{DateTime, Utc};
+
 use super::api::payment_fields;
 use super::state::{self, Payment};
 use super::{Sandbox, NOTIFY_RETRY_SCHEDULE_SECS};
@@ -25,7 +27,9 @@ pub enum ShopperAction {
 pub enum PayRefusal {
     #[error("二维码无效 (unknown code_url)")]
     UnknownCode,
-    #[error("二维码已过期 (the code_url is older than 2 hours)")]
+    #[error("支付单无效 (unknown prepay_id)")]
+    UnknownPrepay,
+    #[error("支付单已过期 (the prepay is older than 2 hours)")]
     PrepayExpired,
     #[error("订单已过期 (past time_expire)")]
     OrderExpired,
@@ -46,17 +50,42 @@ pub struct Receipt {
     pub transaction_id: Option<String>,
 }
 
-/// Pays (or fails to pay) the order behind `code_url`; a successful payment starts the notify
-/// delivery.
+/// Which order the shopper pays: a Native QR code's, or any order by its prepay (the H5 page,
+/// the JSAPI bridge).
+#[derive(Debug, Clone, Copy)]
+pub(super) enum PayKey<'a> {
+    CodeUrl(&'a str),
+    PrepayId(&'a str),
+}
+
+/// Why an order cannot be paid now, if it cannot (what the phone shows before the shopper
+/// confirms; [`pay`] decides again, with the `late_payment` fault).
+pub(super) fn unpayable(order: &state::Trade, now: DateTime<Utc>) -> Option<PayRefusal> {
+    match order.state {
+        TradeState::Success | TradeState::Refund => Some(PayRefusal::AlreadyPaid),
+        TradeState::Closed => Some(PayRefusal::Closed),
+        _ if order.time_expire.is_some_and(|t| t <= now) => Some(PayRefusal::OrderExpired),
+        _ if order.prepay_expires_at <= now => Some(PayRefusal::PrepayExpired),
+        _ => None,
+    }
+}
+
+/// Pays (or fails to pay) the order behind `key`; a successful payment starts the notify
+/// delivery. The payer of a JSAPI order is its openid; of the others, a payer made up now.
 pub(super) fn pay(
     sandbox: &Arc<Sandbox>,
-    code_url: &str,
+    key: PayKey<'_>,
     outcome: ShopperAction,
     coupon_fee: Option<i64>,
 ) -> Result<Receipt, PayRefusal> {
     let now = sandbox.now();
     let mut book = sandbox.book();
-    let order = book.by_code_url(code_url).ok_or(PayRefusal::UnknownCode)?;
+    let order = match key {
+        PayKey::CodeUrl(code_url) => book.by_code_url(code_url).ok_or(PayRefusal::UnknownCode)?,
+        PayKey::PrepayId(prepay_id) => book
+            .by_prepay_id(prepay_id)
+            .ok_or(PayRefusal::UnknownPrepay)?,
+    };
     if matches!(order.state, TradeState::Success | TradeState::Refund) {
         return Err(PayRefusal::AlreadyPaid);
     }
@@ -92,7 +121,7 @@ pub(super) fn pay(
                 ("result_code", "FAIL"),
                 ("err_code", "BANKERROR"),
                 ("err_code_des", "银行系统异常"),
-                ("trade_type", "NATIVE"),
+                ("trade_type", order.trade_type()),
                 ("fee_type", "CNY"),
                 ("out_trade_no", no.as_str()),
             ] {
@@ -105,10 +134,13 @@ pub(super) fn pay(
         }
         return Ok(receipt);
     }
+    let openid = order
+        .jsapi_openid()
+        .map_or_else(state::new_openid, str::to_owned);
     let payment = Payment {
         transaction_id: state::new_transaction_id(now),
         time_end: now,
-        openid: state::new_openid(),
+        openid,
         bank_type: "OTHERS".into(),
         coupon_fee,
     };

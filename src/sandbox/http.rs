@@ -1,6 +1,6 @@
 //! The sandbox over HTTP: WeChat's API paths (with fault injection; `/secapi/pay/refund` only on
-//! the TLS listener; `/pay/downloadbill` answering a text table, not XML), the shopper's phone,
-//! and the test controls.
+//! the TLS listener; `/pay/downloadbill` answering a text table, not XML), the shopper's phone
+//! (the H5 page, the OAuth and the JS bridge have their own modules), and the test controls.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use super::api::{msg, Answer, Reply};
 use super::bill::BillAnswer;
-use super::delivery::{self, PayRefusal, Receipt, ShopperAction};
+use super::delivery::{self, PayKey, PayRefusal, Receipt, ShopperAction};
 use super::faults::{ApiFault, Faults};
 use super::state::{self, Refund};
 use super::Sandbox;
@@ -35,7 +35,10 @@ pub fn routes(cfg: &mut web::ServiceConfig, controls: bool) {
         .route("/", web::get().to(index))
         .route("/scan", web::get().to(scan))
         .route("/scan/cancel", web::get().to(cancel))
-        .route("/sandbox/pay", web::post().to(pay));
+        .route("/sandbox/pay", web::post().to(pay))
+        .configure(super::h5::routes)
+        .configure(super::oauth::routes)
+        .configure(super::jsbridge::routes);
     if controls {
         cfg.route("/sandbox/faults", web::get().to(get_faults))
             .route("/sandbox/faults", web::put().to(put_faults))
@@ -72,6 +75,7 @@ async fn require_post() -> HttpResponse {
 async fn call(
     sandbox: web::Data<Sandbox>,
     name: web::Path<String>,
+    request: HttpRequest,
     body: web::Bytes,
 ) -> HttpResponse {
     let endpoint = match name.as_str() {
@@ -82,7 +86,25 @@ async fn call(
         "downloadbill" => Endpoint::DownloadBill,
         _ => return HttpResponse::NotFound().finish(),
     };
-    serve(&sandbox, endpoint, &body).await
+    serve(&sandbox, endpoint, &body, &caller_base(&request)).await
+}
+
+/// The sandbox as the caller reached it (`http://host:port/`): the request's `Host`, or the
+/// listener's address when that does not form a URL.
+fn caller_base(request: &HttpRequest) -> url::Url {
+    let scheme = if request.app_config().secure() {
+        "https"
+    } else {
+        "http"
+    };
+    let info = request.connection_info();
+    url::Url::parse(&format!("{scheme}://{}/", info.host()))
+        .ok()
+        .filter(|url| url.path() == "/" && url.query().is_none())
+        .unwrap_or_else(|| {
+            let addr = request.app_config().local_addr();
+            url::Url::parse(&format!("{scheme}://{addr}/")).expect("a socket address forms a URL")
+        })
 }
 
 /// `/secapi/pay/refund`: over TLS, where the handshake has already checked the merchant's
@@ -96,13 +118,19 @@ async fn secapi_refund(
         sandbox.counters.refund.fetch_add(1, Ordering::Relaxed);
         return return_fail(msg::REQUIRE_CERTIFICATE);
     }
-    serve(&sandbox, Endpoint::Refund, &body).await
+    let base = caller_base(&request);
+    serve(&sandbox, Endpoint::Refund, &body, &base).await
 }
 
 /// One API call, its `Date` skewed by the `clock_skew_secs` fault.
-async fn serve(sandbox: &Arc<Sandbox>, endpoint: Endpoint, body: &[u8]) -> HttpResponse {
+async fn serve(
+    sandbox: &Arc<Sandbox>,
+    endpoint: Endpoint,
+    body: &[u8],
+    base: &url::Url,
+) -> HttpResponse {
     let skew = sandbox.faults().clock_skew_secs;
-    let mut response = serve_unskewed(sandbox, endpoint, body).await;
+    let mut response = serve_unskewed(sandbox, endpoint, body, base).await;
     if skew != 0 {
         let date = chrono::Utc::now() + chrono::Duration::seconds(skew);
         let text = date.format("%a, %d %b %Y %H:%M:%S GMT").to_string();
@@ -116,7 +144,12 @@ async fn serve(sandbox: &Arc<Sandbox>, endpoint: Endpoint, body: &[u8]) -> HttpR
 }
 
 /// One API call: faults (drawn here, for every call), authentication, the call, the answer.
-async fn serve_unskewed(sandbox: &Arc<Sandbox>, endpoint: Endpoint, body: &[u8]) -> HttpResponse {
+async fn serve_unskewed(
+    sandbox: &Arc<Sandbox>,
+    endpoint: Endpoint,
+    body: &[u8],
+    base: &url::Url,
+) -> HttpResponse {
     sandbox
         .counters
         .calls(endpoint)
@@ -156,7 +189,7 @@ async fn serve_unskewed(sandbox: &Arc<Sandbox>, endpoint: Endpoint, body: &[u8])
                 "订单不存在",
             )))
         }
-        _ => sandbox.execute(endpoint, &request),
+        _ => sandbox.execute(endpoint, &request, base),
     };
     if fault == ApiFault::Timeout {
         // The call took effect; its answer is lost in a connection that never completes.
@@ -214,7 +247,9 @@ async fn index(sandbox: web::Data<Sandbox>) -> HttpResponse {
             "wxpay-checkout WeChat Pay v2 sandbox\n\
          APIs: POST /pay/unifiedorder, /pay/orderquery, /pay/closeorder, /pay/refundquery, \
          /pay/downloadbill, /secapi/pay/refund (TLS with the merchant's client certificate)\n\
-         Shopper: GET /scan?code_url=..., POST /sandbox/pay (code_url, outcome=success|fail)\n\
+         Shopper: GET /scan?code_url=..., POST /sandbox/pay (code_url or prepay_id, \
+         outcome=success|fail), GET /sandbox/mweb (H5), GET /sandbox/jsbridge.js (JSAPI)\n\
+         OAuth: GET /connect/oauth2/authorize, GET /sns/oauth2/access_token\n\
          Merchant: appid={} mch_id={}\n",
             merchant.appid, merchant.mch_id
         ))
@@ -245,21 +280,36 @@ struct ScanPage {
 
 #[derive(Template)]
 #[template(path = "sandbox/result.html")]
-struct ResultPage {
-    ok: bool,
-    headline: String,
-    detail: String,
-    receipt: Option<ReceiptView>,
+pub(super) struct ResultPage {
+    pub ok: bool,
+    pub headline: String,
+    pub detail: String,
+    pub receipt: Option<ReceiptView>,
 }
 
-struct ReceiptView {
+impl ResultPage {
+    /// A page that says something went wrong, and nothing else.
+    pub fn refusal(headline: &str, detail: impl Into<String>) -> ResultPage {
+        ResultPage {
+            ok: false,
+            headline: headline.into(),
+            detail: detail.into(),
+            receipt: None,
+        }
+    }
+}
+
+pub(super) struct ReceiptView {
     out_trade_no: String,
     amount: String,
     trade_state: String,
     transaction_id: Option<String>,
 }
 
-fn render_page(page: &impl Template, status: actix_web::http::StatusCode) -> HttpResponse {
+pub(super) fn render_page(
+    page: &impl Template,
+    status: actix_web::http::StatusCode,
+) -> HttpResponse {
     match page.render() {
         Ok(body) => HttpResponse::build(status)
             .content_type(ContentType::html())
@@ -275,13 +325,7 @@ fn render_page(page: &impl Template, status: actix_web::http::StatusCode) -> Htt
 async fn scan(sandbox: web::Data<Sandbox>, query: web::Query<CodeUrl>) -> HttpResponse {
     let now = sandbox.now();
     let order = sandbox.book().by_code_url(&query.code_url).map(|o| {
-        let refusal = match o.state {
-            TradeState::Success | TradeState::Refund => Some(PayRefusal::AlreadyPaid),
-            TradeState::Closed => Some(PayRefusal::Closed),
-            _ if o.time_expire.is_some_and(|t| t <= now) => Some(PayRefusal::OrderExpired),
-            _ if o.prepay_expires_at <= now => Some(PayRefusal::PrepayExpired),
-            _ => None,
-        };
+        let refusal = delivery::unpayable(o, now);
         ScanOrder {
             out_trade_no: o.out_trade_no.clone(),
             body: o.body.clone(),
@@ -313,9 +357,13 @@ async fn cancel() -> HttpResponse {
     render_page(&page, actix_web::http::StatusCode::OK)
 }
 
+/// A payment from the phone: the order by `code_url` (Native) or `prepay_id` (any).
 #[derive(Debug, Deserialize)]
 struct PayRequest {
-    code_url: String,
+    #[serde(default)]
+    code_url: Option<String>,
+    #[serde(default)]
+    prepay_id: Option<String>,
     #[serde(default)]
     outcome: Option<String>,
     /// A coupon paying this much of the order (fen); the shopper pays the rest.
@@ -371,11 +419,22 @@ async fn pay(
                 .body("outcome must be success or fail\n")
         }
     };
+    let key = match (request.code_url.as_deref(), request.prepay_id.as_deref()) {
+        (Some(code_url), None) => PayKey::CodeUrl(code_url),
+        (None, Some(prepay_id)) => PayKey::PrepayId(prepay_id),
+        _ => {
+            return HttpResponse::BadRequest()
+                .content_type(ContentType::plaintext())
+                .body("give code_url or prepay_id, not both\n")
+        }
+    };
     let sandbox: Arc<Sandbox> = Arc::clone(&sandbox);
-    let result = delivery::pay(&sandbox, &request.code_url, outcome, request.coupon_fee);
+    let result = delivery::pay(&sandbox, key, outcome, request.coupon_fee);
     let status = match &result {
         Ok(_) => actix_web::http::StatusCode::OK,
-        Err(PayRefusal::UnknownCode) => actix_web::http::StatusCode::NOT_FOUND,
+        Err(PayRefusal::UnknownCode | PayRefusal::UnknownPrepay) => {
+            actix_web::http::StatusCode::NOT_FOUND
+        }
         Err(PayRefusal::BadCoupon) => actix_web::http::StatusCode::BAD_REQUEST,
         Err(_) => actix_web::http::StatusCode::CONFLICT,
     };
@@ -402,17 +461,15 @@ async fn pay(
     }
     let page = match result {
         Ok(receipt) => receipt_page(receipt),
-        Err(e) => ResultPage {
-            ok: false,
-            headline: "无法支付 Cannot pay".into(),
-            detail: e.to_string(),
-            receipt: None,
-        },
+        Err(e) => ResultPage::refusal(CANNOT_PAY, e.to_string()),
     };
     render_page(&page, status)
 }
 
-fn receipt_page(r: Receipt) -> ResultPage {
+/// The headline of a refused payment.
+pub(super) const CANNOT_PAY: &str = "无法支付 Cannot pay";
+
+pub(super) fn receipt_page(r: Receipt) -> ResultPage {
     let ok = r.trade_state == TradeState::Success;
     ResultPage {
         ok,
@@ -479,6 +536,8 @@ async fn stats(sandbox: web::Data<Sandbox>) -> HttpResponse {
         "probe_notifies_refused": c.probe_notifies_refused.load(Ordering::Relaxed),
         "probe_notifies_acknowledged": c.probe_notifies_acknowledged.load(Ordering::Relaxed),
         "orders": sandbox.book().len(),
+        "mweb_tickets": sandbox.tickets().len(),
+        "oauth_codes": sandbox.codes().len(),
     }))
 }
 
@@ -573,12 +632,18 @@ async fn order_view(sandbox: web::Data<Sandbox>, no: web::Path<String>) -> HttpR
     let Some(o) = book.get(&no) else {
         return HttpResponse::NotFound().json(serde_json::json!({ "error": "no such order" }));
     };
+    let param = |name: &str| o.params.get(name).cloned();
     HttpResponse::Ok().json(serde_json::json!({
         "out_trade_no": o.out_trade_no,
+        "trade_type": o.trade_type(),
         "trade_state": o.state.as_str(),
         "total_fee": o.total_fee,
         "sign_type": o.sign_type.as_str(),
-        "code_url": o.code_url,
+        "spbill_create_ip": param("spbill_create_ip"),
+        "scene_info": param("scene_info"),
+        "openid": o.jsapi_openid(),
+        // Only a Native order's code_url was ever told to the merchant.
+        "code_url": (o.trade_type() == "NATIVE").then_some(&o.code_url),
         "prepay_id": o.prepay_id,
         "transaction_id": o.payment.as_ref().map(|p| p.transaction_id.clone()),
         "time_end": o.payment.as_ref().map(|p| crate::wxpay::time::format_beijing(p.time_end)),

@@ -1,5 +1,5 @@
-//! A WeChat Pay v2 sandbox for the Native flow, faithful enough that a third-party SDK pointed
-//! at its base URL works unchanged: the same paths, the same validation order and answers, signed
+//! A WeChat Pay v2 sandbox for Native, H5 and JSAPI payment, faithful enough that a third-party
+//! SDK pointed at its base URL works unchanged: the same paths, the same validation order and answers, signed
 //! XML, WeChat's code_url form, the notify with WeChat's retry schedule, and refunds — the
 //! `/secapi/pay/refund` call over TLS with the merchant's client certificate (see
 //! [`SandboxServer::start_with_tls`]; on the plain listener it is refused), refunds that settle
@@ -27,23 +27,56 @@
 //! State is in memory and bounded (`max_orders`); a restart forgets every order and refund, and
 //! refunds still settling are cancelled with the notify deliveries on shutdown.
 //!
-//! Beyond WeChat's own paths it serves the shopper's phone (`GET /scan`, `POST /sandbox/pay`)
-//! and a few controls for tests (`/sandbox/faults`, `/sandbox/clock`, `/sandbox/stats`,
-//! `/sandbox/orders/{out_trade_no}`, `/sandbox/payments`, `/sandbox/refund`).
+//! Beside Native it takes H5 (`MWEB`) and JSAPI orders, and stands in for what WeChat puts
+//! around them: the page `mweb_url` opens (WeChat's H5 cashier), the official account's
+//! `snsapi_base` OAuth at WeChat's paths (the JSAPI payer's openid), and a `WeixinJSBridge` a
+//! shop's page loads as a script (the WeChat browser's own bridge, which no other browser has).
+//!
+//! Beyond WeChat's own paths it serves the shopper's phone and a few controls for tests.
+//!
+//! # Routes
+//!
+//! WeChat Pay's API (XML): `POST /pay/unifiedorder`, `/pay/orderquery`, `/pay/closeorder`,
+//! `/pay/refundquery`, `/pay/downloadbill`; `/secapi/pay/refund` (TLS listener only).
+//!
+//! The official account's OAuth, at WeChat's paths (on the same listener):
+//! - `GET /connect/oauth2/authorize?appid&redirect_uri&response_type=code&scope&state`: `302`
+//!   to `redirect_uri` with `code` and `state`. The shopper is the browser: a `sbx_wxuser`
+//!   cookie set on the first visit, so one browser keeps one openid (see `oauth.rs`).
+//! - `GET /sns/oauth2/access_token?appid&secret&code&grant_type=authorization_code`: JSON,
+//!   the openid or WeChat's `errcode` (40013, 40125, 40029, 40163, 40002, …).
+//!
+//! The shopper's phone:
+//! - `GET /scan?code_url=…`, `GET /scan/cancel`: the Native scan page.
+//! - `POST /sandbox/pay` (form or JSON; `code_url` or `prepay_id`, `outcome`, `coupon_fee`):
+//!   pays an order of any trade type.
+//! - `GET /sandbox/mweb?prepay_id&package&redirect_url`: the page `mweb_url` opens (valid
+//!   [`MWEB_URL_VALIDITY`]); `POST /sandbox/mweb/pay` and `/sandbox/mweb/cancel` (form:
+//!   `prepay_id`, `package`, `redirect_url`): pay or not, then `303` to `redirect_url`.
+//! - `GET /sandbox/jsbridge.js`: the `WeixinJSBridge` stand-in; `POST /sandbox/jsapi/check` and
+//!   `/sandbox/jsapi/pay` (the `getBrandWCPayRequest` parameters as JSON): what it calls.
+//!
+//! Controls (with `controls`): `/sandbox/faults`, `/sandbox/clock`, `/sandbox/stats`,
+//! `/sandbox/orders/{out_trade_no}`, `/sandbox/orders/{out_trade_no}/trade_state`,
+//! `/sandbox/payments`, `/sandbox/refund`.
 //!
 //! # Layout
 //!
 //! `api.rs` authenticates a call and answers unifiedorder, closeorder and the queries;
 //! `refunds.rs` the refund call and the settlement after it; `bill.rs` the day's bill;
-//! `delivery.rs` the shopper's payment and every notify delivery; `state.rs` what is remembered;
-//! `faults.rs` what goes wrong on purpose; `http.rs` the routes; `tls.rs` the CA and
-//! certificates.
+//! `delivery.rs` the shopper's payment and every notify delivery; `h5.rs` the H5 page;
+//! `oauth.rs` the official account's OAuth and the openids it issues; `jsbridge.rs` (and
+//! `jsbridge.js`) the bridge; `state.rs` what is remembered; `faults.rs` what goes wrong on
+//! purpose; `http.rs` the routes; `tls.rs` the CA and certificates.
 
 mod api;
 mod bill;
 mod delivery;
 pub mod faults;
+mod h5;
 mod http;
+mod jsbridge;
+mod oauth;
 mod refunds;
 mod state;
 pub mod tls;
@@ -57,6 +90,8 @@ use actix_web::{web, App, HttpServer};
 use chrono::{DateTime, Utc};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+
+use secrecy::SecretString;
 
 use crate::rt::AppRuntime;
 use crate::wxpay::Merchant;
@@ -74,6 +109,20 @@ pub const NOTIFY_RETRY_SCHEDULE_SECS: [u64; 15] = [
 /// WeChat takes from seconds (to the payer's balance) to days (to a bank card); a minute keeps
 /// the shop's wait for the notify or query honest without slowing a demo.
 pub const REFUND_SETTLE_SECS: u64 = 60;
+
+/// How long an H5 `mweb_url` opens the payment page, as WeChat's (on the sandbox's clock).
+pub const MWEB_URL_VALIDITY: chrono::Duration = chrono::Duration::minutes(5);
+
+/// How long an OAuth `code` may be traded for the openid, once, as WeChat's.
+pub const OAUTH_CODE_VALIDITY: chrono::Duration = chrono::Duration::minutes(5);
+
+/// The most H5 tickets and OAuth codes held (each); the oldest are forgotten beyond this.
+pub const MAX_PHONE_TOKENS: usize = 10_000;
+
+/// The official account's AppSecret the sandbox accepts unless told otherwise. Not a secret:
+/// like the demo merchant key, it is published so a demo works out of the box, and it opens
+/// nothing but this sandbox.
+pub const DEMO_MP_APPSECRET: &str = "5a4e1b0c9f3d2e7a8b6c4d2f0e1a3b5c";
 
 /// How the sandbox is set up.
 #[derive(Debug, Clone)]
@@ -99,6 +148,9 @@ pub struct SandboxConfig {
     /// The one `notify_url` refunds may give (the built-in sandbox's shop's refund notify
     /// URL), for the same reason. `None`: any.
     pub refund_notify_only: Option<url::Url>,
+    /// The official account's AppSecret `/sns/oauth2/access_token` requires (the account is the
+    /// merchant's `appid`).
+    pub mp_appsecret: SecretString,
 }
 
 impl SandboxConfig {
@@ -113,6 +165,7 @@ impl SandboxConfig {
             controls: false,
             notify_only: None,
             refund_notify_only: None,
+            mp_appsecret: SecretString::from(DEMO_MP_APPSECRET),
         }
     }
 }
@@ -151,6 +204,10 @@ impl Counters {
 pub struct Sandbox {
     config: SandboxConfig,
     book: Mutex<state::Book>,
+    /// H5 tickets (the `package` of an `mweb_url`) and OAuth codes. Locked after `book` when
+    /// both are held, never before.
+    tickets: Mutex<state::Bounded<h5::Ticket>>,
+    codes: Mutex<state::Bounded<oauth::Code>>,
     faults: Mutex<Faults>,
     /// Seconds added to the real clock (`POST /sandbox/clock`), to reach expiries in tests.
     clock_offset_secs: AtomicI64,
@@ -172,6 +229,8 @@ impl Sandbox {
             .build()?;
         Ok(Sandbox {
             book: Mutex::new(state::Book::new(config.max_orders)),
+            tickets: Mutex::new(state::Bounded::new(MAX_PHONE_TOKENS)),
+            codes: Mutex::new(state::Bounded::new(MAX_PHONE_TOKENS)),
             faults: Mutex::new(config.faults),
             clock_offset_secs: AtomicI64::new(0),
             counters: Counters::default(),
@@ -194,6 +253,28 @@ impl Sandbox {
 
     fn book(&self) -> std::sync::MutexGuard<'_, state::Book> {
         self.book.lock().expect("sandbox book lock")
+    }
+
+    fn tickets(&self) -> std::sync::MutexGuard<'_, state::Bounded<h5::Ticket>> {
+        self.tickets.lock().expect("sandbox tickets lock")
+    }
+
+    fn codes(&self) -> std::sync::MutexGuard<'_, state::Bounded<oauth::Code>> {
+        self.codes.lock().expect("sandbox codes lock")
+    }
+
+    /// Whether the browser may be sent to `target` (an H5 `redirect_url`, an OAuth
+    /// `redirect_uri`): an absolute http(s) URL and, for the built-in sandbox, on its shop's
+    /// origin — a sandbox must not be an open redirect.
+    fn redirect_target(&self, target: &str) -> Option<url::Url> {
+        let url = url::Url::parse(target).ok()?;
+        if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
+            return None;
+        }
+        match &self.config.notify_only {
+            Some(shop) if shop.origin() != url.origin() => None,
+            _ => Some(url),
+        }
     }
 
     /// A schedule wait scaled by `time_scale`.

@@ -40,11 +40,18 @@ pub struct Trade {
 }
 
 impl Trade {
-    /// The unifiedorder's `trade_type` (every sandbox trade is `NATIVE` today).
+    /// The unifiedorder's `trade_type`: `NATIVE`, `MWEB` or `JSAPI`.
     pub fn trade_type(&self) -> &str {
         self.params
             .get("trade_type")
             .map_or("NATIVE", String::as_str)
+    }
+
+    /// The payer a JSAPI order names (the other trade types learn the payer only when paid).
+    pub fn jsapi_openid(&self) -> Option<&str> {
+        (self.trade_type() == "JSAPI")
+            .then(|| self.params.get("openid").map(String::as_str))
+            .flatten()
     }
 
     pub fn refund(&self, out_refund_no: &str) -> Option<&Refund> {
@@ -96,12 +103,15 @@ pub struct Payment {
     pub coupon_fee: Option<i64>,
 }
 
-/// The orders, indexed by `out_trade_no`, by `code_url` token, by `transaction_id` and by the
-/// `out_refund_no` of each refund (unique per merchant, as WeChat keeps it).
+/// The orders, indexed by `out_trade_no`, by `code_url` token, by `prepay_id`, by
+/// `transaction_id` and by the `out_refund_no` of each refund (unique per merchant, as WeChat
+/// keeps it). Every trade has a `code_url`, but only a Native one is ever told it: for H5 and
+/// JSAPI it is the sandbox's own handle, and the phone pays them by `prepay_id`.
 #[derive(Debug)]
 pub struct Book {
     orders: HashMap<String, Trade>,
     by_code_url: HashMap<String, String>,
+    by_prepay: HashMap<String, String>,
     by_transaction: HashMap<String, String>,
     by_refund: HashMap<String, String>,
     /// Insertion order, oldest first, for eviction.
@@ -114,6 +124,7 @@ impl Book {
         Book {
             orders: HashMap::new(),
             by_code_url: HashMap::new(),
+            by_prepay: HashMap::new(),
             by_transaction: HashMap::new(),
             by_refund: HashMap::new(),
             age: VecDeque::new(),
@@ -144,6 +155,12 @@ impl Book {
             .and_then(|no| self.orders.get(no))
     }
 
+    pub fn by_prepay_id(&self, prepay_id: &str) -> Option<&Trade> {
+        self.by_prepay
+            .get(prepay_id)
+            .and_then(|no| self.orders.get(no))
+    }
+
     pub fn by_transaction_id(&self, transaction_id: &str) -> Option<&Trade> {
         self.by_transaction
             .get(transaction_id)
@@ -154,6 +171,7 @@ impl Book {
     pub fn insert(&mut self, order: Trade) {
         let no = order.out_trade_no.clone();
         self.by_code_url.insert(order.code_url.clone(), no.clone());
+        self.by_prepay.insert(order.prepay_id.clone(), no.clone());
         self.age.push_back(no.clone());
         self.orders.insert(no, order);
         while self.orders.len() > self.max_orders {
@@ -162,6 +180,7 @@ impl Book {
             };
             if let Some(gone) = self.orders.remove(&oldest) {
                 self.by_code_url.remove(&gone.code_url);
+                self.by_prepay.remove(&gone.prepay_id);
                 if let Some(payment) = &gone.payment {
                     self.by_transaction.remove(&payment.transaction_id);
                 }
@@ -176,11 +195,13 @@ impl Book {
     pub fn renew_prepay(&mut self, out_trade_no: &str, now: DateTime<Utc>) -> Option<&Trade> {
         let order = self.orders.get_mut(out_trade_no)?;
         self.by_code_url.remove(&order.code_url);
+        self.by_prepay.remove(&order.prepay_id);
         let (prepay_id, code_url) = new_prepay(now);
-        order.prepay_id = prepay_id;
+        order.prepay_id = prepay_id.clone();
         order.code_url = code_url.clone();
         order.prepay_expires_at = now + PREPAY_VALIDITY;
         self.by_code_url.insert(code_url, out_trade_no.to_owned());
+        self.by_prepay.insert(prepay_id, out_trade_no.to_owned());
         self.orders.get(out_trade_no)
     }
 
@@ -207,6 +228,63 @@ impl Book {
         order.state = TradeState::Refund;
         order.refunds.push(refund);
         Some(order)
+    }
+}
+
+/// Short-lived tokens (H5 tickets, OAuth codes) with their expiry, at most `cap` of them: beyond
+/// it the oldest is forgotten, so a stranger asking for tokens in a loop costs a bounded amount
+/// of memory (and only the oldest tokens, which a shopper would have used by then).
+#[derive(Debug)]
+pub struct Bounded<V> {
+    entries: HashMap<String, (V, DateTime<Utc>)>,
+    /// Insertion order, oldest first, for eviction.
+    age: VecDeque<String>,
+    cap: usize,
+}
+
+impl<V> Bounded<V> {
+    pub fn new(cap: usize) -> Self {
+        Bounded {
+            entries: HashMap::new(),
+            age: VecDeque::new(),
+            cap: cap.max(1),
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Adds a token valid until `expires_at`, forgetting the oldest beyond the bound.
+    pub fn insert(&mut self, key: String, value: V, expires_at: DateTime<Utc>) {
+        if self
+            .entries
+            .insert(key.clone(), (value, expires_at))
+            .is_none()
+        {
+            self.age.push_back(key);
+        }
+        while self.entries.len() > self.cap {
+            let Some(oldest) = self.age.pop_front() else {
+                break;
+            };
+            self.entries.remove(&oldest);
+        }
+    }
+
+    /// The token's value while it is valid at `now`.
+    pub fn get(&self, key: &str, now: DateTime<Utc>) -> Option<&V> {
+        self.entries
+            .get(key)
+            .filter(|(_, expires_at)| now < *expires_at)
+            .map(|(value, _)| value)
+    }
+
+    pub fn get_mut(&mut self, key: &str, now: DateTime<Utc>) -> Option<&mut V> {
+        self.entries
+            .get_mut(key)
+            .filter(|(_, expires_at)| now < *expires_at)
+            .map(|(value, _)| value)
     }
 }
 
@@ -344,5 +422,26 @@ mod tests {
         let code_url = book.get("o4").unwrap().code_url.clone();
         assert_eq!(book.by_code_url(&code_url).unwrap().out_trade_no, "o4");
         assert_eq!(book.by_code_url.len(), 3);
+        let prepay_id = book.get("o4").unwrap().prepay_id.clone();
+        assert_eq!(book.by_prepay_id(&prepay_id).unwrap().out_trade_no, "o4");
+        assert_eq!(book.by_prepay.len(), 3);
+    }
+
+    #[test]
+    fn a_bounded_map_forgets_the_oldest_and_its_entries_expire() {
+        let now = Utc::now();
+        let mut map = Bounded::new(2);
+        map.insert("a".into(), 1, now + chrono::Duration::seconds(10));
+        map.insert("b".into(), 2, now + chrono::Duration::seconds(10));
+        map.insert("c".into(), 3, now + chrono::Duration::seconds(10));
+        assert_eq!(map.len(), 2);
+        assert!(map.get("a", now).is_none(), "the oldest is forgotten");
+        assert_eq!(map.get("c", now), Some(&3));
+        assert!(map.get("c", now + chrono::Duration::seconds(10)).is_none());
+        assert_eq!(
+            map.get_mut("b", now).map(|v| std::mem::replace(v, 5)),
+            Some(2)
+        );
+        assert_eq!(map.get("b", now), Some(&5));
     }
 }

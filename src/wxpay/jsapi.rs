@@ -6,13 +6,13 @@
 //! hint; the payment is known by notify or query.
 
 use secrecy::SecretString;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::{sign, Fields, SignType};
 
 /// What the page hands to `WeixinJSBridge.invoke('getBrandWCPayRequest', …)`, field names as
 /// WeChat spells them.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BrandWcPayRequest {
     #[serde(rename = "appId")]
     pub app_id: String,

@@ -22,6 +22,7 @@ mod refunds;
 mod replicas;
 mod sandbox;
 mod sandbox_bill;
+mod sandbox_phone;
 mod sandbox_refunds;
 mod server;
 mod shop;

@@ -399,10 +399,11 @@ async fn bad_values_are_refused_at_the_level_wechat_uses() {
         unified_raw(&sandbox, &fields, false).await["result_code"],
         "SUCCESS"
     );
-    // Other trade types are products the sandbox's merchant has not opened.
+    // Trade types beyond Native, H5 and JSAPI are products the sandbox's merchant has not
+    // opened.
     let answer = unified_raw(
         &sandbox,
-        &with(hand_order("jsapi"), "trade_type", "JSAPI"),
+        &with(hand_order("app"), "trade_type", "APP"),
         false,
     )
     .await;
