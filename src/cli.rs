@@ -208,6 +208,11 @@ pub async fn doctor(settings: &Settings) -> ExitCode {
     };
     let mut examination =
         doctor::examine(&client, &terms.notify_url, &terms.refund_notify_url).await;
+    let mut phones = terms.phones.clone();
+    phones.oauth = crate::startup::oauth(settings, None, &rt).ok().flatten();
+    examination
+        .findings
+        .extend(doctor::phones(&phones, settings.builtin_sandbox).await);
     if let Some(finding) = unreadable {
         examination.findings.retain(|f| f.check != "certificate");
         examination.push_front(finding);

@@ -19,7 +19,7 @@ pub const SANDBOX_APPID: &str = "wx8888888888888888";
 pub const SANDBOX_MCH_ID: &str = "1900000109";
 pub const SANDBOX_KEY: &str = "8934e7d15453e97507ef794cf7b0519d";
 /// The demo official account's AppSecret (JSAPI's OAuth), shared with the sandbox. Not a secret.
-pub const SANDBOX_MP_APPSECRET: &str = "5ea1d0a5c2b94c7e8f3a6b1d2e4f6a8c";
+pub const SANDBOX_MP_APPSECRET: &str = crate::sandbox::DEMO_MP_APPSECRET;
 
 /// Where payments go.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -45,6 +45,9 @@ pub fn sandbox_config(settings: &Settings) -> SandboxConfig {
     config.faults = settings.sandbox.faults;
     config.max_orders = settings.sandbox.max_orders;
     config.controls = settings.sandbox.controls;
+    if let Some(secret) = &settings.phones.mp_appsecret {
+        config.mp_appsecret = secret.clone();
+    }
     config
 }
 

@@ -145,7 +145,13 @@ impl Checkout {
     /// The doctor's examination of this shop's credentials, clock, certificate and notify URLs.
     pub async fn doctor(&self) -> Examination {
         let terms = self.terms();
-        examine(self.wechat(), &terms.notify_url, &terms.refund_notify_url).await
+        let mut examination =
+            examine(self.wechat(), &terms.notify_url, &terms.refund_notify_url).await;
+        let local = is_local(&self.wechat().config().base_url).await;
+        examination
+            .findings
+            .extend(phones(&terms.phones, local).await);
+        examination
     }
 }
 
@@ -176,6 +182,119 @@ pub async fn examine(client: &Client, notify_url: &Url, refund_notify_url: &Url)
         appid: config.merchant.appid.clone(),
         findings,
     }
+}
+
+const TITLE_H5: &str = "H5 支付 H5 payment (phone browsers)";
+const TITLE_MP: &str = "公众号 Official account (JSAPI inside WeChat)";
+
+/// Paying on a phone: H5's domain, and the official account's AppSecret (one access_token call
+/// with a code that cannot exist: WeChat's `invalid code` means the appid and secret passed).
+/// `wechat_is_local`: a sandbox, where a loopback shop is expected.
+pub async fn phones(terms: &super::PhoneTerms, wechat_is_local: bool) -> Vec<Finding> {
+    let mut findings = Vec::new();
+    let base = &terms.public_base_url;
+    let host_is_ip = matches!(base.host(), Some(url::Host::Ipv4(_) | url::Host::Ipv6(_)))
+        || base.host_str() == Some("localhost");
+    findings.push(if !terms.h5 {
+        Finding::new(
+            "h5",
+            TITLE_H5,
+            Verdict::Ok,
+            "off (WEIXIN_H5): phone browsers get instructions and the QR code for another device"
+                .into(),
+        )
+    } else if wechat_is_local || (base.scheme() == "https" && !host_is_ip) {
+        Finding::new(
+            "h5",
+            TITLE_H5,
+            Verdict::Ok,
+            format!(
+                "on: the pay page's domain {} must be the one registered for H5 in the merchant                  platform",
+                base.host_str().unwrap_or_default()
+            ),
+        )
+        .advice(&["商户平台 → 产品中心 → H5支付 → 开发配置: register the shop's domain there"])
+    } else {
+        Finding::new(
+            "h5",
+            TITLE_H5,
+            Verdict::Warn,
+            format!("on, but PUBLIC_BASE_URL is {base}: WeChat's H5 page opens only for a registered domain"),
+        )
+        .advice(&[
+            "set PUBLIC_BASE_URL to the shop's https domain and register it for H5 in the \
+             merchant platform (产品中心 → H5支付 → 开发配置)",
+        ])
+    });
+    let Some(oauth) = &terms.oauth else {
+        findings.push(Finding::new(
+            "official_account",
+            TITLE_MP,
+            Verdict::Ok,
+            "off (WEIXIN_MP_APPSECRET unset): inside WeChat the shopper gets instructions".into(),
+        ));
+        return findings;
+    };
+    use crate::wxpay::oauth::OAuthError;
+    findings.push(match oauth.openid("doctor_probe_invalid_code").await {
+        Err(OAuthError::Refused { errcode, errmsg }) => {
+            let raw = Some(format!("errcode={errcode} errmsg={errmsg}"));
+            match errcode {
+                // The code was judged, so the appid and secret were taken.
+                40029 | 40163 => Finding::new(
+                    "official_account",
+                    TITLE_MP,
+                    Verdict::Ok,
+                    format!("WeChat takes the appid {} and its AppSecret", oauth.appid),
+                ),
+                40125 | 40001 => Finding::new(
+                    "official_account",
+                    TITLE_MP,
+                    Verdict::Fail,
+                    "WeChat refuses the AppSecret: JSAPI payment cannot learn who pays".into(),
+                )
+                .advice(&[
+                    "WEIXIN_MP_APPSECRET is the official account's AppSecret (公众号 → 设置与开发 \
+                     → 基本配置), not the API key",
+                    "an AppSecret reset in the official account's console makes the old one invalid",
+                ]),
+                40013 => Finding::new(
+                    "official_account",
+                    TITLE_MP,
+                    Verdict::Fail,
+                    format!("WeChat does not know {} as an official account", oauth.appid),
+                )
+                .advice(&["WEIXIN_APPID must be the official account's appid, bound to the mch_id"]),
+                40164 | 61004 => Finding::new(
+                    "official_account",
+                    TITLE_MP,
+                    Verdict::Fail,
+                    "this server's IP address is not on the official account's IP whitelist".into(),
+                )
+                .advice(&["公众号 → 设置与开发 → 基本配置 → IP白名单: add this server's address"]),
+                _ => Finding::new(
+                    "official_account",
+                    TITLE_MP,
+                    Verdict::Warn,
+                    "WeChat answered with an error this doctor does not know".into(),
+                ),
+            }
+            .raw(raw)
+        }
+        Err(e) => Finding::new(
+            "official_account",
+            TITLE_MP,
+            Verdict::Fail,
+            format!("the official account's API could not be asked: {e}"),
+        ),
+        Ok(_) => Finding::new(
+            "official_account",
+            TITLE_MP,
+            Verdict::Warn,
+            "WeChat gave an openid for a code that cannot exist".into(),
+        ),
+    });
+    findings
 }
 
 /// An order number no shop ever made: `doctor` and the time, within WeChat's 32 characters.

@@ -17,7 +17,7 @@ const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
 const CHROMIUM: &str = "/usr/bin/chromium";
 
 /// chromedriver as a child process; killed when dropped.
-struct Driver(Child);
+pub struct Driver(Child);
 
 impl Drop for Driver {
     fn drop(&mut self) {
@@ -26,7 +26,7 @@ impl Drop for Driver {
     }
 }
 
-fn browser_available() -> bool {
+pub fn browser_available() -> bool {
     let present =
         std::path::Path::new(CHROMEDRIVER).exists() && std::path::Path::new(CHROMIUM).exists();
     if !present {
@@ -39,17 +39,17 @@ fn browser_available() -> bool {
     present
 }
 
-#[tokio::test]
-async fn a_shopper_buys_two_products_through_the_cart_pays_and_reaches_the_receipt() {
-    if !browser_available() {
-        return;
-    }
+/// A chromedriver and a headless Chromium session (as `user_agent` when given: a phone's);
+/// keep all three until the test ends.
+pub async fn start_browser(
+    user_agent: Option<&str>,
+) -> (Driver, fantoccini::Client, tempfile::TempDir) {
     let port = TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
         .unwrap()
         .port();
-    let _driver = Driver(
+    let driver = Driver(
         Command::new(CHROMEDRIVER)
             .arg(format!("--port={port}"))
             .stdout(Stdio::null())
@@ -67,24 +67,40 @@ async fn a_shopper_buys_two_products_through_the_cart_pays_and_reaches_the_recei
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let profile = tempfile::TempDir::new().unwrap();
+    let mut args = vec![
+        "--headless=new".to_owned(),
+        "--no-sandbox".into(),
+        "--disable-gpu".into(),
+        "--disable-dev-shm-usage".into(),
+        "--disable-background-networking".into(),
+        "--disable-component-update".into(),
+        "--disable-sync".into(),
+        "--no-first-run".into(),
+        "--window-size=420,900".into(),
+        format!("--user-data-dir={}", profile.path().display()),
+    ];
+    if let Some(user_agent) = user_agent {
+        args.push(format!("--user-agent={user_agent}"));
+    }
     let mut capabilities = serde_json::Map::new();
     capabilities.insert(
         "goog:chromeOptions".into(),
-        serde_json::json!({
-            "binary": CHROMIUM,
-            "args": [
-                "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                "--no-first-run", "--window-size=420,900",
-                format!("--user-data-dir={}", profile.path().display()),
-            ],
-        }),
+        serde_json::json!({ "binary": CHROMIUM, "args": args }),
     );
     let browser = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
         .capabilities(capabilities)
         .connect(&driver_url)
         .await
         .expect("a chromium session");
+    (driver, browser, profile)
+}
+
+#[tokio::test]
+async fn a_shopper_buys_two_products_through_the_cart_pays_and_reaches_the_receipt() {
+    if !browser_available() {
+        return;
+    }
+    let (_driver, browser, _profile) = start_browser(None).await;
 
     let app = TestApp::spawn().await;
     let target = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target");

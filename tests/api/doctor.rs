@@ -228,6 +228,27 @@ async fn in_sandbox_mode_the_doctor_examines_the_running_shops_sandbox() {
         out.contains("[ OK ] 商户API证书 Client certificate: sandbox mode"),
         "{out}"
     );
+    // Paying on a phone: H5 on, and the official account's AppSecret taken by its OAuth.
+    assert!(out.contains("[ OK ] H5 支付 H5 payment"), "{out}");
+    assert!(
+        out.contains(
+            "[ OK ] 公众号 Official account (JSAPI inside WeChat): WeChat takes the appid"
+        ),
+        "{out}"
+    );
+    let wrong_secret = [
+        ("SANDBOX_LISTEN_ADDR", sandbox.as_str()),
+        ("LISTEN_ADDR", shop.as_str()),
+        ("WEIXIN_MP_APPSECRET", "0123456789abcdef0123456789abcdef"),
+    ];
+    let (code, out, _) = run_with("sqlite::memory:", &wrong_secret, &["doctor"], "").await;
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("[FAIL] 公众号 Official account"), "{out}");
+    assert!(out.contains("errcode=40125"), "{out}");
+    assert!(
+        !out.contains("0123456789abcdef0123456789abcdef"),
+        "the secret is never printed"
+    );
     // With the shop stopped there is no sandbox to ask, and the doctor says what to do.
     let port = crate::crash::free_port();
     let nowhere = format!("127.0.0.1:{port}");

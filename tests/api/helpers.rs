@@ -549,6 +549,18 @@ impl TestApp {
             .unwrap()
     }
 
+    /// Moves the sandbox's clock forward (its 5-minute close rule, the H5 page's life).
+    pub async fn advance_sandbox_clock(&self, secs: i64) {
+        let response = self
+            .http
+            .post(self.sandbox_url("sandbox/clock"))
+            .json(&serde_json::json!({ "advance_secs": secs }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+    }
+
     pub async fn set_faults(&self, faults: serde_json::Value) {
         let response = self
             .http

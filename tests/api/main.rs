@@ -16,6 +16,8 @@ mod helpers;
 mod hostile;
 mod notify;
 mod notify_health;
+mod phone_browser;
+mod phones;
 mod privacy;
 mod reconcile;
 mod refunds;
