@@ -20,7 +20,7 @@ use super::{Checkout, CheckoutError, Shopper, MIN_CLOSE_AGE};
 use crate::domain::{OrderStatus, OutTradeNo, PayWay};
 use crate::store::{Attempt, AttemptPrepay, Order, PaymentSource, StoreError};
 use crate::wxpay::jsapi::BrandWcPayRequest;
-use crate::wxpay::oauth::{masked_openid, OAuth};
+use crate::wxpay::oauth::OAuth;
 use crate::wxpay::time::format_beijing;
 use crate::wxpay::types::{Trade, UnifiedOrderRequest};
 use crate::wxpay::{ErrCode, TradeState};
@@ -497,11 +497,6 @@ impl Checkout {
         }
         Ok(done)
     }
-}
-
-/// The openid as it may appear in a log line.
-pub fn loggable_openid(openid: &str) -> String {
-    masked_openid(openid)
 }
 
 fn not_found() -> CheckoutError {

@@ -329,6 +329,14 @@ async fn inside_wechat_oauth_gives_the_openid_and_the_page_pays_through_jsapi() 
     );
     let (status, paid_no, _) = order_state(&app, &no).await;
     assert_eq!((status.as_str(), paid_no), ("paid", Some(format!("{no}J"))));
+    // The console names the payer by a masked openid only.
+    let (http, _) = crate::admin::sign_in(&app).await;
+    let page = crate::admin::page(&app, &http, &format!("/admin/orders/{no}")).await;
+    assert!(
+        page.contains(&format!("JSAPI · {}…", &openid[..6])),
+        "{page}"
+    );
+    assert!(!page.contains(&openid));
 }
 
 #[tokio::test]

@@ -596,7 +596,7 @@ struct OrderPage {
     can_refund: bool,
     /// Its payment attempts (ways of paying, each its own WeChat order): number, trade type,
     /// what it came to, WeChat's last state, when made.
-    attempts: Vec<(String, &'static str, &'static str, String, String)>,
+    attempts: Vec<(String, String, &'static str, String, String)>,
 }
 
 struct RefundRow {
@@ -663,9 +663,18 @@ pub async fn order(
             } else {
                 "not made"
             };
+            // The payer's openid, masked: never shown whole.
+            let way = match &a.openid {
+                Some(openid) => format!(
+                    "{} · {}",
+                    a.way.trade_type(),
+                    crate::wxpay::oauth::masked_openid(openid)
+                ),
+                None => a.way.trade_type().to_owned(),
+            };
             (
                 a.attempt_no.to_string(),
-                a.way.trade_type(),
+                way,
                 came_to,
                 a.wechat_state.unwrap_or_default(),
                 beijing_display(a.created_at),
