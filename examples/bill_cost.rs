@@ -465,6 +465,7 @@ fn terms() -> anyhow::Result<Terms> {
         checkout_fields: Vec::new(),
         outbox: Default::default(),
         privacy: Default::default(),
+        push: Default::default(),
         phones: wxpay_checkout::checkout::PhoneTerms {
             h5: false,
             oauth: None,

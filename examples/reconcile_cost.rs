@@ -123,6 +123,7 @@ async fn main() -> anyhow::Result<()> {
         checkout_fields: Vec::new(),
         outbox: Default::default(),
         privacy: Default::default(),
+        push: Default::default(),
         phones: wxpay_checkout::checkout::PhoneTerms {
             h5: false,
             oauth: None,

@@ -26,10 +26,12 @@
 //!   (the notify log and the missing-notify alarm, `checkout/health.rs`), the doctor's
 //!   going-live checks (`checkout/doctor.rs`), the buyer's privacy notice and retention
 //!   job (`checkout/privacy.rs`) and paying on a phone — H5 and JSAPI payment attempts, each
-//!   its own WeChat order, the spare ones closed (`checkout/phones.rs`) — with one error type,
+//!   its own WeChat order, the spare ones closed (`checkout/phones.rs`) — and push to the pay
+//!   page (each order's changes to its listening pages, `checkout/push.rs`), with one error type,
 //!   [`checkout::CheckoutError`].
 //! - [`web`]: HTTP routes — shop, cart and checkout form (the cart lives in a cookie), pay page
-//!   (which way to pay by the user agent, H5's and JSAPI's OAuth routes: `web/phone.rs`),
+//!   (which way to pay by the user agent, H5's and JSAPI's OAuth routes: `web/phone.rs`; its
+//!   event stream: `web/events.rs`),
 //!   receipt, seed JSON API, notify, operations. Thin: each handler calls one checkout flow and
 //!   translates its answer; errors render in `web/error.rs`.
 //! - [`catalogue`]: the merchant's catalogue files (TOML, CSV) read and checked line by line into
@@ -42,7 +44,8 @@
 //!   notify log and health alarms (`store/health.rs`), buyers' contact details sealed at rest
 //!   with `CONTACT_KEY` and found by keyed hashes (`store/contacts.rs`; re-sealing, retention,
 //!   a buyer's export and delete and the access log in `store/sql/contacts.rs`), payment
-//!   attempts (`store/attempts.rs`, `store/sql/attempts.rs`).
+//!   attempts (`store/attempts.rs`, `store/sql/attempts.rs`), order changes between replicas
+//!   by PostgreSQL's `NOTIFY`/`LISTEN` (`store/push.rs`).
 //! - [`wxpay`]: the WeChat Pay v2 protocol — signing, the strict XML codec, typed messages
 //!   (Native, H5 and JSAPI unifiedorder), JSAPI's signed page parameters (`wxpay/jsapi.rs`),
 //!   the official account's OAuth for the openid (`wxpay/oauth.rs`), the client (with the merchant's client certificate for refunds), the payment notify,

@@ -36,6 +36,8 @@ pub struct Application {
     background: Background,
     shutdown: CancellationToken,
     store: Store,
+    /// For ending the pay pages' event streams at a signal.
+    checkout: Checkout,
 }
 
 /// The sandbox's configuration from the settings (`WEIXIN_*` credentials or the demo ones).
@@ -114,6 +116,7 @@ pub fn terms(settings: &Settings, addr: SocketAddr) -> Terms {
             oauth: None,
             public_base_url: settings.public_base_url(addr),
         },
+        push: crate::checkout::PushTerms::default(),
     }
 }
 
@@ -311,6 +314,7 @@ impl Application {
         rt.spawn(checkout.clone().run_retention(shutdown.child_token()));
         rt.spawn(reseal_contacts(store.clone(), shutdown.child_token()));
         rt.spawn(checkout.clone().run_notify_health(shutdown.child_token()));
+        rt.spawn(checkout.clone().run_push(shutdown.child_token()));
         if let Some(schedule) = &settings.backups {
             if settings.database_url.starts_with("sqlite:") {
                 let schedule = crate::store::backup::Schedule {
@@ -331,6 +335,7 @@ impl Application {
             crate::console::Console::start(store.clone(), settings.admin_password_hash.as_deref())
                 .await
                 .context("the merchant console (ADMIN_PASSWORD_HASH)")?;
+        let checkout_handle = checkout.clone();
         let state = web::Data::new(AppState::new(
             checkout,
             console,
@@ -357,6 +362,9 @@ impl Application {
         .workers(workers)
         .max_connections(crate::web::limits::max_connections_per_worker(workers))
         .client_request_timeout(std::time::Duration::from_secs(5))
+        // Signals are handled in `run`: the pay pages' event streams end first, so they never
+        // hold the shutdown up.
+        .disable_signals()
         .listen(listener)?
         .run();
         let ops_listener = TcpListener::bind(settings.ops_listen_addr)
@@ -384,6 +392,7 @@ impl Application {
             background,
             shutdown,
             store,
+            checkout: checkout_handle,
         })
     }
 
@@ -410,6 +419,13 @@ impl Application {
         let sandbox_task = self.sandbox.map(|sandbox| tokio::spawn(sandbox.run()));
         let ops_handle = self.ops.handle();
         let ops_task = tokio::spawn(self.ops);
+        let server_handle = self.server.handle();
+        let checkout = self.checkout.clone();
+        tokio::spawn(async move {
+            shutdown_signal().await;
+            checkout.close_event_streams();
+            server_handle.stop(true).await;
+        });
         let served = self.server.await;
         ops_handle.stop(true).await;
         ops_task.await??;

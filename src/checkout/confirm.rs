@@ -63,6 +63,10 @@ impl Checkout {
         if *wechat_no != order.out_trade_no && noted {
             self.store().note_attempt_state(wechat_no, state).await?;
         }
+        if noted && query.trade_state == TradeState::PayError {
+            self.announce(&order.out_trade_no, super::push::OrderChange::PayError)
+                .await;
+        }
         let Some(event) = event_from_query(&order, wechat_no, query, source) else {
             return match noted {
                 true => self.load(&order.out_trade_no).await,

@@ -30,6 +30,7 @@ pub mod outbox;
 pub mod phones;
 mod prepay;
 pub mod privacy;
+pub mod push;
 pub mod reconcile;
 pub mod refunds;
 
@@ -51,6 +52,7 @@ pub use self::notify::NotifyReceipt;
 pub use self::outbox::{DeliveryView, OutboxTerms};
 pub use self::phones::{PhoneStep, PhoneTerms};
 pub use self::prepay::{NativeCode, PayStep, Prepared};
+pub use self::push::{Listener, OrderChange, PushTerms};
 pub use self::refunds::{FollowReport, RefundProblem};
 use crate::domain::ContactField;
 use crate::domain::{OrderStatus, OutTradeNo};
@@ -119,6 +121,8 @@ pub struct Terms {
     pub notify_alarm: health::NotifyAlarmTerms,
     /// Paying on a phone: H5, JSAPI.
     pub phones: PhoneTerms,
+    /// Limits on the pay pages' event streams.
+    pub push: PushTerms,
 }
 
 impl Terms {
@@ -156,6 +160,8 @@ struct Inner {
     terms: Terms,
     /// unifiedorder calls in flight, one per order.
     prepays: Flights<Result<Prepared, CheckoutError>>,
+    /// The pay pages listening for their orders' changes.
+    push: Arc<push::Hub>,
     /// unifiedorder calls for payment attempts (H5, JSAPI) in flight, one per attempt.
     attempt_prepays: Flights<Result<phones::AttemptPrepared, CheckoutError>>,
     /// The status path's order queries: one per order every [`QUERY_EVERY`], shared by the
@@ -229,6 +235,7 @@ impl Checkout {
                 payments,
                 prepays: Flights::new(Duration::ZERO),
                 attempt_prepays: Flights::new(Duration::ZERO),
+                push: Default::default(),
                 queries: Flights::new(QUERY_EVERY),
                 notify_log: Default::default(),
                 order_rate: RateLimiter::new(terms.order_rate_per_minute),

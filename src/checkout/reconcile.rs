@@ -50,6 +50,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::confirm::event_from_query;
 use super::phones::AttemptClose;
+use super::push::OrderChange;
 use super::{Checkout, MIN_CLOSE_AGE};
 use crate::domain::OrderStatus;
 use crate::store::{Order, PaymentSource, StoreError};
@@ -206,11 +207,14 @@ impl Reconciler {
     /// One run, as of `now`: expiries, pending orders, then the watch.
     pub async fn run_once(&self, now: DateTime<Utc>) -> Result<RunReport, StoreError> {
         let store = self.checkout.store();
+        let expired = store
+            .expire_unprepaid(now, self.checkout.unprepaid_hold(), BATCH)
+            .await?;
+        for no in &expired {
+            self.checkout.announce(no, OrderChange::Closed).await;
+        }
         let mut report = RunReport {
-            expired_without_prepay: store
-                .expire_unprepaid(now, self.checkout.unprepaid_hold(), BATCH)
-                .await?
-                .len(),
+            expired_without_prepay: expired.len(),
             ..RunReport::default()
         };
         let next = now + chrono::Duration::from_std(self.interval).unwrap_or(chrono::Duration::MAX);
@@ -499,6 +503,9 @@ impl Reconciler {
             .await?
         {
             tracing::info!(out_trade_no = %order.out_trade_no, "order closed; stock restored");
+            self.checkout
+                .announce(&order.out_trade_no, OrderChange::Closed)
+                .await;
             Ok(Step::Closed)
         } else {
             Ok(Step::Nothing)

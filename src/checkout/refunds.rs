@@ -297,6 +297,10 @@ impl Checkout {
             return Ok(false);
         };
         metrics::counter!("refunds_settled_total", "state" => state.as_str()).increment(1);
+        if state == RefundState::Succeeded {
+            self.announce(&ours.out_trade_no, super::push::OrderChange::Refunded)
+                .await;
+        }
         tracing::info!(
             out_trade_no = %no,
             %out_refund_no,

@@ -115,6 +115,7 @@ mod attempts;
 mod bills;
 pub mod health;
 pub mod outbox;
+mod push;
 pub use bills::{
     BillDay, BillDayStatus, DayFigures, DayFindings, Discrepancy, DiscrepancyKind, RecordedPayment,
 };
@@ -126,6 +127,7 @@ pub use outbox::{
     Attempted, Delivery, DeliveryCounts, DeliveryState, FannedEvent, OutboxEvent, BILL_DISCREPANCY,
     ORDER_CLOSED, ORDER_PAID, ORDER_REFUND_DUE, REFUND_SUCCEEDED,
 };
+pub use push::OrderChanges;
 
 impl Store {
     /// Opens the database at `url` (`sqlite:…`, created if missing, or `postgres://…`) and

@@ -8,6 +8,7 @@ pub mod admin;
 mod assets;
 mod cart;
 pub mod error;
+mod events;
 pub mod limits;
 pub mod notify;
 pub mod ops;
@@ -264,6 +265,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     .route("/checkout", web::get().to(cart::checkout_page))
     .route("/checkout", web::post().to(cart::checkout))
     .route("/pay/{out_trade_no}", web::get().to(pay::pay_page))
+    .route("/pay/{out_trade_no}/events", web::get().to(events::events))
     .route("/pay/{out_trade_no}/h5", web::get().to(phone::pay_h5))
     .route(
         "/pay/{out_trade_no}/wechat",

@@ -23,6 +23,7 @@ pub async fn healthz(state: web::Data<AppState>) -> HttpResponse {
 /// WeChat API latency and errors, the payments channel's depth, reconciliation runs.
 pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     metrics::gauge!("payments_channel_depth").set(state.checkout.payments_waiting() as f64);
+    metrics::gauge!("event_streams_open").set(state.checkout.event_streams() as f64);
     let handle = crate::telemetry::metrics();
     handle.run_upkeep();
     HttpResponse::Ok()

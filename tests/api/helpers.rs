@@ -851,6 +851,7 @@ pub fn test_terms(
         checkout_fields: Vec::new(),
         outbox: Default::default(),
         privacy: Default::default(),
+        push: Default::default(),
         phones: wxpay_checkout::checkout::PhoneTerms {
             h5: false,
             oauth: None,

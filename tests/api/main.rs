@@ -19,6 +19,7 @@ mod notify_health;
 mod phone_browser;
 mod phones;
 mod privacy;
+mod push;
 mod reconcile;
 mod refunds;
 mod replicas;

@@ -284,7 +284,7 @@ async fn a_verified_failure_is_shown_and_the_order_stays_payable() {
         .text()
         .await
         .unwrap()
-        .contains("scan the code and pay again"));
+        .contains("scan again, maybe with another card"));
     // The shopper scans again and pays: the order is paid.
     app.set_faults(serde_json::json!({})).await;
     let code_url = app.sandbox_order(&no).await["code_url"]

@@ -1,0 +1,251 @@
+//! Push to the pay page: the moment the consumer applies a payment or a failure, or an order is
+//! closed or refunded, the change goes to every shopper whose page listens for that order
+//! (`GET /pay/{no}/events`, Server-Sent Events). The page still polls every 3 s when it cannot
+//! listen; a lost event costs only that.
+//!
+//! **One channel per order that has listeners**, not one for everyone: a change wakes the pages
+//! of its own order only, so 10,000 open pages cost nothing per payment. An order's channel is
+//! made by its first listener and dropped with its last.
+//!
+//! **Replicas**: on PostgreSQL every change also goes out by `NOTIFY` and every replica
+//! `LISTEN`s (see `store/push.rs`), so a page connected to one replica hears of a payment applied
+//! on another. (A change may then arrive twice on the replica that made it; the page only asks
+//! the shop again.)
+//!
+//! **Bounded**: at most [`PushTerms::per_client`] open streams per client and
+//! [`PushTerms::total`] in all (past either the page polls); a heartbeat keeps proxies from
+//! closing a quiet stream; every stream ends when the shop starts shutting down.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::broadcast;
+use tokio_util::sync::CancellationToken;
+
+use super::{Checkout, CheckoutError, Shopper};
+use crate::domain::OutTradeNo;
+use crate::store::Outcome;
+
+/// What a page hears: the order's new state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OrderChange {
+    Paid,
+    /// A payment attempt failed; the order stays open (the shopper may try again).
+    PayError,
+    Closed,
+    Refunded,
+}
+
+impl OrderChange {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OrderChange::Paid => "paid",
+            OrderChange::PayError => "payerror",
+            OrderChange::Closed => "closed",
+            OrderChange::Refunded => "refunded",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        Some(match text {
+            "paid" => OrderChange::Paid,
+            "payerror" => OrderChange::PayError,
+            "closed" => OrderChange::Closed,
+            "refunded" => OrderChange::Refunded,
+            _ => return None,
+        })
+    }
+
+    /// The change an applied payment made, if any a page should hear of.
+    pub fn of(outcome: Outcome) -> Option<Self> {
+        match outcome {
+            Outcome::Paid => Some(OrderChange::Paid),
+            Outcome::PayError => Some(OrderChange::PayError),
+            Outcome::AmountMismatch => Some(OrderChange::Closed),
+            Outcome::Duplicate | Outcome::PaidAfterClose | Outcome::Ignored => None,
+        }
+    }
+}
+
+/// Limits on open event streams.
+#[derive(Debug, Clone, Copy)]
+pub struct PushTerms {
+    /// Open streams one client (an IP; an IPv6 /64) may hold.
+    pub per_client: usize,
+    /// Open streams in all.
+    pub total: usize,
+}
+
+impl Default for PushTerms {
+    fn default() -> Self {
+        PushTerms {
+            per_client: 16,
+            total: 20_000,
+        }
+    }
+}
+
+/// Events buffered per order's channel (a page that falls this far behind just asks the shop).
+const PER_ORDER: usize = 8;
+
+/// The registry of orders with listeners.
+#[derive(Default)]
+pub(super) struct Hub {
+    inner: Mutex<Registry>,
+    /// Cancelled when the shop starts shutting down: every stream ends.
+    pub(super) closing: CancellationToken,
+}
+
+#[derive(Default)]
+struct Registry {
+    orders: HashMap<String, broadcast::Sender<OrderChange>>,
+    per_client: HashMap<String, usize>,
+    open: usize,
+}
+
+/// One page's subscription to its order's changes; dropping it frees its place.
+pub struct Listener {
+    pub changes: broadcast::Receiver<OrderChange>,
+    /// Ends the stream: the shop is shutting down.
+    pub closing: CancellationToken,
+    hub: Arc<Hub>,
+    order: String,
+    client: String,
+}
+
+impl Drop for Listener {
+    fn drop(&mut self) {
+        let mut registry = self.hub.inner.lock().expect("push registry");
+        registry.open -= 1;
+        if let Some(n) = registry.per_client.get_mut(&self.client) {
+            *n -= 1;
+            if *n == 0 {
+                registry.per_client.remove(&self.client);
+            }
+        }
+        // This listener's receiver is still alive here: it is the last when it is the only one.
+        let last = registry
+            .orders
+            .get(&self.order)
+            .is_some_and(|tx| tx.receiver_count() <= 1);
+        if last {
+            registry.orders.remove(&self.order);
+        }
+    }
+}
+
+impl Hub {
+    /// Sends `change` to the pages listening for `no` on this replica.
+    pub(super) fn publish(&self, no: &str, change: OrderChange) {
+        let registry = self.inner.lock().expect("push registry");
+        if let Some(tx) = registry.orders.get(no) {
+            let _ = tx.send(change);
+        }
+    }
+
+    /// Open streams now.
+    pub(super) fn open(&self) -> usize {
+        self.inner.lock().expect("push registry").open
+    }
+}
+
+impl Checkout {
+    /// A page's subscription to order `no`'s changes. `TooMany` past the limits (the page then
+    /// polls).
+    pub async fn order_events(
+        &self,
+        no: &str,
+        shopper: &Shopper,
+    ) -> Result<(crate::store::Order, Listener), CheckoutError> {
+        let order = self.order(no).await?;
+        let terms = self.terms().push;
+        let hub = self.inner.push.clone();
+        let mut registry = hub.inner.lock().expect("push registry");
+        let client = shopper.key().to_owned();
+        let held = registry.per_client.get(&client).copied().unwrap_or(0);
+        if registry.open >= terms.total || held >= terms.per_client {
+            metrics::counter!("event_streams_refused_total").increment(1);
+            return Err(CheckoutError::TooMany);
+        }
+        let changes = registry
+            .orders
+            .entry(order.out_trade_no.to_string())
+            .or_insert_with(|| broadcast::channel(PER_ORDER).0)
+            .subscribe();
+        registry.open += 1;
+        *registry.per_client.entry(client.clone()).or_default() += 1;
+        drop(registry);
+        let listener = Listener {
+            changes,
+            closing: hub.closing.clone(),
+            order: order.out_trade_no.to_string(),
+            hub,
+            client,
+        };
+        Ok((order, listener))
+    }
+
+    /// Open event streams (for `/metrics`).
+    pub fn event_streams(&self) -> usize {
+        self.inner.push.open()
+    }
+
+    /// Ends every event stream: the shop is shutting down.
+    pub fn close_event_streams(&self) {
+        self.inner.push.closing.cancel();
+    }
+
+    /// Tells the pages of order `no` (on every replica) that it changed.
+    pub(super) async fn announce(&self, no: &OutTradeNo, change: OrderChange) {
+        self.inner.push.publish(no.as_str(), change);
+        if let Err(e) = self.store().notify_order_change(no, change.as_str()).await {
+            tracing::debug!(out_trade_no = %no, error = %e, "order change not sent to other replicas");
+        }
+    }
+
+    /// Relays the consumer's applied payments to the pages, and on PostgreSQL other replicas'
+    /// changes, until `shutdown`.
+    pub async fn run_push(self, shutdown: CancellationToken) {
+        let mut applied = self.inner.payments.subscribe();
+        let mut others = match self.store().listen_order_changes().await {
+            Ok(listener) => listener,
+            Err(e) => {
+                tracing::warn!(error = %e, "not listening for other replicas' order changes");
+                None
+            }
+        };
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                notice = applied.recv() => match notice {
+                    Ok(notice) => {
+                        if let Some(change) = OrderChange::of(notice.outcome) {
+                            self.announce(&notice.out_trade_no, change).await;
+                        }
+                    }
+                    // Pages that missed one ask the shop at their next poll.
+                    Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                    Err(broadcast::error::RecvError::Closed) => return,
+                },
+                change = next_change(&mut others) => match change {
+                    Some((no, change)) => {
+                        if let Some(change) = OrderChange::parse(&change) {
+                            self.inner.push.publish(&no, change);
+                        }
+                    }
+                    None => others = None,
+                },
+            }
+        }
+    }
+}
+
+/// The next change another replica announced; never, without a listener.
+async fn next_change(
+    listener: &mut Option<crate::store::OrderChanges>,
+) -> Option<(String, String)> {
+    match listener {
+        Some(listener) => listener.next().await,
+        None => std::future::pending().await,
+    }
+}
