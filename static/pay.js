@@ -24,9 +24,19 @@
   var pollEvery = 3000;
 
   function pad(n) { return n < 10 ? "0" + n : String(n); }
+  var warning = document.getElementById("expiry-warning");
+  var expired = document.getElementById("expired-notice");
   function tick() {
     var left = Math.max(0, Math.floor((expiresAt - Date.now()) / 1000));
     countdown.textContent = pad(Math.floor(left / 60)) + ":" + pad(left % 60);
+    // The last minute is announced once; at the end the code is greyed out and the goods can
+    // be bought again (the shop closes the order at WeChat meanwhile).
+    if (warning && left <= 60 && left > 0 && warning.hidden) warning.hidden = false;
+    if (left === 0 && expired && expired.hidden) {
+      if (warning) warning.hidden = true;
+      root.classList.add("expired");
+      expired.hidden = false;
+    }
   }
   tick();
   setInterval(tick, 1000);

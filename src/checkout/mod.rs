@@ -17,6 +17,7 @@
 //! through [`Payments::confirm`]).
 
 pub mod bills;
+mod cancel;
 pub mod cart;
 mod confirm;
 pub mod contact;
@@ -43,6 +44,7 @@ use tokio_util::sync::CancellationToken;
 use url::Url;
 
 pub use self::bills::BillProblem;
+pub use self::cancel::Cancelled;
 pub use self::cart::{Cart, CartError, PricedCart, PricedLine};
 pub use self::contact::{ContactForm, Problem};
 pub use self::error::{loggable, CheckoutError, Missing, NotifyRefusal, LOGGABLE_CHARS};

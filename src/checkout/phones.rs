@@ -183,7 +183,10 @@ impl Checkout {
         }
         let mut order = self.order(no).await?;
         let now = Utc::now();
-        if order.status != OrderStatus::Pending || order.expires_at <= now {
+        if order.status != OrderStatus::Pending
+            || order.expires_at <= now
+            || order.cancel_requested_at.is_some()
+        {
             return Ok(AttemptPrepared::Finished(Box::new(order)));
         }
         let attempt_no =

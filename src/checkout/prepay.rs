@@ -231,7 +231,9 @@ fn known_without_wechat(
     let held_too_long = order.prepay.is_none()
         && order.attempts == 0
         && unprepaid_hold.is_some_and(|hold| order.created_at + hold <= now);
-    if order.expires_at <= now || held_too_long {
+    // Past its time, held too long without a prepay, or cancelled by the shopper (closing as
+    // soon as WeChat allows): no code to show.
+    if order.expires_at <= now || held_too_long || order.cancel_requested_at.is_some() {
         return Standing::Known(Prepared::Over(order));
     }
     let reusable = order.prepay.as_ref().is_some_and(|p| {

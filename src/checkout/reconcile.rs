@@ -314,7 +314,9 @@ impl Reconciler {
         // A payment in progress is never cut short, until well past its time.
         let paying = TradeState::from(state.as_str()) == TradeState::UserPaying
             && now < order.expires_at + CLOSE_MARGIN;
-        let due = (spent || now >= order.expires_at) && !paying;
+        // The shopper's Cancel: closed at the first moment WeChat allows.
+        let cancelled = order.cancel_requested_at.is_some();
+        let due = (spent || cancelled || now >= order.expires_at) && !paying;
         if due && now - order.created_at >= MIN_CLOSE_AGE {
             self.close(&order, now).await
         } else {
@@ -423,6 +425,18 @@ impl Reconciler {
                 .store()
                 .note_wechat_state(&order.out_trade_no, state)
                 .await?;
+        }
+        Ok(())
+    }
+
+    /// Closes a pending order now (the shopper's Cancel), as the job would.
+    pub(super) async fn close_now(
+        &self,
+        order: &Order,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        if order.status == OrderStatus::Pending && now - order.created_at >= MIN_CLOSE_AGE {
+            self.close(order, now).await?;
         }
         Ok(())
     }

@@ -139,6 +139,7 @@ mod tests {
             shipment: None,
             attempts: 0,
             paid_no: None,
+            cancel_requested_at: None,
         }
     }
 

@@ -700,6 +700,17 @@ impl Store {
         dispatch!(self.record_prepay(no, prepay))
     }
 
+    /// Notes the shopper's wish to cancel a pending order, due for the reconciliation job at
+    /// `due`. False when it is not pending (or was asked before).
+    pub async fn request_cancel(
+        &self,
+        no: &OutTradeNo,
+        now: chrono::DateTime<chrono::Utc>,
+        due: chrono::DateTime<chrono::Utc>,
+    ) -> Result<bool, StoreError> {
+        dispatch!(self.request_cancel(no, now, due))
+    }
+
     /// Claims the pending orders with a prepay that are due for a reconciliation query at `now`
     /// (oldest first, at most `limit`), making them due again at `next`. Several jobs at once
     /// (replicas) never get the same order.

@@ -152,6 +152,8 @@ pub struct Order {
     pub attempts: i64,
     /// The attempt number WeChat knows the payment by, when it is not the order's own.
     pub paid_no: Option<OutTradeNo>,
+    /// When the shopper asked to cancel it (it closes as soon as WeChat allows).
+    pub cancel_requested_at: Option<DateTime<Utc>>,
 }
 
 impl Order {

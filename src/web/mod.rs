@@ -266,6 +266,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     .route("/checkout", web::post().to(cart::checkout))
     .route("/pay/{out_trade_no}", web::get().to(pay::pay_page))
     .route("/pay/{out_trade_no}/events", web::get().to(events::events))
+    .route("/pay/{out_trade_no}/cancel", web::post().to(pay::cancel))
+    .route("/pay/{out_trade_no}/again", web::post().to(pay::buy_again))
     .route("/pay/{out_trade_no}/h5", web::get().to(phone::pay_h5))
     .route(
         "/pay/{out_trade_no}/wechat",

@@ -8,7 +8,7 @@ use chrono::Utc;
 use super::phone::Device;
 use super::shop::render;
 use super::{no_store, AppState, Chrome, WebError};
-use crate::checkout::{loggable, receipt_token_matches, trade_state, Order, PayStep};
+use crate::checkout::{loggable, receipt_token_matches, trade_state, Cancelled, Order, PayStep};
 use crate::domain::OrderStatus;
 use crate::wxpay::TradeState;
 
@@ -179,7 +179,9 @@ struct SuccessPage {
 struct FailedPage {
     out_trade_no: String,
     headline: &'static str,
-    detail: &'static str,
+    detail: String,
+    /// Its goods can be bought again (the order is over, unpaid).
+    buy_again: bool,
     /// The payment that will be refunded, when one arrived too late.
     refund_of: Option<String>,
     chrome: Chrome,
@@ -211,6 +213,53 @@ pub async fn success_page(
     .map(no_store)
 }
 
+/// The shopper's *Cancel order*: closed at once when WeChat never heard of it, else as soon
+/// as WeChat allows; either way to the result page, which says which.
+#[tracing::instrument(name = "cancel", skip_all, fields(out_trade_no = %loggable(&no)))]
+pub async fn cancel(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    no: web::Path<String>,
+) -> Result<HttpResponse, WebError> {
+    if !state.same_origin(&req) {
+        return Err(WebError::CrossOrigin);
+    }
+    let order = match state.checkout.cancel(&no).await? {
+        Cancelled::Closed(order) | Cancelled::Finished(order) => order,
+        Cancelled::Closing { order, .. } => order,
+    };
+    Ok(see_other(match order.status {
+        OrderStatus::Paid => format!("/pay/{}/success", order.out_trade_no),
+        _ => format!("/pay/{}/failed", order.out_trade_no),
+    }))
+}
+
+/// *Buy the same again*, after an order ran out of time or was cancelled: its goods into the
+/// cart (at today's prices, as the cart shows), then to the cart.
+pub async fn buy_again(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    no: web::Path<String>,
+) -> Result<HttpResponse, WebError> {
+    if !state.same_origin(&req) {
+        return Err(WebError::CrossOrigin);
+    }
+    let order = state.checkout.order(&no).await?;
+    let items = state.checkout.items(&order).await?;
+    let mut cart = super::cart_of(&req);
+    for item in items.iter() {
+        // A full cart keeps what fits; the cart page shows what is there.
+        if cart.add(item.product_id, item.num).is_err() {
+            break;
+        }
+    }
+    let mut response = see_other("/cart".into());
+    response
+        .add_cookie(&state.cart_cookie(&cart))
+        .map_err(|_| WebError::Cookie)?;
+    Ok(response)
+}
+
 /// A time as shoppers and the merchant read it: Beijing time, marked as such.
 pub(super) fn beijing_display(t: chrono::DateTime<Utc>) -> String {
     format!("{} (UTC+8)", crate::console::beijing_display(t))
@@ -224,9 +273,10 @@ pub async fn failed_page(
 ) -> Result<HttpResponse, WebError> {
     let order = state.checkout.order(&no).await?;
     let no = &order.out_trade_no;
+    let cancelled = order.cancel_requested_at.is_some();
     let late = match order.status {
         OrderStatus::Paid => return Ok(see_other(format!("/pay/{no}/success"))),
-        OrderStatus::Pending if order.expires_at > Utc::now() => {
+        OrderStatus::Pending if order.expires_at > Utc::now() && !cancelled => {
             return Ok(see_other(format!("/pay/{no}")))
         }
         OrderStatus::Pending | OrderStatus::Closed => state.checkout.late_payment(&order).await?,
@@ -234,22 +284,39 @@ pub async fn failed_page(
     let (headline, detail) = match &late {
         Some(late) if late.refunded => (
             "订单已关闭，款项已退回 Your payment was refunded",
-            "我们在订单关闭后收到了您的付款，已全额退回。We received your payment after the order closed; it has been refunded in full.",
+            "我们在订单关闭后收到了您的付款，已全额退回。We received your payment after the order closed; it has been refunded in full.".to_owned(),
         ),
         Some(_) => (
             "订单已关闭，款项将退回 Your payment will be refunded",
-            "我们在订单关闭后收到了您的付款，将予以退款。We received your payment after the order closed; it will be refunded.",
+            "我们在订单关闭后收到了您的付款，将予以退款。We received your payment after the order closed; it will be refunded.".to_owned(),
+        ),
+        None if cancelled && order.status == OrderStatus::Pending => {
+            let by = crate::console::beijing_display(
+                order.created_at + crate::checkout::MIN_CLOSE_AGE,
+            );
+            (
+                "正在取消订单 Cancelling the order",
+                format!(
+                    "微信支付允许时（{by} 前）订单即关闭，商品随即释放，您不会被扣款。The order closes at WeChat Pay as soon as WeChat allows (by {by}, UTC+8); the goods then go back on sale. You will not be charged."
+                ),
+            )
+        }
+        None if cancelled => (
+            "订单已取消 The order was cancelled",
+            "您没有被扣款，商品已释放。You were not charged; the goods are back on sale.".to_owned(),
         ),
         None => (
             "订单已超时关闭 The order has expired",
-            "The time to pay is over and the goods were released. You were not charged.",
+            "支付时间已过，商品已释放，您没有被扣款。The time to pay is over and the goods were released. You were not charged.".to_owned(),
         ),
     };
+    let buy_again = late.is_none() && order.status == OrderStatus::Closed;
     let refund_of = late.map(|late| late.transaction_id);
     render(&FailedPage {
         out_trade_no: no.to_string(),
         headline,
         detail,
+        buy_again,
         refund_of,
         chrome: state.chrome(&req),
     })

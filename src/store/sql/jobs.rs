@@ -210,6 +210,42 @@ impl Db {
         self.cache.invalidate(no.as_str());
     }
 
+    /// Notes the shopper's wish to cancel a pending order, and makes it due for the
+    /// reconciliation job at `due` (when WeChat will close it). False when it is not pending.
+    pub async fn request_cancel(
+        &self,
+        no: &OutTradeNo,
+        now: DateTime<Utc>,
+        due: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.writer.begin().await?;
+        let asked = sqlx::query(
+            "UPDATE orders SET cancel_requested_at = $1, reconcile_due_at = $2, updated_at = $1
+             WHERE out_trade_no = $3 AND status = 'pending' AND cancel_requested_at IS NULL",
+        )
+        .bind(now.timestamp())
+        .bind(due.timestamp())
+        .bind(no.as_str())
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+            == 1;
+        if asked {
+            super::console::add_event(
+                &mut tx,
+                no.as_str(),
+                now.timestamp(),
+                "cancel_requested",
+                "shopper",
+                "",
+            )
+            .await?;
+        }
+        tx.commit().await?;
+        self.cache.invalidate(no.as_str());
+        Ok(asked)
+    }
+
     /// Counts one more unpaid query of a pending order, noting the state WeChat reported;
     /// returns the new count, or None when the order is no longer pending.
     pub async fn count_unpaid_query(

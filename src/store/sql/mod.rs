@@ -55,7 +55,7 @@ const ORDER_COLUMNS: &str = "out_trade_no, total_fee, status, body, product_id, 
      prepay_id, code_url, code_url_expires_at, sign_type, transaction_id, pay_time, \
      created_at, updated_at, closed_at, reconcile_attempts, is_deleted, refund_due, wechat_state, \
      watch_step, cash_fee, coupon_fee, receipt_token, shipped_at, carrier, tracking_no, refunded_fee, \
-     attempts, paid_no";
+     attempts, paid_no, cancel_requested_at";
 
 fn order_from_row(row: &DbRow) -> Result<Order, StoreError> {
     let corrupt = |what: &str| StoreError::Corrupt(format!("orders.{what}"));
@@ -110,6 +110,9 @@ fn order_from_row(row: &DbRow) -> Result<Order, StoreError> {
             _ => None,
         },
         attempts: row.try_get("attempts")?,
+        cancel_requested_at: row
+            .try_get::<Option<i64>, _>("cancel_requested_at")?
+            .map(time),
         paid_no: match row.try_get::<Option<String>, _>("paid_no")? {
             Some(no) => Some(OutTradeNo::parse(&no).map_err(|_| corrupt("paid_no"))?),
             None => None,

@@ -362,5 +362,6 @@ async fn create_in(
         shipment: None,
         attempts: 0,
         paid_no: None,
+        cancel_requested_at: None,
     })
 }
