@@ -3,9 +3,9 @@
 //! (`GET /pay/{no}/events`, Server-Sent Events). The page still polls every 3 s when it cannot
 //! listen; a lost event costs only that.
 //!
-//! **One channel per order that has listeners**, not one for everyone: a change wakes the pages
-//! of its own order only, so 10,000 open pages cost nothing per payment. An order's channel is
-//! made by its first listener and dropped with its last.
+//! **No task per page**: each open stream is a small channel in a registry by order; a change is
+//! handed to its own order's pages only (10,000 open pages cost nothing per payment), and one
+//! task sends every stream its heartbeat.
 //!
 //! **Replicas**: on PostgreSQL every change also goes out by `NOTIFY` and every replica
 //! `LISTEN`s (see `store/push.rs`), so a page connected to one replica hears of a payment applied
@@ -19,7 +19,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
 
 use super::{Checkout, CheckoutError, Shopper};
@@ -85,35 +85,53 @@ impl Default for PushTerms {
     }
 }
 
-/// Events buffered per order's channel (a page that falls this far behind just asks the shop).
-const PER_ORDER: usize = 8;
+/// Messages waiting per stream (a page this far behind only misses a heartbeat or asks the
+/// shop).
+const PER_STREAM: usize = 4;
+/// How often every open stream gets a heartbeat.
+pub const HEARTBEAT: std::time::Duration = std::time::Duration::from_secs(5);
 
-/// The registry of orders with listeners.
+/// What a stream is sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Message {
+    Change(OrderChange),
+    /// Nothing happened: keeps proxies from closing a quiet stream, and a write is how a page
+    /// that went away is noticed.
+    Heartbeat,
+}
+
+/// The registry of open streams, by order. No task per stream: a change is handed to each of
+/// its order's streams without waiting, heartbeats to all every [`HEARTBEAT`].
 #[derive(Default)]
 pub(super) struct Hub {
     inner: Mutex<Registry>,
-    /// Cancelled when the shop starts shutting down: every stream ends.
-    pub(super) closing: CancellationToken,
 }
 
 #[derive(Default)]
 struct Registry {
-    orders: HashMap<String, broadcast::Sender<OrderChange>>,
+    orders: HashMap<String, Vec<(u64, mpsc::Sender<Message>)>>,
     per_client: HashMap<String, usize>,
     open: usize,
+    next_id: u64,
+    /// Set at shutdown: no stream opens any more.
+    closed: bool,
 }
 
-/// One page's subscription to its order's changes; dropping it frees its place.
+/// One page's subscription: its messages, and its place, freed when it is dropped (the page
+/// went away, or the shop ended its stream).
 pub struct Listener {
-    pub changes: broadcast::Receiver<OrderChange>,
-    /// Ends the stream: the shop is shutting down.
-    pub closing: CancellationToken,
+    pub messages: mpsc::Receiver<Message>,
+    _place: Place,
+}
+
+struct Place {
     hub: Arc<Hub>,
     order: String,
     client: String,
+    id: u64,
 }
 
-impl Drop for Listener {
+impl Drop for Place {
     fn drop(&mut self) {
         let mut registry = self.hub.inner.lock().expect("push registry");
         registry.open -= 1;
@@ -123,24 +141,38 @@ impl Drop for Listener {
                 registry.per_client.remove(&self.client);
             }
         }
-        // This listener's receiver is still alive here: it is the last when it is the only one.
-        let last = registry
-            .orders
-            .get(&self.order)
-            .is_some_and(|tx| tx.receiver_count() <= 1);
-        if last {
-            registry.orders.remove(&self.order);
+        if let Some(streams) = registry.orders.get_mut(&self.order) {
+            streams.retain(|(id, _)| *id != self.id);
+            if streams.is_empty() {
+                registry.orders.remove(&self.order);
+            }
         }
     }
 }
 
 impl Hub {
-    /// Sends `change` to the pages listening for `no` on this replica.
+    /// Hands `change` to the pages listening for `no` on this replica.
     pub(super) fn publish(&self, no: &str, change: OrderChange) {
         let registry = self.inner.lock().expect("push registry");
-        if let Some(tx) = registry.orders.get(no) {
-            let _ = tx.send(change);
+        for (_, tx) in registry.orders.get(no).into_iter().flatten() {
+            let _ = tx.try_send(Message::Change(change));
         }
+    }
+
+    /// A heartbeat to every open stream.
+    fn heartbeat(&self) {
+        let registry = self.inner.lock().expect("push registry");
+        for (_, tx) in registry.orders.values().flatten() {
+            let _ = tx.try_send(Message::Heartbeat);
+        }
+    }
+
+    /// Ends every stream and opens no more: the shop is shutting down.
+    fn close(&self) {
+        let mut registry = self.inner.lock().expect("push registry");
+        registry.closed = true;
+        // Dropping the senders ends each page's stream; their places free themselves.
+        registry.orders.clear();
     }
 
     /// Open streams now.
@@ -163,24 +195,29 @@ impl Checkout {
         let mut registry = hub.inner.lock().expect("push registry");
         let client = shopper.key().to_owned();
         let held = registry.per_client.get(&client).copied().unwrap_or(0);
-        if registry.open >= terms.total || held >= terms.per_client {
+        if registry.closed || registry.open >= terms.total || held >= terms.per_client {
             metrics::counter!("event_streams_refused_total").increment(1);
             return Err(CheckoutError::TooMany);
         }
-        let changes = registry
+        let (tx, messages) = mpsc::channel(PER_STREAM);
+        let id = registry.next_id;
+        registry.next_id += 1;
+        registry
             .orders
             .entry(order.out_trade_no.to_string())
-            .or_insert_with(|| broadcast::channel(PER_ORDER).0)
-            .subscribe();
+            .or_default()
+            .push((id, tx));
         registry.open += 1;
         *registry.per_client.entry(client.clone()).or_default() += 1;
         drop(registry);
         let listener = Listener {
-            changes,
-            closing: hub.closing.clone(),
-            order: order.out_trade_no.to_string(),
-            hub,
-            client,
+            messages,
+            _place: Place {
+                order: order.out_trade_no.to_string(),
+                hub,
+                client,
+                id,
+            },
         };
         Ok((order, listener))
     }
@@ -192,7 +229,7 @@ impl Checkout {
 
     /// Ends every event stream: the shop is shutting down.
     pub fn close_event_streams(&self) {
-        self.inner.push.closing.cancel();
+        self.inner.push.close();
     }
 
     /// Tells the pages of order `no` (on every replica) that it changed.
@@ -207,6 +244,8 @@ impl Checkout {
     /// changes, until `shutdown`.
     pub async fn run_push(self, shutdown: CancellationToken) {
         let mut applied = self.inner.payments.subscribe();
+        let mut heartbeat =
+            tokio::time::interval_at(tokio::time::Instant::now() + HEARTBEAT, HEARTBEAT);
         let mut others = match self.store().listen_order_changes().await {
             Ok(listener) => listener,
             Err(e) => {
@@ -217,6 +256,7 @@ impl Checkout {
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => return,
+                _ = heartbeat.tick() => self.inner.push.heartbeat(),
                 notice = applied.recv() => match notice {
                     Ok(notice) => {
                         if let Some(change) = OrderChange::of(notice.outcome) {

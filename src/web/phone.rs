@@ -122,7 +122,11 @@ pub async fn oauth_back(
     let expected = req.cookie(OAUTH_COOKIE).map(|c| c.value().to_owned());
     let bound = match (&query.state, &expected) {
         (Some(given), Some(expected)) => {
-            !given.is_empty() && constant_time_eq(given.as_bytes(), expected.as_bytes())
+            !given.is_empty()
+                && bool::from(subtle::ConstantTimeEq::ct_eq(
+                    given.as_bytes(),
+                    expected.as_bytes(),
+                ))
         }
         _ => false,
     };
@@ -157,10 +161,6 @@ pub async fn oauth_back(
         .add_cookie(&removal)
         .map_err(|_| WebError::Cookie)?;
     Ok(response)
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 #[cfg(test)]

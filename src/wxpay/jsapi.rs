@@ -76,12 +76,8 @@ impl BrandWcPayRequest {
             return false;
         };
         let expected = sign::sign(&self.signed_fields(), key, sign_type);
-        constant_time_eq(expected.as_bytes(), self.pay_sign.as_bytes())
+        subtle::ConstantTimeEq::ct_eq(expected.as_bytes(), self.pay_sign.as_bytes()).into()
     }
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 #[cfg(test)]
