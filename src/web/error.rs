@@ -3,11 +3,11 @@
 //! notify answer ([`notify_failure`]). A status and a sentence for the caller; the cause chain
 //! goes to the log, never to the caller.
 
+use std::borrow::Cow;
+
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
 use askama::Template;
-
-use std::borrow::Cow;
 
 use super::seed::ResultBody;
 use super::Chrome;
@@ -113,9 +113,9 @@ where
 
 /// A sentence said in both languages, Chinese first; pages draw the English with `lang="en"`.
 #[derive(Debug, Clone)]
-pub struct Said {
-    pub zh: Cow<'static, str>,
-    pub en: Cow<'static, str>,
+struct Said {
+    zh: Cow<'static, str>,
+    en: Cow<'static, str>,
 }
 
 impl Said {

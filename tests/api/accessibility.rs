@@ -172,7 +172,7 @@ async fn the_catalogue_errors_stock_refusals_and_a_closed_order_meet_wcag_aa() {
     let problem = wait_for(&browser, "#short-6").await;
     assert!(problem.text().await.unwrap().contains("仅剩 5 件"));
     let kept = browser
-        .find(Locator::Css("#product-6 input[name=num]"))
+        .find(Locator::Css("#buy-6 input[name=num]"))
         .await
         .unwrap()
         .prop("value")
@@ -184,11 +184,11 @@ async fn the_catalogue_errors_stock_refusals_and_a_closed_order_meet_wcag_aa() {
 
     // A cart asking for more than is left by the time it is checked out: the cart again (409).
     browser.goto(&app.url("/")).await.unwrap();
-    let quantity = wait_for(&browser, "#product-6 input[name=num]").await;
+    let quantity = wait_for(&browser, "#buy-6 input[name=num]").await;
     quantity.clear().await.unwrap();
     quantity.send_keys("5").await.unwrap();
     browser
-        .find(Locator::Css("#product-6 button.add"))
+        .find(Locator::Css("#buy-6 button.add"))
         .await
         .unwrap()
         .click()
