@@ -1,4 +1,4 @@
-//! The stylesheet and the pay page's script, compiled into the binary: the shop is one file
+//! The stylesheet, the pay page's script and WeChat Pay's mark, compiled into the binary: the shop is one file
 //! and loads nothing from elsewhere.
 
 use actix_web::http::header::{CacheControl, CacheDirective};
@@ -6,7 +6,7 @@ use actix_web::{web, HttpResponse};
 
 use super::WebError;
 
-const FILES: [(&str, &str, &str); 2] = [
+const FILES: [(&str, &str, &str); 3] = [
     (
         "app.css",
         "text/css; charset=utf-8",
@@ -16,6 +16,11 @@ const FILES: [(&str, &str, &str); 2] = [
         "pay.js",
         "text/javascript; charset=utf-8",
         include_str!("../../static/pay.js"),
+    ),
+    (
+        "wechatpay.svg",
+        "image/svg+xml",
+        include_str!("../../static/wechatpay.svg"),
     ),
 ];
 

@@ -4,7 +4,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use askama::Template;
 use serde::Deserialize;
 
-use super::shop::{item_of, place, render, see_other};
+use super::shop::{item_of, place, render, see_other, short_of_stock, shortage};
 use super::{cart_of, no_store, AppState, Chrome, WebError};
 use crate::checkout::{
     CartError, CheckoutError, ContactForm, Missing, NewItem, PricedLine, Problem, MAX_NUM,
@@ -109,8 +109,8 @@ struct LineView {
     unit_price: String,
     num: i64,
     line_total: String,
-    stock: i64,
-    short: bool,
+    /// What is left, when the line asks for more (Chinese, English).
+    shortage: Option<(String, String)>,
 }
 
 impl LineView {
@@ -121,8 +121,7 @@ impl LineView {
             unit_price: line.product.price.to_string(),
             num: line.num,
             line_total: line.line_total.to_string(),
-            stock: line.product.stock,
-            short: line.short(),
+            shortage: line.short().then(|| shortage(line.product.stock)),
         }
     }
 }
@@ -135,6 +134,8 @@ struct CartPage {
     /// Lines dropped because their product is no longer sold.
     dropped: usize,
     any_short: bool,
+    /// A checkout of this cart was just refused (short of stock, or a product no longer sold).
+    refused: bool,
     max_num: i64,
     chrome: Chrome,
 }
@@ -145,13 +146,23 @@ pub async fn cart_page(
     state: web::Data<AppState>,
     req: HttpRequest,
 ) -> Result<HttpResponse, WebError> {
-    let cart = cart_of(&req);
+    draw_cart(&state, &req, false).await
+}
+
+/// The cart (`refused`: again after its checkout was refused, 409, saying so).
+async fn draw_cart(
+    state: &AppState,
+    req: &HttpRequest,
+    refused: bool,
+) -> Result<HttpResponse, WebError> {
+    let cart = cart_of(req);
     let priced = state.checkout.price_cart(&cart).await?;
     let lines: Vec<LineView> = priced.lines.iter().map(LineView::of).collect();
-    let mut chrome = state.chrome(&req);
+    let mut chrome = state.chrome(req);
     chrome.cart_items = priced.lines.iter().map(|l| l.num).sum();
     let page = CartPage {
-        any_short: lines.iter().any(|l| l.short),
+        any_short: lines.iter().any(|l| l.shortage.is_some()),
+        refused,
         lines,
         total: priced.total.to_string(),
         dropped: priced.dropped,
@@ -159,6 +170,9 @@ pub async fn cart_page(
         chrome,
     };
     let mut response = no_store(render(&page)?);
+    if refused {
+        *response.status_mut() = actix_web::http::StatusCode::CONFLICT;
+    }
     if priced.cart != cart {
         response
             .add_cookie(&state.cart_cookie(&priced.cart))
@@ -170,7 +184,8 @@ pub async fn cart_page(
 /// A contact field as the form shows it.
 struct FieldView {
     name: &'static str,
-    label: &'static str,
+    /// Chinese, English.
+    label: (&'static str, &'static str),
     /// `text`, `tel`, `email` or `textarea`.
     input: &'static str,
     autocomplete: &'static str,
@@ -184,17 +199,17 @@ impl FieldView {
     fn of(field: ContactField, value: Option<&str>, problem: Option<&'static str>) -> FieldView {
         use crate::checkout::contact::{MAX_ADDRESS, MAX_EMAIL, MAX_NAME, MAX_NOTE};
         let (label, input, autocomplete, maxlength) = match field {
-            ContactField::Name => ("收货人 Name", "text", "name", MAX_NAME),
+            ContactField::Name => (("收货人", "Name"), "text", "name", MAX_NAME),
             // Room for spaces and +86 around the 11 digits.
-            ContactField::Phone => ("手机号码 Mobile number", "tel", "tel", 20),
+            ContactField::Phone => (("手机号码", "Mobile number"), "tel", "tel", 20),
             ContactField::Address => (
-                "收货地址 Delivery address",
+                ("收货地址", "Delivery address"),
                 "textarea",
                 "street-address",
                 MAX_ADDRESS,
             ),
-            ContactField::Email => ("电子邮箱 Email", "email", "email", MAX_EMAIL),
-            ContactField::Note => ("备注 Note (optional)", "textarea", "off", MAX_NOTE),
+            ContactField::Email => (("电子邮箱", "Email"), "email", "email", MAX_EMAIL),
+            ContactField::Note => (("备注", "Note (optional)"), "textarea", "off", MAX_NOTE),
         };
         FieldView {
             name: field.as_str(),
@@ -345,14 +360,16 @@ pub async fn checkout(
             priced.cart.lines().to_vec()
         }
     };
-    match place(&state, &req, items, contact, buy_now.is_none()).await {
-        Err(WebError::Checkout(CheckoutError::OutOfStock)) if buy_now.is_none() => {
-            Err(WebError::CartShort)
+    // Refused for want of stock: back to where the quantity was chosen, kept, with what is left.
+    match (place(&state, &req, items, contact, buy_now.is_none()).await, buy_now) {
+        (Err(WebError::Checkout(CheckoutError::OutOfStock)), Some(item)) => {
+            short_of_stock(&state, &req, item).await
         }
+        (Err(WebError::Checkout(CheckoutError::OutOfStock)), None)
         // A product that stopped being sold since the cart was priced.
-        Err(WebError::Checkout(CheckoutError::NotFound(Missing::Product))) if buy_now.is_none() => {
-            Err(WebError::CartShort)
+        | (Err(WebError::Checkout(CheckoutError::NotFound(Missing::Product))), None) => {
+            draw_cart(&state, &req, true).await
         }
-        placed => placed,
+        (placed, _) => placed,
     }
 }

@@ -3,6 +3,8 @@
 //! notify answer ([`notify_failure`]). A status and a sentence for the caller; the cause chain
 //! goes to the log, never to the caller.
 
+use std::borrow::Cow;
+
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
 use askama::Template;
@@ -10,7 +12,7 @@ use askama::Template;
 use super::seed::ResultBody;
 use super::Chrome;
 use crate::checkout::cart::MAX_LINES;
-use crate::checkout::{CheckoutError, MAX_NUM};
+use crate::checkout::{BillProblem, CheckoutError, Missing, RefundProblem, MAX_NUM};
 use crate::wxpay::notify::fail_answer;
 
 /// A failure of an HTML route: the checkout's, or the page's own.
@@ -22,15 +24,15 @@ pub enum WebError {
     Console(#[from] crate::console::ConsoleError),
     #[error("no such file")]
     NoSuchFile,
+    /// A URL no route answers.
+    #[error("no such page")]
+    NoSuchPage,
     /// A form posted from another site's page.
     #[error("a form from another origin")]
     CrossOrigin,
     /// The cart holds as many products as it may.
     #[error("the cart is full")]
     CartFull,
-    /// The cart's order could not be reserved: a line is short of stock or no longer sold.
-    #[error("the cart cannot be reserved")]
-    CartShort,
     /// A cookie that could not be set.
     #[error("a cookie could not be encoded")]
     Cookie,
@@ -45,8 +47,8 @@ pub enum WebError {
 #[template(path = "error.html")]
 struct ErrorPage<'a> {
     status: u16,
-    headline: &'a str,
-    detail: &'a str,
+    headline: &'a Said,
+    detail: &'a Said,
     retry_url: Option<&'a str>,
     chrome: Chrome,
 }
@@ -56,8 +58,8 @@ struct ErrorPage<'a> {
 #[derive(Debug, Clone)]
 struct ErrorView {
     status: StatusCode,
-    headline: &'static str,
-    detail: String,
+    headline: Said,
+    detail: Said,
     retry_url: Option<String>,
 }
 
@@ -65,7 +67,7 @@ impl ErrorView {
     fn render(&self, chrome: Chrome) -> Option<String> {
         ErrorPage {
             status: self.status.as_u16(),
-            headline: self.headline,
+            headline: &self.headline,
             detail: &self.detail,
             retry_url: self.retry_url.as_deref(),
             chrome,
@@ -109,72 +111,171 @@ where
     }
 }
 
-const NOT_FOUND: &str = "找不到 Not found";
-const BAD_REQUEST: &str = "请求有误 Bad request";
-const CONFLICT: &str = "无法完成 Cannot do that";
-const BUSY: &str = "微信支付暂时不可用 WeChat Pay is busy";
-const REFUSED: &str = "微信支付拒绝了请求 WeChat Pay refused";
-const BROKEN: &str = "出错了 Something went wrong";
-const TRY_AGAIN: &str = "Please try again in a moment.";
+/// A sentence said in both languages, Chinese first; pages draw the English with `lang="en"`.
+#[derive(Debug, Clone)]
+struct Said {
+    zh: Cow<'static, str>,
+    en: Cow<'static, str>,
+}
+
+impl Said {
+    fn new(zh: impl Into<Cow<'static, str>>, en: impl Into<Cow<'static, str>>) -> Said {
+        Said {
+            zh: zh.into(),
+            en: en.into(),
+        }
+    }
+
+    /// A text written "中文 English" (the checkout's bilingual messages), split after its last
+    /// Chinese character; a text with none is English under the Chinese `zh`.
+    fn split(text: &'static str, zh: &'static str) -> Said {
+        let chinese = |c: char| matches!(c, '\u{2e80}'..='\u{9fff}' | '\u{ff00}'..='\u{ffef}');
+        match text.char_indices().rfind(|(_, c)| chinese(*c)) {
+            Some((at, c)) => {
+                let (first, rest) = text.split_at(at + c.len_utf8());
+                Said::new(first, rest.trim_start())
+            }
+            None => Said::new(zh, text),
+        }
+    }
+}
+
+impl std::fmt::Display for Said {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}", self.zh, self.en)
+    }
+}
+
+const NOT_FOUND: (&str, &str) = ("找不到", "Not found");
+const BAD_REQUEST: (&str, &str) = ("请求有误", "Bad request");
+const CONFLICT: (&str, &str) = ("无法完成", "Cannot do that");
+const BUSY: (&str, &str) = ("微信支付暂时不可用", "WeChat Pay is busy");
+const REFUSED: (&str, &str) = ("微信支付拒绝了请求", "WeChat Pay refused");
+const BROKEN: (&str, &str) = ("出错了", "Something went wrong");
+const TRY_AGAIN: (&str, &str) = ("请稍后再试。", "Please try again in a moment.");
+const NOT_STARTED: (&str, &str) = (
+    "未能发起支付，请联系商家。",
+    "The payment could not be started. Please contact the shop.",
+);
+
+fn said((zh, en): (&'static str, &'static str)) -> Said {
+    Said::new(zh, en)
+}
+
+/// What a missing thing is called (Chinese, English).
+fn missing(what: Missing) -> (&'static str, &'static str) {
+    match what {
+        Missing::Order => ("没有这个订单。", "No such order."),
+        Missing::Product => ("没有这个商品。", "No such product."),
+        Missing::BillDay => ("这一天还没有对账。", "No such reconciled day."),
+        Missing::Delivery => ("没有这条通知。", "No such delivery."),
+    }
+}
+
+/// A refund that cannot be made, said to the merchant.
+fn refund_problem(problem: &RefundProblem) -> Said {
+    let en = problem.to_string();
+    let zh = match problem {
+        RefundProblem::NoCertificate => "退款需要商户API证书。",
+        RefundProblem::NotPaid => "只有已支付的订单可以退款。",
+        RefundProblem::NothingLeft => "已没有可退的金额。",
+        RefundProblem::ExceedsPaid { .. } => "退款金额超过可退金额。",
+        RefundProblem::BadAmount => "退款金额须大于 ¥0.00。",
+        RefundProblem::BadReason => "退款原因过长或不止一行。",
+        RefundProblem::NothingDue => "此订单没有应退的款项。",
+    };
+    Said::new(zh, en)
+}
 
 /// A status, a headline and a sentence for the caller.
-fn explain(e: &CheckoutError) -> (StatusCode, &'static str, String) {
+fn explain(e: &CheckoutError) -> (StatusCode, Said, Said) {
     use CheckoutError as E;
     match e {
-        E::NotFound(what) => (
-            StatusCode::NOT_FOUND,
-            NOT_FOUND,
-            format!("No such {}.", what.as_str()),
-        ),
+        E::NotFound(what) => (StatusCode::NOT_FOUND, said(NOT_FOUND), said(missing(*what))),
         E::BadQuantity => (
             StatusCode::BAD_REQUEST,
-            BAD_REQUEST,
-            format!("数量须为 1 到 {MAX_NUM} 的整数 Quantity must be a whole number from 1 to {MAX_NUM}."),
+            said(BAD_REQUEST),
+            Said::new(
+                format!("数量须为 1 到 {MAX_NUM} 的整数。"),
+                format!("Quantity must be a whole number from 1 to {MAX_NUM}."),
+            ),
         ),
         E::Unplaceable => (
             StatusCode::BAD_REQUEST,
-            BAD_REQUEST,
-            "This order cannot be placed.".into(),
+            said(BAD_REQUEST),
+            Said::new("无法下这个订单。", "This order cannot be placed."),
         ),
-        E::AmountMismatch => (StatusCode::BAD_REQUEST, BAD_REQUEST, e.to_string()),
+        E::AmountMismatch => (
+            StatusCode::BAD_REQUEST,
+            said(BAD_REQUEST),
+            Said::new("金额与订单不符。", e.to_string()),
+        ),
         E::OutOfStock => (
             StatusCode::CONFLICT,
-            CONFLICT,
-            "库存不足 Not enough stock for this order.".into(),
+            said(CONFLICT),
+            Said::new("库存不足。", "Not enough stock for this order."),
         ),
         E::TooMany => (
             StatusCode::TOO_MANY_REQUESTS,
-            "请求过多 Too many orders",
-            "You have placed or left unpaid as many orders as one shopper may. Please pay or \
-             wait for an unpaid order to expire, then try again."
-                .into(),
+            Said::new("请求过多", "Too many orders"),
+            Said::new(
+                "您未付款的订单或下单次数已达上限。请先付款，或等未付款的订单过期后再试。",
+                "You have placed or left unpaid as many orders as one shopper may. Please pay \
+                 or wait for an unpaid order to expire, then try again.",
+            ),
         ),
-        E::NotPayable(_) => (StatusCode::CONFLICT, CONFLICT, e.to_string()),
-        E::WayUnavailable(why) => (StatusCode::CONFLICT, CONFLICT, (*why).to_owned()),
+        E::NotPayable(_) => (
+            StatusCode::CONFLICT,
+            said(CONFLICT),
+            Said::new(
+                "此订单已无法支付。",
+                format!("This order cannot be paid: {e}."),
+            ),
+        ),
+        E::WayUnavailable(why) => (
+            StatusCode::CONFLICT,
+            said(CONFLICT),
+            Said::split(why, "无法用这种方式支付。"),
+        ),
         E::WechatBusy { .. } | E::NotSettled { .. } => (
             StatusCode::SERVICE_UNAVAILABLE,
-            BUSY,
-            "Nothing was charged. Please try again in a moment.".into(),
+            said(BUSY),
+            Said::new(
+                "没有扣款，请稍后再试。",
+                "Nothing was charged. Please try again in a moment.",
+            ),
         ),
-        E::WechatRefused(_) => (
-            StatusCode::BAD_GATEWAY,
-            REFUSED,
-            "The payment could not be started. Please contact the shop.".into(),
+        E::WechatRefused(_) => (StatusCode::BAD_GATEWAY, said(REFUSED), said(NOT_STARTED)),
+        E::NotifyRefused { .. } => (
+            StatusCode::BAD_REQUEST,
+            said(BAD_REQUEST),
+            Said::new("通知未被接受。", e.to_string()),
         ),
-        E::NotifyRefused { .. } => (StatusCode::BAD_REQUEST, BAD_REQUEST, e.to_string()),
-        E::Refund(crate::checkout::RefundProblem::NoCertificate) => (
+        E::Refund(problem @ RefundProblem::NoCertificate) => (
             StatusCode::SERVICE_UNAVAILABLE,
-            REFUSED,
-            e.to_string(),
+            said(REFUSED),
+            refund_problem(problem),
         ),
-        E::Refund(_) => (StatusCode::CONFLICT, CONFLICT, e.to_string()),
-        E::Bill(crate::checkout::BillProblem::Future) => {
-            (StatusCode::BAD_REQUEST, BAD_REQUEST, e.to_string())
-        }
-        E::Bill(crate::checkout::BillProblem::Busy) => {
-            (StatusCode::CONFLICT, CONFLICT, e.to_string())
-        }
-        E::Store(_) => (StatusCode::INTERNAL_SERVER_ERROR, BROKEN, TRY_AGAIN.into()),
+        E::Refund(problem) => (
+            StatusCode::CONFLICT,
+            said(CONFLICT),
+            refund_problem(problem),
+        ),
+        E::Bill(BillProblem::Future) => (
+            StatusCode::BAD_REQUEST,
+            said(BAD_REQUEST),
+            Said::new("北京时间这一天还没有开始。", e.to_string()),
+        ),
+        E::Bill(BillProblem::Busy) => (
+            StatusCode::CONFLICT,
+            said(CONFLICT),
+            Said::new("这一天正在对账，请一分钟后再试。", e.to_string()),
+        ),
+        E::Store(_) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            said(BROKEN),
+            said(TRY_AGAIN),
+        ),
     }
 }
 
@@ -188,57 +289,80 @@ fn log(status: StatusCode, e: &dyn std::error::Error) {
 }
 
 impl WebError {
-    fn explain(&self) -> (StatusCode, &'static str, String) {
+    fn explain(&self) -> (StatusCode, Said, Said) {
         match self {
             WebError::Checkout(e) => explain(e),
-            WebError::NoSuchFile => (StatusCode::NOT_FOUND, NOT_FOUND, "No such file.".into()),
+            WebError::NoSuchFile => (
+                StatusCode::NOT_FOUND,
+                said(NOT_FOUND),
+                Said::new("没有这个文件。", "No such file."),
+            ),
+            WebError::NoSuchPage => (
+                StatusCode::NOT_FOUND,
+                Said::new("找不到页面", "Page not found"),
+                Said::new(
+                    "这个地址没有页面，可能已移动或输入有误。",
+                    "There is no page at this address: it may have moved, or the address may be \
+                     mistyped.",
+                ),
+            ),
             WebError::CrossOrigin => (
                 StatusCode::FORBIDDEN,
-                "不接受的请求 Not accepted",
-                "Orders are placed from the shop's own pages.".into(),
+                Said::new("不接受的请求", "Not accepted"),
+                Said::new(
+                    "请从本店的页面下单。",
+                    "Orders are placed from the shop's own pages.",
+                ),
             ),
             WebError::Console(e) => {
                 use crate::console::ConsoleError as C;
                 match e {
-                    C::NoSuchOrder => (StatusCode::NOT_FOUND, NOT_FOUND, "No such order.".into()),
-                    C::NoSuchProduct => {
-                        (StatusCode::NOT_FOUND, NOT_FOUND, "No such product.".into())
-                    }
-                    C::Invalid(problem) => (StatusCode::BAD_REQUEST, BAD_REQUEST, problem.clone()),
-                    C::Conflict(problem) => (StatusCode::CONFLICT, CONFLICT, (*problem).into()),
+                    C::NoSuchOrder => (
+                        StatusCode::NOT_FOUND,
+                        said(NOT_FOUND),
+                        said(missing(Missing::Order)),
+                    ),
+                    C::NoSuchProduct => (
+                        StatusCode::NOT_FOUND,
+                        said(NOT_FOUND),
+                        said(missing(Missing::Product)),
+                    ),
+                    C::Invalid(problem) => (
+                        StatusCode::BAD_REQUEST,
+                        said(BAD_REQUEST),
+                        Said::new("表单内容有误：", problem.clone()),
+                    ),
+                    C::Conflict(problem) => (
+                        StatusCode::CONFLICT,
+                        said(CONFLICT),
+                        Said::new("订单当前的状态不允许这样做：", *problem),
+                    ),
                     C::WrongPassword | C::LockedOut(_) => (
                         StatusCode::UNAUTHORIZED,
-                        "请登录 Sign in",
-                        "Please sign in again.".into(),
+                        Said::new("请登录", "Sign in"),
+                        Said::new("请重新登录。", "Please sign in again."),
                     ),
-                    C::BadConfiguredHash | C::Hashing(_) | C::Store(_) => {
-                        (StatusCode::INTERNAL_SERVER_ERROR, BROKEN, TRY_AGAIN.into())
-                    }
+                    C::BadConfiguredHash | C::Hashing(_) | C::Store(_) => (
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        said(BROKEN),
+                        said(TRY_AGAIN),
+                    ),
                 }
             }
             WebError::CartFull => (
                 StatusCode::BAD_REQUEST,
-                BAD_REQUEST,
-                format!(
-                    "购物车最多 {MAX_LINES} 种商品 A cart holds {MAX_LINES} different products at most."
+                said(BAD_REQUEST),
+                Said::new(
+                    format!("购物车最多 {MAX_LINES} 种商品。"),
+                    format!("A cart holds {MAX_LINES} different products at most."),
                 ),
             ),
-            WebError::CartShort => (
-                StatusCode::CONFLICT,
-                CONFLICT,
-                "购物车中有商品库存不足或已下架，请调整后再结算。Some of your cart is no longer \
-                 available in that quantity; please change it and check out again. Nothing \
-                 was reserved."
-                    .into(),
+            WebError::Undrawable => (StatusCode::BAD_GATEWAY, said(REFUSED), said(NOT_STARTED)),
+            WebError::Template(_) | WebError::Cookie => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                said(BROKEN),
+                said(TRY_AGAIN),
             ),
-            WebError::Undrawable => (
-                StatusCode::BAD_GATEWAY,
-                REFUSED,
-                "The payment could not be started. Please contact the shop.".into(),
-            ),
-            WebError::Template(_) | WebError::Cookie => {
-                (StatusCode::INTERNAL_SERVER_ERROR, BROKEN, TRY_AGAIN.into())
-            }
         }
     }
 }
@@ -253,7 +377,6 @@ impl ResponseError for WebError {
         log(status, self);
         let retry_url = match self {
             WebError::Checkout(e) => e.retry().map(|no| format!("/pay/{no}")),
-            WebError::CartShort => Some("/cart".to_owned()),
             _ => None,
         };
         let view = ErrorView {
@@ -294,7 +417,7 @@ pub fn json_failure(e: &CheckoutError) -> HttpResponse {
     log(status, e);
     let message = match e {
         // Said to a program, as the seed said it.
-        CheckoutError::AmountMismatch | CheckoutError::NotPayable(_) => detail,
+        CheckoutError::AmountMismatch | CheckoutError::NotPayable(_) => e.to_string(),
         _ => format!("{headline}: {detail}"),
     };
     HttpResponse::build(status).json(ResultBody::<()> {
@@ -313,4 +436,31 @@ pub fn notify_failure(e: &CheckoutError) -> HttpResponse {
         _ => "temporarily unavailable",
     };
     super::notify::xml_answer(fail_answer(reason))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Said;
+
+    #[test]
+    fn a_bilingual_text_splits_after_its_last_chinese_character() {
+        let said = Said::split(
+            "这家店未开通 H5 支付 This shop does not take H5 payments.",
+            "无",
+        );
+        assert_eq!(
+            (said.zh.as_ref(), said.en.as_ref()),
+            (
+                "这家店未开通 H5 支付",
+                "This shop does not take H5 payments."
+            )
+        );
+        let said = Said::split("微信授权失败，请重试 WeChat did not confirm.", "无");
+        assert_eq!(said.zh, "微信授权失败，请重试");
+        let english = Said::split("only English", "中文");
+        assert_eq!(
+            (english.zh.as_ref(), english.en.as_ref()),
+            ("中文", "only English")
+        );
+    }
 }

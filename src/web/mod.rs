@@ -290,7 +290,13 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         web::get().to(seed::create_native),
     )
     .route("/static/{file}", web::get().to(assets::serve))
-    .configure(admin::routes);
+    .configure(admin::routes)
+    // Any other URL: the shop's own 404 page (routes that answer JSON give their own 404s).
+    .default_service(web::to(no_such_page));
+}
+
+async fn no_such_page() -> Result<HttpResponse, WebError> {
+    Err(WebError::NoSuchPage)
 }
 
 /// The operations routes, served on `OPS_LISTEN_ADDR` — not on the public shop port, where they

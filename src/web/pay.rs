@@ -178,8 +178,9 @@ struct SuccessPage {
 #[template(path = "failed.html")]
 struct FailedPage {
     out_trade_no: String,
-    headline: &'static str,
-    detail: String,
+    /// In Chinese, then English (marked as such on the page).
+    headline: (&'static str, &'static str),
+    detail: (String, String),
     /// Its goods can be bought again (the order is over, unpaid).
     buy_again: bool,
     /// The payment that will be refunded, when one arrived too late.
@@ -283,31 +284,48 @@ pub async fn failed_page(
     };
     let (headline, detail) = match &late {
         Some(late) if late.refunded => (
-            "订单已关闭，款项已退回 Your payment was refunded",
-            "我们在订单关闭后收到了您的付款，已全额退回。We received your payment after the order closed; it has been refunded in full.".to_owned(),
+            ("订单已关闭，款项已退回", "Your payment was refunded"),
+            (
+                "我们在订单关闭后收到了您的付款，已全额退回。".to_owned(),
+                "We received your payment after the order closed; it has been refunded in full."
+                    .to_owned(),
+            ),
         ),
         Some(_) => (
-            "订单已关闭，款项将退回 Your payment will be refunded",
-            "我们在订单关闭后收到了您的付款，将予以退款。We received your payment after the order closed; it will be refunded.".to_owned(),
+            ("订单已关闭，款项将退回", "Your payment will be refunded"),
+            (
+                "我们在订单关闭后收到了您的付款，将予以退款。".to_owned(),
+                "We received your payment after the order closed; it will be refunded.".to_owned(),
+            ),
         ),
         None if cancelled && order.status == OrderStatus::Pending => {
-            let by = crate::console::beijing_display(
-                order.created_at + crate::checkout::MIN_CLOSE_AGE,
-            );
+            let by =
+                crate::console::beijing_display(order.created_at + crate::checkout::MIN_CLOSE_AGE);
             (
-                "正在取消订单 Cancelling the order",
-                format!(
-                    "微信支付允许时（{by} 前）订单即关闭，商品随即释放，您不会被扣款。The order closes at WeChat Pay as soon as WeChat allows (by {by}, UTC+8); the goods then go back on sale. You will not be charged."
+                ("正在取消订单", "Cancelling the order"),
+                (
+                    format!("微信支付允许时（{by} 前）订单即关闭，商品随即释放，您不会被扣款。"),
+                    format!(
+                        "The order closes at WeChat Pay as soon as WeChat allows (by {by}, UTC+8); \
+                         the goods then go back on sale. You will not be charged."
+                    ),
                 ),
             )
         }
         None if cancelled => (
-            "订单已取消 The order was cancelled",
-            "您没有被扣款，商品已释放。You were not charged; the goods are back on sale.".to_owned(),
+            ("订单已取消", "The order was cancelled"),
+            (
+                "您没有被扣款，商品已释放。".to_owned(),
+                "You were not charged; the goods are back on sale.".to_owned(),
+            ),
         ),
         None => (
-            "订单已超时关闭 The order has expired",
-            "支付时间已过，商品已释放，您没有被扣款。The time to pay is over and the goods were released. You were not charged.".to_owned(),
+            ("订单已超时关闭", "The order has expired"),
+            (
+                "支付时间已过，商品已释放，您没有被扣款。".to_owned(),
+                "The time to pay is over and the goods were released. You were not charged."
+                    .to_owned(),
+            ),
         ),
     };
     let buy_again = late.is_none() && order.status == OrderStatus::Closed;

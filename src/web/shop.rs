@@ -1,4 +1,5 @@
-//! The catalogue and the direct buy.
+//! The catalogue and the direct buy; a buy short of stock comes back to the catalogue with the
+//! quantity typed and what is left.
 
 use super::cart::{checkout_form_url, BuyForm};
 use super::{AppState, Chrome, WebError};
@@ -14,36 +15,87 @@ struct ProductView {
     price: String,
     stock: i64,
     max_num: i64,
+    /// The quantity in the buy form: 1, or the one typed when it could not be had.
+    num: i64,
+    /// Why that quantity could not be had (Chinese, English).
+    problem: Option<(String, String)>,
 }
 
 #[derive(Template)]
 #[template(path = "shop.html")]
 struct ShopPage {
     products: Vec<ProductView>,
+    /// A buy was refused for want of stock (its product's card says how).
+    short: bool,
     chrome: Chrome,
+}
+
+/// Stock at or below which a shopper who asked for more is told the count; above it, only that
+/// there is not enough. (A compromise: the exact count helps a hoarder, but a shopper who wants
+/// 3 of the last 2 should not have to guess.)
+const TELL_STOCK_AT_MOST: i64 = 10;
+
+/// What a shopper asking for more than `stock` is told (Chinese, English).
+pub fn shortage(stock: i64) -> (String, String) {
+    if stock <= 0 {
+        ("已售罄".into(), "Sold out".into())
+    } else if stock <= TELL_STOCK_AT_MOST {
+        (format!("仅剩 {stock} 件"), format!("Only {stock} left"))
+    } else {
+        ("库存不足".into(), "Not enough stock".into())
+    }
 }
 
 pub async fn catalogue(
     state: web::Data<AppState>,
     req: HttpRequest,
 ) -> Result<HttpResponse, WebError> {
+    catalogue_page(&state, &req, None)
+        .await
+        .and_then(|page| render(&page))
+}
+
+/// The catalogue again after `item` was refused for want of stock (409): the quantity typed kept
+/// in its product's form, with what is left.
+pub async fn short_of_stock(
+    state: &AppState,
+    req: &HttpRequest,
+    item: NewItem,
+) -> Result<HttpResponse, WebError> {
+    let page = catalogue_page(state, req, Some(item)).await?;
+    let mut response = render(&page)?;
+    *response.status_mut() = actix_web::http::StatusCode::CONFLICT;
+    Ok(response)
+}
+
+async fn catalogue_page(
+    state: &AppState,
+    req: &HttpRequest,
+    short: Option<NewItem>,
+) -> Result<ShopPage, WebError> {
     let products = state
         .checkout
         .catalogue()
         .await?
         .into_iter()
-        .map(|p| ProductView {
-            id: p.id,
-            name: p.name,
-            description: p.description,
-            price: p.price.to_string(),
-            stock: p.stock,
-            max_num: p.stock.clamp(1, MAX_NUM),
+        .map(|p| {
+            let refused = short.filter(|item| item.product_id == p.id);
+            ProductView {
+                id: p.id,
+                max_num: p.stock.clamp(1, MAX_NUM),
+                num: refused.map_or(1, |item| item.num),
+                problem: refused.map(|_| shortage(p.stock)),
+                name: p.name,
+                description: p.description,
+                price: p.price.to_string(),
+                stock: p.stock,
+            }
         })
         .collect();
-    render(&ShopPage {
+    Ok(ShopPage {
         products,
-        chrome: state.chrome(&req),
+        short: short.is_some(),
+        chrome: state.chrome(req),
     })
 }
 
@@ -89,7 +141,12 @@ pub async fn place_order(
             }
         }
     };
-    place(&state, &req, vec![item], contact, false).await
+    match place(&state, &req, vec![item], contact, false).await {
+        Err(WebError::Checkout(CheckoutError::OutOfStock)) => {
+            short_of_stock(&state, &req, item).await
+        }
+        placed => placed,
+    }
 }
 
 /// Places the order and sends the shopper to its pay page, with the cookie that shows this

@@ -2,15 +2,18 @@
 //! cart, the contact form (its problems shown, what was typed kept), the QR code, paying through
 //! the sandbox, the page's own script moving to the success page, and the receipt it links to;
 //! then the merchant signs in to the console, finds the order by the buyer's phone, ships it,
-//! and the receipt shows the shipment.
+//! and the receipt shows the shipment. Each page on the way is checked for WCAG 2.1 AA by
+//! axe-core (`accessibility.rs`).
 //! Under CI the test fails when the browser is missing; elsewhere it says so and passes over.
 
 use std::net::TcpListener;
+use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use fantoccini::{ClientBuilder, Locator};
 
+use crate::accessibility::{axe_script, check_accessible};
 use crate::helpers::TestApp;
 
 const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
@@ -21,6 +24,12 @@ pub struct Driver(Child);
 
 impl Drop for Driver {
     fn drop(&mut self) {
+        // chromedriver and the Chromium it started share a process group of their own: all go,
+        // or each test would leave a browser behind.
+        let _ = Command::new("kill")
+            .arg("-KILL")
+            .arg(format!("-{}", self.0.id()))
+            .status();
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
@@ -54,6 +63,7 @@ pub async fn start_browser(
             .arg(format!("--port={port}"))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
+            .process_group(0)
             .spawn()
             .unwrap(),
     );
@@ -101,6 +111,8 @@ async fn a_shopper_buys_two_products_through_the_cart_pays_and_reaches_the_recei
         return;
     }
     let (_driver, browser, _profile) = start_browser(None).await;
+    let axe = axe_script();
+    let axe = axe.as_deref();
 
     let app = TestApp::spawn().await;
     let target = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target");
@@ -146,6 +158,7 @@ async fn a_shopper_buys_two_products_through_the_cart_pays_and_reaches_the_recei
         .unwrap();
     assert_eq!(total, "¥295.00", "2 × ¥128.00 + ¥39.00");
     screenshot("browser-cart.png").await;
+    check_accessible(&browser, axe, "the cart").await;
 
     // The contact form: sent empty, it comes back with what to fix; then filled in.
     browser
@@ -161,6 +174,7 @@ async fn a_shopper_buys_two_products_through_the_cart_pays_and_reaches_the_recei
         .for_element(Locator::Id("place-order"))
         .await
         .expect("the contact form");
+    check_accessible(&browser, axe, "the checkout form").await;
     browser
         .find(Locator::Id("f-name"))
         .await
@@ -185,6 +199,7 @@ async fn a_shopper_buys_two_products_through_the_cart_pays_and_reaches_the_recei
     assert_eq!(kept.as_deref(), Some("王小明"), "what was typed is kept");
     assert!(browser.find(Locator::Id("p-phone")).await.is_ok());
     screenshot("browser-checkout-problems.png").await;
+    check_accessible(&browser, axe, "the checkout form with its problems").await;
     for (field, value) in [
         ("f-phone", "138 0013 8000"),
         ("f-address", "浙江省杭州市西湖区龙井路 1 号"),
@@ -220,6 +235,7 @@ async fn a_shopper_buys_two_products_through_the_cart_pays_and_reaches_the_recei
         .await
         .unwrap();
     screenshot("browser-pay-page.png").await;
+    check_accessible(&browser, axe, "the pay page").await;
 
     // A shopper coming back to the page (from WeChat, another app or tab) is answered at once:
     // the page asks the shop as soon as it is visible again, not at its next 3-second tick. (A
@@ -280,6 +296,7 @@ async fn a_shopper_buys_two_products_through_the_cart_pays_and_reaches_the_recei
         .unwrap();
     assert!(heading.contains("支付成功"), "{heading}");
     screenshot("browser-success.png").await;
+    check_accessible(&browser, axe, "the success page").await;
 
     // The receipt, linked from the success page: both items, the contact, paid.
     browser
@@ -307,6 +324,7 @@ async fn a_shopper_buys_two_products_through_the_cart_pays_and_reaches_the_recei
         assert!(receipt.contains(expected), "the receipt shows {expected}");
     }
     screenshot("browser-receipt.png").await;
+    check_accessible(&browser, axe, "the receipt").await;
     let receipt_url = browser.current_url().await.unwrap();
 
     // The merchant signs in, finds the order just paid, ships it; the receipt shows it.
@@ -317,6 +335,7 @@ async fn a_shopper_buys_two_products_through_the_cart_pays_and_reaches_the_recei
         .for_element(Locator::Id("password"))
         .await
         .expect("the console sends a stranger to its sign-in page");
+    check_accessible(&browser, axe, "the console's sign-in page").await;
     password
         .send_keys(crate::helpers::ADMIN_PASSWORD)
         .await
@@ -345,6 +364,7 @@ async fn a_shopper_buys_two_products_through_the_cart_pays_and_reaches_the_recei
         "1"
     );
     screenshot("browser-console-dashboard.png").await;
+    check_accessible(&browser, axe, "the console's dashboard").await;
     browser.goto(&app.url("/admin/orders")).await.unwrap();
     let search = browser
         .wait()
@@ -365,7 +385,12 @@ async fn a_shopper_buys_two_products_through_the_cart_pays_and_reaches_the_recei
         .at_most(Duration::from_secs(10))
         .for_element(Locator::LinkText(&no))
         .await
-        .expect("the search finds the order by the buyer's phone")
+        .expect("the search finds the order by the buyer's phone");
+    check_accessible(&browser, axe, "the console's orders").await;
+    browser
+        .find(Locator::LinkText(&no))
+        .await
+        .unwrap()
         .click()
         .await
         .unwrap();
@@ -398,6 +423,7 @@ async fn a_shopper_buys_two_products_through_the_cart_pays_and_reaches_the_recei
         .expect("the order page shows the shipment");
     assert_eq!(status.text().await.unwrap(), "SF1234567890");
     screenshot("browser-console-order.png").await;
+    check_accessible(&browser, axe, "the console's order").await;
     browser.goto(receipt_url.as_str()).await.unwrap();
     let shipped = browser
         .wait()

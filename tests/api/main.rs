@@ -1,5 +1,6 @@
 //! One integration-test binary: the real server, real HTTP, real SQLite files.
 
+mod accessibility;
 mod admin;
 mod backup;
 mod bills;
