@@ -7,7 +7,6 @@
 //! Under CI the test fails when the browser is missing; elsewhere it says so and passes over.
 
 use std::net::TcpListener;
-use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -24,12 +23,6 @@ pub struct Driver(Child);
 
 impl Drop for Driver {
     fn drop(&mut self) {
-        // chromedriver and the Chromium it started share a process group of their own: all go,
-        // or each test would leave a browser behind.
-        let _ = Command::new("kill")
-            .arg("-KILL")
-            .arg(format!("-{}", self.0.id()))
-            .status();
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
@@ -63,7 +56,6 @@ pub async fn start_browser(
             .arg(format!("--port={port}"))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
-            .process_group(0)
             .spawn()
             .unwrap(),
     );
