@@ -9,8 +9,7 @@
 //!
 //! **Replicas**: on PostgreSQL every change also goes out by `NOTIFY` and every replica
 //! `LISTEN`s (see `store/push.rs`), so a page connected to one replica hears of a payment applied
-//! on another. (A change may then arrive twice on the replica that made it; the page only asks
-//! the shop again.)
+//! on another; a replica passes over its own changes coming back.
 //!
 //! **Bounded**: at most [`PushTerms::per_client`] open streams per client and
 //! [`PushTerms::total`] in all (past either the page polls); a heartbeat keeps proxies from
@@ -102,9 +101,21 @@ pub enum Message {
 
 /// The registry of open streams, by order. No task per stream: a change is handed to each of
 /// its order's streams without waiting, heartbeats to all every [`HEARTBEAT`].
-#[derive(Default)]
 pub(super) struct Hub {
     inner: Mutex<Registry>,
+    /// This process among the replicas: its own changes come back by `LISTEN` and are passed
+    /// over (its pages heard them already).
+    origin: String,
+}
+
+impl Default for Hub {
+    fn default() -> Self {
+        use rand::Rng;
+        Hub {
+            inner: Mutex::default(),
+            origin: format!("{:016x}", rand::rng().random::<u64>()),
+        }
+    }
 }
 
 #[derive(Default)]
@@ -235,7 +246,12 @@ impl Checkout {
     /// Tells the pages of order `no` (on every replica) that it changed.
     pub(super) async fn announce(&self, no: &OutTradeNo, change: OrderChange) {
         self.inner.push.publish(no.as_str(), change);
-        if let Err(e) = self.store().notify_order_change(no, change.as_str()).await {
+        let origin = &self.inner.push.origin;
+        if let Err(e) = self
+            .store()
+            .notify_order_change(origin, no, change.as_str())
+            .await
+        {
             tracing::debug!(out_trade_no = %no, error = %e, "order change not sent to other replicas");
         }
     }
@@ -268,8 +284,9 @@ impl Checkout {
                     Err(broadcast::error::RecvError::Closed) => return,
                 },
                 change = next_change(&mut others) => match change {
-                    Some((no, change)) => {
-                        if let Some(change) = OrderChange::parse(&change) {
+                    Some((origin, no, change)) => {
+                        let ours = origin == self.inner.push.origin;
+                        if let (false, Some(change)) = (ours, OrderChange::parse(&change)) {
                             self.inner.push.publish(&no, change);
                         }
                     }
@@ -283,7 +300,7 @@ impl Checkout {
 /// The next change another replica announced; never, without a listener.
 async fn next_change(
     listener: &mut Option<crate::store::OrderChanges>,
-) -> Option<(String, String)> {
+) -> Option<(String, String, String)> {
     match listener {
         Some(listener) => listener.next().await,
         None => std::future::pending().await,

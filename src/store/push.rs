@@ -7,7 +7,8 @@ use std::time::Duration;
 use super::{Backend, Store, StoreError};
 use crate::domain::OutTradeNo;
 
-/// The channel order changes travel on: payloads are `"{out_trade_no} {change}"`.
+/// The channel order changes travel on: payloads are `"{origin} {out_trade_no} {change}"`, the
+/// origin naming the process that sent it (so it can pass over its own).
 pub const CHANNEL: &str = "wxpay_order_changes";
 
 /// Other replicas' order changes, as they arrive.
@@ -16,14 +17,17 @@ pub struct OrderChanges {
 }
 
 impl OrderChanges {
-    /// The next change: the order number and what happened. A lost connection is re-made
-    /// (changes sent meanwhile are lost: pages still poll).
-    pub async fn next(&mut self) -> Option<(String, String)> {
+    /// The next change: who sent it, the order number and what happened. A lost connection is
+    /// re-made (changes sent meanwhile are lost: pages still poll).
+    pub async fn next(&mut self) -> Option<(String, String, String)> {
         loop {
             match self.listener.recv().await {
                 Ok(notification) => {
-                    if let Some((no, change)) = notification.payload().split_once(' ') {
-                        return Some((no.to_owned(), change.to_owned()));
+                    let mut parts = notification.payload().splitn(3, ' ');
+                    if let (Some(origin), Some(no), Some(change)) =
+                        (parts.next(), parts.next(), parts.next())
+                    {
+                        return Some((origin.to_owned(), no.to_owned(), change.to_owned()));
                     }
                 }
                 Err(e) => {
@@ -39,13 +43,14 @@ impl Store {
     /// Sends an order change to the other replicas (PostgreSQL; nothing on SQLite).
     pub async fn notify_order_change(
         &self,
+        origin: &str,
         no: &OutTradeNo,
         change: &str,
     ) -> Result<(), StoreError> {
         let Backend::Postgres(db) = &self.backend else {
             return Ok(());
         };
-        let payload = format!("{no} {change}");
+        let payload = format!("{origin} {no} {change}");
         self.rt
             .run(async {
                 sqlx::query("SELECT pg_notify($1, $2)")
