@@ -13,6 +13,7 @@ use fantoccini::{Client, Locator};
 
 use crate::browser::{browser_available, start_browser};
 use crate::helpers::TestApp;
+use crate::phones::IPHONE;
 
 const AXE: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
@@ -228,9 +229,6 @@ async fn the_catalogue_errors_stock_refusals_and_a_closed_order_meet_wcag_aa() {
     assert_accessible(&browser, &axe, "the failed page").await;
     browser.close().await.unwrap();
 }
-
-const IPHONE: &str = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) AppleWebKit/605.1.15 \
-     (KHTML, like Gecko) Version/17.0 Mobile/15E148 Safari/604.1";
 
 #[tokio::test]
 async fn the_pay_page_on_a_phone_meets_wcag_aa() {

@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::net::TcpListener;
-use std::process::{Child, Command};
+use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -56,6 +56,36 @@ fn append_to(log: &NamedTempFile) -> std::fs::File {
 /// Starts the shop binary on `port` over `database_url`, and waits until it is healthy.
 async fn start_shop(database_url: &str, port: u16) -> Shop {
     start_shop_with(database_url, port, &[("SANDBOX_FAULTS", "drop_notify=1")]).await
+}
+
+/// `wxpay-checkout sandbox` on its own (fast clocks, test controls), for shops that share it;
+/// with its base URL (ending in `/`), once it answers.
+pub(crate) async fn start_sandbox() -> (Shop, String) {
+    let port = free_port();
+    let sandbox = Shop(
+        Command::new(env!("CARGO_BIN_EXE_wxpay-checkout"))
+            .arg("sandbox")
+            .env("SANDBOX_LISTEN_ADDR", format!("127.0.0.1:{port}"))
+            .env("SANDBOX_TLS_LISTEN_ADDR", "127.0.0.1:0")
+            .env("SANDBOX_TIME_SCALE", "0.001")
+            .env("SANDBOX_CONTROLS", "1")
+            .env("RUST_LOG", "error")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+        None,
+    );
+    let base = format!("http://127.0.0.1:{port}/");
+    let until = tokio::time::Instant::now() + Duration::from_secs(20);
+    while reqwest::get(&base).await.is_err() {
+        assert!(
+            tokio::time::Instant::now() < until,
+            "the sandbox did not start"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    (sandbox, base)
 }
 
 /// The same, with more environment.

@@ -10,12 +10,7 @@ use fantoccini::{Client, Locator};
 
 use crate::browser::{browser_available, start_browser};
 use crate::helpers::TestApp;
-
-const IPHONE: &str = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) AppleWebKit/605.1.15 \
-     (KHTML, like Gecko) Version/17.0 Mobile/15E148 Safari/604.1";
-const WECHAT: &str = "Mozilla/5.0 (Linux; Android 13; Pixel 7) AppleWebKit/537.36 (KHTML, like \
-     Gecko) Version/4.0 Chrome/116.0.0.0 Mobile Safari/537.36 MicroMessenger/8.0.47.2560(0x28002F35) \
-     WeChat/arm64 Weixin NetType/WIFI Language/zh_CN";
+use crate::phones::{IPHONE, WECHAT};
 
 async fn click(browser: &Client, id: &str) {
     browser

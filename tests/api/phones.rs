@@ -10,9 +10,10 @@ use chrono::Duration as Span;
 
 use crate::helpers::{cookie_browser, TestApp};
 
-const IPHONE: &str = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) AppleWebKit/605.1.15 \
+pub(crate) const IPHONE: &str =
+    "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) AppleWebKit/605.1.15 \
      (KHTML, like Gecko) Version/17.0 Mobile/15E148 Safari/604.1";
-const WECHAT: &str = "Mozilla/5.0 (Linux; Android 13; Pixel 7) AppleWebKit/537.36 (KHTML, like \
+pub(crate) const WECHAT: &str = "Mozilla/5.0 (Linux; Android 13; Pixel 7) AppleWebKit/537.36 (KHTML, like \
      Gecko) Version/4.0 Chrome/116.0.0.0 Mobile Safari/537.36 MicroMessenger/8.0.47.2560(0x28002F35) \
      WeChat/arm64 Weixin NetType/WIFI Language/zh_CN";
 

@@ -3,12 +3,11 @@
 //! client; on PostgreSQL a change applied on one replica reaches a page connected to another;
 //! and shutting down ends open streams instead of waiting for them.
 
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
 
-use crate::crash::{free_port, start_shop_with, Shop};
+use crate::crash::{free_port, start_shop_with};
 use crate::helpers::{
     database_url, no_redirects, on_postgres, pay_at_sandbox, place_order_at, TestApp,
 };
@@ -170,30 +169,7 @@ async fn a_payment_applied_on_one_replica_reaches_a_page_connected_to_another() 
     }
     let dir = TempDir::new().unwrap();
     let database_url = database_url(&dir).await;
-    let sandbox_port = free_port();
-    let _sandbox = Shop(
-        Command::new(env!("CARGO_BIN_EXE_wxpay-checkout"))
-            .arg("sandbox")
-            .env("SANDBOX_LISTEN_ADDR", format!("127.0.0.1:{sandbox_port}"))
-            .env("SANDBOX_TLS_LISTEN_ADDR", "127.0.0.1:0")
-            .env("SANDBOX_TIME_SCALE", "0.001")
-            .env("SANDBOX_CONTROLS", "1")
-            .env("RUST_LOG", "error")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-        None,
-    );
-    let sandbox = format!("http://127.0.0.1:{sandbox_port}/");
-    let until = tokio::time::Instant::now() + Duration::from_secs(20);
-    while reqwest::get(&sandbox).await.is_err() {
-        assert!(
-            tokio::time::Instant::now() < until,
-            "the sandbox did not start"
-        );
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+    let (_sandbox, sandbox) = crate::crash::start_sandbox().await;
     let env = [("WEIXIN_API_BASE", sandbox.as_str())];
     let (port_a, port_b) = (free_port(), free_port());
     let (_a, _b) = tokio::join!(

@@ -2,12 +2,11 @@
 //! either replica, both run the reconciliation job, and still no order changes state twice and
 //! no stock is restored twice.
 
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use tempfile::TempDir;
 
-use crate::crash::{free_port, start_shop_with, Shop};
+use crate::crash::{free_port, start_shop_with};
 use crate::helpers::{
     database_url, no_redirects, on_postgres, pay_at_sandbox, place_order_at, raw_pool,
     wait_for_zero,
@@ -22,30 +21,7 @@ async fn two_replicas_never_apply_a_transition_twice() {
     }
     let dir = TempDir::new().unwrap();
     let database_url = database_url(&dir).await;
-    let sandbox_port = free_port();
-    let _sandbox = Shop(
-        Command::new(env!("CARGO_BIN_EXE_wxpay-checkout"))
-            .arg("sandbox")
-            .env("SANDBOX_LISTEN_ADDR", format!("127.0.0.1:{sandbox_port}"))
-            .env("SANDBOX_TLS_LISTEN_ADDR", "127.0.0.1:0")
-            .env("SANDBOX_TIME_SCALE", "0.001")
-            .env("SANDBOX_CONTROLS", "1")
-            .env("RUST_LOG", "error")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-        None,
-    );
-    let sandbox = format!("http://127.0.0.1:{sandbox_port}/");
-    let until = tokio::time::Instant::now() + Duration::from_secs(20);
-    while reqwest::get(&sandbox).await.is_err() {
-        assert!(
-            tokio::time::Instant::now() < until,
-            "the sandbox did not start"
-        );
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+    let (_sandbox, sandbox) = crate::crash::start_sandbox().await;
     let env = [
         ("WEIXIN_API_BASE", sandbox.as_str()),
         ("RECONCILE_INTERVAL_SECS", "1"),
