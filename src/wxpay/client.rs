@@ -94,7 +94,7 @@ impl Default for RetryPolicy {
 }
 
 impl RetryPolicy {
-    fn delay_before(&self, retry: u32) -> Duration {
+    pub(crate) fn delay_before(&self, retry: u32) -> Duration {
         let doubled = self
             .base_delay
             .saturating_mul(1u32 << retry.saturating_sub(1).min(16));

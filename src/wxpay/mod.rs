@@ -16,6 +16,7 @@ pub mod refund;
 pub mod sign;
 pub mod time;
 pub mod types;
+pub mod v3;
 pub mod xml;
 
 use std::collections::BTreeMap;
