@@ -234,6 +234,7 @@ impl Sandbox {
             notify_attempts: 0,
             notify_acknowledged: false,
             refunds: Vec::new(),
+            v3: None,
         };
         let answer = Answer::success(sign_type, self.prepay_fields(&order, base, now));
         book.insert(order);

@@ -58,12 +58,12 @@ const INVALID_TAR_TYPE: BillRefusal = BillRefusal {
     error_code: "20001",
 };
 /// A day without lines of the type asked for: nothing is wrong.
-const NO_BILL_EXIST: BillRefusal = BillRefusal {
+pub(super) const NO_BILL_EXIST: BillRefusal = BillRefusal {
     return_msg: NO_BILL,
     error_code: "20002",
 };
 /// The bill is not made yet (the `bill_creating` fault).
-const NOT_MADE_YET: BillRefusal = BillRefusal {
+pub(super) const NOT_MADE_YET: BillRefusal = BillRefusal {
     return_msg: BILL_CREATING,
     error_code: "20003",
 };
@@ -105,7 +105,12 @@ impl Sandbox {
     /// `/pay/downloadbill`: the day's bill, or its refusal; `Err` is the unsigned `return_msg`
     /// of a missing parameter, as every call answers it.
     pub(super) fn download_bill(&self, request: &Authenticated) -> Result<BillAnswer, String> {
-        let checked = match check_request(&request.fields, beijing_date(self.now())) {
+        self.bill(&request.fields)
+    }
+
+    /// The day's bill for the download's fields (v2's names and forms; v3 translates to them).
+    pub(super) fn bill(&self, fields: &Fields) -> Result<BillAnswer, String> {
+        let checked = match check_request(fields, beijing_date(self.now())) {
             Ok(checked) => checked,
             Err(Refused::Parameter(message)) => return Err(message),
             Err(Refused::Bill(refusal)) => return Ok(BillAnswer::Refused(refusal)),
@@ -492,7 +497,7 @@ fn columns(
     line
 }
 
-fn gzip(bytes: &[u8]) -> Vec<u8> {
+pub(super) fn gzip(bytes: &[u8]) -> Vec<u8> {
     let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
     // Writing into a Vec cannot fail.
     encoder
@@ -554,6 +559,7 @@ mod tests {
             notify_attempts: 0,
             notify_acknowledged: false,
             refunds: Vec::new(),
+            v3: None,
         }
     }
 
@@ -571,6 +577,7 @@ mod tests {
             created_at: at,
             notify_attempts: 0,
             notify_acknowledged: false,
+            v3: false,
         }
     }
 

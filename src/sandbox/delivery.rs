@@ -1,7 +1,8 @@
 //! The shopper's payment and WeChat's notify delivery: a notify POSTed to its `notify_url` —
 //! a payment's signed, a refund's with encrypted content (see `refunds.rs`) — retried on
 //! WeChat's schedule (scaled by `time_scale`) until the answer is the SUCCESS XML, also while
-//! the shop is down.
+//! the shop is down. A v3 order's or refund's notify is v3's (sealed JSON, see `v3/notify.rs`),
+//! signed afresh at each attempt and delivered once answered any 2xx.
 
 use std::sync::Arc;
 
@@ -114,7 +115,8 @@ pub(super) fn pay(
             trade_state: TradeState::PayError,
             transaction_id: None,
         };
-        if sandbox.faults().draw_fail_notify() {
+        // v3 has no notify for a failed payment.
+        if order.v3.is_none() && sandbox.faults().draw_fail_notify() {
             let mut notify = Fields::new();
             for (name, value) in [
                 ("return_code", "SUCCESS"),
@@ -130,7 +132,8 @@ pub(super) fn pay(
             notify.insert("total_fee".into(), order.total_fee.to_string());
             let (url, sign_type) = (order.notify_url.clone(), order.sign_type);
             drop(book);
-            start_delivery(sandbox, no, url, sign_type, notify);
+            let message = v2_message(sandbox, sign_type, notify);
+            start_delivery(sandbox, no, url, message);
         }
         return Ok(receipt);
     }
@@ -154,24 +157,34 @@ pub(super) fn pay(
         transaction_id: Some(payment.transaction_id.clone()),
     };
 
-    let mut notify = payment_fields(order, &payment);
-    notify.insert("return_code".into(), "SUCCESS".into());
-    notify.insert("result_code".into(), "SUCCESS".into());
-    let (url, sign_type) = (order.notify_url.clone(), order.sign_type);
+    let url = order.notify_url.clone();
+    let message = if order.v3.is_some() {
+        super::v3::payment_notify(sandbox, order, now)
+    } else {
+        let mut notify = payment_fields(order, &payment);
+        notify.insert("return_code".into(), "SUCCESS".into());
+        notify.insert("result_code".into(), "SUCCESS".into());
+        let sign_type = order.sign_type;
+        v2_message(sandbox, sign_type, notify)
+    };
     drop(book);
-    start_delivery(sandbox, no, url, sign_type, notify);
+    start_delivery(sandbox, no, url, message);
     Ok(receipt)
 }
 
-/// Signs a notify as WeChat does — the order's algorithm, usually without a sign_type field
-/// even for HMAC (with one under the `notify_sign_type` fault) — and starts delivering it.
-fn start_delivery(
-    sandbox: &Arc<Sandbox>,
-    no: String,
-    url: String,
-    sign_type: SignType,
-    mut notify: Fields,
-) {
+/// A notify as it goes out.
+#[derive(Debug, Clone)]
+pub(super) enum Message {
+    /// v2: signed XML, delivered once answered the SUCCESS XML.
+    Xml(String),
+    /// v3: the sealed JSON, whose signature headers are made at each attempt (a retry a day
+    /// later must still be within the shop's 5 minutes), delivered once answered any 2xx.
+    Json(Vec<u8>),
+}
+
+/// Signs a v2 notify as WeChat does — the order's algorithm, usually without a sign_type field
+/// even for HMAC (with one under the `notify_sign_type` fault).
+fn v2_message(sandbox: &Sandbox, sign_type: SignType, mut notify: Fields) -> Message {
     let merchant = &sandbox.config.merchant;
     notify.insert("appid".into(), merchant.appid.clone());
     notify.insert("mch_id".into(), merchant.mch_id.clone());
@@ -181,13 +194,17 @@ fn start_delivery(
     }
     let signature = sign::sign(&notify, &merchant.key, sign_type);
     notify.insert("sign".into(), signature);
-    let body = xml::encode(&notify);
+    Message::Xml(xml::encode(&notify))
+}
+
+/// Starts delivering a payment's notify.
+fn start_delivery(sandbox: &Arc<Sandbox>, no: String, url: String, message: Message) {
     let task_sandbox = Arc::clone(sandbox);
     // On the application runtime, with the connections it opens: a delivery outlives the
     // sandbox worker that took the payment.
     let subject = Subject::Payment { out_trade_no: no };
     sandbox.deliveries.spawn_on(
-        deliver(task_sandbox, subject, url, body),
+        deliver(task_sandbox, subject, url, message),
         sandbox.rt.handle(),
     );
 }
@@ -239,7 +256,7 @@ impl Subject {
 
 /// Delivers one notify: at once, then after each wait of the schedule, until acknowledged.
 /// Payment notifies may be dropped or doubled by faults, refund notifies dropped.
-pub(super) async fn deliver(sandbox: Arc<Sandbox>, subject: Subject, url: String, body: String) {
+pub(super) async fn deliver(sandbox: Arc<Sandbox>, subject: Subject, url: String, body: Message) {
     if matches!(subject, Subject::Payment { .. }) && sandbox.faults().draw_probe_notify() {
         probe(&sandbox, &url, &body).await;
     }
@@ -276,9 +293,18 @@ pub(super) async fn deliver(sandbox: Arc<Sandbox>, subject: Subject, url: String
     );
 }
 
-/// WeChat's signature probe: the notify with a signature made with another key, which a shop
-/// that checks signatures refuses. Its answer is counted, never retried.
-async fn probe(sandbox: &Sandbox, url: &str, body: &str) {
+/// WeChat's signature probe: the notify with a signature made with another key (v3: a
+/// `Wechatpay-Signature` starting `WECHATPAY/SIGNTEST/`), which a shop that checks signatures
+/// refuses. Its answer is counted, never retried.
+async fn probe(sandbox: &Sandbox, url: &str, message: &Message) {
+    let body = match message {
+        Message::Xml(body) => body,
+        Message::Json(body) => {
+            let answered = super::v3::send_probe(sandbox, url, body).await;
+            count_probe(sandbox, answered);
+            return;
+        }
+    };
     let Ok(mut fields) = xml::decode(body.as_bytes()) else {
         return;
     };
@@ -290,7 +316,12 @@ async fn probe(sandbox: &Sandbox, url: &str, body: &str) {
     let other_key = secrecy::SecretString::from("0123456789abcdef0123456789abcdef");
     let forged = sign::sign(&fields, &other_key, sign_type);
     fields.insert("sign".into(), forged);
-    let counter = if send(sandbox, url, &xml::encode(&fields)).await {
+    let answered = send(sandbox, url, &Message::Xml(xml::encode(&fields))).await;
+    count_probe(sandbox, answered);
+}
+
+fn count_probe(sandbox: &Sandbox, acknowledged: bool) {
+    let counter = if acknowledged {
         tracing::warn!("the shop acknowledged a mis-signed probe notify");
         &sandbox.counters.probe_notifies_acknowledged
     } else {
@@ -299,8 +330,12 @@ async fn probe(sandbox: &Sandbox, url: &str, body: &str) {
     counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
 }
 
-/// One POST; true when the answer is WeChat's SUCCESS XML.
-async fn send(sandbox: &Sandbox, url: &str, body: &str) -> bool {
+/// One POST; true when the answer acknowledges it.
+async fn send(sandbox: &Sandbox, url: &str, message: &Message) -> bool {
+    let body = match message {
+        Message::Xml(body) => body,
+        Message::Json(body) => return super::v3::send_notify(sandbox, url, body).await,
+    };
     let request = sandbox
         .notify_http
         .post(url)

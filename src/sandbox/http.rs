@@ -38,7 +38,8 @@ pub fn routes(cfg: &mut web::ServiceConfig, controls: bool) {
         .route("/sandbox/pay", web::post().to(pay))
         .configure(super::h5::routes)
         .configure(super::oauth::routes)
-        .configure(super::jsbridge::routes);
+        .configure(super::jsbridge::routes)
+        .configure(super::v3::routes);
     if controls {
         cfg.route("/sandbox/faults", web::get().to(get_faults))
             .route("/sandbox/faults", web::put().to(put_faults))
@@ -91,7 +92,7 @@ async fn call(
 
 /// The sandbox as the caller reached it (`http://host:port/`): the request's `Host`, or the
 /// listener's address when that does not form a URL.
-fn caller_base(request: &HttpRequest) -> url::Url {
+pub(super) fn caller_base(request: &HttpRequest) -> url::Url {
     let scheme = if request.app_config().secure() {
         "https"
     } else {
@@ -244,9 +245,12 @@ async fn index(sandbox: web::Data<Sandbox>) -> HttpResponse {
     HttpResponse::Ok()
         .content_type(ContentType::plaintext())
         .body(format!(
-            "wxpay-checkout WeChat Pay v2 sandbox\n\
+            "wxpay-checkout WeChat Pay sandbox (API v2 and v3)\n\
          APIs: POST /pay/unifiedorder, /pay/orderquery, /pay/closeorder, /pay/refundquery, \
          /pay/downloadbill, /secapi/pay/refund (TLS with the merchant's client certificate)\n\
+         v3: POST /v3/pay/transactions/native, GET /v3/pay/transactions/out-trade-no/{{no}}, \
+         POST .../close, POST /v3/refund/domestic/refunds, GET .../refunds/{{no}}, \
+         GET /v3/bill/tradebill\n\
          Shopper: GET /scan?code_url=..., POST /sandbox/pay (code_url or prepay_id, \
          outcome=success|fail), GET /sandbox/mweb (H5), GET /sandbox/jsbridge.js (JSAPI)\n\
          OAuth: GET /connect/oauth2/authorize, GET /sns/oauth2/access_token\n\
@@ -535,6 +539,8 @@ async fn stats(sandbox: web::Data<Sandbox>) -> HttpResponse {
         "refund_notify_attempts": c.refund_notify_attempts.load(Ordering::Relaxed),
         "probe_notifies_refused": c.probe_notifies_refused.load(Ordering::Relaxed),
         "probe_notifies_acknowledged": c.probe_notifies_acknowledged.load(Ordering::Relaxed),
+        "v3_calls": c.v3_calls.load(Ordering::Relaxed),
+        "v3_sign_errors": c.v3_sign_errors.load(Ordering::Relaxed),
         "orders": sandbox.book().len(),
         "mweb_tickets": sandbox.tickets().len(),
         "oauth_codes": sandbox.codes().len(),
@@ -568,6 +574,7 @@ async fn refund(sandbox: web::Data<Sandbox>, body: web::Json<RefundRequest>) -> 
                 created_at: now,
                 notify_attempts: 0,
                 notify_acknowledged: false,
+                v3: false,
             };
             let no = order.out_trade_no.clone();
             book.add_refund(&no, refund);
@@ -650,6 +657,7 @@ async fn order_view(sandbox: web::Data<Sandbox>, no: web::Path<String>) -> HttpR
         "notify_attempts": o.notify_attempts,
         "notify_acknowledged": o.notify_acknowledged,
         "created_at": o.created_at.to_rfc3339(),
+        "api": if o.v3.is_some() { "v3" } else { "v2" },
         "refunds": o.refunds.iter().map(|r| serde_json::json!({
             "out_refund_no": r.entry.out_refund_no,
             "refund_id": r.entry.refund_id,

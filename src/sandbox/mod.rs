@@ -80,6 +80,7 @@ mod oauth;
 mod refunds;
 mod state;
 pub mod tls;
+pub mod v3;
 
 use std::net::{SocketAddr, TcpListener};
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
@@ -98,6 +99,7 @@ use crate::wxpay::Merchant;
 pub use faults::Faults;
 pub use state::PREPAY_VALIDITY;
 pub use tls::SandboxCredentials;
+pub use v3::{V3Credentials, V3Keys};
 
 /// WeChat's notify retry schedule after a failed delivery (current documentation): 15 retries,
 /// 24 h 4 min in all.
@@ -123,6 +125,10 @@ pub const MAX_PHONE_TOKENS: usize = 10_000;
 /// like the demo merchant key, it is published so a demo works out of the box, and it opens
 /// nothing but this sandbox.
 pub const DEMO_MP_APPSECRET: &str = "5a4e1b0c9f3d2e7a8b6c4d2f0e1a3b5c";
+
+/// The APIv3 key (32 characters) the sandbox seals v3 notifies with unless told otherwise:
+/// published like the demo merchant key, opening nothing but this sandbox's notifies.
+pub const DEMO_APIV3_KEY: &str = "wxpaycheckoutsandboxapiv3key2026";
 
 /// How the sandbox is set up.
 #[derive(Debug, Clone)]
@@ -151,6 +157,11 @@ pub struct SandboxConfig {
     /// The official account's AppSecret `/sns/oauth2/access_token` requires (the account is the
     /// merchant's `appid`).
     pub mp_appsecret: SecretString,
+    /// The merchant's APIv3 key (32 characters): seals v3 notifies' resources.
+    pub apiv3_key: SecretString,
+    /// WeChat Pay's and the merchant's v3 keys; `None`: the set made once per process
+    /// ([`V3Keys::shared`]). The merchant's is also the key of the TLS client certificate.
+    pub v3_keys: Option<V3Keys>,
 }
 
 impl SandboxConfig {
@@ -166,6 +177,8 @@ impl SandboxConfig {
             notify_only: None,
             refund_notify_only: None,
             mp_appsecret: SecretString::from(DEMO_MP_APPSECRET),
+            apiv3_key: SecretString::from(DEMO_APIV3_KEY),
+            v3_keys: None,
         }
     }
 }
@@ -184,6 +197,9 @@ struct Counters {
     /// Mis-signed probe notifies the shop refused (right) and acknowledged (wrong).
     probe_notifies_refused: AtomicU64,
     probe_notifies_acknowledged: AtomicU64,
+    /// v3 calls received, and those refused for their `Authorization` (`SIGN_ERROR`).
+    v3_calls: AtomicU64,
+    v3_sign_errors: AtomicU64,
 }
 
 impl Counters {
@@ -208,6 +224,11 @@ pub struct Sandbox {
     /// both are held, never before.
     tickets: Mutex<state::Bounded<h5::Ticket>>,
     codes: Mutex<state::Bounded<oauth::Code>>,
+    /// v3 trade bills made and waiting to be downloaded by their token.
+    bill_files: Mutex<state::Bounded<v3::BillFile>>,
+    /// The v3 keys and the APIv3 key (which seals v3 notifies).
+    v3_keys: V3Keys,
+    apiv3_key: crate::wxpay::v3::ApiV3Key,
     faults: Mutex<Faults>,
     /// Seconds added to the real clock (`POST /sandbox/clock`), to reach expiries in tests.
     clock_offset_secs: AtomicI64,
@@ -221,7 +242,9 @@ pub struct Sandbox {
 }
 
 impl Sandbox {
-    fn new(config: SandboxConfig, rt: &AppRuntime) -> Result<Self, reqwest::Error> {
+    fn new(config: SandboxConfig, rt: &AppRuntime) -> anyhow::Result<Self> {
+        let apiv3_key = crate::wxpay::v3::ApiV3Key::new(&config.apiv3_key)?;
+        let v3_keys = config.v3_keys.clone().unwrap_or_else(V3Keys::shared);
         let notify_http = reqwest::Client::builder()
             .timeout(config.notify_timeout)
             .redirect(reqwest::redirect::Policy::none())
@@ -231,6 +254,9 @@ impl Sandbox {
             book: Mutex::new(state::Book::new(config.max_orders)),
             tickets: Mutex::new(state::Bounded::new(MAX_PHONE_TOKENS)),
             codes: Mutex::new(state::Bounded::new(MAX_PHONE_TOKENS)),
+            bill_files: Mutex::new(state::Bounded::new(v3::MAX_BILL_FILES)),
+            v3_keys,
+            apiv3_key,
             faults: Mutex::new(config.faults),
             clock_offset_secs: AtomicI64::new(0),
             counters: Counters::default(),
@@ -261,6 +287,13 @@ impl Sandbox {
 
     fn codes(&self) -> std::sync::MutexGuard<'_, state::Bounded<oauth::Code>> {
         self.codes.lock().expect("sandbox codes lock")
+    }
+
+    /// The Unix time v3 answers and notifies are signed at: WeChat's clock, which is the real
+    /// one unless the `clock_skew_secs` fault puts it off (the sandbox's test clock, moved to
+    /// reach expiries, judges requests' timestamps but does not stamp answers).
+    fn v3_timestamp(&self) -> i64 {
+        Utc::now().timestamp() + self.faults().clock_skew_secs
     }
 
     /// Whether the browser may be sent to `target` (an H5 `redirect_url`, an OAuth
@@ -323,10 +356,13 @@ impl SandboxServer {
         rt: &AppRuntime,
     ) -> anyhow::Result<SandboxServer> {
         let addr = listener.local_addr()?;
+        let sandbox = web::Data::new(Sandbox::new(config, rt)?);
         let tls = match &tls_listener {
             Some(l) => Some(tls::SandboxTls::generate(
-                &config.merchant.mch_id,
+                &sandbox.config.merchant.mch_id,
                 l.local_addr()?.ip(),
+                sandbox.v3_keys.merchant_private_pem(),
+                sandbox.v3_keys.serial_no(),
             )?),
             None => None,
         };
@@ -334,7 +370,6 @@ impl SandboxServer {
             .as_ref()
             .map(TcpListener::local_addr)
             .transpose()?;
-        let sandbox = web::Data::new(Sandbox::new(config, rt)?);
         let data = sandbox.clone();
         let controls = sandbox.config.controls;
         // Signals are left to the owner, which stops the sandbox through its handle.
@@ -374,6 +409,28 @@ impl SandboxServer {
 
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// What the merchant needs to call the v3 API (at [`SandboxServer::base_url`]; no client
+    /// certificate): its API key and serial, WeChat Pay's public key and id, the APIv3 key.
+    pub fn v3_credentials(&self) -> V3Credentials {
+        let keys = &self.sandbox.v3_keys;
+        let merchant = &self.sandbox.config.merchant;
+        V3Credentials {
+            appid: merchant.appid.clone(),
+            mchid: merchant.mch_id.clone(),
+            serial_no: keys.serial_no().to_owned(),
+            merchant_private_pem: keys.merchant_private_pem().clone(),
+            pay_public_pem: keys.pay_public_pem().to_owned(),
+            pay_key_id: keys.pay_key_id().to_owned(),
+            apiv3_key: self.sandbox.config.apiv3_key.clone(),
+        }
+    }
+
+    /// The v3 keys the sandbox uses, to be written beside the certificate
+    /// ([`V3Keys::write_to`]).
+    pub fn v3_keys(&self) -> &V3Keys {
+        &self.sandbox.v3_keys
     }
 
     /// The base URL clients use (`http://addr/`).

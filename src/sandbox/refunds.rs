@@ -9,7 +9,7 @@ use super::api::{
     amount, cash_fee, check_notify_url, lack, malformed, named_order, non_empty, Answer,
     Authenticated, Refusal, FOREIGN_NOTIFY_URL,
 };
-use super::delivery::{self, Subject};
+use super::delivery::{self, Message, Subject};
 use super::faults::RefundFault;
 use super::state::{self, Refund, Trade};
 use super::{Sandbox, REFUND_SETTLE_SECS};
@@ -36,7 +36,7 @@ const FREQUENCY_LIMITED: &str = "请求频率过高，请稍后重试";
 /// The sandbox's own refusal (no WeChat text is known for it).
 const REFUND_NO_ELSEWHERE: &str = "out_refund_no已用于其他订单";
 /// Where a sandbox refund goes back to: the payer's WeChat balance.
-const RECEIVED_BY: &str = "支付用户零钱";
+pub(super) const RECEIVED_BY: &str = "支付用户零钱";
 
 /// A refund request's values, checked.
 struct CheckedRefund {
@@ -127,6 +127,7 @@ impl Sandbox {
             created_at: now,
             notify_attempts: 0,
             notify_acknowledged: false,
+            v3: false,
         };
         tracing::debug!(
             out_trade_no = %order.out_trade_no,
@@ -152,7 +153,7 @@ impl Sandbox {
 
     /// Settles a refund later, on the application runtime, tracked with the deliveries so that
     /// shutdown cancels it.
-    fn start_settlement(self: &Arc<Self>, out_trade_no: String, out_refund_no: String) {
+    pub(super) fn start_settlement(self: &Arc<Self>, out_trade_no: String, out_refund_no: String) {
         let sandbox = Arc::clone(self);
         self.deliveries.spawn_on(
             settle(sandbox, out_trade_no, out_refund_no),
@@ -188,35 +189,44 @@ async fn settle(sandbox: Arc<Sandbox>, out_trade_no: String, out_refund_no: Stri
         refund.entry.status = status.clone();
         refund.entry.success_time =
             (status == RefundStatus::Success).then(|| state::refund_success_time(now));
-        refund.notify_url.clone().map(|url| {
-            let notice = RefundNotice {
-                out_trade_no: out_trade_no.clone(),
-                transaction_id,
-                out_refund_no: out_refund_no.clone(),
-                refund_id: refund.entry.refund_id.clone(),
-                total_fee,
-                refund_fee: refund.entry.refund_fee,
-                settlement_refund_fee: Some(split.cash(refund.entry.refund_fee)),
-                status,
-                success_time: refund.entry.success_time.clone(),
-                refund_recv_accout: Some(RECEIVED_BY.into()),
-                settlement_total_fee: Some(split.cash(total_fee)),
-                refund_account: Some("REFUND_SOURCE_UNSETTLED_FUNDS".into()),
-                refund_request_source: Some("API".into()),
-            };
-            (url, notice)
-        })
+        if refund.v3 {
+            let refund = refund.clone();
+            let order = &*order;
+            refund.notify_url.clone().map(|url| {
+                let message = super::v3::refund_notify(&sandbox, order, &refund, now);
+                (url, message)
+            })
+        } else {
+            refund.notify_url.clone().map(|url| {
+                let notice = RefundNotice {
+                    out_trade_no: out_trade_no.clone(),
+                    transaction_id,
+                    out_refund_no: out_refund_no.clone(),
+                    refund_id: refund.entry.refund_id.clone(),
+                    total_fee,
+                    refund_fee: refund.entry.refund_fee,
+                    settlement_refund_fee: Some(split.cash(refund.entry.refund_fee)),
+                    status,
+                    success_time: refund.entry.success_time.clone(),
+                    refund_recv_accout: Some(RECEIVED_BY.into()),
+                    settlement_total_fee: Some(split.cash(total_fee)),
+                    refund_account: Some("REFUND_SOURCE_UNSETTLED_FUNDS".into()),
+                    refund_request_source: Some("API".into()),
+                };
+                let body = refund_notify_body(&sandbox.config.merchant, &notice, &nonce_str());
+                (url, Message::Xml(body))
+            })
+        }
     };
     tracing::debug!(%out_trade_no, %out_refund_no, "sandbox refund settled");
-    let Some((url, notice)) = notify else {
+    let Some((url, message)) = notify else {
         return;
     };
-    let body = refund_notify_body(&sandbox.config.merchant, &notice, &nonce_str());
     let subject = Subject::Refund {
         out_trade_no,
         out_refund_no,
     };
-    delivery::deliver(sandbox, subject, url, body).await;
+    delivery::deliver(sandbox, subject, url, message).await;
 }
 
 /// WeChat's checks of a refund request's parameters, before any order is looked at.
@@ -258,13 +268,13 @@ fn check_refund(f: &Fields) -> Result<CheckedRefund, Refusal> {
 /// How a payment splits between cash and a (免充值, `NO_CASH`) coupon; a refund goes back in
 /// the same proportion.
 #[derive(Debug, Clone, Copy)]
-struct Split {
+pub(super) struct Split {
     total_fee: i64,
     coupon_fee: i64,
 }
 
 impl Split {
-    fn of(order: &Trade) -> Split {
+    pub(super) fn of(order: &Trade) -> Split {
         Split {
             total_fee: order.total_fee,
             coupon_fee: order.total_fee - cash_fee(order),
@@ -272,7 +282,7 @@ impl Split {
     }
 
     /// The coupon's part of a refund (rounded down; a full refund returns the whole coupon).
-    fn coupon(self, refund_fee: i64) -> i64 {
+    pub(super) fn coupon(self, refund_fee: i64) -> i64 {
         if self.total_fee == 0 {
             return 0;
         }
@@ -282,7 +292,7 @@ impl Split {
 
     /// The cash part of a refund: what goes back to the payer (`cash_refund_fee`, and
     /// `settlement_refund_fee` since a `NO_CASH` coupon is not settled).
-    fn cash(self, refund_fee: i64) -> i64 {
+    pub(super) fn cash(self, refund_fee: i64) -> i64 {
         refund_fee - self.coupon(refund_fee)
     }
 }

@@ -9,6 +9,7 @@ use rand::distr::{Alphanumeric, SampleString};
 use rand::Rng;
 
 use crate::wxpay::refund::RefundEntry;
+use crate::wxpay::v3::types::NativeRequest;
 use crate::wxpay::{Fields, RefundStatus, SignType, TradeState};
 
 pub use crate::wxpay::PREPAY_VALIDITY;
@@ -37,6 +38,9 @@ pub struct Trade {
     pub notify_acknowledged: bool,
     /// Refunds of the order, in the order they were made.
     pub refunds: Vec<Refund>,
+    /// Placed through API v3: the request a re-entry must repeat (`params` then holds only the
+    /// `trade_type`, and `sign_type` is unused: its notify is v3's).
+    pub v3: Option<Box<NativeRequest>>,
 }
 
 impl Trade {
@@ -90,6 +94,8 @@ pub struct Refund {
     /// answered SUCCESS.
     pub notify_attempts: u32,
     pub notify_acknowledged: bool,
+    /// Asked for through API v3: its notify is v3's.
+    pub v3: bool,
 }
 
 /// A completed payment.
@@ -373,6 +379,7 @@ mod tests {
             notify_attempts: 0,
             notify_acknowledged: false,
             refunds: Vec::new(),
+            v3: None,
         }
     }
 
@@ -410,6 +417,7 @@ mod tests {
                     created_at: now,
                     notify_attempts: 0,
                     notify_acknowledged: false,
+                    v3: false,
                 };
                 book.add_refund("o0", refund);
                 assert_eq!(book.refund_owner("R0"), Some("o0"));
