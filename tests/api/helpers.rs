@@ -74,7 +74,9 @@ use md5::{Digest, Md5};
 use sha2::Sha256;
 use url::Url;
 use wxpay_checkout::config::{SANDBOX_APPID, SANDBOX_KEY, SANDBOX_MCH_ID};
-use wxpay_checkout::sandbox::{SandboxConfig, SandboxCredentials, SandboxHandle, SandboxServer};
+use wxpay_checkout::sandbox::{
+    SandboxConfig, SandboxCredentials, SandboxHandle, SandboxServer, V3Credentials,
+};
 use wxpay_checkout::wxpay::refund::RefundQueryResponse;
 use wxpay_checkout::wxpay::types::{Trade, UnifiedOrderRequest};
 use wxpay_checkout::wxpay::{
@@ -97,6 +99,8 @@ pub struct TestSandbox {
     pub http: reqwest::Client,
     /// With a TLS listener: its base URL and the CA and merchant certificate to reach it.
     pub tls: Option<(Url, SandboxCredentials)>,
+    /// What a merchant needs for the v3 API.
+    pub v3: V3Credentials,
 }
 
 impl TestSandbox {
@@ -130,6 +134,7 @@ impl TestSandbox {
         };
         let base = server.base_url();
         let tls = server.tls_base_url().zip(server.credentials().cloned());
+        let v3 = server.v3_credentials();
         let handle = server.handle();
         tokio::spawn(server.run());
         TestSandbox {
@@ -137,6 +142,7 @@ impl TestSandbox {
             handle,
             http: reqwest::Client::new(),
             tls,
+            v3,
         }
     }
 

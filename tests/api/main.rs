@@ -30,6 +30,7 @@ mod sandbox;
 mod sandbox_bill;
 mod sandbox_phone;
 mod sandbox_refunds;
+mod sandbox_v3;
 mod server;
 mod shop;
 mod webhooks;
