@@ -372,7 +372,7 @@ async fn step(args: &[String]) -> anyhow::Result<()> {
     }
     anyhow::ensure!(name == "reconcile", "unknown step {name}");
     let shutdown = tokio_util::sync::CancellationToken::new();
-    let (checkout, _background) = Checkout::start(store, wechat, terms()?, &rt, &shutdown);
+    let (checkout, _background) = Checkout::start(store, wechat.into(), terms()?, &rt, &shutdown);
     let before = peak_kib();
     let started = Instant::now();
     let done = checkout.reconcile_bill_day(day).await?;

@@ -131,7 +131,7 @@ async fn main() -> anyhow::Result<()> {
         },
     };
     let shutdown = tokio_util::sync::CancellationToken::new();
-    let (checkout, _background) = Checkout::start(store, wechat, terms, &rt, &shutdown);
+    let (checkout, _background) = Checkout::start(store, wechat.into(), terms, &rt, &shutdown);
     let job = Reconciler::new(checkout);
     let start = chrono::Utc::now();
     // One interval apart, as the job runs: each run finds every pending order due again.

@@ -188,6 +188,30 @@ pub async fn doctor(settings: &Settings) -> ExitCode {
     use crate::checkout::doctor::{self, Verdict};
     let rt = AppRuntime::current();
     let terms = crate::startup::terms(settings, settings.listen_addr);
+    if settings.api_version == crate::config::ApiVersion::V3 {
+        let examination = match crate::startup::v3_gateway(settings, None, &rt) {
+            Ok(gateway) => {
+                doctor::examine_v3(
+                    gateway.client(),
+                    &terms.notify_url,
+                    &terms.refund_notify_url,
+                )
+                .await
+            }
+            Err(e) => {
+                println!("[FAIL] {e:#}");
+                if settings.builtin_sandbox {
+                    println!(
+                        "       - sandbox mode: the built-in sandbox's v3 keys live inside the \
+                         running shop; run the standalone sandbox (`wxpay-checkout sandbox` with \
+                         SANDBOX_CERT_DIR) to examine v3 from here"
+                    );
+                }
+                return ExitCode::FAILURE;
+            }
+        };
+        return print_examination(&examination, settings, "API v3");
+    }
     let (config, unreadable) = match crate::startup::client_config(settings, None) {
         Ok(config) => (config, None),
         Err(e) => (
@@ -229,17 +253,25 @@ pub async fn doctor(settings: &Settings) -> ExitCode {
             }
         }
     }
+    let api = format!("API v2 {}", settings.sign_type.as_str());
+    print_examination(&examination, settings, &api)
+}
+
+/// Prints the doctor's findings; exit 1 when one would stop payments or refunds.
+fn print_examination(
+    examination: &crate::checkout::doctor::Examination,
+    settings: &Settings,
+    api: &str,
+) -> ExitCode {
+    use crate::checkout::doctor::Verdict;
     let mode = if settings.builtin_sandbox {
         " (sandbox mode: the running shop's built-in sandbox; payments are simulated)"
     } else {
         ""
     };
     println!(
-        "WeChat Pay at {}{mode}\nmch_id {}, appid {}, API v2 {}\n",
-        examination.api_base,
-        examination.mch_id,
-        examination.appid,
-        settings.sign_type.as_str()
+        "WeChat Pay at {}{mode}\nmch_id {}, appid {}, {api}\n",
+        examination.api_base, examination.mch_id, examination.appid,
     );
     for finding in &examination.findings {
         let mark = match finding.verdict {
@@ -274,9 +306,7 @@ async fn start_checkout(
     settings: &Settings,
 ) -> Result<(crate::checkout::Checkout, Running), String> {
     let rt = AppRuntime::current();
-    let client = crate::startup::client_config(settings, None)
-        .and_then(|config| Ok(crate::wxpay::Client::new(config, &rt)?))
-        .map_err(|e| format!("{e:#}"))?;
+    let client = crate::startup::gateway(settings, None, &rt).map_err(|e| format!("{e:#}"))?;
     let store = crate::startup::open_store(settings, &rt)
         .await
         .map_err(|e| format!("{e:#}"))?;

@@ -63,6 +63,12 @@ pub struct Settings {
     pub builtin_sandbox: bool,
     pub sandbox: SandboxSettings,
     pub sign_type: SignType,
+    /// `WEIXIN_API_VERSION`: which of WeChat Pay's APIs the shop speaks.
+    pub api_version: ApiVersion,
+    /// API v3's credentials (`WEIXIN_APIV3_KEY`, `WEIXIN_MCH_SERIAL`, `WEIXIN_MCH_PRIVATE_KEY`,
+    /// `WEIXIN_PAY_PUBLIC_KEY`, `WEIXIN_PAY_PUBLIC_KEY_ID`): set with v3, except in built-in
+    /// sandbox mode, where the sandbox hands the shop its own.
+    pub v3: Option<V3Settings>,
     pub sandbox_listen_addr: SocketAddr,
     /// `SANDBOX_TLS_LISTEN_ADDR`: the sandbox's TLS listener, which requires the merchant's
     /// client certificate (`/secapi/`).
@@ -374,7 +380,10 @@ impl Settings {
     pub fn notify_url(&self, bound: SocketAddr) -> Url {
         self.notify_url.clone().unwrap_or_else(|| {
             self.public_base_url(bound)
-                .join("weixin/pay/notify/url")
+                .join(match self.api_version {
+                    ApiVersion::V2 => "weixin/pay/notify/url",
+                    ApiVersion::V3 => V3_NOTIFY_PATH,
+                })
                 .expect("a fixed relative path joins onto an http URL")
         })
     }
@@ -384,9 +393,49 @@ impl Settings {
     pub fn refund_notify_url(&self, bound: SocketAddr) -> Url {
         self.refund_notify_url.clone().unwrap_or_else(|| {
             self.public_base_url(bound)
-                .join("weixin/pay/refund/notify")
+                .join(match self.api_version {
+                    ApiVersion::V2 => "weixin/pay/refund/notify",
+                    // v3's one notify route takes both, told apart by event_type.
+                    ApiVersion::V3 => V3_NOTIFY_PATH,
+                })
                 .expect("a fixed relative path joins onto an http URL")
         })
+    }
+
+    /// Reads API v3's keys from their files (`None` without [`Settings::v3`]). A file that
+    /// cannot be read or is not the key expected is an error naming its variable.
+    pub fn load_v3(&self) -> anyhow::Result<Option<crate::wxpay::v3::Credentials>> {
+        use crate::wxpay::v3::{ApiV3Key, Credentials, MerchantKey, PayPublicKey};
+        use anyhow::Context;
+        let Some(v3) = &self.v3 else {
+            return Ok(None);
+        };
+        let read = |var: &str, path: &std::path::Path| -> anyhow::Result<String> {
+            let meta = std::fs::metadata(path)
+                .with_context(|| format!("{var}: cannot read {}", path.display()))?;
+            anyhow::ensure!(
+                meta.len() <= 64 * 1024,
+                "{var}: {} is larger than 64 KiB: not a PEM key",
+                path.display()
+            );
+            std::fs::read_to_string(path)
+                .with_context(|| format!("{var}: cannot read {}", path.display()))
+        };
+        let key = MerchantKey::from_pem(&read("WEIXIN_MCH_PRIVATE_KEY", &v3.private_key)?)
+            .with_context(|| format!("WEIXIN_MCH_PRIVATE_KEY {}", v3.private_key.display()))?;
+        let pay_key = PayPublicKey::from_pem(
+            v3.pay_public_key_id.clone(),
+            &read("WEIXIN_PAY_PUBLIC_KEY", &v3.pay_public_key)?,
+        )
+        .with_context(|| format!("WEIXIN_PAY_PUBLIC_KEY {}", v3.pay_public_key.display()))?;
+        Ok(Some(Credentials {
+            appid: self.merchant.appid.clone(),
+            mchid: self.merchant.mch_id.clone(),
+            serial_no: v3.mch_serial.clone(),
+            key: std::sync::Arc::new(key),
+            pay_key,
+            apiv3_key: ApiV3Key::new(&v3.apiv3_key).context("WEIXIN_APIV3_KEY")?,
+        }))
     }
 
     /// Reads the merchant's client certificate from its files, if configured. A file that
@@ -463,7 +512,12 @@ impl Settings {
             .map(|text| http_url("PUBLIC_BASE_URL", &text))
             .transpose()?;
 
-        let (mode, merchant) = merchant(&get)?;
+        let api_version = match get("WEIXIN_API_VERSION").as_deref() {
+            None | Some("v2") => ApiVersion::V2,
+            Some("v3") => ApiVersion::V3,
+            Some(_) => return Err(error("WEIXIN_API_VERSION", "must be v2 or v3")),
+        };
+        let (mode, merchant) = merchant(&get, api_version)?;
         let shop_name = match (get("SHOP_NAME"), mode) {
             (Some(name), _) => name.trim().to_owned(),
             (None, Mode::Sandbox) => "茶舍 Tea House".to_owned(),
@@ -583,6 +637,22 @@ impl Settings {
                 None => Url::parse(crate::wxpay::oauth::MP_API_BASE).expect("valid URL"),
             },
         };
+
+        let v3 = v3_settings(&get, api_version, builtin_sandbox)?;
+        let mut phones = phones;
+        if api_version == ApiVersion::V3 {
+            for var in ["WEIXIN_H5", "WEIXIN_MP_APPSECRET"] {
+                if get(var).is_some() {
+                    return Err(error(
+                        var,
+                        "API v3 serves Native (QR code) payments only here: unset it, or use \
+                         WEIXIN_API_VERSION=v2 for paying on phones",
+                    ));
+                }
+            }
+            phones.h5 = false;
+            phones.mp_appsecret = None;
+        }
 
         let sign_type = match get("WEIXIN_SIGN_TYPE") {
             None => SignType::Md5,
@@ -777,6 +847,8 @@ impl Settings {
                 cert_dir: path("SANDBOX_CERT_DIR"),
             },
             sign_type,
+            api_version,
+            v3,
             sandbox_listen_addr,
             sandbox_tls_listen_addr,
             cert_files,
@@ -912,8 +984,12 @@ impl Settings {
     }
 }
 
-/// All three merchant variables, or none (sandbox mode).
-fn merchant(get: &impl Fn(&str) -> Option<String>) -> Result<(Mode, Merchant), ConfigError> {
+/// All three merchant variables, or none (sandbox mode). With API v3 the v2 key
+/// (`WEIXIN_PARTNERKEY`) is not needed: v3's own keys are [`V3Settings`].
+fn merchant(
+    get: &impl Fn(&str) -> Option<String>,
+    api_version: ApiVersion,
+) -> Result<(Mode, Merchant), ConfigError> {
     let appid = get("WEIXIN_APPID");
     let mch_id = get("WEIXIN_PARTNER");
     let key = get("WEIXIN_PARTNERKEY");
@@ -927,12 +1003,7 @@ fn merchant(get: &impl Fn(&str) -> Option<String>) -> Result<(Mode, Merchant), C
             },
         )),
         (Some(appid), Some(mch_id), Some(key)) => {
-            if !appid.bytes().all(|b| b.is_ascii_alphanumeric()) || appid.len() > 32 {
-                return Err(error("WEIXIN_APPID", "must be up to 32 letters and digits"));
-            }
-            if !mch_id.bytes().all(|b| b.is_ascii_digit()) || mch_id.len() > 32 {
-                return Err(error("WEIXIN_PARTNER", "must be up to 32 digits"));
-            }
+            check_ids(&appid, &mch_id)?;
             // The value itself is never echoed.
             if key.len() != 32 || !key.bytes().all(|b| b.is_ascii_graphic()) {
                 return Err(error(
@@ -946,6 +1017,18 @@ fn merchant(get: &impl Fn(&str) -> Option<String>) -> Result<(Mode, Merchant), C
                     appid,
                     mch_id,
                     key: SecretString::from(key),
+                },
+            ))
+        }
+        // API v3 signs with its own keys: the v2 key is not needed (nothing of v2 runs).
+        (Some(appid), Some(mch_id), None) if api_version == ApiVersion::V3 => {
+            check_ids(&appid, &mch_id)?;
+            Ok((
+                Mode::Live,
+                Merchant {
+                    appid,
+                    mch_id,
+                    key: SecretString::from(""),
                 },
             ))
         }
@@ -963,6 +1046,133 @@ fn merchant(get: &impl Fn(&str) -> Option<String>) -> Result<(Mode, Merchant), C
             ))
         }
     }
+}
+
+fn check_ids(appid: &str, mch_id: &str) -> Result<(), ConfigError> {
+    if !appid.bytes().all(|b| b.is_ascii_alphanumeric()) || appid.len() > 32 {
+        return Err(error("WEIXIN_APPID", "must be up to 32 letters and digits"));
+    }
+    if !mch_id.bytes().all(|b| b.is_ascii_digit()) || mch_id.len() > 32 {
+        return Err(error("WEIXIN_PARTNER", "must be up to 32 digits"));
+    }
+    Ok(())
+}
+
+/// The v3 notify route's path (payments and refunds alike).
+pub const V3_NOTIFY_PATH: &str = "weixin/pay/v3/notify";
+
+/// Which of WeChat Pay's APIs the shop speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ApiVersion {
+    /// XML, MD5/HMAC-SHA256 signatures, the client certificate for refunds.
+    V2,
+    /// JSON, RSA signatures, notifies sealed with the APIv3 key; Native payments only here.
+    V3,
+}
+
+impl ApiVersion {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ApiVersion::V2 => "v2",
+            ApiVersion::V3 => "v3",
+        }
+    }
+}
+
+/// API v3's settings; the key files are read by [`Settings::load_v3`].
+#[derive(Clone)]
+pub struct V3Settings {
+    /// `WEIXIN_APIV3_KEY`: 32 characters.
+    pub apiv3_key: SecretString,
+    /// `WEIXIN_MCH_SERIAL`: the merchant API certificate's serial number.
+    pub mch_serial: String,
+    /// `WEIXIN_MCH_PRIVATE_KEY`: `apiclient_key.pem`.
+    pub private_key: std::path::PathBuf,
+    /// `WEIXIN_PAY_PUBLIC_KEY`: `pub_key.pem`.
+    pub pay_public_key: std::path::PathBuf,
+    /// `WEIXIN_PAY_PUBLIC_KEY_ID`: `PUB_KEY_ID_…`.
+    pub pay_public_key_id: String,
+}
+
+impl std::fmt::Debug for V3Settings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("V3Settings")
+            .field("mch_serial", &self.mch_serial)
+            .field("private_key", &self.private_key)
+            .field("pay_public_key", &self.pay_public_key)
+            .field("pay_public_key_id", &self.pay_public_key_id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The v3 variables: all five with v3 (none needed in built-in sandbox mode, where the sandbox
+/// hands over its own), none without it.
+fn v3_settings(
+    get: &impl Fn(&str) -> Option<String>,
+    api_version: ApiVersion,
+    builtin_sandbox: bool,
+) -> Result<Option<V3Settings>, ConfigError> {
+    const VARS: [&str; 5] = [
+        "WEIXIN_APIV3_KEY",
+        "WEIXIN_MCH_SERIAL",
+        "WEIXIN_MCH_PRIVATE_KEY",
+        "WEIXIN_PAY_PUBLIC_KEY",
+        "WEIXIN_PAY_PUBLIC_KEY_ID",
+    ];
+    if api_version == ApiVersion::V2 {
+        if let Some(var) = VARS.into_iter().find(|v| get(v).is_some()) {
+            return Err(error(var, "is set, but WEIXIN_API_VERSION is not v3"));
+        }
+        return Ok(None);
+    }
+    if builtin_sandbox && VARS.iter().all(|v| get(v).is_none()) {
+        return Ok(None);
+    }
+    let required = |var: &'static str| {
+        get(var).ok_or_else(|| {
+            error(
+                var,
+                "is unset: API v3 needs WEIXIN_APIV3_KEY, WEIXIN_MCH_SERIAL, \
+                 WEIXIN_MCH_PRIVATE_KEY, WEIXIN_PAY_PUBLIC_KEY and WEIXIN_PAY_PUBLIC_KEY_ID",
+            )
+        })
+    };
+    let apiv3_key = required("WEIXIN_APIV3_KEY")?;
+    if apiv3_key.len() != 32 || !apiv3_key.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(error(
+            "WEIXIN_APIV3_KEY",
+            "must be the 32-character APIv3 key set in the merchant platform",
+        ));
+    }
+    let mch_serial = required("WEIXIN_MCH_SERIAL")?;
+    if mch_serial.is_empty()
+        || mch_serial.len() > 64
+        || !mch_serial.bytes().all(|b| b.is_ascii_hexdigit())
+    {
+        return Err(error(
+            "WEIXIN_MCH_SERIAL",
+            "must be the API certificate's serial number: hexadecimal, 40 characters",
+        ));
+    }
+    let pay_public_key_id = required("WEIXIN_PAY_PUBLIC_KEY_ID")?;
+    if !pay_public_key_id.starts_with("PUB_KEY_ID_")
+        || pay_public_key_id.len() > 64
+        || !pay_public_key_id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_')
+    {
+        return Err(error(
+            "WEIXIN_PAY_PUBLIC_KEY_ID",
+            "must be the WeChat Pay public key's id, PUB_KEY_ID_ and digits",
+        ));
+    }
+    Ok(Some(V3Settings {
+        apiv3_key: SecretString::from(apiv3_key),
+        mch_serial: mch_serial.to_ascii_uppercase(),
+        private_key: required("WEIXIN_MCH_PRIVATE_KEY")?.into(),
+        pay_public_key: required("WEIXIN_PAY_PUBLIC_KEY")?.into(),
+        pay_public_key_id,
+    }))
 }
 
 /// Scheduled backups (`BACKUP_DIR`, `BACKUP_EVERY`, `BACKUP_KEEP`).
@@ -1069,6 +1279,78 @@ mod tests {
         assert_eq!(s.merchant.appid, SANDBOX_APPID);
         assert!(s.builtin_sandbox);
         assert_eq!(s.sandbox.time_scale, 1.0);
+    }
+
+    #[test]
+    fn api_v3_takes_its_five_settings_and_not_the_v2_key() {
+        const V3: [(&str, &str); 9] = [
+            ("WEIXIN_API_VERSION", "v3"),
+            ("SHOP_NAME", "龙井茶庄"),
+            ("CHECKOUT_FIELDS", ""),
+            ("WEIXIN_APPID", "wxd930ea5d5a258f4f"),
+            ("WEIXIN_PARTNER", "1900000109"),
+            ("WEIXIN_APIV3_KEY", KEY),
+            (
+                "WEIXIN_MCH_SERIAL",
+                "5157f09efdc096de15ebe81a47057a7232f1b8e1",
+            ),
+            ("WEIXIN_MCH_PRIVATE_KEY", "/run/secrets/apiclient_key.pem"),
+            ("WEIXIN_PAY_PUBLIC_KEY", "/run/secrets/pub_key.pem"),
+        ];
+        let with_id = |extra: &[(&'static str, &'static str)]| {
+            let mut vars = V3.to_vec();
+            vars.push((
+                "WEIXIN_PAY_PUBLIC_KEY_ID",
+                "PUB_KEY_ID_0119000001092026112800000000000001",
+            ));
+            vars.extend_from_slice(extra);
+            settings(&vars)
+        };
+        let s = with_id(&[]).unwrap();
+        assert_eq!((s.mode, s.api_version), (Mode::Live, ApiVersion::V3));
+        let v3 = s.v3.as_ref().unwrap();
+        assert_eq!(v3.mch_serial, "5157F09EFDC096DE15EBE81A47057A7232F1B8E1");
+        assert_eq!(
+            s.notify_url(s.listen_addr).path(),
+            "/weixin/pay/v3/notify",
+            "v3's notify route by default"
+        );
+        assert_eq!(
+            s.refund_notify_url(s.listen_addr).path(),
+            "/weixin/pay/v3/notify"
+        );
+        assert!(!s.phones.h5 && s.phones.mp_appsecret.is_none());
+        assert!(
+            !format!("{v3:?}").contains(KEY),
+            "the APIv3 key is never shown"
+        );
+        // One missing, or a bad value: one line naming the variable.
+        assert_eq!(settings(&V3).unwrap_err().var, "WEIXIN_PAY_PUBLIC_KEY_ID");
+        for (var, bad) in [
+            ("WEIXIN_APIV3_KEY", "short"),
+            ("WEIXIN_MCH_SERIAL", "not-hex"),
+            ("WEIXIN_PAY_PUBLIC_KEY_ID", "0119000001092026"),
+            ("WEIXIN_API_VERSION", "v4"),
+        ] {
+            let mut vars: Vec<_> = V3.iter().filter(|(k, _)| *k != var).copied().collect();
+            vars.push((var, bad));
+            vars.push(("WEIXIN_PAY_PUBLIC_KEY_ID", "PUB_KEY_ID_01"));
+            vars.dedup_by_key(|(k, _)| *k);
+            let err = settings(&vars).unwrap_err();
+            assert_eq!(err.var, var, "{bad}");
+            assert!(!err.to_string().contains(bad) || var != "WEIXIN_APIV3_KEY");
+        }
+        // Phones are v2's here.
+        assert_eq!(
+            with_id(&[("WEIXIN_H5", "true")]).unwrap_err().var,
+            "WEIXIN_H5"
+        );
+        // v3 settings without v3 are a mistake worth a line.
+        let err = settings(&[("WEIXIN_APIV3_KEY", KEY)]).unwrap_err();
+        assert_eq!(err.var, "WEIXIN_APIV3_KEY");
+        // Sandbox mode: the built-in sandbox's own keys; phones off.
+        let s = settings(&[("WEIXIN_API_VERSION", "v3")]).unwrap();
+        assert!(s.builtin_sandbox && s.v3.is_none() && !s.phones.h5);
     }
 
     #[test]

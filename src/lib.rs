@@ -12,8 +12,9 @@
 //! and failure pages, the receipt `/orders/{no}?t=…`); the merchant console under `/admin`; the seed front end's JSON routes
 //! (`/weixin/pay/create/native`, `/weixin/pay/status/query`, in its `Result` shape with code
 //! `20000`); WeChat's notify routes (`/weixin/pay/notify/url` and `/weixin/pay/refund/notify`,
-//! answered in WeChat's XML once the payment or refund is durably recorded); `/healthz` and `/metrics` on the operations address
-//! (`OPS_LISTEN_ADDR`); and the sandbox's WeChat Pay v2 paths. The README describes each.
+//! answered in WeChat's XML once the payment or refund is durably recorded; API v3's
+//! `/weixin/pay/v3/notify`, answered `204`); `/healthz` and `/metrics` on the operations address
+//! (`OPS_LISTEN_ADDR`); and the sandbox's WeChat Pay v2 and v3 paths. The README describes each.
 //!
 //! # Layout
 //!
@@ -24,11 +25,13 @@
 //!   orders are watched for late money; refunds are followed until settled; each day is
 //!   reconciled against WeChat's trade bill), the delivery of outgoing events, notify health
 //!   (the notify log and the missing-notify alarm, `checkout/health.rs`), the doctor's
-//!   going-live checks (`checkout/doctor.rs`), the buyer's privacy notice and retention
+//!   going-live checks (`checkout/doctor/`, v3's in `doctor/v3.rs`), the buyer's privacy notice and retention
 //!   job (`checkout/privacy.rs`) and paying on a phone — H5 and JSAPI payment attempts, each
 //!   its own WeChat order, the spare ones closed (`checkout/phones.rs`) — and push to the pay
 //!   page (each order's changes to its listening pages, `checkout/push.rs`), with one error type,
-//!   [`checkout::CheckoutError`].
+//!   [`checkout::CheckoutError`]. WeChat Pay is reached through one interface over API v2 and
+//!   v3 (`checkout/gateway/`: v3's answers and error codes read into the service's words); v3's
+//!   notifies are `checkout/notify_v3.rs`.
 //! - [`web`]: HTTP routes — shop, cart and checkout form (the cart lives in a cookie), pay page
 //!   (which way to pay by the user agent, H5's and JSAPI's OAuth routes: `web/phone.rs`; its
 //!   event stream: `web/events.rs`),
@@ -50,7 +53,9 @@
 //!   (Native, H5 and JSAPI unifiedorder), JSAPI's signed page parameters (`wxpay/jsapi.rs`),
 //!   the official account's OAuth for the openid (`wxpay/oauth.rs`), the client (with the merchant's client certificate for refunds), the payment notify,
 //!   refunds and the encrypted refund notify, the daily trade bill and its strict reader,
-//!   Beijing time.
+//!   Beijing time; and beside it API v3 (`wxpay/v3/`): RSA request signing and answer
+//!   verification with WeChat Pay's public key, notifies sealed with AES-256-GCM, the JSON
+//!   messages and the client.
 //! - [`webhooks`]: outgoing events' wire formats: Standard Webhooks (the event's JSON, the
 //!   `whsec_` secret, the `v1,` HMAC-SHA256 signature and its headers), the targets, and the
 //!   WeCom and DingTalk robots' markdown messages. The outbox they are delivered from is the

@@ -15,9 +15,10 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use url::Url;
 
+use crate::checkout::gateway::v3::V3Gateway;
 use crate::checkout::reconcile::Reconciler;
-use crate::checkout::{Background, Checkout, Terms};
-use crate::config::Settings;
+use crate::checkout::{Background, Checkout, Gateway, Terms};
+use crate::config::{ApiVersion, Settings};
 use crate::rt::AppRuntime;
 use crate::sandbox::{SandboxConfig, SandboxHandle, SandboxServer};
 use crate::store::Store;
@@ -189,6 +190,56 @@ pub fn client_config(
     Ok(config)
 }
 
+/// WeChat Pay by the protocol configured (`WEIXIN_API_VERSION`): v2's client as
+/// [`client_config`] makes it, or v3's with the keys of `WEIXIN_MCH_PRIVATE_KEY`,
+/// `WEIXIN_PAY_PUBLIC_KEY` (and the others) — in built-in sandbox mode, the sandbox's own.
+pub fn gateway(
+    settings: &Settings,
+    sandbox: Option<&SandboxServer>,
+    rt: &AppRuntime,
+) -> anyhow::Result<Gateway> {
+    if settings.api_version == ApiVersion::V2 {
+        let client = Client::new(client_config(settings, sandbox)?, rt)
+            .context("building the WeChat Pay client (WEIXIN_CA_PEM, the client certificate)")?;
+        return Ok(Gateway::V2(client));
+    }
+    v3_gateway(settings, sandbox, rt).map(Gateway::V3)
+}
+
+/// WeChat Pay API v3 (see [`gateway`]).
+pub fn v3_gateway(
+    settings: &Settings,
+    sandbox: Option<&SandboxServer>,
+    rt: &AppRuntime,
+) -> anyhow::Result<V3Gateway> {
+    let credentials = match (settings.load_v3()?, sandbox) {
+        (Some(credentials), _) => credentials,
+        (None, Some(sandbox)) => sandbox
+            .v3_credentials()
+            .credentials()
+            .context("the built-in sandbox's v3 keys")?,
+        (None, None) => anyhow::bail!(
+            "WEIXIN_API_VERSION=v3 needs WEIXIN_APIV3_KEY, WEIXIN_MCH_SERIAL, \
+             WEIXIN_MCH_PRIVATE_KEY, WEIXIN_PAY_PUBLIC_KEY and WEIXIN_PAY_PUBLIC_KEY_ID"
+        ),
+    };
+    let base = sandbox.map_or_else(|| settings.api_base.clone(), SandboxServer::base_url);
+    let mut config = crate::wxpay::v3::ClientConfig::new(base, credentials);
+    if let Some(path) = settings.ca_pem_file.as_ref().filter(|_| sandbox.is_none()) {
+        config.extra_root_pem = Some(
+            std::fs::read_to_string(path)
+                .with_context(|| format!("WEIXIN_CA_PEM: cannot read {}", path.display()))?,
+        );
+    }
+    let client = crate::wxpay::v3::Client::new(config, rt)
+        .context("building the WeChat Pay v3 client (WEIXIN_CA_PEM)")?;
+    Ok(V3Gateway::new(
+        client,
+        settings.merchant.clone(),
+        settings.sign_type,
+    ))
+}
+
 /// Opens the database (`DATABASE_URL`) with the contact keys (`CONTACT_KEY`, or the one
 /// generated before or now; see [`Store::use_contact_keys`]). A live shop that asks for contact
 /// details and has no `CONTACT_KEY` is refused first.
@@ -289,8 +340,7 @@ impl Application {
         let api_base = sandbox
             .as_ref()
             .map_or_else(|| settings.api_base.clone(), SandboxServer::base_url);
-        let wechat = Client::new(client_config(settings, sandbox.as_ref())?, &rt)
-            .context("building the WeChat Pay client (WEIXIN_CA_PEM, the client certificate)")?;
+        let wechat = gateway(settings, sandbox.as_ref(), &rt)?;
 
         let shutdown = CancellationToken::new();
         let mut terms = terms(settings, addr);

@@ -510,7 +510,12 @@ impl Checkout {
             })
             .collect();
         for ours in missing {
-            let known = match self.wechat().refund_query(ours.out_trade_no.as_str()).await {
+            let asked = [ours.out_refund_no.to_string()];
+            let known = match self
+                .wechat()
+                .refund_query(ours.out_trade_no.as_str(), &asked)
+                .await
+            {
                 Ok(answer) => answer
                     .refunds
                     .iter()

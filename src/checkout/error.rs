@@ -42,6 +42,8 @@ impl Missing {
 pub enum NotifyRefusal {
     NotSuccess,
     InvalidXml,
+    /// A v3 notify's body is not WeChat's JSON.
+    InvalidJson,
     InvalidSignature,
     InvalidFields,
     MerchantMismatch,
@@ -53,6 +55,7 @@ impl NotifyRefusal {
         match self {
             NotifyRefusal::NotSuccess => "return_code is not SUCCESS",
             NotifyRefusal::InvalidXml => "invalid XML",
+            NotifyRefusal::InvalidJson => "invalid JSON",
             NotifyRefusal::InvalidSignature => "invalid signature",
             NotifyRefusal::InvalidFields => "invalid fields",
             NotifyRefusal::MerchantMismatch => "appid or mch_id mismatch",

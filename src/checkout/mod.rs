@@ -24,9 +24,11 @@ pub mod contact;
 pub mod doctor;
 mod error;
 pub mod flight;
+pub mod gateway;
 pub mod health;
 pub mod limits;
 pub mod notify;
+pub mod notify_v3;
 pub mod outbox;
 pub mod phones;
 mod prepay;
@@ -66,7 +68,8 @@ pub use crate::store::{
 };
 use crate::store::{ClientLimits, CreateOrderError, OrderDesk, OrderRequest, Store, StoreError};
 use crate::wxpay::types::OrderQueryResponse;
-use crate::wxpay::{Client, TradeState};
+use crate::wxpay::TradeState;
+pub use gateway::Gateway;
 
 /// Most units of one product in one order.
 pub const MAX_NUM: i64 = 99;
@@ -157,7 +160,7 @@ pub struct Checkout {
 struct Inner {
     store: Store,
     desk: OrderDesk,
-    wechat: Client,
+    wechat: Gateway,
     payments: Payments,
     terms: Terms,
     /// unifiedorder calls in flight, one per order.
@@ -197,7 +200,7 @@ impl Checkout {
     /// `shutdown` is cancelled.
     pub fn start(
         store: Store,
-        wechat: Client,
+        wechat: Gateway,
         terms: Terms,
         rt: &AppRuntime,
         shutdown: &CancellationToken,
@@ -225,7 +228,7 @@ impl Checkout {
     pub fn new(
         store: Store,
         desk: OrderDesk,
-        wechat: Client,
+        wechat: Gateway,
         payments: Payments,
         terms: Terms,
     ) -> Checkout {
@@ -259,7 +262,7 @@ impl Checkout {
         &self.inner.store
     }
 
-    fn wechat(&self) -> &Client {
+    fn wechat(&self) -> &Gateway {
         &self.inner.wechat
     }
 

@@ -9,7 +9,7 @@ use super::confirm::{payment_event, Reported};
 use super::health::NotifyKind;
 use super::{Checkout, CheckoutError, NotifyRefusal};
 use crate::domain::{Fen, OutTradeNo};
-use crate::store::{PaymentEvent, PaymentResult, PaymentSource};
+use crate::store::{Attempt, Order, PaymentEvent, PaymentResult, PaymentSource};
 use crate::wxpay::notify::{self, NotifyError};
 use crate::wxpay::types::ResultCode;
 use crate::wxpay::SignType;
@@ -69,7 +69,13 @@ impl Checkout {
     /// applies it. A refusal is logged and counted here (`notify_total` by reason).
     pub async fn receive_notify(&self, body: &[u8]) -> Result<NotifyReceipt, CheckoutError> {
         let result = self.record_notify(body).await;
-        let outcome = match &result {
+        self.account_payment_notify(&result);
+        result
+    }
+
+    /// Logs, counts and notes (the notify log) how a payment notify of either protocol went.
+    pub(super) fn account_payment_notify(&self, result: &Result<NotifyReceipt, CheckoutError>) {
+        let outcome = match result {
             Ok(receipt) => {
                 let outcome = if receipt.new { "accepted" } else { "duplicate" };
                 self.note_notify(
@@ -97,7 +103,43 @@ impl Checkout {
             }
         };
         metrics::counter!("notify_total", "outcome" => outcome).increment(1);
-        result
+    }
+
+    /// The order a notify's number names — directly, or through a payment attempt (H5, JSAPI)
+    /// — and the attempt. Only an attempt's shape is looked for (an order's number and a
+    /// letter): a flood of made-up numbers costs a lookup each (two ending in H or J).
+    pub(super) async fn notified_order(
+        &self,
+        claimed: Option<&OutTradeNo>,
+    ) -> Result<(Option<Order>, Option<Attempt>), CheckoutError> {
+        Ok(match claimed {
+            Some(no) => match self.store().order(no).await? {
+                Some(order) => (Some(order), None),
+                None if is_attempt_no(no) => match self.store().attempt(no).await? {
+                    Some(attempt) => (self.store().order(&attempt.order_no).await?, Some(attempt)),
+                    None => (None, None),
+                },
+                None => (None, None),
+            },
+            None => (None, None),
+        })
+    }
+
+    /// Records a verified notify's payment in the inbox (the consumer applies it).
+    pub(super) async fn record_notified(
+        &self,
+        event: PaymentEvent,
+    ) -> Result<NotifyReceipt, CheckoutError> {
+        let recorded = self.inner.payments.confirm(&event).await?;
+        tracing::info!(
+            out_trade_no = %event.out_trade_no,
+            duplicate = !recorded.new,
+            "payment notify accepted"
+        );
+        Ok(NotifyReceipt {
+            new: recorded.new,
+            out_trade_no: event.out_trade_no,
+        })
     }
 
     #[tracing::instrument(name = "notify", skip_all, fields(out_trade_no))]
@@ -114,19 +156,7 @@ impl Checkout {
             tracing::Span::current().record("out_trade_no", no.as_str());
         }
         // The number may be a payment attempt's (H5, JSAPI): its order is the one it pays.
-        let (order, attempt) = match &claimed {
-            Some(no) => match self.store().order(no).await? {
-                Some(order) => (Some(order), None),
-                // Only an attempt's shape is looked for (an order's number and a letter):
-                // a flood of made-up numbers costs a lookup each (two ending in H or J).
-                None if is_attempt_no(no) => match self.store().attempt(no).await? {
-                    Some(attempt) => (self.store().order(&attempt.order_no).await?, Some(attempt)),
-                    None => (None, None),
-                },
-                None => (None, None),
-            },
-            None => (None, None),
-        };
+        let (order, attempt) = self.notified_order(claimed.as_ref()).await?;
         let recorded_sign_type = match &attempt {
             Some(attempt) => attempt.prepay.as_ref().map(|p| p.sign_type),
             None => order
@@ -136,7 +166,14 @@ impl Checkout {
         let sign_type = recorded_sign_type
             .or_else(|| unverified.sign_type_by_length())
             .unwrap_or(SignType::Md5);
-        let merchant = &self.wechat().config().merchant;
+        // A v3 shop has no v2 key to check a v2 notify with: nothing it says is believed.
+        let Some(v2) = self.wechat().v2() else {
+            return Err(CheckoutError::notify(
+                NotifyRefusal::InvalidSignature,
+                "a v2 notify, and this shop speaks API v3",
+            ));
+        };
+        let merchant = &v2.config().merchant;
         let verified = unverified
             .verify(&merchant.key, sign_type)
             .map_err(|e| match e {
@@ -216,15 +253,6 @@ impl Checkout {
                 }
             }
         };
-        let recorded = self.inner.payments.confirm(&event).await?;
-        tracing::info!(
-            out_trade_no = %event.out_trade_no,
-            duplicate = !recorded.new,
-            "payment notify accepted"
-        );
-        Ok(NotifyReceipt {
-            new: recorded.new,
-            out_trade_no: event.out_trade_no,
-        })
+        self.record_notified(event).await
     }
 }

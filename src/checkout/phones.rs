@@ -149,7 +149,10 @@ impl Checkout {
             .await?
         {
             AttemptPrepared::Prepay { prepay_id, .. } => {
-                let merchant = &self.wechat().config().merchant;
+                let Some(v2) = self.wechat().v2() else {
+                    return Err(CheckoutError::WayUnavailable(NO_JSAPI));
+                };
+                let merchant = &v2.config().merchant;
                 Ok(PhoneStep::Ready(BrandWcPayRequest::new(
                     &merchant.appid,
                     &prepay_id,
@@ -329,7 +332,10 @@ impl Checkout {
         let Some(prepay) = prepay else {
             return Ok(None);
         };
-        let merchant = &self.wechat().config().merchant;
+        let Some(v2) = self.wechat().v2() else {
+            return Ok(None);
+        };
+        let merchant = &v2.config().merchant;
         Ok(Some(BrandWcPayRequest::new(
             &merchant.appid,
             &prepay.prepay_id,

@@ -322,7 +322,13 @@ impl Checkout {
     /// not made with it: refused, nothing changed), then applied. `Ok` means answer `SUCCESS`:
     /// the result is on disk.
     pub async fn receive_refund_notify(&self, body: &[u8]) -> Result<(), CheckoutError> {
-        let merchant = &self.wechat().config().merchant;
+        let Some(v2) = self.wechat().v2() else {
+            return Err(CheckoutError::notify(
+                NotifyRefusal::InvalidSignature,
+                "a v2 refund notify, and this shop speaks API v3",
+            ));
+        };
+        let merchant = &v2.config().merchant;
         let mut verified: Option<OutTradeNo> = None;
         let result = match parse_refund_notify(body, merchant) {
             Err(e) => Err(CheckoutError::notify(refund_notify_refusal(&e), &e)),
@@ -344,15 +350,20 @@ impl Checkout {
                     .map(|_| verified = Some(no)),
             },
         };
+        self.account_refund_notify(&result, verified.as_ref());
+        result
+    }
+
+    /// Logs, counts and notes (the notify log) how a refund notify of either protocol went.
+    pub(super) fn account_refund_notify(
+        &self,
+        result: &Result<(), CheckoutError>,
+        verified: Option<&OutTradeNo>,
+    ) {
         let kind = super::health::NotifyKind::Refund;
-        let outcome = match &result {
+        let outcome = match result {
             Ok(()) => {
-                self.note_notify(
-                    kind,
-                    "accepted",
-                    None,
-                    verified.as_ref().map(|n| n.as_str()),
-                );
+                self.note_notify(kind, "accepted", None, verified.map(|n| n.as_str()));
                 "accepted"
             }
             Err(CheckoutError::NotifyRefused { refusal, detail }) => {
@@ -367,7 +378,6 @@ impl Checkout {
             }
         };
         metrics::counter!("refund_notify_total", "outcome" => outcome).increment(1);
-        result
     }
 
     /// The follower's round: late payments still due are refunded (with
@@ -459,7 +469,15 @@ impl Checkout {
         no: &OutTradeNo,
         source: &'static str,
     ) -> Result<Result<(), WxError>, CheckoutError> {
-        let answer = match self.wechat().refund_query(no.as_str()).await {
+        // v3 asks by refund: the ones recorded here (v2 asks by order and lists them all).
+        let recorded: Vec<String> = self
+            .store()
+            .refunds_of(no)
+            .await?
+            .into_iter()
+            .map(|r| r.out_refund_no.to_string())
+            .collect();
+        let answer = match self.wechat().refund_query(no.as_str(), &recorded).await {
             Ok(answer) => answer,
             Err(e) => return Ok(Err(e)),
         };

@@ -253,6 +253,11 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .app_data(web::PayloadConfig::new(notify::MAX_NOTIFY_BYTES))
             .route(web::post().to(notify::receive_refund)),
     )
+    .service(
+        web::resource("/weixin/pay/v3/notify")
+            .app_data(web::PayloadConfig::new(notify::MAX_NOTIFY_BYTES))
+            .route(web::post().to(notify::receive_v3)),
+    )
     .route("/", web::get().to(shop::catalogue))
     .route("/orders", web::post().to(shop::place_order))
     .route(

@@ -5,8 +5,15 @@
 //! [`Checkout::receive_refund_notify`](crate::checkout::Checkout::receive_refund_notify)).
 //! The answer is WeChat's XML: SUCCESS once recorded (a duplicate too), FAIL with a reason
 //! otherwise.
+//!
+//! `POST /weixin/pay/v3/notify`: API v3's notifies, payments and refunds alike
+//! ([`Checkout::receive_v3_notify`](crate::checkout::Checkout::receive_v3_notify)), checked
+//! against the signature headers. Answered as WeChat documents: `204` with no body once recorded,
+//! a 4xx (5xx when the shop could not record it) with `{"code":"FAIL","message":…}` otherwise,
+//! and WeChat sends it again.
 
-use actix_web::{web, HttpResponse};
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpRequest, HttpResponse};
 
 use super::error::notify_failure;
 use super::AppState;
@@ -33,5 +40,33 @@ pub async fn receive_refund(state: web::Data<AppState>, body: web::Bytes) -> Htt
     match state.checkout.receive_refund_notify(&body).await {
         Ok(()) => xml_answer(SUCCESS_ANSWER.to_owned()),
         Err(e) => notify_failure(&e),
+    }
+}
+
+pub async fn receive_v3(
+    state: web::Data<AppState>,
+    request: HttpRequest,
+    body: web::Bytes,
+) -> HttpResponse {
+    use crate::checkout::{CheckoutError, NotifyRefusal};
+    use crate::wxpay::v3::SignedHeaders;
+    let headers =
+        SignedHeaders::read(|name| request.headers().get(name).and_then(|v| v.to_str().ok()));
+    match state.checkout.receive_v3_notify(&headers, &body).await {
+        Ok(_) => HttpResponse::NoContent().finish(),
+        Err(e) => {
+            let (status, message) = match &e {
+                CheckoutError::NotifyRefused { refusal, .. } => (
+                    match refusal {
+                        NotifyRefusal::InvalidSignature => StatusCode::UNAUTHORIZED,
+                        _ => StatusCode::BAD_REQUEST,
+                    },
+                    refusal.reason(),
+                ),
+                _ => (StatusCode::INTERNAL_SERVER_ERROR, "temporarily unavailable"),
+            };
+            HttpResponse::build(status)
+                .json(serde_json::json!({"code": "FAIL", "message": message}))
+        }
     }
 }

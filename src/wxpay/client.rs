@@ -164,6 +164,10 @@ pub enum ResponseProblem {
     BadResultCode,
     #[error("{0}")]
     Bill(#[from] super::bill::BillError),
+    /// An API v3 answer's problem, as the v3 client named it (the checkout service reads both
+    /// protocols' failures as this client's).
+    #[error("{0}")]
+    V3(String),
 }
 
 /// A failed call, by the level that failed.

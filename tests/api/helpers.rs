@@ -692,7 +692,7 @@ impl TestApp {
         .unwrap();
         let shutdown = tokio_util::sync::CancellationToken::new();
         let (checkout, _background) =
-            wxpay_checkout::checkout::Checkout::start(store, wechat, terms, &rt, &shutdown);
+            wxpay_checkout::checkout::Checkout::start(store, wechat.into(), terms, &rt, &shutdown);
         checkout
     }
 

@@ -33,4 +33,5 @@ mod sandbox_refunds;
 mod sandbox_v3;
 mod server;
 mod shop;
+mod v3;
 mod webhooks;

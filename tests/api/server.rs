@@ -223,7 +223,8 @@ async fn health_is_503_when_the_database_does_not_answer() {
     .unwrap();
     let terms = crate::helpers::test_terms(std::time::Duration::from_secs(30), None);
     let shutdown = tokio_util::sync::CancellationToken::new();
-    let (checkout, _background) = Checkout::start(store.clone(), wechat, terms, &rt, &shutdown);
+    let (checkout, _background) =
+        Checkout::start(store.clone(), wechat.into(), terms, &rt, &shutdown);
     let console = wxpay_checkout::console::Console::start(
         store.clone(),
         Some(crate::helpers::admin_password_hash()),

@@ -223,6 +223,25 @@ struct Answer {
     body: Vec<u8>,
 }
 
+/// An answer as it came.
+struct Raw {
+    status: StatusCode,
+    headers: SignedHeaders,
+    date: Option<String>,
+    body: Vec<u8>,
+}
+
+/// What one probing query brought back (see [`Client::probe_query`]).
+#[derive(Debug)]
+pub struct Probe {
+    /// The answer's HTTP `Date` header, as sent.
+    pub date: Option<String>,
+    /// The answer's signature checked, when it carried one.
+    pub signature: Option<Result<(), SignatureError>>,
+    /// The answer judged as a query's is (without the signature check).
+    pub result: Result<(), V3Error>,
+}
+
 impl Client {
     /// A client whose connections are opened and driven on `rt` (see [`crate::rt`]).
     pub fn new(config: ClientConfig, rt: &AppRuntime) -> Result<Self, reqwest::Error> {
@@ -243,6 +262,11 @@ impl Client {
 
     pub fn config(&self) -> &ClientConfig {
         &self.config
+    }
+
+    /// The runtime its connections live on (see [`crate::rt`]).
+    pub fn runtime(&self) -> &AppRuntime {
+        &self.rt
     }
 
     /// Places a Native order. Re-sent only when no connection could be opened; after any other
@@ -343,14 +367,30 @@ impl Client {
 
     /// One Beijing day's trade bill (`yyyy-MM-dd`), every trade (`bill_type=ALL`), as the text
     /// WeChat keeps it: `Ok(None)` when there is none (`NO_STATEMENT_EXIST`: no trades that
-    /// day). Two calls, as WeChat has it: the bill's address and SHA1, then a signed GET of the
-    /// file, whose hash must match.
+    /// day). See [`Client::trade_bill_with`].
     pub async fn trade_bill(&self, bill_date: &str) -> Result<Option<Vec<u8>>, V3Error> {
+        self.trade_bill_with(bill_date, "ALL", false).await
+    }
+
+    /// One day's trade bill of `bill_type` (`ALL`, `SUCCESS`, `REFUND`), sent GZIP-compressed
+    /// when `gzip` (`tar_type=GZIP`) and returned decompressed. Two calls, as WeChat has it: the
+    /// bill's address and SHA1 (of the original, uncompressed bill), then a signed GET of the
+    /// file, whose hash must match. Not made yet: [`V3Error::Refused`] `STATEMENT_CREATING`.
+    pub async fn trade_bill_with(
+        &self,
+        bill_date: &str,
+        bill_type: &str,
+        gzip: bool,
+    ) -> Result<Option<Vec<u8>>, V3Error> {
         let endpoint = Endpoint::TradeBill;
-        let path = format!(
-            "/v3/bill/tradebill?bill_date={}&bill_type=ALL",
-            path_segment(bill_date)
+        let mut path = format!(
+            "/v3/bill/tradebill?bill_date={}&bill_type={}",
+            path_segment(bill_date),
+            path_segment(bill_type)
         );
+        if gzip {
+            path.push_str("&tar_type=GZIP");
+        }
         let answer = match self.idempotent(endpoint, Method::GET, &path, "").await {
             Err(e) if e.code() == Some("NO_STATEMENT_EXIST") => return Ok(None),
             other => other?,
@@ -406,11 +446,18 @@ impl Client {
         if !bill.hash_type.eq_ignore_ascii_case("SHA1") {
             return Err(invalid(endpoint, Problem::Hash));
         }
-        let digest = ring::digest::digest(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY, &file.body);
+        // The hash is the original bill's: a GZIP file is hashed once decompressed.
+        let text = if file.body.starts_with(&[0x1f, 0x8b]) {
+            crate::wxpay::bill::gunzip(&file.body)
+                .map_err(|e| invalid(endpoint, Problem::Json(format!("the bill: {e}"))))?
+        } else {
+            file.body
+        };
+        let digest = ring::digest::digest(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY, &text);
         if !hex::encode(digest.as_ref()).eq_ignore_ascii_case(bill.hash_value.trim()) {
             return Err(invalid(endpoint, Problem::Hash));
         }
-        Ok(file.body)
+        Ok(text)
     }
 
     async fn idempotent(
@@ -473,6 +520,37 @@ impl Client {
         timeout: Duration,
         signed: bool,
     ) -> Result<Answer, V3Error> {
+        let raw = self
+            .fetch(endpoint, method, path, body, limit, timeout)
+            .await?;
+        if !raw.status.is_success() {
+            return Err(refusal(endpoint, raw.status, &raw.body));
+        }
+        if signed {
+            verify_answer(
+                &self.config.credentials.pay_key,
+                &raw.headers,
+                &raw.body,
+                chrono::Utc::now().timestamp(),
+            )
+            .map_err(|e| invalid(endpoint, e.into()))?;
+        }
+        Ok(Answer {
+            status: raw.status,
+            body: raw.body,
+        })
+    }
+
+    /// One signed request and its answer as it came, unjudged.
+    async fn fetch(
+        &self,
+        endpoint: Endpoint,
+        method: Method,
+        path: &str,
+        body: &str,
+        limit: usize,
+        timeout: Duration,
+    ) -> Result<Raw, V3Error> {
         let credentials = &self.config.credentials;
         let authorization = Authorization::sign(
             &credentials.key,
@@ -508,6 +586,11 @@ impl Client {
         let status = response.status();
         let headers =
             SignedHeaders::read(|name| response.headers().get(name).and_then(|v| v.to_str().ok()));
+        let date = response
+            .headers()
+            .get(reqwest::header::DATE)
+            .and_then(|d| d.to_str().ok())
+            .map(str::to_owned);
         let mut answer = Vec::new();
         while let Some(chunk) = response.chunk().await.map_err(transport)? {
             if answer.len() + chunk.len() > limit {
@@ -515,33 +598,65 @@ impl Client {
             }
             answer.extend_from_slice(&chunk);
         }
-        if !status.is_success() {
-            return Err(match serde_json::from_slice::<ErrorAnswer>(&answer) {
-                Ok(e) => V3Error::Refused {
-                    endpoint,
-                    status: status.as_u16(),
-                    code: e.code,
-                    message: e.message,
-                },
-                Err(_) => V3Error::HttpStatus {
-                    endpoint,
-                    status: status.as_u16(),
-                },
-            });
-        }
-        if signed {
-            verify_answer(
-                &credentials.pay_key,
-                &headers,
-                &answer,
-                chrono::Utc::now().timestamp(),
-            )
-            .map_err(|e| invalid(endpoint, e.into()))?;
-        }
-        Ok(Answer {
+        Ok(Raw {
             status,
+            headers,
+            date,
             body: answer,
         })
+    }
+
+    /// One query of a made-up number, never retried, for the doctor: what WeChat said (its
+    /// `code`, its HTTP `Date`) and whether the answer — a refusal too — carries WeChat Pay's
+    /// signature by the configured key.
+    pub async fn probe_query(&self, out_trade_no: &str) -> Probe {
+        let endpoint = Endpoint::Query;
+        let path = format!(
+            "/v3/pay/transactions/out-trade-no/{}?mchid={}",
+            path_segment(out_trade_no),
+            path_segment(&self.config.credentials.mchid)
+        );
+        let started = Instant::now();
+        let fetched = self
+            .rt
+            .run(self.fetch(
+                endpoint,
+                Method::GET,
+                &path,
+                "",
+                MAX_ANSWER_BYTES,
+                self.config.timeout,
+            ))
+            .await;
+        let probe = match fetched {
+            Err(e) => Probe {
+                date: None,
+                signature: None,
+                result: Err(e),
+            },
+            Ok(raw) => {
+                let signature = raw.headers.signature.is_some().then(|| {
+                    verify_answer(
+                        &self.config.credentials.pay_key,
+                        &raw.headers,
+                        &raw.body,
+                        chrono::Utc::now().timestamp(),
+                    )
+                });
+                let result = if raw.status.is_success() {
+                    Ok(())
+                } else {
+                    Err(refusal(endpoint, raw.status, &raw.body))
+                };
+                Probe {
+                    date: raw.date,
+                    signature,
+                    result,
+                }
+            }
+        };
+        observe(endpoint, started, &probe.result);
+        probe
     }
 
     fn check_merchant(
@@ -617,6 +732,22 @@ fn is_known_code(code: &str) -> bool {
             | "STATEMENT_CREATING"
             | "RULE_LIMIT"
     )
+}
+
+/// A 4xx/5xx answer as WeChat's `{"code","message"}`, or its bare status.
+fn refusal(endpoint: Endpoint, status: StatusCode, body: &[u8]) -> V3Error {
+    match serde_json::from_slice::<ErrorAnswer>(body) {
+        Ok(e) => V3Error::Refused {
+            endpoint,
+            status: status.as_u16(),
+            code: e.code,
+            message: e.message,
+        },
+        Err(_) => V3Error::HttpStatus {
+            endpoint,
+            status: status.as_u16(),
+        },
+    }
 }
 
 fn expect_status(endpoint: Endpoint, answer: &Answer, want: StatusCode) -> Result<(), V3Error> {

@@ -21,9 +21,14 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use url::Url;
 
-use super::Checkout;
+mod v3;
+
+use super::{Checkout, Gateway};
+use crate::rt::AppRuntime;
 use crate::wxpay::client::Probe;
 use crate::wxpay::{Client, ErrCode, WxError};
+
+pub use v3::examine_v3;
 
 /// How far this machine's clock may be from WeChat's before the doctor warns, and fails.
 const CLOCK_WARN_SECS: i64 = 5;
@@ -145,9 +150,20 @@ impl Checkout {
     /// The doctor's examination of this shop's credentials, clock, certificate and notify URLs.
     pub async fn doctor(&self) -> Examination {
         let terms = self.terms();
-        let mut examination =
-            examine(self.wechat(), &terms.notify_url, &terms.refund_notify_url).await;
-        let local = is_local(&self.wechat().config().base_url).await;
+        let mut examination = match self.wechat() {
+            Gateway::V2(client) => {
+                examine(client, &terms.notify_url, &terms.refund_notify_url).await
+            }
+            Gateway::V3(gateway) => {
+                examine_v3(
+                    gateway.client(),
+                    &terms.notify_url,
+                    &terms.refund_notify_url,
+                )
+                .await
+            }
+        };
+        let local = is_local(self.wechat().base_url()).await;
         examination
             .findings
             .extend(phones(&terms.phones, local).await);
@@ -174,7 +190,17 @@ pub async fn examine(client: &Client, notify_url: &Url, refund_notify_url: &Url)
             refund_notify_url,
         ),
     ] {
-        findings.push(notify(client, check, title, url, wechat_is_local).await);
+        findings.push(
+            notify(
+                client.runtime(),
+                Protocol::V2,
+                check,
+                title,
+                url,
+                wechat_is_local,
+            )
+            .await,
+        );
     }
     Examination {
         api_base: config.base_url.to_string(),
@@ -580,8 +606,16 @@ fn is_public(ip: IpAddr) -> bool {
     }
 }
 
+/// Which protocol's notifies a URL is probed with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Protocol {
+    V2,
+    V3,
+}
+
 async fn notify(
-    client: &Client,
+    rt: &AppRuntime,
+    protocol: Protocol,
     check: &'static str,
     title: &'static str,
     url: &Url,
@@ -645,12 +679,12 @@ async fn notify(
             }
         }
     }
-    let (probe_verdict, probe_said, raw) = probe_notify(client, url).await;
+    let (probe_verdict, probe_said, raw) = probe_notify(rt, protocol, url).await;
     if probe_verdict != Verdict::Ok {
         problems.push((probe_verdict, probe_said.clone()));
         advice.push(
-            "the notify route must take a POST with an XML body, unchanged: no login, CSRF \
-             check, WAF rule, redirect (http→https included) or body rewriting in front of it",
+            "the notify route must take a POST with its body and headers unchanged: no login, \
+             CSRF check, WAF rule, redirect (http→https included) or body rewriting in front of it",
         );
     }
     let verdict = problems
@@ -682,9 +716,14 @@ async fn notify(
     }
 }
 
-/// POSTs a notify that is not WeChat's (unsigned, `return_code=FAIL`) to `url`: the shop
-/// answers it with WeChat's XML (a refusal); anything else in the way shows.
-async fn probe_notify(client: &Client, url: &Url) -> (Verdict, String, Option<String>) {
+/// POSTs a notify that is not WeChat's to `url` — v2: unsigned XML with `return_code=FAIL`,
+/// answered with WeChat's XML (a refusal); v3: unsigned JSON, answered 401 with WeChat's
+/// `{"code","message"}` — so anything else in the way shows.
+async fn probe_notify(
+    rt: &AppRuntime,
+    protocol: Protocol,
+    url: &Url,
+) -> (Verdict, String, Option<String>) {
     let http = match reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .timeout(PROBE_TIMEOUT)
@@ -693,14 +732,22 @@ async fn probe_notify(client: &Client, url: &Url) -> (Verdict, String, Option<St
         Ok(http) => http,
         Err(e) => return (Verdict::Fail, format!("cannot probe: {e}"), None),
     };
-    let body = "<xml><return_code><![CDATA[FAIL]]></return_code>\
-                <return_msg><![CDATA[wxpay-checkout doctor probe]]></return_msg></xml>";
-    let sent = client
-        .runtime()
+    let (content_type, body) = match protocol {
+        Protocol::V2 => (
+            "text/xml",
+            "<xml><return_code><![CDATA[FAIL]]></return_code>\
+             <return_msg><![CDATA[wxpay-checkout doctor probe]]></return_msg></xml>",
+        ),
+        Protocol::V3 => (
+            "application/json",
+            r#"{"id":"wxpay-checkout-doctor-probe","event_type":"TRANSACTION.SUCCESS"}"#,
+        ),
+    };
+    let sent = rt
         .run(async {
             let response = http
                 .post(url.clone())
-                .header(reqwest::header::CONTENT_TYPE, "text/xml")
+                .header(reqwest::header::CONTENT_TYPE, content_type)
                 .body(body)
                 .send()
                 .await?;
@@ -737,6 +784,9 @@ async fn probe_notify(client: &Client, url: &Url) -> (Verdict, String, Option<St
             ),
             raw,
         );
+    }
+    if protocol == Protocol::V3 {
+        return v3::judge_probe_answer(status, &text, raw);
     }
     if !status.is_success() {
         return (
