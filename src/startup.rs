@@ -54,9 +54,15 @@ pub fn sandbox_config(settings: &Settings) -> SandboxConfig {
 }
 
 /// Binds the sandbox's listeners (`SANDBOX_LISTEN_ADDR`, and `SANDBOX_TLS_LISTEN_ADDR` for
-/// `/secapi/`) and starts it; its notify deliveries run on `rt`.
+/// `/secapi/`) and starts it; its notify deliveries run on `rt`. With `SANDBOX_CERT_DIR`, the
+/// v3 keys an earlier run left there are used again (a shop configured with them keeps
+/// working across restarts).
 pub fn start_sandbox(settings: &Settings, rt: &AppRuntime) -> anyhow::Result<SandboxServer> {
-    bind_sandbox(settings, sandbox_config(settings), rt)
+    let mut config = sandbox_config(settings);
+    if let Some(dir) = &settings.sandbox.cert_dir {
+        config.v3_keys = crate::sandbox::V3Keys::load(dir)?;
+    }
+    bind_sandbox(settings, config, rt)
 }
 
 fn bind_sandbox(
