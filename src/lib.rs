@@ -13,7 +13,7 @@
 //! (`/weixin/pay/create/native`, `/weixin/pay/status/query`, in its `Result` shape with code
 //! `20000`); WeChat's notify routes (`/weixin/pay/notify/url` and `/weixin/pay/refund/notify`,
 //! answered in WeChat's XML once the payment or refund is durably recorded); `/healthz` and `/metrics` on the operations address
-//! (`OPS_LISTEN_ADDR`); and the sandbox's WeChat Pay v2 paths. The README describes each.
+//! (`OPS_LISTEN_ADDR`); and the sandbox's WeChat Pay v2 and v3 paths. The README describes each.
 //!
 //! # Layout
 //!
@@ -57,8 +57,10 @@
 //!   store's (`store/sql/outbox.rs`, written in the transactions of the changes); fan-out and
 //!   delivery are the checkout's (`checkout/outbox.rs`).
 //! - [`sandbox`]: WeChat Pay's side of the same protocol, served over HTTP (and over TLS with
-//!   its own CA for `/secapi/` refunds): the product's zero-configuration default and the
-//!   backbone of the end-to-end tests.
+//!   its own CA for `/secapi/` refunds), v2 and v3 (`sandbox/v3/`: WeChat Pay's and the
+//!   merchant's RSA keys — the merchant's also the TLS client certificate's — the v3 routes on
+//!   the same book of orders, sealed v3 notifies): the product's zero-configuration default and
+//!   the backbone of the end-to-end tests.
 //! - [`domain`]: money in fen, order numbers, order states and their transitions — no I/O.
 //! - [`config`]: settings from the environment; secrets wrapped.
 //! - [`console`]: the merchant console's flows — sign-in (argon2, sessions, CSRF tokens, the

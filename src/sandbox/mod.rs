@@ -32,12 +32,20 @@
 //! `snsapi_base` OAuth at WeChat's paths (the JSAPI payer's openid), and a `WeixinJSBridge` a
 //! shop's page loads as a script (the WeChat browser's own bridge, which no other browser has).
 //!
+//! It also speaks API v3 (JSON, RSA signatures, sealed notifies) for Native, refunds and the
+//! trade bill, on the same book of orders (see [`v3`]).
+//!
 //! Beyond WeChat's own paths it serves the shopper's phone and a few controls for tests.
 //!
 //! # Routes
 //!
 //! WeChat Pay's API (XML): `POST /pay/unifiedorder`, `/pay/orderquery`, `/pay/closeorder`,
 //! `/pay/refundquery`, `/pay/downloadbill`; `/secapi/pay/refund` (TLS listener only).
+//!
+//! WeChat Pay's API v3 (JSON, plain listener): `POST /v3/pay/transactions/native`,
+//! `GET /v3/pay/transactions/out-trade-no/{no}`, `POST …/{no}/close`,
+//! `POST /v3/refund/domestic/refunds`, `GET /v3/refund/domestic/refunds/{no}`,
+//! `GET /v3/bill/tradebill` and its `GET /v3/billdownload/file`.
 //!
 //! The official account's OAuth, at WeChat's paths (on the same listener):
 //! - `GET /connect/oauth2/authorize?appid&redirect_uri&response_type=code&scope&state`: `302`
@@ -67,7 +75,8 @@
 //! `delivery.rs` the shopper's payment and every notify delivery; `h5.rs` the H5 page;
 //! `oauth.rs` the official account's OAuth and the openids it issues; `jsbridge.rs` (and
 //! `jsbridge.js`) the bridge; `state.rs` what is remembered; `faults.rs` what goes wrong on
-//! purpose; `http.rs` the routes; `tls.rs` the CA and certificates.
+//! purpose; `http.rs` the routes; `tls.rs` the CA and certificates; `v3/` API v3 (its keys,
+//! routes, calls and notifies).
 
 mod api;
 mod bill;
