@@ -193,6 +193,17 @@ fn standalone_sandbox(dir: &std::path::Path) -> (std::process::Child, Vec<String
 fn the_sandbox_command_writes_the_v3_keys_and_keeps_them_across_restarts() {
     let dir = TempDir::new().unwrap();
     let (child, logs) = standalone_sandbox(dir.path());
+    let base_url = serde_json::from_str::<serde_json::Value>(logs.last().unwrap()).unwrap()
+        ["base_url"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // v3 is served on the plain listener; unsigned, it is SIGN_ERROR. (The answer also means
+    // the sandbox is past start-up, its signal handler in place.)
+    let answer = blocking::get_text(&format!(
+        "{base_url}v3/pay/transactions/out-trade-no/X1234567?mchid=1"
+    ));
+    assert!(answer.contains("SIGN_ERROR"), "{answer}");
     crate::helpers::sigterm(&child);
     let mut child = child;
     assert!(child.wait().unwrap().success());
@@ -241,7 +252,13 @@ fn the_sandbox_command_writes_the_v3_keys_and_keeps_them_across_restarts() {
     let pub_key = std::fs::read_to_string(dir.path().join("pub_key.pem")).unwrap();
 
     // Restarted: the same keys.
-    let (child, _) = standalone_sandbox(dir.path());
+    let (child, logs) = standalone_sandbox(dir.path());
+    let base_url = serde_json::from_str::<serde_json::Value>(logs.last().unwrap()).unwrap()
+        ["base_url"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(blocking::get_text(&format!("{base_url}v3/bill/tradebill")).contains("SIGN_ERROR"));
     crate::helpers::sigterm(&child);
     let mut child = child;
     assert!(child.wait().unwrap().success());
