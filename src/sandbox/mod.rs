@@ -93,7 +93,7 @@ pub mod v3;
 
 use std::net::{SocketAddr, TcpListener};
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
 use actix_web::{web, App, HttpServer};
@@ -168,8 +168,11 @@ pub struct SandboxConfig {
     pub mp_appsecret: SecretString,
     /// The merchant's APIv3 key (32 characters): seals v3 notifies' resources.
     pub apiv3_key: SecretString,
-    /// WeChat Pay's and the merchant's v3 keys; `None`: the set made once per process
-    /// ([`V3Keys::shared`]). The merchant's is also the key of the TLS client certificate.
+    /// WeChat Pay's and the merchant's v3 keys. Given, the merchant's is also the key of the
+    /// TLS client certificate (one API certificate for both APIs, as WeChat's; the standalone
+    /// sandbox always gives them). `None`: the set made once per process ([`V3Keys::shared`]),
+    /// on the first v3 call — a shop or test that never speaks v3 does not wait for two RSA
+    /// keys at each start — and the certificate has a key of its own.
     pub v3_keys: Option<V3Keys>,
 }
 
@@ -236,7 +239,7 @@ pub struct Sandbox {
     /// v3 trade bills made and waiting to be downloaded by their token.
     bill_files: Mutex<state::Bounded<v3::BillFile>>,
     /// The v3 keys and the APIv3 key (which seals v3 notifies).
-    v3_keys: V3Keys,
+    v3_keys: OnceLock<V3Keys>,
     apiv3_key: crate::wxpay::v3::ApiV3Key,
     faults: Mutex<Faults>,
     /// Seconds added to the real clock (`POST /sandbox/clock`), to reach expiries in tests.
@@ -253,7 +256,10 @@ pub struct Sandbox {
 impl Sandbox {
     fn new(config: SandboxConfig, rt: &AppRuntime) -> anyhow::Result<Self> {
         let apiv3_key = crate::wxpay::v3::ApiV3Key::new(&config.apiv3_key)?;
-        let v3_keys = config.v3_keys.clone().unwrap_or_else(V3Keys::shared);
+        let v3_keys = OnceLock::new();
+        if let Some(keys) = &config.v3_keys {
+            v3_keys.get_or_init(|| keys.clone());
+        }
         let notify_http = reqwest::Client::builder()
             .timeout(config.notify_timeout)
             .redirect(reqwest::redirect::Policy::none())
@@ -296,6 +302,11 @@ impl Sandbox {
 
     fn codes(&self) -> std::sync::MutexGuard<'_, state::Bounded<oauth::Code>> {
         self.codes.lock().expect("sandbox codes lock")
+    }
+
+    /// The v3 keys: the configured ones, or the process's, made now if they are not yet.
+    fn v3_keys(&self) -> &V3Keys {
+        self.v3_keys.get_or_init(V3Keys::shared)
     }
 
     /// The Unix time v3 answers and notifies are signed at: WeChat's clock, which is the real
@@ -370,8 +381,11 @@ impl SandboxServer {
             Some(l) => Some(tls::SandboxTls::generate(
                 &sandbox.config.merchant.mch_id,
                 l.local_addr()?.ip(),
-                sandbox.v3_keys.merchant_private_pem(),
-                sandbox.v3_keys.serial_no(),
+                sandbox
+                    .config
+                    .v3_keys
+                    .as_ref()
+                    .map(|keys| (keys.merchant_private_pem(), keys.serial_no())),
             )?),
             None => None,
         };
@@ -423,7 +437,7 @@ impl SandboxServer {
     /// What the merchant needs to call the v3 API (at [`SandboxServer::base_url`]; no client
     /// certificate): its API key and serial, WeChat Pay's public key and id, the APIv3 key.
     pub fn v3_credentials(&self) -> V3Credentials {
-        let keys = &self.sandbox.v3_keys;
+        let keys = self.sandbox.v3_keys();
         let merchant = &self.sandbox.config.merchant;
         V3Credentials {
             appid: merchant.appid.clone(),
@@ -439,7 +453,7 @@ impl SandboxServer {
     /// The v3 keys the sandbox uses, to be written beside the certificate
     /// ([`V3Keys::write_to`]).
     pub fn v3_keys(&self) -> &V3Keys {
-        &self.sandbox.v3_keys
+        self.sandbox.v3_keys()
     }
 
     /// The base URL clients use (`http://addr/`).
