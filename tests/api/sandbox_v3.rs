@@ -355,6 +355,12 @@ async fn unpaid_orders_close_and_reentries_follow_wechats_rules() {
     let request = native(&no, 100, &notify);
     client.native(&request).await.unwrap();
 
+    // Every character WeChat allows in a number survives the path (the client escapes `|`).
+    let odd = format!("{}|*-_x", number("V3O"));
+    client.native(&native(&odd, 1, &notify)).await.unwrap();
+    assert_eq!(client.query(&odd).await.unwrap().out_trade_no, odd);
+    client.close(&odd).await.unwrap();
+
     let mut changed = request.clone();
     changed.amount = OrderAmount::cny(101);
     assert_eq!(
