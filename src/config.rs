@@ -328,7 +328,8 @@ pub struct SandboxSettings {
     /// `/sandbox/stats`, `/sandbox/orders/…`, `/sandbox/payments`, `/sandbox/refund`) are served.
     pub controls: bool,
     /// `SANDBOX_CERT_DIR`: where `wxpay-checkout sandbox` writes the merchant's
-    /// `apiclient_cert.p12` / `.pem`, `apiclient_key.pem` and its CA's `sandbox_ca.pem`.
+    /// `apiclient_cert.p12` / `.pem`, `apiclient_key.pem` and its CA's `sandbox_ca.pem`, and for
+    /// v3 `pub_key.pem` and `wechatpay_v3.env` (and the v3 keys it finds there are used again).
     pub cert_dir: Option<std::path::PathBuf>,
 }
 

@@ -62,8 +62,10 @@
 //!   store's (`store/sql/outbox.rs`, written in the transactions of the changes); fan-out and
 //!   delivery are the checkout's (`checkout/outbox.rs`).
 //! - [`sandbox`]: WeChat Pay's side of the same protocol, served over HTTP (and over TLS with
-//!   its own CA for `/secapi/` refunds): the product's zero-configuration default and the
-//!   backbone of the end-to-end tests.
+//!   its own CA for `/secapi/` refunds), v2 and v3 (`sandbox/v3/`: WeChat Pay's and the
+//!   merchant's RSA keys — the merchant's also the TLS client certificate's — the v3 routes on
+//!   the same book of orders, sealed v3 notifies): the product's zero-configuration default and
+//!   the backbone of the end-to-end tests.
 //! - [`domain`]: money in fen, order numbers, order states and their transitions — no I/O.
 //! - [`config`]: settings from the environment; secrets wrapped.
 //! - [`console`]: the merchant console's flows — sign-in (argon2, sessions, CSRF tokens, the

@@ -12,7 +12,7 @@ use wxpay_checkout::telemetry;
 const USAGE: &str = "usage: wxpay-checkout [COMMAND]
 
   serve        the shop and checkout (the default); in sandbox mode also the built-in sandbox
-  sandbox      the WeChat Pay v2 sandbox alone, on SANDBOX_LISTEN_ADDR
+  sandbox      the WeChat Pay sandbox (v2 and v3) alone, on SANDBOX_LISTEN_ADDR
   healthcheck  asks the shop on OPS_LISTEN_ADDR for /healthz; exit 0 when healthy (containers)
   catalogue import FILE [--stock]
                upserts the products of a TOML or CSV file (by sku) into DATABASE_URL, all or
@@ -215,12 +215,24 @@ async fn sandbox(settings: Settings) -> anyhow::Result<()> {
     match (&settings.sandbox.cert_dir, server.credentials()) {
         (Some(dir), Some(credentials)) => {
             credentials.write_to(dir, &settings.merchant.mch_id)?;
+            // The v3 keys: the same apiclient_key.pem, WeChat Pay's public key and the ids (kept
+            // across restarts, see startup::start_sandbox).
+            let v3 = server.v3_credentials();
+            server.v3_keys().write_to(dir, &v3.apiv3_key)?;
             tracing::info!(
                 dir = %dir.display(),
                 "merchant certificate written: WEIXIN_CERT_P12={}/apiclient_cert.p12 \
                  WEIXIN_CA_PEM={}/sandbox_ca.pem WEIXIN_API_BASE={tls_base_url}",
                 dir.display(),
                 dir.display(),
+            );
+            tracing::info!(
+                dir = %dir.display(),
+                serial_no = %v3.serial_no,
+                pay_public_key_id = %v3.pay_key_id,
+                "v3 keys written: apiclient_key.pem, pub_key.pem, and wechatpay_v3.env (serial, \
+                 public key id, APIv3 key); v3 is served at {}",
+                server.base_url()
             );
         }
         _ => tracing::info!(

@@ -55,9 +55,19 @@ pub fn sandbox_config(settings: &Settings) -> SandboxConfig {
 }
 
 /// Binds the sandbox's listeners (`SANDBOX_LISTEN_ADDR`, and `SANDBOX_TLS_LISTEN_ADDR` for
-/// `/secapi/`) and starts it; its notify deliveries run on `rt`.
+/// `/secapi/`) and starts it; its notify deliveries run on `rt`. Its v3 keys are made now (the
+/// merchant's is also its client certificate's, one for both APIs) or, with `SANDBOX_CERT_DIR`,
+/// those an earlier run left there are used again (a shop configured with them keeps working
+/// across restarts).
 pub fn start_sandbox(settings: &Settings, rt: &AppRuntime) -> anyhow::Result<SandboxServer> {
-    bind_sandbox(settings, sandbox_config(settings), rt)
+    use crate::sandbox::V3Keys;
+    let mut config = sandbox_config(settings);
+    let kept = match &settings.sandbox.cert_dir {
+        Some(dir) => V3Keys::load(dir)?,
+        None => None,
+    };
+    config.v3_keys = Some(kept.unwrap_or_else(V3Keys::shared));
+    bind_sandbox(settings, config, rt)
 }
 
 fn bind_sandbox(

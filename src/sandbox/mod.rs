@@ -32,12 +32,20 @@
 //! `snsapi_base` OAuth at WeChat's paths (the JSAPI payer's openid), and a `WeixinJSBridge` a
 //! shop's page loads as a script (the WeChat browser's own bridge, which no other browser has).
 //!
+//! It also speaks API v3 (JSON, RSA signatures, sealed notifies) for Native, refunds and the
+//! trade bill, on the same book of orders (see [`v3`]).
+//!
 //! Beyond WeChat's own paths it serves the shopper's phone and a few controls for tests.
 //!
 //! # Routes
 //!
 //! WeChat Pay's API (XML): `POST /pay/unifiedorder`, `/pay/orderquery`, `/pay/closeorder`,
 //! `/pay/refundquery`, `/pay/downloadbill`; `/secapi/pay/refund` (TLS listener only).
+//!
+//! WeChat Pay's API v3 (JSON, plain listener): `POST /v3/pay/transactions/native`,
+//! `GET /v3/pay/transactions/out-trade-no/{no}`, `POST …/{no}/close`,
+//! `POST /v3/refund/domestic/refunds`, `GET /v3/refund/domestic/refunds/{no}`,
+//! `GET /v3/bill/tradebill` and its `GET /v3/billdownload/file`.
 //!
 //! The official account's OAuth, at WeChat's paths (on the same listener):
 //! - `GET /connect/oauth2/authorize?appid&redirect_uri&response_type=code&scope&state`: `302`
@@ -67,7 +75,8 @@
 //! `delivery.rs` the shopper's payment and every notify delivery; `h5.rs` the H5 page;
 //! `oauth.rs` the official account's OAuth and the openids it issues; `jsbridge.rs` (and
 //! `jsbridge.js`) the bridge; `state.rs` what is remembered; `faults.rs` what goes wrong on
-//! purpose; `http.rs` the routes; `tls.rs` the CA and certificates.
+//! purpose; `http.rs` the routes; `tls.rs` the CA and certificates; `v3/` API v3 (its keys,
+//! routes, calls and notifies).
 
 mod api;
 mod bill;
@@ -84,7 +93,7 @@ pub mod v3;
 
 use std::net::{SocketAddr, TcpListener};
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
 use actix_web::{web, App, HttpServer};
@@ -159,8 +168,11 @@ pub struct SandboxConfig {
     pub mp_appsecret: SecretString,
     /// The merchant's APIv3 key (32 characters): seals v3 notifies' resources.
     pub apiv3_key: SecretString,
-    /// WeChat Pay's and the merchant's v3 keys; `None`: the set made once per process
-    /// ([`V3Keys::shared`]). The merchant's is also the key of the TLS client certificate.
+    /// WeChat Pay's and the merchant's v3 keys. Given, the merchant's is also the key of the
+    /// TLS client certificate (one API certificate for both APIs, as WeChat's; the standalone
+    /// sandbox always gives them). `None`: the set made once per process ([`V3Keys::shared`]),
+    /// on the first v3 call — a shop or test that never speaks v3 does not wait for two RSA
+    /// keys at each start — and the certificate has a key of its own.
     pub v3_keys: Option<V3Keys>,
 }
 
@@ -227,7 +239,7 @@ pub struct Sandbox {
     /// v3 trade bills made and waiting to be downloaded by their token.
     bill_files: Mutex<state::Bounded<v3::BillFile>>,
     /// The v3 keys and the APIv3 key (which seals v3 notifies).
-    v3_keys: V3Keys,
+    v3_keys: OnceLock<V3Keys>,
     apiv3_key: crate::wxpay::v3::ApiV3Key,
     faults: Mutex<Faults>,
     /// Seconds added to the real clock (`POST /sandbox/clock`), to reach expiries in tests.
@@ -244,7 +256,10 @@ pub struct Sandbox {
 impl Sandbox {
     fn new(config: SandboxConfig, rt: &AppRuntime) -> anyhow::Result<Self> {
         let apiv3_key = crate::wxpay::v3::ApiV3Key::new(&config.apiv3_key)?;
-        let v3_keys = config.v3_keys.clone().unwrap_or_else(V3Keys::shared);
+        let v3_keys = OnceLock::new();
+        if let Some(keys) = &config.v3_keys {
+            v3_keys.get_or_init(|| keys.clone());
+        }
         let notify_http = reqwest::Client::builder()
             .timeout(config.notify_timeout)
             .redirect(reqwest::redirect::Policy::none())
@@ -287,6 +302,11 @@ impl Sandbox {
 
     fn codes(&self) -> std::sync::MutexGuard<'_, state::Bounded<oauth::Code>> {
         self.codes.lock().expect("sandbox codes lock")
+    }
+
+    /// The v3 keys: the configured ones, or the process's, made now if they are not yet.
+    fn v3_keys(&self) -> &V3Keys {
+        self.v3_keys.get_or_init(V3Keys::shared)
     }
 
     /// The Unix time v3 answers and notifies are signed at: WeChat's clock, which is the real
@@ -361,8 +381,11 @@ impl SandboxServer {
             Some(l) => Some(tls::SandboxTls::generate(
                 &sandbox.config.merchant.mch_id,
                 l.local_addr()?.ip(),
-                sandbox.v3_keys.merchant_private_pem(),
-                sandbox.v3_keys.serial_no(),
+                sandbox
+                    .config
+                    .v3_keys
+                    .as_ref()
+                    .map(|keys| (keys.merchant_private_pem(), keys.serial_no())),
             )?),
             None => None,
         };
@@ -414,7 +437,7 @@ impl SandboxServer {
     /// What the merchant needs to call the v3 API (at [`SandboxServer::base_url`]; no client
     /// certificate): its API key and serial, WeChat Pay's public key and id, the APIv3 key.
     pub fn v3_credentials(&self) -> V3Credentials {
-        let keys = &self.sandbox.v3_keys;
+        let keys = self.sandbox.v3_keys();
         let merchant = &self.sandbox.config.merchant;
         V3Credentials {
             appid: merchant.appid.clone(),
@@ -430,7 +453,7 @@ impl SandboxServer {
     /// The v3 keys the sandbox uses, to be written beside the certificate
     /// ([`V3Keys::write_to`]).
     pub fn v3_keys(&self) -> &V3Keys {
-        &self.sandbox.v3_keys
+        self.sandbox.v3_keys()
     }
 
     /// The base URL clients use (`http://addr/`).

@@ -1,8 +1,8 @@
 //! The sandbox's TLS side, standing in for WeChat's certificate authority: a CA made at start
 //! (rcgen), a server certificate for the sandbox's own addresses, and the merchant's API client
-//! certificate (`CN` = the mch_id, as WeChat's `apiclient_cert`; RSA 2048, the key and serial
-//! number v3 signs requests with, as WeChat has one API certificate for both) that `/secapi/`
-//! calls must present. The TLS listener requires a client certificate issued by this CA: a call without
+//! certificate (`CN` = the mch_id, as WeChat's `apiclient_cert`; given the v3 keys, for the
+//! RSA key and serial number v3 signs requests with, as WeChat has one API certificate for both)
+//! that `/secapi/` calls must present. The TLS listener requires a client certificate issued by this CA: a call without
 //! one is refused in the handshake, as WeChat refuses it.
 
 use std::net::IpAddr;
@@ -81,14 +81,13 @@ pub struct SandboxTls {
 
 impl SandboxTls {
     /// Makes a CA, a server certificate for `localhost`, the loopback addresses and `ip`, and
-    /// the merchant certificate for `mch_id` — for the merchant's API key `merchant_key` (RSA,
-    /// PKCS#8 PEM), with the serial number `serial_no` (hex), as v3 names it; the server
-    /// requires client certificates from that CA.
+    /// the merchant certificate for `mch_id` — for the merchant's API key and serial number
+    /// `v3` names (RSA, PKCS#8 PEM; hex), as v3 signs with them, or else for a key of its own;
+    /// the server requires client certificates from that CA.
     pub fn generate(
         mch_id: &str,
         ip: IpAddr,
-        merchant_key: &secrecy::SecretString,
-        serial_no: &str,
+        v3: Option<(&secrecy::SecretString, &str)>,
     ) -> anyhow::Result<SandboxTls> {
         let ca_key = KeyPair::generate()?;
         let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
@@ -118,14 +117,19 @@ impl SandboxTls {
         server_params.not_after = rcgen::date_time_ymd(until.0, until.1, until.2);
         let server_cert = server_params.signed_by(&server_key, &ca)?;
 
-        let client_key = KeyPair::from_pem_and_sign_algo(
-            secrecy::ExposeSecret::expose_secret(merchant_key),
-            &rcgen::PKCS_RSA_SHA256,
-        )?;
         let mut client_params = CertificateParams::new(Vec::<String>::new())?;
-        client_params.serial_number = Some(rcgen::SerialNumber::from_slice(
-            &hex::decode(serial_no).context("the serial number is hex")?,
-        ));
+        let client_key = match v3 {
+            Some((key, serial_no)) => {
+                client_params.serial_number = Some(rcgen::SerialNumber::from_slice(
+                    &hex::decode(serial_no).context("the serial number is hex")?,
+                ));
+                KeyPair::from_pem_and_sign_algo(
+                    secrecy::ExposeSecret::expose_secret(key),
+                    &rcgen::PKCS_RSA_SHA256,
+                )?
+            }
+            None => KeyPair::generate()?,
+        };
         client_params
             .distinguished_name
             .push(DnType::CommonName, mch_id);

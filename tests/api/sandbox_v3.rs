@@ -355,6 +355,12 @@ async fn unpaid_orders_close_and_reentries_follow_wechats_rules() {
     let request = native(&no, 100, &notify);
     client.native(&request).await.unwrap();
 
+    // Every character WeChat allows in a number survives the path (the client escapes `|`).
+    let odd = format!("{}|*-_x", number("V3O"));
+    client.native(&native(&odd, 1, &notify)).await.unwrap();
+    assert_eq!(client.query(&odd).await.unwrap().out_trade_no, odd);
+    client.close(&odd).await.unwrap();
+
     let mut changed = request.clone();
     changed.amount = OrderAmount::cny(101);
     assert_eq!(
@@ -799,4 +805,42 @@ async fn the_independent_wechatpayv3_client_agrees() {
         String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr)
     );
+}
+
+/// Given its v3 keys (as the standalone sandbox always is), the sandbox issues the v2 client
+/// certificate for the merchant's v3 key — one API certificate for both, as WeChat's — and a
+/// v2 refund over TLS with it is the same refund v3 then finds.
+#[tokio::test]
+async fn one_merchant_key_signs_v3_and_presents_the_v2_certificate() {
+    let keys = wxpay_checkout::sandbox::V3Keys::shared();
+    let sandbox = TestSandbox::start_tls_with(|config| config.v3_keys = Some(keys.clone()));
+    let (_, tls) = sandbox.tls.as_ref().unwrap();
+    assert_eq!(
+        tls.merchant
+            .key_pem()
+            .expose_secret()
+            .replace("\r\n", "\n")
+            .trim(),
+        keys.merchant_private_pem().expose_secret().trim(),
+        "the certificate's key is the v3 merchant key"
+    );
+    let v2 = sandbox.tls_client();
+    let no = number("V3T");
+    sandbox.paid_order(&v2, &no, 500).await;
+    let request = wxpay_checkout::wxpay::refund::RefundRequest {
+        out_trade_no: no.clone(),
+        out_refund_no: format!("R{no}"),
+        total_fee: 500,
+        refund_fee: 200,
+        refund_desc: None,
+        notify_url: None,
+    };
+    v2.refund(&request)
+        .await
+        .expect("a refund over TLS with the RSA certificate");
+    let found = client(&sandbox)
+        .refund_query(&request.out_refund_no)
+        .await
+        .unwrap();
+    assert_eq!((found.amount.total, found.amount.refund), (500, 200));
 }

@@ -160,6 +160,122 @@ fn the_sandbox_command_serves_alone_and_stops_on_sigterm() {
     assert!(child.wait().unwrap().success());
 }
 
+/// `wxpay-checkout sandbox` with `SANDBOX_CERT_DIR`: its log lines up to the base URL, and the
+/// process (stopped by the caller).
+fn standalone_sandbox(dir: &std::path::Path) -> (std::process::Child, Vec<String>) {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_wxpay-checkout"))
+        .arg("sandbox")
+        .env("SANDBOX_LISTEN_ADDR", "127.0.0.1:0")
+        .env("SANDBOX_TLS_LISTEN_ADDR", "127.0.0.1:0")
+        .env("SANDBOX_CERT_DIR", dir)
+        .env("LOG_FORMAT", "json")
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut seen = Vec::new();
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        let done = line.contains("\"base_url\"");
+        seen.push(line);
+        if done {
+            break;
+        }
+    }
+    std::thread::spawn(move || lines.for_each(drop));
+    (child, seen)
+}
+
+#[test]
+fn the_sandbox_command_writes_the_v3_keys_and_keeps_them_across_restarts() {
+    let dir = TempDir::new().unwrap();
+    let (child, logs) = standalone_sandbox(dir.path());
+    let base_url = serde_json::from_str::<serde_json::Value>(logs.last().unwrap()).unwrap()
+        ["base_url"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // v3 is served on the plain listener; unsigned, it is SIGN_ERROR. (The answer also means
+    // the sandbox is past start-up, its signal handler in place.)
+    let answer = blocking::get_text(&format!(
+        "{base_url}v3/pay/transactions/out-trade-no/X1234567?mchid=1"
+    ));
+    assert!(answer.contains("SIGN_ERROR"), "{answer}");
+    crate::helpers::sigterm(&child);
+    let mut child = child;
+    assert!(child.wait().unwrap().success());
+    let env = std::fs::read_to_string(dir.path().join("wechatpay_v3.env")).unwrap();
+    let value = |name: &str| {
+        env.lines()
+            .find_map(|l| l.strip_prefix(&format!("{name}=")))
+            .unwrap_or_else(|| panic!("{name} in {env}"))
+            .to_owned()
+    };
+    let serial = value("WEIXIN_MCH_SERIAL");
+    assert_eq!(serial.len(), 40);
+    assert!(value("WEIXIN_PAY_PUBLIC_KEY_ID").starts_with("PUB_KEY_ID_01"));
+    let apiv3 = value("WEIXIN_APIV3_KEY");
+    assert_eq!(apiv3, wxpay_checkout::sandbox::DEMO_APIV3_KEY);
+    assert!(
+        logs.iter().any(|l| l.contains(&serial)),
+        "the serial is logged"
+    );
+    assert!(
+        !logs
+            .iter()
+            .any(|l| l.contains(&apiv3) || l.contains("PRIVATE KEY")),
+        "no secret is logged"
+    );
+    #[cfg(unix)]
+    for name in ["apiclient_key.pem", "wechatpay_v3.env"] {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(dir.path().join(name))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o077, 0, "{name} is the owner's only");
+    }
+    // The merchant's API key is v3's and the v2 client certificate's, whose serial is v3's.
+    let key = std::fs::read_to_string(dir.path().join("apiclient_key.pem")).unwrap();
+    wxpay_checkout::wxpay::v3::MerchantKey::from_pem(&key).expect("an RSA key v3 signs with");
+    let cert = pem::parse(std::fs::read(dir.path().join("apiclient_cert.pem")).unwrap()).unwrap();
+    let serial_bytes = hex::decode(&serial).unwrap();
+    assert!(
+        cert.contents()
+            .windows(serial_bytes.len())
+            .any(|w| w == serial_bytes),
+        "the certificate carries the serial"
+    );
+    let pub_key = std::fs::read_to_string(dir.path().join("pub_key.pem")).unwrap();
+
+    // Restarted: the same keys.
+    let (child, logs) = standalone_sandbox(dir.path());
+    let base_url = serde_json::from_str::<serde_json::Value>(logs.last().unwrap()).unwrap()
+        ["base_url"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(blocking::get_text(&format!("{base_url}v3/bill/tradebill")).contains("SIGN_ERROR"));
+    crate::helpers::sigterm(&child);
+    let mut child = child;
+    assert!(child.wait().unwrap().success());
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("wechatpay_v3.env")).unwrap(),
+        env
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("apiclient_key.pem")).unwrap(),
+        key
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("pub_key.pem")).unwrap(),
+        pub_key
+    );
+}
+
 /// A tiny blocking GET for a test that runs outside any async runtime.
 mod blocking {
     pub fn get_text(url: &str) -> String {

@@ -136,7 +136,7 @@ fn authenticate<'b>(
         .and_then(|v| v.to_str().ok())
         .ok_or_else(|| refuse("no Authorization"))?;
     let authorization = Authorization::parse(header).map_err(|e| refuse(&e.to_string()))?;
-    let keys = &sandbox.v3_keys;
+    let keys = sandbox.v3_keys();
     if authorization.mchid != sandbox.config.merchant.mch_id {
         return Err(refuse("another mchid"));
     }
@@ -187,7 +187,7 @@ fn render(sandbox: &Sandbox, result: Result<Reply, Refusal>) -> HttpResponse {
             )
         }
     };
-    let keys = &sandbox.v3_keys;
+    let keys = sandbox.v3_keys();
     let headers = SignedHeaders::sign(
         keys.pay_signer(),
         keys.pay_key_id(),

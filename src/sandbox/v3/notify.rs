@@ -149,7 +149,7 @@ fn notify_id() -> String {
 }
 
 fn sealed(sandbox: &Sandbox, event: &Event, now: DateTime<Utc>) -> Message {
-    let keys = &sandbox.v3_keys;
+    let keys = sandbox.v3_keys();
     // The signature headers made here are dropped: each attempt signs afresh (see `send_notify`).
     let (body, _) = seal(
         event,
@@ -204,7 +204,7 @@ pub(in crate::sandbox) fn refund_notify(
 
 /// One v3 notify POST, signed now; true when answered 2xx (WeChat: 200 or 204, no body needed).
 pub(in crate::sandbox) async fn send_notify(sandbox: &Sandbox, url: &str, body: &[u8]) -> bool {
-    let keys = &sandbox.v3_keys;
+    let keys = sandbox.v3_keys();
     let headers = SignedHeaders::sign(
         keys.pay_signer(),
         keys.pay_key_id(),
@@ -219,7 +219,7 @@ pub(in crate::sandbox) async fn send_notify(sandbox: &Sandbox, url: &str, body: 
 /// `WECHATPAY/SIGNTEST/`, which a shop must refuse. True when it was acknowledged (wrongly).
 pub(in crate::sandbox) async fn send_probe(sandbox: &Sandbox, url: &str, body: &[u8]) -> bool {
     use base64::Engine as _;
-    let keys = &sandbox.v3_keys;
+    let keys = sandbox.v3_keys();
     let mut headers = SignedHeaders::sign(
         keys.pay_signer(),
         keys.pay_key_id(),
