@@ -55,6 +55,24 @@ fn is_attempt_no(no: &OutTradeNo) -> bool {
     no.as_str().len() > 1 && matches!(no.as_str().as_bytes().last(), Some(b'H' | b'J'))
 }
 
+/// The order a verified notify pays, and the attempt's number when it was an attempt's (H5,
+/// JSAPI): the number the notify names must be the order's or that attempt's.
+pub(super) fn paid_order(
+    order: Option<Order>,
+    attempt: Option<Attempt>,
+    named: &str,
+) -> Result<(Order, Option<OutTradeNo>), CheckoutError> {
+    let unknown = || CheckoutError::notify(NotifyRefusal::UnknownOrder, named);
+    let order = order.ok_or_else(unknown)?;
+    let wechat_no = attempt
+        .filter(|a| a.attempt_no.as_str() == named)
+        .map(|a| a.attempt_no);
+    if wechat_no.is_none() && named != order.out_trade_no.as_str() {
+        return Err(unknown());
+    }
+    Ok((order, wechat_no))
+}
+
 /// A notify recorded durably: answer WeChat SUCCESS.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NotifyReceipt {
@@ -189,22 +207,7 @@ impl Checkout {
                 &paid.mch_id,
             ));
         }
-        let Some(order) = order else {
-            return Err(CheckoutError::notify(
-                NotifyRefusal::UnknownOrder,
-                &paid.out_trade_no,
-            ));
-        };
-        // The verified notify names the number it was for; an attempt's pays its order.
-        let wechat_no = attempt
-            .filter(|a| a.attempt_no.as_str() == paid.out_trade_no)
-            .map(|a| a.attempt_no);
-        if wechat_no.is_none() && paid.out_trade_no != order.out_trade_no.as_str() {
-            return Err(CheckoutError::notify(
-                NotifyRefusal::UnknownOrder,
-                &paid.out_trade_no,
-            ));
-        }
+        let (order, wechat_no) = paid_order(order, attempt, &paid.out_trade_no)?;
         // An amount or currency other than the order's is recorded all the same (WeChat took
         // that money): applying it marks the money as due back.
         let event = match paid.result_code {

@@ -8,7 +8,7 @@
 
 use super::confirm::{payment_event, Reported};
 use super::gateway::v3::{beijing_time, refund_status};
-use super::notify::NotifyReceipt;
+use super::notify::{paid_order, NotifyReceipt};
 use super::{Checkout, CheckoutError, NotifyRefusal};
 use crate::domain::{Fen, OutTradeNo};
 use crate::store::PaymentSource;
@@ -91,21 +91,7 @@ impl Checkout {
         }
         let claimed = OutTradeNo::parse(&paid.out_trade_no).ok();
         let (order, attempt) = self.notified_order(claimed.as_ref()).await?;
-        let Some(order) = order else {
-            return Err(CheckoutError::notify(
-                NotifyRefusal::UnknownOrder,
-                &paid.out_trade_no,
-            ));
-        };
-        let wechat_no = attempt
-            .filter(|a| a.attempt_no.as_str() == paid.out_trade_no)
-            .map(|a| a.attempt_no);
-        if wechat_no.is_none() && paid.out_trade_no != order.out_trade_no.as_str() {
-            return Err(CheckoutError::notify(
-                NotifyRefusal::UnknownOrder,
-                &paid.out_trade_no,
-            ));
-        }
+        let (order, wechat_no) = paid_order(order, attempt, &paid.out_trade_no)?;
         // TRANSACTION.SUCCESS is the only payment event: a paid transaction, whose fields must
         // say what was taken (an amount or currency other than the order's is recorded all the
         // same, and marked due back when applied).

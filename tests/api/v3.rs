@@ -461,9 +461,22 @@ async fn until_shown(browser: &fantoccini::Client, css: &str, what: &str) {
     }
 }
 
+/// The element at `css` once the page shows it.
+async fn shown(browser: &fantoccini::Client, css: &str) -> fantoccini::elements::Element {
+    browser
+        .wait()
+        .at_most(DEADLINE)
+        .for_element(fantoccini::Locator::Css(css))
+        .await
+        .unwrap_or_else(|e| panic!("{css} never shown: {e}"))
+}
+
+async fn click(browser: &fantoccini::Client, css: &str) {
+    shown(browser, css).await.click().await.unwrap();
+}
+
 #[tokio::test]
 async fn a_shopper_pays_a_v3_shop_in_a_real_browser_and_the_merchant_refunds_and_reconciles() {
-    use fantoccini::Locator;
     if !crate::browser::browser_available() {
         return;
     }
@@ -472,26 +485,9 @@ async fn a_shopper_pays_a_v3_shop_in_a_real_browser_and_the_merchant_refunds_and
 
     // Buy now from the catalogue: the pay page's QR code is v3's code_url.
     browser.goto(&app.url("/")).await.unwrap();
-    browser
-        .find(Locator::Css("button.buy-now"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-    browser
-        .wait()
-        .at_most(DEADLINE)
-        .for_element(Locator::Css("#pay .qr svg[role=img]"))
-        .await
-        .expect("the pay page shows a QR code");
-    let no = browser
-        .find(Locator::Id("out-trade-no"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    click(&browser, "button.buy-now").await;
+    shown(&browser, "#pay .qr svg[role=img]").await;
+    let no = shown(&browser, "#out-trade-no").await.text().await.unwrap();
     let at_wechat = app.sandbox_order(&no).await;
     assert_eq!(at_wechat["api"], "v3", "{at_wechat}");
 
@@ -507,67 +503,31 @@ async fn a_shopper_pays_a_v3_shop_in_a_real_browser_and_the_merchant_refunds_and
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    browser
-        .find(Locator::Id("receipt-link"))
-        .await
-        .expect("the success page links to the receipt")
-        .click()
-        .await
-        .unwrap();
-    let status = browser
-        .wait()
-        .at_most(DEADLINE)
-        .for_element(Locator::Id("receipt-status"))
-        .await
-        .expect("the receipt");
+    click(&browser, "#receipt-link").await;
+    let status = shown(&browser, "#receipt-status").await;
     assert!(status.text().await.unwrap().contains("Paid"));
     let receipt_url = browser.current_url().await.unwrap();
 
     // The merchant signs in and refunds ¥0.01 from the order's page; v3's refund notify
     // settles it.
     browser.goto(&app.url("/admin")).await.unwrap();
-    browser
-        .wait()
-        .at_most(DEADLINE)
-        .for_element(Locator::Id("password"))
+    shown(&browser, "#password")
         .await
-        .unwrap()
         .send_keys(crate::helpers::ADMIN_PASSWORD)
         .await
         .unwrap();
-    browser
-        .find(Locator::Id("sign-in"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-    browser
-        .wait()
-        .at_most(DEADLINE)
-        .for_element(Locator::Id("today-orders"))
-        .await
-        .expect("the dashboard");
+    click(&browser, "#sign-in").await;
+    shown(&browser, "#today-orders").await;
     browser
         .goto(&app.url(&format!("/admin/orders/{no}")))
         .await
         .unwrap();
-    browser
-        .wait()
-        .at_most(DEADLINE)
-        .for_element(Locator::Css("#refund-form input[name=amount]"))
+    shown(&browser, "#refund-form input[name=amount]")
         .await
-        .expect("a paid order can be refunded")
         .send_keys("0.01")
         .await
         .unwrap();
-    browser
-        .find(Locator::Id("refund"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&browser, "#refund").await;
     until_shown(
         &browser,
         "#refunds tr.refund-succeeded",
@@ -577,20 +537,18 @@ async fn a_shopper_pays_a_v3_shop_in_a_real_browser_and_the_merchant_refunds_and
 
     // The shopper's receipt shows it; the day's v3 bill agrees with the shop.
     browser.goto(receipt_url.as_str()).await.unwrap();
-    let receipt = browser.source().await.unwrap();
-    assert!(receipt.contains("¥0.01"), "the receipt shows the refund");
+    shown(&browser, "#receipt-refunds").await;
+    assert!(
+        browser.source().await.unwrap().contains("¥0.01"),
+        "the receipt shows the refund"
+    );
     let time_end = app.sandbox_order(&no).await["time_end"]
         .as_str()
         .unwrap()
         .to_owned();
     let day = format!("{}-{}-{}", &time_end[..4], &time_end[4..6], &time_end[6..8]);
     browser.goto(&app.url("/admin/bills")).await.unwrap();
-    let date = browser
-        .wait()
-        .at_most(DEADLINE)
-        .for_element(Locator::Css("form.filters input[name=day]"))
-        .await
-        .unwrap();
+    let date = shown(&browser, "form.filters input[name=day]").await;
     browser
         .execute(
             "arguments[0].value = arguments[1];",
@@ -598,25 +556,8 @@ async fn a_shopper_pays_a_v3_shop_in_a_real_browser_and_the_merchant_refunds_and
         )
         .await
         .unwrap();
-    browser
-        .find(Locator::Id("run-bill"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-    browser
-        .wait()
-        .at_most(DEADLINE)
-        .for_element(Locator::Id("no-discrepancies"))
-        .await
-        .expect("the day's v3 bill agrees with the shop");
-    let lines = browser
-        .find(Locator::Id("bill-lines"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    click(&browser, "#run-bill").await;
+    shown(&browser, "#no-discrepancies").await;
+    let lines = shown(&browser, "#bill-lines").await.text().await.unwrap();
     assert_eq!(lines, "2", "the payment and the refund");
 }

@@ -182,26 +182,15 @@ pub async fn examine(client: &Client, notify_url: &Url, refund_notify_url: &Url)
         clock(&probe, now),
         certificate(client, now),
     ];
-    for (check, title, url) in [
-        ("notify_url", "支付通知地址 Payment notify URL", notify_url),
-        (
-            "refund_notify_url",
-            "退款通知地址 Refund notify URL",
-            refund_notify_url,
-        ),
-    ] {
-        findings.push(
-            notify(
-                client.runtime(),
-                Protocol::V2,
-                check,
-                title,
-                url,
-                wechat_is_local,
-            )
-            .await,
-        );
-    }
+    findings.extend(
+        notify_findings(
+            client.runtime(),
+            Protocol::V2,
+            [notify_url, refund_notify_url],
+            wechat_is_local,
+        )
+        .await,
+    );
     Examination {
         api_base: config.base_url.to_string(),
         mch_id: config.merchant.mch_id.clone(),
@@ -604,6 +593,35 @@ fn is_public(ip: IpAddr) -> bool {
                 || (v6.segments()[0] & 0xffc0) == 0xfe80)
         }
     }
+}
+
+/// The payment and the refund notify URLs' findings.
+async fn notify_findings(
+    rt: &AppRuntime,
+    protocol: Protocol,
+    [notify_url, refund_notify_url]: [&Url; 2],
+    wechat_is_local: bool,
+) -> [Finding; 2] {
+    [
+        notify(
+            rt,
+            protocol,
+            "notify_url",
+            "支付通知地址 Payment notify URL",
+            notify_url,
+            wechat_is_local,
+        )
+        .await,
+        notify(
+            rt,
+            protocol,
+            "refund_notify_url",
+            "退款通知地址 Refund notify URL",
+            refund_notify_url,
+            wechat_is_local,
+        )
+        .await,
+    ]
 }
 
 /// Which protocol's notifies a URL is probed with.

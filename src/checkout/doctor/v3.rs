@@ -15,7 +15,8 @@ use reqwest::StatusCode;
 use url::Url;
 
 use super::{
-    clock, is_local, notify, probe_number, Examination, Finding, Protocol, Verdict, TITLE_CLOCK,
+    clock, is_local, notify_findings, probe_number, Examination, Finding, Protocol, Verdict,
+    TITLE_CLOCK,
 };
 use crate::wxpay::v3::client::{Client, Probe, Problem, V3Error};
 use crate::wxpay::v3::SignatureError;
@@ -30,15 +31,26 @@ pub async fn examine_v3(client: &Client, notify_url: &Url, refund_notify_url: &U
     let now = Utc::now();
     let probe = client.probe_query(&probe_number(now)).await;
     let wechat_is_local = is_local(&config.base_url).await;
-    let v2_probe = crate::wxpay::client::Probe {
+    // The clock is judged from the answer's Date, as v2's is.
+    let dated = crate::wxpay::client::Probe {
         date: probe.date.clone(),
         raw: None,
         result: Ok(()),
     };
+    let clock_finding = if probe.date.is_none() && probe.result.is_err() {
+        Finding::new(
+            "clock",
+            TITLE_CLOCK,
+            Verdict::Warn,
+            "WeChat could not be asked: the clock was not compared".into(),
+        )
+    } else {
+        clock(&dated, now)
+    };
     let mut findings = vec![
         credentials(&probe),
         pay_key(&probe, config.credentials.pay_key.id()),
-        clock(&v2_probe, now),
+        clock_finding,
         Finding::new(
             "certificate",
             TITLE_CERTIFICATE,
@@ -48,34 +60,15 @@ pub async fn examine_v3(client: &Client, notify_url: &Url, refund_notify_url: &U
                 .into(),
         ),
     ];
-    if findings[2].check == "clock" && probe.date.is_none() && probe.result.is_err() {
-        findings[2] = Finding::new(
-            "clock",
-            TITLE_CLOCK,
-            Verdict::Warn,
-            "WeChat could not be asked: the clock was not compared".into(),
-        );
-    }
-    for (check, title, url) in [
-        ("notify_url", "支付通知地址 Payment notify URL", notify_url),
-        (
-            "refund_notify_url",
-            "退款通知地址 Refund notify URL",
-            refund_notify_url,
-        ),
-    ] {
-        findings.push(
-            notify(
-                client.runtime(),
-                Protocol::V3,
-                check,
-                title,
-                url,
-                wechat_is_local,
-            )
-            .await,
-        );
-    }
+    findings.extend(
+        notify_findings(
+            client.runtime(),
+            Protocol::V3,
+            [notify_url, refund_notify_url],
+            wechat_is_local,
+        )
+        .await,
+    );
     Examination {
         api_base: config.base_url.to_string(),
         mch_id: config.credentials.mchid.clone(),

@@ -295,11 +295,7 @@ impl Client {
     /// `ORDER_NOT_EXIST` (HTTP 404).
     pub async fn query(&self, out_trade_no: &str) -> Result<Transaction, V3Error> {
         let endpoint = Endpoint::Query;
-        let path = format!(
-            "/v3/pay/transactions/out-trade-no/{}?mchid={}",
-            path_segment(out_trade_no),
-            path_segment(&self.config.credentials.mchid)
-        );
+        let path = self.query_path(out_trade_no);
         let answer = self.idempotent(endpoint, Method::GET, &path, "").await?;
         expect_status(endpoint, &answer, StatusCode::OK)?;
         let transaction: Transaction = read(endpoint, &answer.body)?;
@@ -611,11 +607,7 @@ impl Client {
     /// signature by the configured key.
     pub async fn probe_query(&self, out_trade_no: &str) -> Probe {
         let endpoint = Endpoint::Query;
-        let path = format!(
-            "/v3/pay/transactions/out-trade-no/{}?mchid={}",
-            path_segment(out_trade_no),
-            path_segment(&self.config.credentials.mchid)
-        );
+        let path = self.query_path(out_trade_no);
         let started = Instant::now();
         let fetched = self
             .rt
@@ -657,6 +649,15 @@ impl Client {
         };
         observe(endpoint, started, &probe.result);
         probe
+    }
+
+    /// `GET /v3/pay/transactions/out-trade-no/{no}?mchid=`'s path.
+    fn query_path(&self, out_trade_no: &str) -> String {
+        format!(
+            "/v3/pay/transactions/out-trade-no/{}?mchid={}",
+            path_segment(out_trade_no),
+            path_segment(&self.config.credentials.mchid)
+        )
     }
 
     fn check_merchant(
