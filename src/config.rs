@@ -924,10 +924,14 @@ fn flag(get: &impl Fn(&str) -> Option<String>, var: &'static str) -> Result<bool
 }
 
 impl Settings {
-    /// Refuses a live shop that would refund late payments automatically without the client
-    /// certificate refunds need (the sandbox has its own; the sandbox alone refunds nothing).
+    /// Refuses a live v2 shop that would refund late payments automatically without the client
+    /// certificate v2's refunds need (the sandbox has its own; v3 signs refunds like any call).
     pub fn check_refunds(&self) -> Result<(), ConfigError> {
-        if self.mode == Mode::Live && self.auto_refund_late_payments && self.cert_files.is_none() {
+        if self.mode == Mode::Live
+            && self.api_version == ApiVersion::V2
+            && self.auto_refund_late_payments
+            && self.cert_files.is_none()
+        {
             return Err(error(
                 "AUTO_REFUND_LATE_PAYMENTS",
                 "late payments are refunded automatically, which needs the merchant's API client \
@@ -1309,6 +1313,11 @@ mod tests {
         };
         let s = with_id(&[]).unwrap();
         assert_eq!((s.mode, s.api_version), (Mode::Live, ApiVersion::V3));
+        assert_eq!(
+            s.check_refunds(),
+            Ok(()),
+            "v3 refunds need no client certificate: late payments are refunded as ever"
+        );
         let v3 = s.v3.as_ref().unwrap();
         assert_eq!(v3.mch_serial, "5157F09EFDC096DE15EBE81A47057A7232F1B8E1");
         assert_eq!(

@@ -433,6 +433,63 @@ async fn the_doctor_examines_v3_credentials() {
     assert!(out.contains("WEIXIN_MCH_SERIAL"), "{out}");
 }
 
+#[tokio::test]
+async fn a_live_v3_shop_starts_from_its_key_files_and_learns_of_a_payment_by_asking() {
+    // WeChat: a sandbox of its own (it notifies whoever the order names; this shop's notify URL
+    // is its own loopback, so the payment is learnt by the status path's v3 query as well).
+    let wechat = crate::helpers::TestSandbox::start();
+    let dir = tempfile::TempDir::new().unwrap();
+    let key = dir.path().join("apiclient_key.pem");
+    let pub_key = dir.path().join("pub_key.pem");
+    std::fs::write(&key, wechat.v3.merchant_private_pem.expose_secret()).unwrap();
+    std::fs::write(&pub_key, &wechat.v3.pay_public_pem).unwrap();
+    let catalogue = dir.path().join("catalogue.toml");
+    std::fs::write(
+        &catalogue,
+        "[[product]]\nsku = \"LJ-250\"\nname = \"西湖龙井茶 250g\"\nprice = \"128.00\"\nstock = 5\n",
+    )
+    .unwrap();
+    let (key, pub_key) = (key.display().to_string(), pub_key.display().to_string());
+    let sandbox = wechat.base.to_string();
+    let catalogue = catalogue.display().to_string();
+    // Live mode, v3, no v2 key and no client certificate (late payments still refunded
+    // automatically: v3 needs no certificate for it).
+    let shop = TestApp::spawn_with(&[
+        V3,
+        ("WEIXIN_APPID", SANDBOX_APPID),
+        ("WEIXIN_PARTNER", SANDBOX_MCH_ID),
+        ("SHOP_NAME", "龙井茶庄"),
+        ("WEIXIN_API_BASE", sandbox.as_str()),
+        ("CATALOGUE_FILE", catalogue.as_str()),
+        ("CHECKOUT_FIELDS", ""),
+        ("WEIXIN_APIV3_KEY", wechat.v3.apiv3_key.expose_secret()),
+        ("WEIXIN_MCH_SERIAL", wechat.v3.serial_no.as_str()),
+        ("WEIXIN_MCH_PRIVATE_KEY", key.as_str()),
+        ("WEIXIN_PAY_PUBLIC_KEY", pub_key.as_str()),
+        ("WEIXIN_PAY_PUBLIC_KEY_ID", wechat.v3.pay_key_id.as_str()),
+    ])
+    .await;
+    let no = shop.place_order(1, 1).await;
+    let code_url = shop.open_pay_page(&no).await;
+    assert_eq!(
+        wechat.json(&format!("sandbox/orders/{no}")).await["api"],
+        "v3"
+    );
+    let (status, paid) = wechat.pay(&code_url, "success").await;
+    assert_eq!(status, 200, "{paid}");
+    let until = tokio::time::Instant::now() + DEADLINE;
+    while shop.order_row(&no).await.0 != "paid" {
+        // The pay page's poll: the shop asks WeChat (v3) when it has not heard.
+        shop.status(&no).await;
+        assert!(
+            tokio::time::Instant::now() < until,
+            "never learnt of the payment"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(!paid_by(&shop, &no).await.is_empty());
+}
+
 /// `wechatpay_v3.env` as a map.
 fn read_env(dir: &std::path::Path) -> std::collections::HashMap<String, String> {
     std::fs::read_to_string(dir.join("wechatpay_v3.env"))
