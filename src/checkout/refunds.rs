@@ -469,14 +469,18 @@ impl Checkout {
         no: &OutTradeNo,
         source: &'static str,
     ) -> Result<Result<(), WxError>, CheckoutError> {
-        // v3 asks by refund: the ones recorded here (v2 asks by order and lists them all).
-        let recorded: Vec<String> = self
-            .store()
-            .refunds_of(no)
-            .await?
-            .into_iter()
-            .map(|r| r.out_refund_no.to_string())
-            .collect();
+        // v3 asks by refund: the ones recorded here (v2 asks by order and lists them all, so
+        // it reads none).
+        let recorded: Vec<String> = if self.wechat().v3().is_some() {
+            self.store()
+                .refunds_of(no)
+                .await?
+                .into_iter()
+                .map(|r| r.out_refund_no.to_string())
+                .collect()
+        } else {
+            Vec::new()
+        };
         let answer = match self.wechat().refund_query(no.as_str(), &recorded).await {
             Ok(answer) => answer,
             Err(e) => return Ok(Err(e)),

@@ -292,14 +292,11 @@ impl fmt::Debug for Client {
 impl Client {
     /// A client whose connections are opened and driven on `rt` (see [`crate::rt`]).
     pub fn new(config: ClientConfig, rt: &AppRuntime) -> Result<Self, reqwest::Error> {
-        let mut builder = reqwest::Client::builder()
-            .connect_timeout(config.connect_timeout)
-            .timeout(config.timeout)
-            .redirect(reqwest::redirect::Policy::none())
-            .user_agent(concat!("wxpay-checkout/", env!("CARGO_PKG_VERSION")));
-        if let Some(pem) = &config.extra_root_pem {
-            builder = builder.add_root_certificate(reqwest::Certificate::from_pem(pem.as_bytes())?);
-        }
+        let mut builder = http_builder(
+            config.connect_timeout,
+            config.timeout,
+            config.extra_root_pem.as_deref(),
+        )?;
         if let Some(secapi) = &config.secapi {
             builder = builder.identity(secapi.cert.identity()?);
         }
@@ -714,6 +711,24 @@ impl Client {
             _ => Err(invalid(endpoint, ResponseProblem::BadResultCode)),
         }
     }
+}
+
+/// The HTTPS client both APIs call WeChat with: its timeouts, no redirects followed, the shop's
+/// user agent (v3 refuses requests without one), and a CA trusted besides the public roots.
+pub(crate) fn http_builder(
+    connect_timeout: Duration,
+    timeout: Duration,
+    extra_root_pem: Option<&str>,
+) -> Result<reqwest::ClientBuilder, reqwest::Error> {
+    let mut builder = reqwest::Client::builder()
+        .connect_timeout(connect_timeout)
+        .timeout(timeout)
+        .redirect(reqwest::redirect::Policy::none())
+        .user_agent(concat!("wxpay-checkout/", env!("CARGO_PKG_VERSION")));
+    if let Some(pem) = extra_root_pem {
+        builder = builder.add_root_certificate(reqwest::Certificate::from_pem(pem.as_bytes())?);
+    }
+    Ok(builder)
 }
 
 fn invalid(endpoint: Endpoint, problem: ResponseProblem) -> WxError {

@@ -34,7 +34,7 @@ async fn unheard_payment(app: &TestApp) -> String {
 }
 
 /// The Beijing day WeChat dates a paid order's payment.
-async fn pay_day(app: &TestApp, no: &str) -> String {
+pub(crate) async fn pay_day(app: &TestApp, no: &str) -> String {
     let time_end = app.sandbox_order(no).await["time_end"]
         .as_str()
         .unwrap()
@@ -43,7 +43,12 @@ async fn pay_day(app: &TestApp, no: &str) -> String {
 }
 
 /// Runs `day` from the console; returns the day's page.
-async fn run_day(app: &TestApp, http: &reqwest::Client, csrf: &str, day: &str) -> String {
+pub(crate) async fn run_day(
+    app: &TestApp,
+    http: &reqwest::Client,
+    csrf: &str,
+    day: &str,
+) -> String {
     let response = http
         .post(app.url("/admin/bills/run"))
         .form(&[("csrf", csrf), ("day", day)])

@@ -677,22 +677,31 @@ impl TestApp {
         merchant: Merchant,
         terms: wxpay_checkout::checkout::Terms,
     ) -> wxpay_checkout::checkout::Checkout {
-        let rt = AppRuntime::current();
-        let store = wxpay_checkout::store::Store::connect(&self.database_url, &rt)
-            .await
-            .unwrap();
         let wechat = wxpay_checkout::wxpay::Client::new(
             wxpay_checkout::wxpay::ClientConfig::new(
                 self.sandbox.clone(),
                 merchant,
                 wxpay_checkout::wxpay::SignType::Md5,
             ),
-            &rt,
+            &AppRuntime::current(),
         )
         .unwrap();
+        self.checkout_through(wechat.into(), terms).await
+    }
+
+    /// A checkout service of its own over the shop's database, reaching WeChat through `wechat`.
+    pub async fn checkout_through(
+        &self,
+        wechat: wxpay_checkout::checkout::Gateway,
+        terms: wxpay_checkout::checkout::Terms,
+    ) -> wxpay_checkout::checkout::Checkout {
+        let rt = AppRuntime::current();
+        let store = wxpay_checkout::store::Store::connect(&self.database_url, &rt)
+            .await
+            .unwrap();
         let shutdown = tokio_util::sync::CancellationToken::new();
         let (checkout, _background) =
-            wxpay_checkout::checkout::Checkout::start(store, wechat.into(), terms, &rt, &shutdown);
+            wxpay_checkout::checkout::Checkout::start(store, wechat, terms, &rt, &shutdown);
         checkout
     }
 

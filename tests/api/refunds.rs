@@ -63,7 +63,13 @@ async fn refunds_of(app: &TestApp, no: &str) -> Vec<(String, i64, String, i64)> 
 }
 
 /// Waits until every refund of `no` is `status`.
-async fn wait_refunds(app: &TestApp, no: &str, count: usize, status: &str, deadline: Duration) {
+pub(crate) async fn wait_refunds(
+    app: &TestApp,
+    no: &str,
+    count: usize,
+    status: &str,
+    deadline: Duration,
+) {
     let until = tokio::time::Instant::now() + deadline;
     loop {
         let refunds = refunds_of(app, no).await;

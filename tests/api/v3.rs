@@ -23,7 +23,7 @@ use wxpay_checkout::wxpay::v3::{
     ApiV3Key, Client, ClientConfig, Credentials, MerchantKey, PayPublicKey,
 };
 
-use crate::admin::{page, sign_in};
+use crate::admin::sign_in;
 use crate::helpers::{demo_merchant, hand_signed, test_terms, TestApp};
 
 const DEADLINE: Duration = Duration::from_secs(10);
@@ -55,13 +55,9 @@ fn wechat_signer() -> MerchantKey {
 
 /// Another replica's checkout service speaking v3 to the app's sandbox, for the job.
 async fn v3_checkout(app: &TestApp) -> Checkout {
-    let rt = AppRuntime::current();
-    let store = wxpay_checkout::store::Store::connect(&app.database_url, &rt)
-        .await
-        .unwrap();
     let client = Client::new(
         ClientConfig::new(app.sandbox.clone(), sandbox_credentials()),
-        &rt,
+        &AppRuntime::current(),
     )
     .unwrap();
     let gateway = Gateway::V3(V3Gateway::new(
@@ -69,9 +65,8 @@ async fn v3_checkout(app: &TestApp) -> Checkout {
         demo_merchant(),
         wxpay_checkout::wxpay::SignType::Md5,
     ));
-    let shutdown = tokio_util::sync::CancellationToken::new();
-    let terms = test_terms(Duration::from_secs(60), None);
-    Checkout::start(store, gateway, terms, &rt, &shutdown).0
+    app.checkout_through(gateway, test_terms(Duration::from_secs(60), None))
+        .await
 }
 
 async fn paid_by(app: &TestApp, no: &str) -> Vec<String> {
@@ -113,50 +108,18 @@ async fn a_v3_shop_is_paid_by_its_notify_refunds_and_reconciles_the_day() {
         .await
         .unwrap();
     assert_eq!(response.status(), 303, "{}", response.text().await.unwrap());
-    assert_eq!(
-        refund_status(&app, &no).await,
-        "succeeded",
-        "the refund never settled"
-    );
+    crate::refunds::wait_refunds(&app, &no, 1, "succeeded", DEADLINE).await;
     let sandbox_refunds = &app.sandbox_order(&no).await["refunds"];
     assert_eq!(sandbox_refunds[0]["refund_fee"], 1, "{sandbox_refunds}");
 
     // The day's v3 trade bill agrees with the shop: the payment and the refund.
-    let time_end = app.sandbox_order(&no).await["time_end"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let day = format!("{}-{}-{}", &time_end[..4], &time_end[4..6], &time_end[6..8]);
-    let response = http
-        .post(app.url("/admin/bills/run"))
-        .form(&[("csrf", csrf.as_str()), ("day", day.as_str())])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 303);
-    let shown = page(&app, &http, &format!("/admin/bills/{day}")).await;
+    let day = crate::bills::pay_day(&app, &no).await;
+    let shown = crate::bills::run_day(&app, &http, &csrf, &day).await;
     assert!(shown.contains("id=\"no-discrepancies\""), "{shown}");
     assert!(
         shown.contains("<span class=\"figure\" id=\"bill-lines\">2</span>"),
         "{shown}"
     );
-}
-
-/// The status of `no`'s refund once it has succeeded, or as it stands at the deadline.
-async fn refund_status(app: &TestApp, no: &str) -> String {
-    let until = tokio::time::Instant::now() + DEADLINE;
-    loop {
-        let status: String =
-            sqlx::query_scalar("SELECT status FROM refunds WHERE out_trade_no = $1")
-                .bind(no)
-                .fetch_one(&app.db)
-                .await
-                .unwrap();
-        if status == "succeeded" || tokio::time::Instant::now() > until {
-            return status;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 #[tokio::test]
@@ -599,11 +562,7 @@ async fn a_shopper_pays_a_v3_shop_in_a_real_browser_and_the_merchant_refunds_and
         browser.source().await.unwrap().contains("¥0.01"),
         "the receipt shows the refund"
     );
-    let time_end = app.sandbox_order(&no).await["time_end"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let day = format!("{}-{}-{}", &time_end[..4], &time_end[4..6], &time_end[6..8]);
+    let day = crate::bills::pay_day(&app, &no).await;
     browser.goto(&app.url("/admin/bills")).await.unwrap();
     let date = shown(&browser, "form.filters input[name=day]").await;
     browser

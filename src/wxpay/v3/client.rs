@@ -245,14 +245,11 @@ pub struct Probe {
 impl Client {
     /// A client whose connections are opened and driven on `rt` (see [`crate::rt`]).
     pub fn new(config: ClientConfig, rt: &AppRuntime) -> Result<Self, reqwest::Error> {
-        let mut builder = reqwest::Client::builder()
-            .connect_timeout(config.connect_timeout)
-            .timeout(config.timeout)
-            .redirect(reqwest::redirect::Policy::none())
-            .user_agent(concat!("wxpay-checkout/", env!("CARGO_PKG_VERSION")));
-        if let Some(pem) = &config.extra_root_pem {
-            builder = builder.add_root_certificate(reqwest::Certificate::from_pem(pem.as_bytes())?);
-        }
+        let builder = crate::wxpay::client::http_builder(
+            config.connect_timeout,
+            config.timeout,
+            config.extra_root_pem.as_deref(),
+        )?;
         Ok(Self {
             http: builder.build()?,
             config: Arc::new(config),
